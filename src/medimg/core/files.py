@@ -1,0 +1,74 @@
+"""Atomic output: write to a temporary name beside the target, then rename.
+
+A crash or Ctrl-C never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_dir", "full_suffix", "sha256_file"]
+
+
+def full_suffix(path: str | Path) -> str:
+    """The file's complete extension, lower case: ``".nii.gz"`` for ``a.nii.gz``, ``""`` for none."""
+    name = Path(path).name.lower()
+    for double in (".nii.gz", ".tar.gz"):
+        if name.endswith(double):
+            return double
+    return Path(name).suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same extension); rename it to ``path`` on success.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is
+    left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = full_suffix(target)
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (which must not exist
+    or be an empty folder). On failure the temporary folder is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            target.rmdir()  # only an empty folder may be replaced
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
