@@ -1,0 +1,1 @@
+"""The ``medimg`` command-line interface (nothing else imports this package)."""

@@ -1,0 +1,212 @@
+"""The ``medimg`` command.
+
+A thin layer over the public API: every subcommand calls the functions a Python user would.
+User errors (bad files, inconsistent series, unknown names) print one line on stderr and exit
+with status 2; ``--debug`` shows the traceback instead. Heavy modules are imported inside the
+subcommands so that ``medimg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from medimg import __version__
+from medimg.errors import MedimgError, UserInputError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="medimg",
+    help="Medical imaging analytics: from raw DICOM to a validated, reproducible result.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medimg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],  # noqa: UP045 - typer needs Optional here
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """Medical imaging analytics: from raw DICOM to a validated, reproducible result."""
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _progress(description: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=_console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    )
+
+
+# --------------------------------------------------------------------------- info
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="A DICOM folder or file, or a NIfTI/NRRD/MHA/PNG file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    pixels: Annotated[bool, typer.Option(help="Read pixels to report value ranges (slower).")] = True,
+) -> None:
+    """Show the patients, studies and series found: modality, size, spacing, orientation, value range, warnings."""
+    from medimg.cli.summary import summarize_path
+
+    with _progress("reading headers") as progress:
+        task = progress.add_task("scan", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = summarize_path(path, read_pixels=pixels, progress=report)
+    from medimg.cli.summary import count_problems, render_summary
+
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        render_summary(summary, _console())
+    if count_problems(summary):
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- convert
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="A DICOM folder or file, or any image file medimg reads.")],
+    dst: Annotated[Path, typer.Argument(metavar="OUT", help="Output file; format from the extension (.nii.gz, .nii, .nrrd, .mha, .png).")],
+    series: Annotated[Optional[str], typer.Option("--series", help="Series Instance UID (or UID#n) when IN holds several.")] = None,  # noqa: UP045
+    resample: Annotated[bool, typer.Option("--resample", help="Resample irregular series (gaps, unequal spacing, gantry tilt) onto a regular grid instead of failing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension."""
+    from medimg import io
+
+    if dst.exists() and not overwrite:
+        raise UserInputError(f"{dst}: exists already (pass --overwrite to replace it)")
+    suffix_ok = any(str(dst).lower().endswith(s) for s in io.WRITE_SUFFIXES)
+    if not suffix_ok:
+        raise UserInputError(f"{dst}: cannot write this extension; use one of {', '.join(io.WRITE_SUFFIXES)}")
+    image = io.read(src, series_uid=series, on_irregular="resample" if resample else "error")
+    io.write(image, dst)
+    err = _console(stderr=True)
+    for warning in image.meta.get("warnings", []):
+        err.print(f"warning: {warning}")
+    typer.echo(f"wrote {dst}: {image.grid_summary()} {image.dtype}")
+
+
+# --------------------------------------------------------------------------- list
+@app.command("list")
+def list_operations(
+    kind: Annotated[Optional[str], typer.Argument(help="Only this kind (e.g. segmentation, features).")] = None,  # noqa: UP045
+) -> None:
+    """List the registered operations (methods, feature families, ...) and their parameters."""
+    from rich.table import Table
+
+    from medimg.cli.registered import load_registries
+
+    registries = load_registries()
+    if kind is not None and kind not in registries:
+        from medimg.errors import UnknownNameError
+
+        raise UnknownNameError("kind", kind, registries)
+    table = Table("kind", "name", "parameters", "summary")
+    for reg_kind, reg in sorted(registries.items()):
+        if kind and reg_kind != kind:
+            continue
+        for entry in reg:
+            params = ", ".join(f"{n}: {t} = {d}" for n, t, d in entry.describe())
+            table.add_row(reg_kind, entry.name, params, entry.summary)
+    _console().print(table)
+
+
+# --------------------------------------------------------------------------- synth / demo
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output folder for the synthetic cohort.")],
+    patients: Annotated[int, typer.Option(min=1, help="Number of patients.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cohort).")] = 0,
+    noise_hu: Annotated[float, typer.Option(min=0.0, help="Noise standard deviation in HU.")] = 12.0,
+) -> None:
+    """Generate a synthetic CT cohort as DICOM series with lesion masks and ground truth."""
+    from medimg.datasets import make_cohort
+
+    with _progress("generating") as progress:
+        task = progress.add_task("synth", total=patients)
+        cohort = make_cohort(out, n_patients=patients, seed=seed, noise_hu=noise_hu,
+                             progress=lambda done, total: progress.update(task, completed=done, total=total))
+    typer.echo(f"wrote {len(cohort.rows)} studies of {patients} patients under {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+    patients: Annotated[int, typer.Option(min=8, help="Number of synthetic patients.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the end-to-end demo: synthetic cohort -> read -> segment -> features -> model -> HTML report."""
+    from medimg.demo import run_demo
+
+    result = run_demo(out, n_patients=patients, seed=seed, log=typer.echo)
+    typer.echo(f"report: {result.report_path.resolve()}")
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 ok, 2 user error, 1 other failure)."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="medimg", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        hint = f" (see: medimg {exc.ctx.info_name} --help)" if getattr(exc, "ctx", None) and exc.ctx.info_name != "medimg" else ""
+        if hint:
+            typer.echo(hint.strip(), err=True)
+        return exc.exit_code if exc.exit_code else 2
+    except UserInputError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except MedimgError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Decoding DICOM pixel data: raw little-endian frames directly, everything else through pydicom.
+
+Native (uncompressed) little-endian pixel data is read straight from the file into the output
+array (``readinto``, no intermediate copy). Compressed transfer syntaxes (JPEG, JPEG-LS,
+JPEG 2000, HTJ2K, RLE, deflate, big endian) go through pydicom's pixel plugins (pylibjpeg,
+GDCM, pyjpegls, Pillow). A syntax that no installed plugin decodes raises
+:class:`~medimg.errors.UnsupportedTransferSyntaxError` naming it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.errors import (
+    FileFormatError,
+    MissingPixelDataError,
+    TruncatedFileError,
+    UnsupportedTransferSyntaxError,
+)
+from medimg.io.dicom.header import NATIVE_LE, TS_NAMES, Header
+
+__all__ = ["raw_dtype", "can_read_raw", "read_raw_frames_into", "decode_pixels", "syntax_name"]
+
+
+def syntax_name(uid: str) -> str:
+    """Human name of a transfer syntax UID (pydicom's dictionary, or the UID itself)."""
+    if uid in TS_NAMES:
+        return TS_NAMES[uid]
+    try:
+        from pydicom.uid import UID
+
+        name = UID(uid).name
+        return name or uid
+    except Exception:  # noqa: BLE001
+        return uid
+
+
+def raw_dtype(header: Header) -> np.dtype | None:
+    """The numpy dtype of native pixel data, or ``None`` when it cannot be read raw."""
+    keyword = header.pixel_keyword
+    if keyword == "FloatPixelData":
+        return np.dtype("<f4")
+    if keyword == "DoubleFloatPixelData":
+        return np.dtype("<f8")
+    bits = header.get("BitsAllocated")
+    signed = header.get("PixelRepresentation", 0) == 1
+    if bits == 8:
+        return np.dtype("i1" if signed else "u1")
+    if bits == 16:
+        return np.dtype("<i2" if signed else "<u2")
+    if bits == 32:
+        return np.dtype("<i4" if signed else "<u4")
+    return None
+
+
+def can_read_raw(header: Header) -> bool:
+    """True when the pixels can be read straight from the file (native LE, monochrome, whole bytes)."""
+    if header.transfer_syntax not in NATIVE_LE or header.pixel_offset is None:
+        return False
+    if header.get("SamplesPerPixel", 1) != 1:
+        return False
+    if header.get("PhotometricInterpretation", "MONOCHROME2") not in ("MONOCHROME1", "MONOCHROME2"):
+        return False
+    dtype = raw_dtype(header)
+    if dtype is None:
+        return False
+    rows, cols = header.get("Rows"), header.get("Columns")
+    if not rows or not cols:
+        return False
+    expected = rows * cols * header.number_of_frames * dtype.itemsize
+    length = header.pixel_length or 0
+    if length not in (expected, expected + 1):
+        return False
+    stored = header.get("BitsStored", dtype.itemsize * 8)
+    # pydicom leaves unused high bits of unsigned data as they are, and sign-extends signed data.
+    return not (header.pixel_keyword == "PixelData" and stored < dtype.itemsize * 8 and dtype.kind == "i")
+
+
+def read_raw_frames_into(header: Header, out: np.ndarray) -> None:
+    """Read all frames of a native-LE file into ``out`` (shape (frames, rows, cols), raw dtype)."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    with open(header.path, "rb") as fh:
+        fh.seek(header.pixel_offset)
+        got = fh.readinto(view)
+    if got != view.nbytes:
+        raise TruncatedFileError(header.path, f"pixel data is cut short: {got} of {view.nbytes} bytes")
+
+
+def decode_pixels(path: str | Path, header: Header | None = None, *, dataset: Any = None) -> np.ndarray:
+    """Stored pixel values of a DICOM file, before any rescale.
+
+    Shape (frames, rows, cols) or (frames, rows, cols, samples); colour data are returned as
+    RGB (YBR converted, as pydicom does by default). Raises a :class:`FileFormatError`
+    subclass naming the file and the problem.
+    """
+    from medimg.io.dicom.header import read_header
+
+    path = Path(path)
+    if header is None:
+        header = read_header(path)
+    if not header.has_pixels:
+        raise MissingPixelDataError(path, "no Pixel Data (7FE0,0010) element: not an image object")
+    if can_read_raw(header):
+        rows, cols = header.get("Rows"), header.get("Columns")
+        out = np.empty((header.number_of_frames, rows, cols), dtype=raw_dtype(header))
+        read_raw_frames_into(header, out)
+        return out.astype(out.dtype.newbyteorder("="), copy=False)
+    return _decode_with_pydicom(path, header, dataset)
+
+
+def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray:
+    import pydicom
+
+    ts = header.transfer_syntax
+    name = syntax_name(ts)
+    try:
+        ds = dataset if dataset is not None else pydicom.dcmread(path, force=header.via_pydicom)
+    except Exception as err:  # noqa: BLE001
+        raise FileFormatError(path, f"cannot be read by pydicom ({type(err).__name__}: {err})") from err
+    if ts and not getattr(ds.file_meta, "TransferSyntaxUID", None):
+        # File Meta without a Transfer Syntax UID: use the encoding the data set was read with.
+        ds.file_meta.TransferSyntaxUID = ts
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as err:
+        detail = str(err).strip().splitlines()[0][:200]
+        raise UnsupportedTransferSyntaxError(path, ts, name, detail) from err
+    except ValueError as err:
+        msg = str(err)
+        if "less than expected" in msg or "short" in msg:
+            raise TruncatedFileError(path, f"pixel data is cut short ({msg.split(' - ')[0]})") from err
+        raise FileFormatError(path, f"pixel data cannot be decoded ({msg[:200]})") from err
+    except AttributeError as err:
+        raise FileFormatError(path, f"pixel data cannot be decoded: {err}") from err
+    except Exception as err:  # noqa: BLE001 - plugins raise anything
+        raise FileFormatError(path, f"pixel data cannot be decoded ({type(err).__name__}: {err})") from err
+    frames = header.number_of_frames
+    samples = header.get("SamplesPerPixel", 1)
+    if frames == 1:
+        array = array[np.newaxis]
+    if samples == 1 and array.ndim == 4:  # should not happen; keep shapes honest
+        array = array[..., 0]
+    return array.astype(array.dtype.newbyteorder("="), copy=False)

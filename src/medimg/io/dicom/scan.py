@@ -1,0 +1,327 @@
+"""Finding DICOM files and grouping their frames into series that can each become one volume.
+
+Frames are grouped by Series Instance UID, then split where a "series" holds more than one
+volume: different orientation, matrix size, pixel spacing, samples per pixel, echo (number or
+time), temporal position, diffusion b-value or stack — and, when positions repeat, by the
+first of Acquisition Number, Trigger Time, Acquisition Time or Image Type that separates them
+(multi-phase and multi-acquisition series). Sorting and geometry checks happen in
+:mod:`medimg.io.dicom.volume`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.errors import EmptyInputError, FileFormatError, UserInputError
+from medimg.io.dicom.header import Header, read_header
+
+__all__ = ["Frame", "SeriesInfo", "ScanResult", "scan", "list_files", "frames_of"]
+
+#: File names never worth opening as DICOM.
+_SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
+_SKIP_SUFFIXES = {".txt", ".csv", ".json", ".xml", ".nii", ".gz", ".nrrd", ".mha", ".mhd", ".png",
+                  ".jpg", ".jpeg", ".md", ".html", ".py", ".zip", ".raw", ".zraw"}
+#: Tags tried, in order, to separate volumes whose slice positions repeat.
+_DUPLICATE_SPLITTERS = ("AcquisitionNumber", "TriggerTime", "AcquisitionTime", "ImageType")
+
+
+@dataclass(slots=True)
+class Frame:
+    """One 2-D frame: a single-frame file, or one frame of a multi-frame file.
+
+    ``position`` is the LPS position (mm) of the centre of the first voxel (Image Position
+    (Patient)); ``orientation`` the six direction cosines of Image Orientation (Patient).
+    Both are ``None`` for objects without patient geometry.
+    """
+
+    header: Header
+    index: int
+    position: np.ndarray | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing) as in DICOM
+    slope: float = 1.0
+    intercept: float = 0.0
+    thickness: float | None = None
+    keys: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        """The file the frame lives in."""
+        return self.header.path
+
+
+@dataclass
+class SeriesInfo:
+    """A set of frames that make one image: one series, or one volume of a split series."""
+
+    key: str
+    frames: list[Frame]
+    label: str = ""
+
+    @property
+    def first(self) -> Header:
+        """Header of the first file (for series-level attributes)."""
+        return self.frames[0].header
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        """A series-level attribute from the first file."""
+        return self.first.get(keyword, default)
+
+    @property
+    def series_uid(self) -> str:
+        """Series Instance UID (or a file path when the file has none)."""
+        return self.get("SeriesInstanceUID") or str(self.first.path)
+
+    @property
+    def files(self) -> list[Path]:
+        """The distinct files, in frame order."""
+        return list(dict.fromkeys(f.header.path for f in self.frames))
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (slices)."""
+        return len(self.frames)
+
+    @property
+    def has_geometry(self) -> bool:
+        """True when every frame has a position and an orientation."""
+        return all(f.position is not None and f.orientation is not None for f in self.frames)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(frames, rows, columns)."""
+        return (self.n_frames, int(self.get("Rows", 0) or 0), int(self.get("Columns", 0) or 0))
+
+    def describe(self) -> str:
+        """One line naming the series for messages."""
+        parts = [self.get("Modality", "?"), f"#{self.get('SeriesNumber', '?')}"]
+        if self.get("SeriesDescription"):
+            parts.append(repr(self.get("SeriesDescription")))
+        if self.label:
+            parts.append(f"[{self.label}]")
+        parts.append(f"{self.n_frames} frame(s), uid {self.key}")
+        return " ".join(str(p) for p in parts)
+
+
+@dataclass
+class ScanResult:
+    """What a folder holds: image series, other DICOM objects, and files that failed."""
+
+    series: list[SeriesInfo]
+    other_objects: list[Header] = field(default_factory=list)
+    failures: list[tuple[Path, UserInputError]] = field(default_factory=list)
+    n_files: int = 0
+
+
+def list_files(path: str | Path, *, recursive: bool = True) -> list[Path]:
+    """Candidate DICOM files under ``path`` (a file, or a folder searched recursively), sorted."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileFormatError(path, "no such file or folder")
+    out: list[Path] = []
+    if recursive:
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            out.extend(_keep(Path(root), names))
+    else:
+        out.extend(_keep(path, [p.name for p in path.iterdir() if p.is_file()]))
+    return sorted(out)
+
+
+def _keep(root: Path, names: Iterable[str]) -> list[Path]:
+    kept = []
+    for name in names:
+        if name in _SKIP_NAMES or name.startswith(".") or Path(name).suffix.lower() in _SKIP_SUFFIXES:
+            continue
+        kept.append(root / name)
+    return kept
+
+
+def scan(
+    path: str | Path | Sequence[str | Path],
+    *,
+    recursive: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
+    """Read the headers under ``path`` and group image frames into series.
+
+    Files that are not DICOM or are broken are recorded in ``failures`` (the scan goes on);
+    DICOM objects without pixels (SR, RTSTRUCT, RT Plan, ...) are listed in ``other_objects``.
+    ``progress(done, total)`` is called as files are read.
+    """
+    if isinstance(path, (str, Path)):
+        files = list_files(path, recursive=recursive)
+        if not files:
+            raise EmptyInputError(f"{path}: folder holds no files")
+    else:
+        files = [Path(p) for p in path]
+    result = ScanResult(series=[], n_files=len(files))
+    frames: list[Frame] = []
+    total = len(files)
+    for done, file in enumerate(files, 1):
+        try:
+            header = read_header(file)
+            if not header.has_pixels:
+                result.other_objects.append(header)
+            else:
+                frames.extend(frames_of(header))
+        except UserInputError as err:
+            result.failures.append((file, err))
+        except OSError as err:
+            result.failures.append((file, FileFormatError(file, f"cannot be read ({err.strerror or err})")))
+        if progress is not None and (done % 64 == 0 or done == total):
+            progress(done, total)
+    result.series = group_frames(frames)
+    return result
+
+
+def frames_of(header: Header) -> list[Frame]:
+    """The frames of one image file, with their geometry and rescale."""
+    for keyword, tag in (("Rows", "0028,0010"), ("Columns", "0028,0011")):
+        if not header.get(keyword):
+            raise FileFormatError(header.path, f"has Pixel Data but no {keyword} ({tag}): image size unknown")
+    if header.pixel_keyword == "PixelData" and not header.get("BitsAllocated"):
+        raise FileFormatError(header.path, "has Pixel Data but no Bits Allocated (0028,0100)")
+    if header.is_enhanced_multiframe:
+        from medimg.io.dicom.multiframe import enhanced_frames
+
+        return enhanced_frames(header)
+    values = header.values
+    ipp = values.get("ImagePositionPatient")
+    iop = values.get("ImageOrientationPatient")
+    position = np.asarray(ipp, dtype=float) if ipp and len(ipp) == 3 else None
+    orientation = tuple(float(v) for v in iop) if iop and len(iop) == 6 else None
+    ps = values.get("PixelSpacing")
+    spacing = (float(ps[0]), float(ps[1])) if ps and len(ps) == 2 and min(ps) > 0 else None
+    slope = values.get("RescaleSlope")
+    if slope is None:
+        slope = values.get("DoseGridScaling")
+    slope = 1.0 if slope in (None, 0.0) else float(slope)
+    intercept = float(values.get("RescaleIntercept") or 0.0)
+    keys = {
+        "EchoNumbers": values.get("EchoNumbers"),
+        "EchoTime": values.get("EchoTime"),
+        "TemporalPositionIdentifier": values.get("TemporalPositionIdentifier"),
+        "DiffusionBValue": values.get("DiffusionBValue"),
+    }
+    thickness = values.get("SliceThickness")
+    n = header.number_of_frames
+    if n == 1:
+        return [Frame(header, 0, position, orientation, spacing, slope, intercept, thickness, keys)]
+    offsets = values.get("GridFrameOffsetVector")
+    frames = []
+    if position is not None and orientation is not None and offsets and len(offsets) == n:
+        normal = np.cross(orientation[:3], orientation[3:])
+        for k in range(n):
+            frames.append(Frame(header, k, position + offsets[k] * normal, orientation, spacing,
+                                slope, intercept, thickness, dict(keys)))
+    else:  # multi-frame without per-frame geometry (cine, US, secondary capture)
+        for k in range(n):
+            frames.append(Frame(header, k, None, None, spacing, slope, intercept, thickness,
+                                dict(keys, frame_stack=str(header.path))))
+    return frames
+
+
+def _round(value: Any, ndigits: int) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(round(float(v), ndigits) for v in value)
+    if isinstance(value, float):
+        return round(value, ndigits)
+    return value
+
+
+def _volume_key(frame: Frame) -> tuple[Any, ...]:
+    h = frame.header.values
+    return (
+        frame.position is not None and frame.orientation is not None,
+        _round(frame.orientation, 3),
+        h.get("Rows"),
+        h.get("Columns"),
+        _round(frame.pixel_spacing, 4),
+        h.get("SamplesPerPixel", 1),
+        tuple(sorted((k, _round(v, 3)) for k, v in frame.keys.items() if v is not None)),
+    )
+
+
+def group_frames(frames: list[Frame]) -> list[SeriesInfo]:
+    """Group frames into volumes (see the module docstring for the rules)."""
+    by_series: dict[str, list[Frame]] = defaultdict(list)
+    for frame in frames:
+        uid = frame.header.get("SeriesInstanceUID") or f"file:{frame.header.path}"
+        by_series[uid].append(frame)
+    out: list[SeriesInfo] = []
+    for uid, members in by_series.items():
+        groups: dict[tuple[Any, ...], list[Frame]] = defaultdict(list)
+        for frame in members:
+            groups[_volume_key(frame)].append(frame)
+        volumes: list[tuple[list[Frame], str]] = []
+        for key, group in groups.items():
+            label = _label_from_key(key) if len(groups) > 1 else ""
+            if not key[0]:  # no geometry: each file is its own image
+                per_file: dict[Path, list[Frame]] = defaultdict(list)
+                for frame in group:
+                    per_file[frame.header.path].append(frame)
+                for file_frames in per_file.values():
+                    volumes.append((file_frames, label))
+                continue
+            for part, extra in _split_duplicates(group):
+                volumes.append((part, ", ".join(p for p in (label, extra) if p)))
+        volumes.sort(key=lambda v: (v[0][0].header.get("InstanceNumber") or 0, str(v[0][0].header.path)))
+        for i, (vol_frames, label) in enumerate(volumes):
+            key = uid if len(volumes) == 1 else f"{uid}#{i + 1}"
+            out.append(SeriesInfo(key=key, frames=vol_frames, label=label))
+    out.sort(key=lambda s: (str(s.get("PatientID", "")), str(s.get("StudyInstanceUID", "")),
+                            s.get("SeriesNumber") or 0, s.key))
+    return out
+
+
+def _label_from_key(key: tuple[Any, ...]) -> str:
+    has_geo, iop, rows, cols, ps, samples, extra = key
+    parts = [f"{k}={v}" for k, v in extra if k != "frame_stack"]
+    if has_geo and iop is not None:
+        from medimg.core.image import orientation_code
+
+        normal = np.cross(iop[:3], iop[3:])
+        parts.append(f"{orientation_code(np.column_stack([iop[:3], iop[3:], normal]))[:2]} plane")
+    parts.append(f"{cols}x{rows}")
+    return ", ".join(parts)
+
+
+def _positions_repeat(frames: list[Frame]) -> bool:
+    normal = np.cross(frames[0].orientation[:3], frames[0].orientation[3:])
+    dist = np.sort(np.array([f.position @ normal for f in frames]))
+    return bool(np.any(np.diff(dist) < 1e-3))
+
+
+def _split_duplicates(frames: list[Frame]) -> list[tuple[list[Frame], str]]:
+    """Split a group whose slice positions repeat by the first tag that separates them."""
+    if len(frames) < 2 or not _positions_repeat(frames):
+        return [(frames, "")]
+    for tag in _DUPLICATE_SPLITTERS:
+        parts: dict[Any, list[Frame]] = defaultdict(list)
+        for frame in frames:
+            value = frame.header.get(tag)
+            parts[tuple(value) if isinstance(value, list) else value].append(frame)
+        if len(parts) > 1 and not any(_positions_repeat(p) for p in parts.values() if len(p) > 1):
+            ordered = sorted(parts.items(), key=lambda kv: _sort_key(kv[0]))
+            return [(p, f"{tag}={_show(v)}") for v, p in ordered]
+    return [(frames, "")]  # volume assembly reports the duplicated positions
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def _show(value: Any) -> str:
+    return "\\".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
