@@ -51,9 +51,9 @@ def summarize_path(
         image = io.read(path)
         return {"path": str(path), "format": image.meta.get("source_format"), "images": [summarize_image(image)],
                 "patients": [], "failures": [], "other_objects": [], "n_files": 1}
+    if path.is_file():
+        io.read(path)  # a single file must read as a whole; its error is the answer
     result = dicom.scan(path, progress=progress)
-    if path.is_file() and result.failures:
-        raise result.failures[0][1]
     if path.is_file() and not result.series and result.other_objects:
         from medimg.errors import MissingPixelDataError
 

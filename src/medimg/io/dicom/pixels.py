@@ -118,7 +118,9 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
     ts = header.transfer_syntax
     name = syntax_name(ts)
     try:
-        ds = dataset if dataset is not None else pydicom.dcmread(path, force=header.via_pydicom)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dataset if dataset is not None else pydicom.dcmread(path, force=header.via_pydicom)
     except Exception as err:  # noqa: BLE001
         raise FileFormatError(path, f"cannot be read by pydicom ({type(err).__name__}: {err})") from err
     if ts and not getattr(ds.file_meta, "TransferSyntaxUID", None):
@@ -137,6 +139,10 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
             raise TruncatedFileError(path, f"pixel data is cut short ({msg.split(' - ')[0]})") from err
         raise FileFormatError(path, f"pixel data cannot be decoded ({msg[:200]})") from err
     except AttributeError as err:
+        if "no 'Pixel Data'" in str(err) and header.pixel_keyword is not None:
+            # Our parser saw the Pixel Data element; pydicom lost it: the fragments run off the end.
+            msg = "encapsulated pixel data has no sequence delimiter: the file is cut short"
+            raise TruncatedFileError(path, msg) from err
         raise FileFormatError(path, f"pixel data cannot be decoded: {err}") from err
     except Exception as err:  # noqa: BLE001 - plugins raise anything
         raise FileFormatError(path, f"pixel data cannot be decoded ({type(err).__name__}: {err})") from err
