@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from _common import CACHE, best_of, cold, machine, write_section
 
 N_SERIES, N_SLICES, SIZE = 20, 100, 256

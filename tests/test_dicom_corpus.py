@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import DATA
 
+from conftest import DATA
 from medimg import io
 from medimg.cli.main import main
-from medimg.errors import MissingPixelDataError, TruncatedFileError, UnsupportedTransferSyntaxError, UserInputError
+from medimg.errors import (
+    MissingPixelDataError,
+    TruncatedFileError,
+    UnsupportedTransferSyntaxError,
+    UserInputError,
+)
 from medimg.io.dicom import decode_pixels, read_header
 from medimg.io.dicom.header import read_header_pydicom
 

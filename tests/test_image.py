@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import DIRECTIONS, rotation
 
+from conftest import DIRECTIONS, rotation
 from medimg import Image
 from medimg.core.image import LPS_TO_RAS, orientation_code
 from medimg.core.orient import reorient

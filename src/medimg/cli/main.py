@@ -173,25 +173,26 @@ def demo(
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 2 user error, 1 other failure)."""
-    import click
+    from typer.exceptions import Abort, Exit, TyperException
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         app(args=args, prog_name="medimg", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click.ClickException as exc:
+    except TyperException as exc:  # click usage errors (vendored by typer)
         if debug:
             raise
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        hint = f" (see: medimg {exc.ctx.info_name} --help)" if getattr(exc, "ctx", None) and exc.ctx.info_name != "medimg" else ""
-        if hint:
-            typer.echo(hint.strip(), err=True)
-        return exc.exit_code if exc.exit_code else 2
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 0  # help was printed
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{where}", err=True)
+        return int(getattr(exc, "exit_code", 2) or 2)
     except UserInputError as exc:
         if debug:
             raise

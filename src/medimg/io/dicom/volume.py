@@ -59,7 +59,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _name(frame: Frame) -> str:
     inst = frame.header.get("InstanceNumber")
-    where = frame.header.path.name + (f"[frame {frame.index + 1}]" if frame.header.number_of_frames > 1 else "")
+    where = str(frame.header.path) + (f"[frame {frame.index + 1}]" if frame.header.number_of_frames > 1 else "")
     return f"{where} (instance {inst})" if inst is not None else where
 
 
