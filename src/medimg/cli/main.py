@@ -170,6 +170,30 @@ def demo(
     typer.echo(f"report: {result.report_path.resolve()}")
 
 
+# --------------------------------------------------------------------------- more commands
+#: Modules that add subcommands with ``register(app)``; each keeps heavy imports inside its commands.
+COMMAND_MODULES = (
+    "medimg.cli.catalog_cmd",
+    "medimg.cli.pacs_cmd",
+    "medimg.cli.deid_cmd",
+    "medimg.cli.filters_cmd",
+    "medimg.cli.segmentation_cmd",
+    "medimg.cli.features_cmd",
+)
+
+
+def _register_command_modules() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(app)
+
+
+_register_command_modules()
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 2 user error, 1 other failure)."""
