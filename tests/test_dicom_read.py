@@ -258,3 +258,19 @@ def test_fast_header_agrees_with_pydicom(tmp_path: Path) -> None:
             assert fast.values == slow.values
             assert fast.get("PatientName") == "MÜLLER^JÖRG"
             assert fast.pixel_keyword == slow.pixel_keyword
+
+
+@pytest.mark.parametrize("name", ["oblique", "sagittal"])
+def test_enhanced_multiframe_ct_reads_like_its_source_series(tmp_path: Path, name: str) -> None:
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    truth = phantom(shape=(5, 12, 10), direction=DIRECTIONS[name])
+    files = write_series(truth, tmp_path / "s", seed=23, shuffle_seed=2)
+    datasets = [pydicom.dcmread(f) for f in files]
+    enhanced = LegacyConvertedEnhancedCTImage(
+        datasets, series_instance_uid=pydicom.uid.generate_uid(), series_number=99,
+        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1,
+    )
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    got = io.read(tmp_path / "enhanced.dcm")
+    assert_same_image(got, truth)
