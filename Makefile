@@ -31,7 +31,12 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## make bench: measure speed against the libraries users would pick instead; writes BENCHMARKS.md
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) -e ".[all,dl,dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 ## make validate: checks against outside references (dcm2niix, the DICOM corpus); writes VALIDATION.md

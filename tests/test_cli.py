@@ -164,3 +164,11 @@ def test_console_script_runs() -> None:
     exe = Path(sys.executable).with_name("medimg")
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_info_exits_non_zero_when_a_file_in_the_folder_is_broken(tmp_path: Path, capsys) -> None:
+    folder, _ = _series(tmp_path)
+    (folder / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00")
+    assert main(["info", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "unreadable" in out and "broken.dcm" in out and "1 problem(s)" in out

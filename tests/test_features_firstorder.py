@@ -166,7 +166,7 @@ def test_label_selects_region_and_input_is_untouched():
     assert second["mean"] == 15.0
     # Two voxels: none lies between P10 = 11 and P90 = 19, so the robust MAD is undefined.
     assert math.isnan(second["robust_mean_absolute_deviation"])
-    assert extract(img, mask, label=1)["firstorder.mean"] == 1.5
+    assert extract(img, mask, families="firstorder", label=1)["firstorder.mean"] == 1.5
     np.testing.assert_array_equal(img.array, [[[1.0, 2.0, 10.0, 20.0]]])
 
 

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="medimg", standalone_mode=False)
+        status = app(args=args, prog_name="medimg", standalone_mode=False)
     except Exit as exc:
         return int(exc.exit_code or 0)
     except Abort:
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    return 0
+    return int(status) if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

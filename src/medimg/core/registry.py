@@ -69,7 +69,7 @@ class Entry:
 
 def _params_model(func: Callable[..., Any], name: str, skip: set[str]) -> type[pydantic.BaseModel]:
     sig = inspect.signature(func)
-    hints = typing.get_type_hints(func)
+    hints = typing.get_type_hints(func, include_extras=True)
     fields: dict[str, Any] = {}
     for pname, param in sig.parameters.items():
         if param.kind is not inspect.Parameter.KEYWORD_ONLY or pname in skip:

@@ -1,17 +1,25 @@
-"""Quantitative features of an image inside a mask, named and coded as the IBSI defines them.
+"""Radiomics: quantitative features of an image inside a mask, named and coded as the IBSI defines them.
 
-Feature *families* (``firstorder`` now; shape and texture families later) are registered in
-``registry("features")`` with :func:`feature_family`, which also attaches the family's table of
-:class:`FeatureSpec` rows (our name, IBSI code, ...). :func:`feature_specs` reads that table from
-the registry, so there is no second list of feature names.
+The complete IBSI chapter 1 feature set — morphology (``morph``), local intensity (``li``),
+intensity statistics (``stat``), intensity histogram (``ih``), intensity-volume histogram
+(``ivh``), and the texture matrices ``glcm``, ``glrlm``, ``glszm``, ``gldzm``, ``ngtdm``,
+``ngldm`` with every IBSI aggregation — after the IBSI image processing (interpolation,
+re-segmentation, discretisation), plus IBSI chapter 2 filters (:mod:`medimg.features.filters`)
+and 2-D shape descriptors (:mod:`medimg.features.shape2d`).
+
+Families are registered in ``registry("features")`` with :func:`feature_family`, which attaches
+the family's table of :class:`FeatureSpec` rows (our name, IBSI code, ...); :func:`feature_specs`
+reads that table, so there is no second list of feature names. ``firstorder`` is a compact
+family (statistics, entropy, volume) kept for quick use.
 
 Conventions:
 
 * ``image`` and ``mask`` must share one voxel grid (:class:`~medimg.errors.GeometryMismatchError`
   otherwise); the region of interest is ``mask == label``.
-* Intensities are in image units (HU for CT); volumes in mm^3.
-* A family function returns an ordered ``dict`` of its feature names to floats; :func:`extract`
-  prefixes each name with its family: ``"firstorder.mean"``.
+* Intensities are in image units (HU for CT); lengths in mm, areas mm^2, volumes mm^3.
+* :func:`extract` returns ``"<family>.<feature>"`` keys, ``"<family>.<aggregation>.<feature>"``
+  for texture families (``"glcm.3d_avg.joint_maximum"``), and ``"<filter>.<family>..."`` for
+  features of filter response maps.
 
 References
 ----------
@@ -21,72 +29,49 @@ IBSI reference manual, https://ibsi.readthedocs.io (feature codes such as ``Q4LE
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from medimg.core.image import Image
-from medimg.core.registry import registry
 from medimg.errors import ParameterError, did_you_mean
+from medimg.features._base import (
+    AGGREGATION_CODES,
+    FAMILIES,
+    Aggregation,
+    FeatureSpec,
+    feature_family,
+)
+from medimg.features.config import (
+    IBSI_FAMILIES,
+    PRESETS,
+    RadiomicsConfig,
+    config_from_mapping,
+    load_config,
+    preset,
+)
+from medimg.features.roi import Roi, prepare_roi
 
-__all__ = ["FeatureSpec", "feature_family", "feature_specs", "extract", "firstorder"]
-
-_features = registry("features")
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One row of the feature table.
-
-    Attributes
-    ----------
-    name
-        Our key, snake_case, unique within its family (``"mean"``).
-    ibsi_code
-        The IBSI identifier of the feature (``"Q4LE"``), or ``""`` where the IBSI has none.
-    family
-        The registered family that computes it (``"firstorder"``).
-    ibsi_name
-        The IBSI's name of the feature (``"Mean"``).
-    ibsi_family_code
-        The IBSI identifier of the feature's IBSI family (``"UHIW"`` for intensity-based
-        statistics), which may differ within one medimg family.
-    unit
-        Unit of the value: ``"image"`` (image units, e.g. HU), ``"image^2"``, ``"mm^3"``,
-        ``"bits"`` or ``""`` (dimensionless).
-    """
-
-    name: str
-    ibsi_code: str
-    family: str
-    ibsi_name: str = ""
-    ibsi_family_code: str = ""
-    unit: str = ""
-
-    @property
-    def key(self) -> str:
-        """The name :func:`extract` uses: ``"<family>.<name>"``."""
-        return f"{self.family}.{self.name}"
-
-
-def feature_family(
-    name: str, specs: Iterable[FeatureSpec]
-) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
-    """Decorator: register a feature family ``name`` with its table of :class:`FeatureSpec`.
-
-    The decorated function has the signature ``func(image, mask, *, label=1, **params) ->
-    dict[str, float]`` and returns exactly the names of ``specs``, in their order.
-    """
-    specs = tuple(specs)
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names) or any(s.family != name for s in specs):
-        raise ValueError(f"feature family {name!r}: duplicate names or a foreign family in specs")
-
-    def deco(func: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
-        func.feature_specs = specs  # type: ignore[attr-defined]
-        return _features.register(name)(func)
-
-    return deco
+__all__ = [
+    "FeatureSpec",
+    "Aggregation",
+    "AGGREGATION_CODES",
+    "feature_family",
+    "feature_specs",
+    "feature_columns",
+    "extract",
+    "extract_roi",
+    "prepare_roi",
+    "Roi",
+    "RadiomicsConfig",
+    "load_config",
+    "config_from_mapping",
+    "preset",
+    "PRESETS",
+    "IBSI_FAMILIES",
+    "firstorder",
+]
 
 
 def feature_specs(families: Iterable[str] | None = None) -> list[FeatureSpec]:
@@ -97,19 +82,73 @@ def feature_specs(families: Iterable[str] | None = None) -> list[FeatureSpec]:
     UnknownNameError
         A family is not registered.
     """
-    names = _features.names() if families is None else list(families)
+    names = FAMILIES.names() if families is None else list(families)
     rows: list[FeatureSpec] = []
     for fam in names:
-        rows.extend(_features.get(fam).func.feature_specs)
+        rows.extend(FAMILIES.get(fam).func.feature_specs)
     return rows
+
+
+def _resolve_config(config: RadiomicsConfig | str | Mapping[str, Any] | None) -> RadiomicsConfig:
+    if config is None:
+        return RadiomicsConfig()
+    if isinstance(config, RadiomicsConfig):
+        return config
+    if isinstance(config, str):
+        return preset(config)
+    if isinstance(config, Mapping):
+        return config_from_mapping(config)
+    raise ParameterError(f"config must be a RadiomicsConfig, a preset name or a mapping, got {type(config).__name__}")
+
+
+def _family_calls(families: Iterable[str], config: RadiomicsConfig,
+                  params: Mapping[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    if isinstance(families, str):
+        families = (families,)
+    entries = [FAMILIES.get(f) for f in families]
+    if not entries:
+        raise ParameterError("extract: `families` is empty; name at least one feature family")
+    known = {p for e in entries for p in e.params.model_fields} - {"aggregations"}
+    for key in params:
+        if key not in known:
+            msg = (
+                f"no requested feature family ({', '.join(e.name for e in entries)}) has a "
+                f"parameter {key!r}{did_you_mean(key, known)}; parameters: "
+                f"{', '.join(sorted(known)) or 'none'}"
+            )
+            raise ParameterError(msg)
+    calls = []
+    for entry in entries:
+        own: dict[str, Any] = dict(config.family_params.get(entry.name, {}))
+        own.update({k: v for k, v in params.items() if k in entry.params.model_fields})
+        if entry.func.aggregations:
+            own["aggregations"] = tuple(a for a in config.aggregations if a in entry.func.aggregations)
+        calls.append((entry, entry.validate(own)))
+    return calls
+
+
+def extract_roi(roi: Roi, families: Iterable[str], *, config: RadiomicsConfig | None = None,
+                **params: Any) -> dict[str, float]:
+    """Features of ``families`` for an already processed :class:`Roi` (see :func:`extract`)."""
+    config = config or RadiomicsConfig()
+    return _run(roi, _family_calls(families, config, params))
+
+
+def _run(roi: Roi, calls: list[tuple[Any, dict[str, Any]]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for entry, own in calls:
+        values = entry.func(roi, **entry.fixed, **own)
+        out.update({f"{entry.name}.{k}": float(v) for k, v in values.items()})
+    return out
 
 
 def extract(
     image: Image,
     mask: Image,
     *,
-    families: Iterable[str] = ("firstorder",),
+    families: Iterable[str] | None = None,
     label: int = 1,
+    config: RadiomicsConfig | str | Mapping[str, Any] | None = None,
     **params: Any,
 ) -> dict[str, float]:
     """Compute the features of ``families`` for the region ``mask == label`` of ``image``.
@@ -117,26 +156,33 @@ def extract(
     Parameters
     ----------
     image
-        Scalar intensity image (image units, e.g. HU).
+        Scalar intensity image (image units, e.g. HU), 2-D or 3-D.
     mask
         Label map on the same grid as ``image``.
     families
-        Registered family names, computed in this order (see ``registry("features").names()``).
+        Registered family names, computed in this order (``registry("features").names()``);
+        default: ``config.families`` (the IBSI chapter 1 families).
     label
         The mask value that marks the region of interest.
+    config
+        A :class:`RadiomicsConfig`, a preset name (``"ibsi-ct-a"``) or a mapping in the YAML
+        form; default :class:`RadiomicsConfig()`.
     **params
-        Family parameters, e.g. ``bin_width=25.0`` (image units). A parameter goes to every
-        requested family that declares it; one that no requested family declares is an error.
+        Family parameters, e.g. ``bin_width=25.0`` (image units) or ``distance=1``. A parameter
+        goes to every requested family that declares it; one that no requested family declares
+        is an error. They override ``config.family_params``.
 
     Returns
     -------
     dict[str, float]
-        ``"<family>.<feature>"`` -> value, in family order then each family's table order.
+        ``"<family>.<feature>"`` (``"<family>.<aggregation>.<feature>"`` for texture families)
+        -> value, in family order then each family's table order; then the features of each
+        configured filter's response map, ``"<filter label>.<family>...."``.
 
     Raises
     ------
     UnknownNameError
-        A family is not registered.
+        A family, preset or filter is not registered.
     ParameterError
         A parameter is unknown to every requested family or invalid; the region is empty.
     GeometryMismatchError
@@ -148,30 +194,26 @@ def extract(
     >>> from medimg import Image
     >>> img = Image(np.arange(8, dtype=float).reshape(2, 2, 2))
     >>> roi = Image(np.ones((2, 2, 2), dtype=np.uint8))
-    >>> extract(img, roi)["firstorder.mean"]
+    >>> extract(img, roi, families=["stat"])["stat.mean"]
     3.5
     """
-    if isinstance(families, str):
-        families = (families,)
-    entries = [_features.get(f) for f in families]
-    if not entries:
-        raise ParameterError("extract: `families` is empty; name at least one feature family")
-    known = {p for e in entries for p in e.params.model_fields} - {"label"}
-    for key in params:
-        if key not in known:
-            msg = (
-                f"no requested feature family ({', '.join(e.name for e in entries)}) has a "
-                f"parameter {key!r}{did_you_mean(key, known)}; parameters: "
-                f"{', '.join(sorted(known)) or 'none'}"
-            )
-            raise ParameterError(msg)
-    out: dict[str, float] = {}
-    for entry in entries:
-        own: Mapping[str, Any] = {k: v for k, v in params.items() if k in entry.params.model_fields}
-        values = entry(image, mask, label=label, **own)
-        out.update({f"{entry.name}.{k}": v for k, v in values.items()})
+    config = _resolve_config(config)
+    fams = config.families if families is None else ((families,) if isinstance(families, str) else tuple(families))
+    calls = _family_calls(fams, config, params)  # validate before any work
+    from medimg.features.filters import filter_margin_mm, filtered_roi
+
+    spacing = np.asarray(image.spacing, dtype=float)[::-1]
+    if config.interpolation is not None:
+        spacing = np.maximum(spacing, np.asarray(config.interpolation.spacing_mm, dtype=float)[::-1])
+    margin = filter_margin_mm(config, tuple(float(v) for v in spacing))
+    roi = prepare_roi(image, mask, config, label=label, margin_mm=margin)
+    out = _run(roi, calls)
+    for filt in config.filters:
+        froi, tag = filtered_roi(roi, filt)
+        values = extract_roi(froi, filt.families, config=config)
+        out.update({f"{tag}.{k}": v for k, v in values.items()})
     return out
 
 
 # Families register themselves on import; they need the names defined above.
-from medimg.features import firstorder  # noqa: E402
+from medimg.features import directional, firstorder, intensity, morphology, shape2d, zones  # noqa: E402,F401

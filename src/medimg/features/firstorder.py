@@ -46,9 +46,11 @@ import numpy as np
 
 from medimg.core.image import Image
 from medimg.errors import ParameterError
-from medimg.features import FeatureSpec, feature_family
+from medimg.features._base import FeatureSpec, feature_family
+from medimg.features.intensity import statistics
+from medimg.features.roi import Roi, _check_inputs, _no_label
 
-__all__ = ["FIRSTORDER_SPECS", "firstorder_features", "roi_values", "discretise_fixed_bin_size"]
+__all__ = ["FIRSTORDER_SPECS", "firstorder_features", "firstorder", "roi_values", "discretise_fixed_bin_size"]
 
 _STAT = "UHIW"  # IBSI: intensity-based statistical features
 _IH = "ZVCW"  # IBSI: intensity histogram features
@@ -111,22 +113,10 @@ def roi_values(image: Image, mask: Image, *, label: int = 1) -> np.ndarray:
         Either image is not scalar, the region is empty (the message lists the labels present),
         or it holds NaN or infinite intensities.
     """
-    for name, img in (("image", image), ("mask", mask)):
-        if not isinstance(img, Image):
-            raise ParameterError(f"{name} must be a medimg.Image, got {type(img).__name__}")
-        if img.channel_axis is not None:
-            msg = f"{name} must be a scalar image, got {img.n_channels} channels per voxel"
-            raise ParameterError(msg)
-    image.check_same_grid(mask, names=("image", "mask"))
+    _check_inputs(image, mask)
     inside = mask.array == label
     if not inside.any():
-        present = np.unique(mask.array)
-        shown = ", ".join(str(v) for v in present[:10]) + (", ..." if present.size > 10 else "")
-        msg = (
-            f"mask has no voxel with label {label} (labels present: {shown}); "
-            "pass the label of the region of interest as `label`"
-        )
-        raise ParameterError(msg)
+        raise _no_label(mask.array, label)
     values = image.array[inside].astype(np.float64)
     bad = int(np.count_nonzero(~np.isfinite(values)))
     if bad:
@@ -167,7 +157,29 @@ def _entropy_bits(bins: np.ndarray) -> float:
     return float(-np.sum(p * np.log2(p)))
 
 
+def _firstorder(x: np.ndarray, voxel_volume: float, bin_width: float) -> dict[str, float]:
+    values = statistics(x)
+    values["entropy"] = _entropy_bits(discretise_fixed_bin_size(x, bin_width=bin_width))
+    values["volume_mm3"] = x.size * voxel_volume
+    return {spec.name: values[spec.name] for spec in FIRSTORDER_SPECS}
+
+
 @feature_family("firstorder", FIRSTORDER_SPECS)
+def firstorder(roi: Roi, *, bin_width: float = 25.0) -> dict[str, float]:
+    """Compact first-order set: IBSI statistics, histogram entropy and voxel-counting volume.
+
+    Parameters
+    ----------
+    roi
+        The processed region (its intensity mask).
+    bin_width
+        Bin width for ``entropy``, image units (IBSI fixed bin size from the region's minimum).
+    """
+    if not np.isfinite(bin_width) or bin_width <= 0:
+        raise ParameterError(f"bin_width must be > 0 (image units), got {bin_width!r}")
+    return _firstorder(roi.values, roi.voxel_volume, bin_width)
+
+
 def firstorder_features(
     image: Image, mask: Image, *, label: int = 1, bin_width: float = 25.0
 ) -> dict[str, float]:
@@ -201,42 +213,4 @@ def firstorder_features(
     if not np.isfinite(bin_width) or bin_width <= 0:
         raise ParameterError(f"bin_width must be > 0 (image units), got {bin_width!r}")
     x = roi_values(image, mask, label=label)
-    n = x.size
-    mean = float(x.mean())
-    dev = x - mean
-    m2 = float(np.mean(dev**2))
-    if m2 > 0:
-        skewness = float(np.mean(dev**3)) / m2**1.5
-        kurtosis = float(np.mean(dev**4)) / m2**2 - 3.0
-    else:  # IBSI: both are 0 for a constant region
-        skewness = kurtosis = 0.0
-    p10, p25, median, p75, p90 = (float(v) for v in np.percentile(x, [10, 25, 50, 75, 90]))
-    lo, hi = float(x.min()), float(x.max())
-    central = x[(x >= p10) & (x <= p90)]  # empty only for tiny regions (e.g. two voxels)
-    rmad = float(np.mean(np.abs(central - central.mean()))) if central.size else float("nan")
-    cov = np.sqrt(m2) / mean if mean != 0 else float("nan")
-    qcod = (p75 - p25) / (p75 + p25) if (p75 + p25) != 0 else float("nan")
-    energy = float(np.sum(x * x))
-    values = {
-        "mean": mean,
-        "variance": m2,
-        "skewness": skewness,
-        "kurtosis": kurtosis,
-        "median": median,
-        "minimum": lo,
-        "percentile_10": p10,
-        "percentile_90": p90,
-        "maximum": hi,
-        "interquartile_range": p75 - p25,
-        "range": hi - lo,
-        "mean_absolute_deviation": float(np.mean(np.abs(dev))),
-        "robust_mean_absolute_deviation": rmad,
-        "median_absolute_deviation": float(np.mean(np.abs(x - median))),
-        "coefficient_of_variation": float(cov),
-        "quartile_coefficient_of_dispersion": float(qcod),
-        "energy": energy,
-        "root_mean_square": float(np.sqrt(energy / n)),
-        "entropy": _entropy_bits(discretise_fixed_bin_size(x, bin_width=bin_width)),
-        "volume_mm3": n * mask.voxel_volume_mm3,
-    }
-    return {spec.name: values[spec.name] for spec in FIRSTORDER_SPECS}
+    return _firstorder(x, mask.voxel_volume_mm3, bin_width)

@@ -414,6 +414,8 @@ def read_header_pydicom(path: str | Path) -> Header:
         raise TruncatedFileError(path, f"file ends inside the DICOM header ({err})") from err
     except (ValueError, TypeError, KeyError, OSError, NotImplementedError) as err:
         raise NotDicomError(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from err
+    if len(ds) == 0:
+        raise TruncatedFileError(path, "holds no data set after the preamble and File Meta: the file is cut short")
     return header_from_dataset(ds, path, size)
 
 

@@ -1,0 +1,127 @@
+"""``medimg features`` and ``medimg features-batch``: IBSI radiomics tables from the command line.
+
+Thin layer over :mod:`medimg.features`: the same config keys, presets and tables a Python user
+gets. Heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["register"]
+
+
+def _config(config: Path | None, preset: str | None) -> Any:
+    from medimg.errors import UserInputError
+    from medimg.features import RadiomicsConfig, load_config
+    from medimg.features import preset as get_preset
+
+    if config is not None and preset is not None:
+        raise UserInputError("give either --config FILE or --preset NAME, not both")
+    if config is not None:
+        return load_config(config)
+    if preset is not None:
+        return get_preset(preset)
+    return RadiomicsConfig()
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    from medimg.core.files import full_suffix
+    from medimg.errors import UserInputError
+    from medimg.features.table import TABLE_SUFFIXES
+
+    if full_suffix(out) not in TABLE_SUFFIXES:
+        raise UserInputError(f"{out}: the output must end in {' or '.join(TABLE_SUFFIXES)}")
+    if out.exists() and not overwrite:
+        raise UserInputError(f"{out}: exists already (pass --overwrite to replace it)")
+
+
+def _families(families: str | None) -> list[str] | None:
+    if families is None:
+        return None
+    return [f.strip() for f in families.split(",") if f.strip()]
+
+
+def _manifest(command: str, cfg: Any, out: Path, inputs: list[Path], failures: list[dict[str, Any]]) -> Path:
+    from medimg.core.provenance import Manifest
+
+    manifest = Manifest(command=command, parameters={"config": cfg.to_dict()})
+    for path in inputs:
+        manifest.add_input(path, hash_file=Path(path).is_file())
+    for row in failures:
+        manifest.add_failure(str(row.get("case")), str(row.get("error")))
+    manifest.add_output(out)
+    return manifest.write(out.with_name(out.name + ".manifest.json"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``features`` and ``features-batch`` commands to ``app``."""
+
+    @app.command("features")
+    def features(
+        image: Annotated[Path, typer.Argument(help="Image file or DICOM folder (any format medimg reads).")],
+        mask: Annotated[Path, typer.Argument(help="Label map on the image's grid.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv or .parquet.")],
+        label: Annotated[int, typer.Option("--label", help="Mask value of the region of interest.")] = 1,
+        config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (YAML or JSON).")] = None,  # noqa: UP045
+        preset: Annotated[Optional[str], typer.Option("--preset", help="Named settings: default, ibsi-dig, ibsi-ct-a, ibsi-ct-b, ibsi-ct-c.")] = None,  # noqa: UP045
+        families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated families (default: the config's).")] = None,  # noqa: UP045
+        long: Annotated[bool, typer.Option("--long", help="One row per value: feature, ibsi_code, aggregation_code, value.")] = False,
+        case: Annotated[Optional[str], typer.Option("--case", help="Case name in the table (default: the image file name).")] = None,  # noqa: UP045
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    ) -> None:
+        """Compute IBSI radiomics features of one region and write a table (wide, or --long)."""
+        from medimg.features.table import Case, case_row, write_table
+
+        _check_out(out, overwrite)
+        cfg = _config(config, preset)
+        row = case_row(Case(case or image.name, image, mask, label), cfg, families=_families(families))
+        write_table([row], out, long=long)
+        _manifest("medimg features", cfg, out, [image, mask], [])
+        n = sum(1 for k in row if not k.startswith("prov.") and k not in ("case", "label"))
+        typer.echo(f"wrote {out}: {n} features of {row['case']} (label {label})")
+
+    @app.command("features-batch")
+    def features_batch(
+        cases: Annotated[Path, typer.Argument(help="CSV with columns image, mask (and case, label).")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv or .parquet.")],
+        config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (YAML or JSON).")] = None,  # noqa: UP045
+        preset: Annotated[Optional[str], typer.Option("--preset", help="Named settings (see `medimg features --help`).")] = None,  # noqa: UP045
+        families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated families.")] = None,  # noqa: UP045
+        long: Annotated[bool, typer.Option("--long", help="One row per value with IBSI codes.")] = False,
+        workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local workers (default: all cores).")] = None,  # noqa: UP045
+        scheduler: Annotated[str, typer.Option("--scheduler", help="processes, threads, synchronous, or a Dask scheduler address.")] = "processes",
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    ) -> None:
+        """Compute features for every case of a CSV list in parallel (Dask); failed cases are recorded."""
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from medimg.features.table import extract_batch, read_cases, write_table
+
+        _check_out(out, overwrite)
+        cfg = _config(config, preset)
+        case_list = read_cases(cases)
+        with Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("features", total=len(case_list))
+            rows = extract_batch(case_list, cfg, families=_families(families), scheduler=scheduler,
+                                 workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+        write_table(rows, out, long=long)
+        failed = [r for r in rows if r.get("status") == "error"]
+        _manifest("medimg features-batch", cfg, out, [cases], failed)
+        for row in failed:
+            typer.echo(f"failed: {row['case']}: {row['error']}", err=True)
+        typer.echo(f"wrote {out}: {len(rows) - len(failed)} of {len(rows)} cases")
+        if failed:
+            raise typer.Exit(1)
