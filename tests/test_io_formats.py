@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import DIRECTIONS
 from PIL import Image as PILImage
 
+from conftest import DIRECTIONS
 from medimg import Image, io
 from medimg.core.files import atomic_path
 from medimg.errors import FileFormatError, UnsupportedFormatError

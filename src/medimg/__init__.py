@@ -20,7 +20,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _SUBMODULES = {
     "io", "datasets", "segmentation", "features", "ml", "evaluation", "report", "core",
-    "errors", "filters", "quality", "registration", "pipeline", "catalog", "deid",
+    "errors", "filters", "quality", "registration", "pipeline", "catalog", "deid", "pacs", "demo",
 }
 
 

@@ -162,11 +162,12 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     patients: Annotated[int, typer.Option(min=8, help="Number of synthetic patients.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    unet: Annotated[bool, typer.Option("--unet/--no-unet", help="Also train and test a small 2-D U-Net (about 30 s).")] = True,
 ) -> None:
     """Run the end-to-end demo: synthetic cohort -> read -> segment -> features -> model -> HTML report."""
     from medimg.demo import run_demo
 
-    result = run_demo(out, n_patients=patients, seed=seed, log=typer.echo)
+    result = run_demo(out, n_patients=patients, seed=seed, unet=unet, log=typer.echo)
     typer.echo(f"report: {result.report_path.resolve()}")
 
 
