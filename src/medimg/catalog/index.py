@@ -22,6 +22,7 @@ from typing import Any
 
 from medimg.catalog.db import Catalog
 from medimg.errors import FileFormatError
+from medimg.io.dicom.values import parse_da
 
 __all__ = ["index_folder", "index_files", "IndexReport"]
 
@@ -147,16 +148,6 @@ def _read_all(items: list[tuple[str, int, int, int | None]], workers: int, batch
 
 
 # ------------------------------------------------------------------------------ writing
-def _date(value: Any) -> dt.date | None:
-    text = str(value or "").strip().replace(".", "").replace("-", "")[:8]
-    if len(text) != 8 or not text.isdigit():
-        return None
-    try:
-        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        return None
-
-
 def _s(value: Any, limit: int) -> str | None:
     if value is None:
         return None
@@ -209,14 +200,14 @@ class _Writer:
             for *_unused, f in ok:
                 pid = _s(f["PatientID"], 64) or ""
                 patients.setdefault(pid, {"patient_id": pid, "name": _s(f["PatientName"], 320),
-                                          "birth_date": _date(f["PatientBirthDate"]), "sex": _s(f["PatientSex"], 16)})
+                                          "birth_date": parse_da(f["PatientBirthDate"]), "sex": _s(f["PatientSex"], 16)})
             self._keys(conn, Patient.__table__, Patient.__table__.c.patient_id, set(patients), self.patients, patients)
             for *_unused, f in ok:
                 uid = f["StudyInstanceUID"]
                 if uid not in studies:
                     studies[uid] = {
                         "study_uid": uid, "patient_pk": self.patients[_s(f["PatientID"], 64) or ""],
-                        "study_date": _date(f["StudyDate"]), "study_time": _s(f["StudyTime"], 32),
+                        "study_date": parse_da(f["StudyDate"]), "study_time": _s(f["StudyTime"], 32),
                         "description": _s(f["StudyDescription"], 256),
                         "accession_number": _s(f["AccessionNumber"], 64), "study_id": _s(f["StudyID"], 64),
                     }
@@ -228,7 +219,7 @@ class _Writer:
                         "series_uid": uid, "study_pk": self.studies[f["StudyInstanceUID"]],
                         "modality": _s(f["Modality"], 16), "body_part": _s(f["BodyPartExamined"], 64),
                         "description": _s(f["SeriesDescription"], 256), "series_number": _i(f["SeriesNumber"]),
-                        "series_date": _date(f["SeriesDate"]), "manufacturer": _s(f["Manufacturer"], 128),
+                        "series_date": parse_da(f["SeriesDate"]), "manufacturer": _s(f["Manufacturer"], 128),
                         "model": _s(f["ManufacturerModelName"], 128),
                         "frame_of_reference_uid": _s(f["FrameOfReferenceUID"], 64),
                     }

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medimg.core.files import atomic_path
+from medimg.io.dicom.values import dataset_to_row
 from medimg.pacs.nodes import DimseNode, PacsError, SendReport, received_path
 
 __all__ = ["echo", "find", "get", "move", "send", "RETURN_KEYS"]
@@ -104,18 +105,7 @@ def _identifier(level: str, filters: Mapping[str, str | None]) -> Any:
 
 
 def _to_dict(ds: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for elem in ds:
-        if elem.keyword in ("QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet") or elem.VR == "SQ":
-            continue
-        value = elem.value
-        if value is None or value == "":
-            out[elem.keyword] = None
-        elif type(value).__name__ == "MultiValue" or isinstance(value, list):
-            out[elem.keyword] = "\\".join(str(v) for v in value)
-        else:
-            out[elem.keyword] = str(value)
-    return out
+    return dataset_to_row(ds, skip=("QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"))
 
 
 def find(node: DimseNode, *, level: str = "study", filters: Mapping[str, str | None] | None = None,

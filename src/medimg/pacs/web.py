@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medimg.core.files import atomic_path
+from medimg.io.dicom.values import dataset_to_row
 from medimg.pacs.dimse import RETURN_KEYS
 from medimg.pacs.nodes import PacsError, SendReport, WebNode, received_path
 
@@ -52,18 +53,7 @@ def _row(item: Mapping[str, Any]) -> dict[str, Any]:
     from pydicom.dataset import Dataset
 
     ds = Dataset.from_json(dict(item))
-    out: dict[str, Any] = {}
-    for elem in ds:
-        if elem.VR == "SQ" or not elem.keyword or elem.keyword in ("SpecificCharacterSet", "RetrieveURL"):
-            continue
-        value = elem.value
-        if value is None or value == "":
-            out[elem.keyword] = None
-        elif type(value).__name__ == "MultiValue" or isinstance(value, list):
-            out[elem.keyword] = "\\".join(str(v) for v in value)
-        else:
-            out[elem.keyword] = str(value)
-    return out
+    return dataset_to_row(ds, skip=("SpecificCharacterSet", "RetrieveURL"))
 
 
 def find(node: WebNode, *, level: str = "study", filters: Mapping[str, str | None] | None = None,
