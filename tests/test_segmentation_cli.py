@@ -79,7 +79,7 @@ def test_seg_convert_round_trip(tmp_path: Path, capsys):
     [
         (["segment", "{ct}", "{out}", "--method", "threshhold"], "did you mean 'threshold'"),
         (["segment", "{ct}", "{out}", "--method", "threshold", "--param", "lowr=3"], "did you mean 'lower'"),
-        (["segment", "{ct}", "{out}", "--method", "threshold", "--param", "lower"], "KEY=VALUE"),
+        (["segment", "{ct}", "{out}", "--method", "threshold", "--param", "lower"], "NAME=VALUE"),
         (["seg-metrics", "{truth}", "{missing}"], "no such file"),
         (["seg-metrics", "{truth}", "{truth}", "--convention", "medpi"], "did you mean 'medpy'"),
         (["seg-convert", "{truth}", "{dcm}"], "--source"),

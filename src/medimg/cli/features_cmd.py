@@ -30,14 +30,10 @@ def _config(config: Path | None, preset: str | None) -> Any:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    from medimg.core.files import full_suffix
-    from medimg.errors import UserInputError
+    from medimg.cli.params import check_output
     from medimg.features.table import TABLE_SUFFIXES
 
-    if full_suffix(out) not in TABLE_SUFFIXES:
-        raise UserInputError(f"{out}: the output must end in {' or '.join(TABLE_SUFFIXES)}")
-    if out.exists() and not overwrite:
-        raise UserInputError(f"{out}: exists already (pass --overwrite to replace it)")
+    check_output(out, overwrite, suffixes=TABLE_SUFFIXES)
 
 
 def _families(families: str | None) -> list[str] | None:

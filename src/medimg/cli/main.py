@@ -100,12 +100,9 @@ def convert(
 ) -> None:
     """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension."""
     from medimg import io
+    from medimg.cli.params import check_output
 
-    if dst.exists() and not overwrite:
-        raise UserInputError(f"{dst}: exists already (pass --overwrite to replace it)")
-    suffix_ok = any(str(dst).lower().endswith(s) for s in io.WRITE_SUFFIXES)
-    if not suffix_ok:
-        raise UserInputError(f"{dst}: cannot write this extension; use one of {', '.join(io.WRITE_SUFFIXES)}")
+    check_output(dst, overwrite)
     image = io.read(src, series_uid=series, on_irregular="resample" if resample else "error")
     io.write(image, dst)
     err = _console(stderr=True)

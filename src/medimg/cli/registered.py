@@ -9,7 +9,7 @@ from medimg.core.registry import REGISTRIES, Registry
 __all__ = ["load_registries", "REGISTERING_MODULES"]
 
 #: Modules whose import registers operations (a list of modules, not of names).
-REGISTERING_MODULES = ("medimg.segmentation", "medimg.features", "medimg.ml")
+REGISTERING_MODULES = ("medimg.segmentation", "medimg.features", "medimg.ml", "medimg.filters", "medimg.quality")
 
 
 def load_registries() -> dict[str, Registry]:

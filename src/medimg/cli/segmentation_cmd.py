@@ -14,33 +14,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from medimg.cli.params import check_output, parse_params
 from medimg.errors import UserInputError
 
-__all__ = ["register", "parse_params"]
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` to a dict; values are YAML scalars or lists (``2.5``, ``true``,
-    ``[[10, 20, 30]]``); ``@path`` reads an image (for ``markers=@seeds.nii.gz``)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserInputError(f"--param {item!r}: expected KEY=VALUE, e.g. --param lower=-200")
-        raw = raw.strip()
-        if raw.startswith("@"):
-            from medimg import io
-
-            out[key] = io.read(raw[1:])
-            continue
-        try:
-            out[key] = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError as err:
-            raise UserInputError(f"--param {key}: cannot parse {raw!r} ({err.__class__.__name__})") from err
-    return out
+__all__ = ["register"]
 
 
 def _dicom_modality(path: Path) -> str | None:
@@ -97,17 +74,17 @@ def register(app: typer.Typer) -> None:
         src: Annotated[Path, typer.Argument(metavar="IN", help="Image to segment (DICOM folder/file or image file).")],
         dst: Annotated[Path, typer.Argument(metavar="OUT", help="Label map to write (.nii.gz, .nii, .nrrd, .mha).")],
         method: Annotated[str, typer.Option("--method", "-m", help="Registered method (see `medimg list segmentation`).")],
-        param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="KEY=VALUE method parameter (repeatable); @path reads an image.")] = None,  # noqa: UP045
+        param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE method parameter (repeatable); images as file paths or @path.")] = None,  # noqa: UP045
         mask: Annotated[Optional[Path], typer.Option("--mask", help="Region of interest (label map on IN's grid).")] = None,  # noqa: UP045
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
         """Segment IN with a registered method and write the label map to OUT."""
         from medimg import io
+        from medimg.core.registry import registry
         from medimg.segmentation import segment
 
-        if dst.exists() and not overwrite:
-            raise UserInputError(f"{dst}: exists already (pass --overwrite to replace it)")
-        params = parse_params(param or [])
+        check_output(dst, overwrite)
+        params = parse_params(param or [], registry("segmentation").get(method))
         image = io.read(src)
         if mask is not None:
             params["mask"] = io.read(mask)

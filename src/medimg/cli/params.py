@@ -1,0 +1,68 @@
+"""What every command shares: ``--param NAME=VALUE`` parsing and output-path checks.
+
+One convention for all commands: a value is read as YAML (so ``3``, ``0.5``, ``-200``,
+``[1, 2]``, ``true``, ``null`` and plain words all work), an image-typed parameter of the
+operation (``mask``, ``reference``, ``markers``...) takes a file path, and ``@path`` reads an
+image for any parameter.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from medimg.errors import ParameterError, UserInputError
+
+__all__ = ["parse_params", "check_output"]
+
+
+def _is_image_type(annotation: Any) -> bool:
+    from medimg.core.image import Image
+
+    if annotation is Image:
+        return True
+    return any(_is_image_type(a) for a in typing.get_args(annotation))
+
+
+def parse_params(items: Iterable[str], entry: Any = None, *, option: str = "--param") -> dict[str, Any]:
+    """``["k=v", ...]`` as keyword arguments (validated against the registry ``entry`` when given)."""
+    import yaml
+
+    from medimg import io
+
+    fields = entry.params.model_fields if entry is not None else {}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ParameterError(f"{option} {item!r}: expected NAME=VALUE, e.g. {option} sigma_mm=1.5")
+        if raw.startswith("@"):
+            out[key] = io.read(Path(raw[1:]))
+        elif key in fields and _is_image_type(fields[key].annotation):
+            out[key] = io.read(Path(raw))
+        else:
+            try:
+                out[key] = yaml.safe_load(raw) if raw else None
+            except yaml.YAMLError as err:
+                raise ParameterError(f"{option} {key}: cannot parse {raw!r} ({type(err).__name__})") from err
+    if entry is not None:
+        entry.validate(out)
+    return out
+
+
+def check_output(path: Path, overwrite: bool, *, suffixes: Sequence[str] | None = None) -> None:
+    """Refuse to replace ``path`` without ``overwrite``, and an extension outside ``suffixes``
+    (default: the image formats :func:`medimg.io.write` writes)."""
+    from medimg.core.files import full_suffix
+
+    if suffixes is None:
+        from medimg.io import WRITE_SUFFIXES
+
+        suffixes = WRITE_SUFFIXES
+    if full_suffix(path) not in suffixes:
+        raise UserInputError(f"{path}: cannot write this extension; use one of {', '.join(suffixes)}")
+    if path.exists() and not overwrite:
+        raise UserInputError(f"{path}: exists already (pass --overwrite to replace it)")
