@@ -131,7 +131,8 @@ def list_operations(
         if kind and reg_kind != kind:
             continue
         for entry in reg:
-            params = ", ".join(f"{n}: {t} = {d}" for n, t, d in entry.describe())
+            params = ", ".join(f"{n}: {t} (required)" if d == "required" else f"{n}: {t} = {d}"
+                               for n, t, d in entry.describe())
             table.add_row(reg_kind, entry.name, params, entry.summary)
     _console().print(table)
 

@@ -19,7 +19,7 @@ import pydantic
 
 from medimg.errors import ParameterError, UnknownNameError, did_you_mean
 
-__all__ = ["Registry", "Entry", "REGISTRIES", "registry"]
+__all__ = ["Registry", "Entry", "REGISTRIES", "registry", "type_name"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,29 @@ class Entry:
         """(name, type, default) of each parameter."""
         rows = []
         for name, info in self.params.model_fields.items():
-            ann = info.annotation
-            tname = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
             default = "required" if info.is_required() else repr(info.default)
-            rows.append((name, tname, default))
+            rows.append((name, type_name(info.annotation), default))
         return rows
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable name of a type hint: ``float | None``, ``'nearest' | 'linear'``, ``Sequence[float]``."""
+    import types
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if annotation is type(None):
+        return "None"
+    if origin is not None:
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{', '.join(type_name(a) for a in args)}]" if args else base
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
 
 
 def _params_model(func: Callable[..., Any], name: str, skip: set[str]) -> type[pydantic.BaseModel]:
