@@ -136,6 +136,19 @@ def test_batch_with_processes_scheduler(tmp_path):
     assert rows[0]["glcm.3d_comb.joint_maximum"] == rows[2]["glcm.3d_comb.joint_maximum"]
 
 
+def test_process_batch_keeps_order_records_failures_and_matches_synchronous(tmp_path):
+    cases = [Case(f"c{k}", IMAGE, MASK) for k in range(5)]
+    cases.insert(2, Case("bad-label", IMAGE, MASK, 9))
+    seen = []
+    rows = extract_batch(cases, "ibsi-dig", families=["stat"], scheduler="processes", workers=2,
+                         progress=lambda done, total: seen.append((done, total)))
+    assert [r["case"] for r in rows] == [c.case for c in cases]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "ok", "ok", "ok"]
+    assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    sync = extract_batch(cases, "ibsi-dig", families=["stat"], scheduler="synchronous")
+    assert rows == sync
+
+
 def test_cli_features_writes_wide_and_long_tables(tmp_path, capsys):
     import pandas as pd
 

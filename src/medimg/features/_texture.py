@@ -52,7 +52,7 @@ def texture(roi: Roi, pad: int = 1) -> Texture:
 
     def build() -> Texture:
         mask = roi.int_mask
-        idx = np.argwhere(mask)
+        idx = roi.int_index
         lo, hi = idx.min(axis=0), idx.max(axis=0)
         box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
         levels = roi.levels[box]
@@ -144,33 +144,72 @@ def neighbour_levels(tex: Texture, offsets: np.ndarray) -> np.ndarray:
     return tex.padded.ravel()[tex.flat[None, :] + flat_offsets[:, None]]
 
 
+def _runs_by_direction(tex: Texture, directions: np.ndarray, with_z: bool = True):
+    """For each direction k of ``directions`` (K, 3): ``(k, level, length, first_z)`` of its runs
+    (see :func:`line_runs`; ``first_z`` is None unless ``with_z``)."""
+    coords = tex.coords
+    n = coords.shape[0]
+    directions = np.asarray(directions, dtype=np.int64)
+    primary = np.argmax(directions != 0, axis=1)
+    # the line is identified by its point at t = 0, coords - t * d, as a flat index on a grid
+    # enlarged by `big` on every side (so that it is never negative)
+    dims = coords.max(axis=0) + 1
+    big = int(dims.max())
+    span = dims + 2 * big
+    strides = np.array([span[1] * span[2], span[2], 1], dtype=np.int64)
+    tmax = big + 1
+    flat = (coords + big) @ strides  # (N,)
+    step = directions @ strides
+    cont = np.zeros(n, dtype=bool)
+    for k in range(len(directions)):
+        t = coords[:, primary[k]]  # position along the line
+        key = (flat - t * step[k]) * tmax + t
+        order = np.argsort(key, kind="stable")  # C order: runs already sorted (timsort merges)
+        k_sorted = key[order]
+        g_sorted = tex.gi[order]
+        cont[1:] = (k_sorted[1:] == k_sorted[:-1] + 1) & (g_sorted[1:] == g_sorted[:-1])
+        starts = np.flatnonzero(~cont)
+        first_z = coords[order[starts], 0] if with_z else None
+        yield k, g_sorted[starts], np.diff(starts, append=n), first_z
+
+
 def line_runs(tex: Texture, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Runs of equal grey level along each direction (K, 3) (dz, dy, dx), components in
     {-1, 0, 1}, first non-zero component +1.
 
     Returns, for every run: direction index, level index, length, and the slice of its first
-    voxel. All directions are sorted in one call: each voxel gets the key (line, position along
-    the line), and a run continues where keys are consecutive and levels equal.
+    voxel. Each voxel gets the key (line, position along the line); sorted, a run continues
+    where keys are consecutive and levels equal.
     """
-    coords = tex.coords
-    n = coords.shape[0]
-    directions = np.asarray(directions, dtype=np.int64)
-    primary = np.argmax(directions != 0, axis=1)
-    t = coords[:, primary].T  # (K, N) position along each line
-    origin = coords[None, :, :] - t[:, :, None] * directions[:, None, :]  # (K, N, 3)
-    dims = coords.max(axis=0) + 1
-    big = int(dims.max())
-    span = dims + 2 * big
-    origin = origin + big
-    tmax = big + 1
-    key = ((origin[..., 0] * span[1] + origin[..., 1]) * span[2] + origin[..., 2]) * tmax + t
-    order = np.argsort(key, axis=1, kind="stable")
-    k_sorted = np.take_along_axis(key, order, axis=1)
-    g_sorted = tex.gi[order]
-    cont = np.zeros(key.shape, dtype=bool)
-    cont[:, 1:] = (k_sorted[:, 1:] == k_sorted[:, :-1] + 1) & (g_sorted[:, 1:] == g_sorted[:, :-1])
-    starts = np.flatnonzero(~cont.ravel())
-    lengths = np.diff(np.append(starts, cont.size))
-    direction = starts // n
-    first = order.ravel()[starts]
-    return direction, g_sorted.ravel()[starts], lengths, coords[first, 0]
+    parts = [(np.full(lev.size, k, dtype=np.int64), lev, length, z)
+             for k, lev, length, z in _runs_by_direction(tex, directions)]
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+
+
+def run_matrices(tex: Texture, directions: np.ndarray, *, per_slice: bool,
+                 per_direction: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """Run-length count matrices of :func:`line_runs`, accumulated direction by direction (no
+    list of every run): per (in-plane direction, slice of the run's first voxel) (IN_PLANE, nz,
+    G, L) when ``per_slice``, per direction (K, G, L) when ``per_direction``, and the run lengths
+    1..L (L the longest run)."""
+    g = tex.n_levels_present
+    nz = tex.n_slices
+    bound = int(tex.coords.max()) + 1  # no run is longer than the box
+    k_all = len(directions)
+    slices = np.zeros(IN_PLANE * nz * g * bound, dtype=np.int64) if per_slice else None
+    dirs = np.zeros(k_all * g * bound, dtype=np.int64) if per_direction else None
+    longest = 1
+    for k, lev, length, zs in _runs_by_direction(tex, directions, with_z=per_slice):
+        longest = max(longest, int(length.max()))
+        cell = lev * bound + (length - 1)
+        if dirs is not None:
+            dirs[k * g * bound:(k + 1) * g * bound] += np.bincount(cell, minlength=g * bound)
+        if slices is not None and k < IN_PLANE:
+            block = nz * g * bound
+            slices[k * block:(k + 1) * block] += np.bincount(zs * (g * bound) + cell, minlength=block)
+    per_s = per_d = None
+    if slices is not None:
+        per_s = slices.reshape(IN_PLANE, nz, g, bound)[..., :longest].astype(np.float64)
+    if dirs is not None:
+        per_d = dirs.reshape(k_all, g, bound)[..., :longest].astype(np.float64)
+    return per_s, per_d, np.arange(1, longest + 1, dtype=np.float64)

@@ -29,8 +29,7 @@ from medimg.features._base import DIRECTIONAL, FeatureSpec, feature_family
 from medimg.features._texture import (
     DIRECTIONS_3D,
     IN_PLANE,
-    line_runs,
-    neighbour_levels,
+    run_matrices,
     size_matrix_features,
     texture,
 )
@@ -93,33 +92,46 @@ def _entropy_bits(p: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
     return -np.sum(p * np.log2(safe), axis=axis)
 
 
-def glcm_matrix_features(counts: np.ndarray, gv: np.ndarray, n_g: int) -> np.ndarray:
-    """The 25 GLCM features (columns, in :data:`GLCM_SPECS` order) of B symmetric count matrices
-    (B, G, G); rows of empty matrices are NaN."""
-    b, g, _ = counts.shape
-    total = counts.sum(axis=(1, 2))
+def _glcm_design(gv: np.ndarray, n_g: int) -> tuple[np.ndarray, ...]:
+    """What the GLCM features need of the grey levels alone (shared by every matrix): the row
+    level of each cell, the cell weights of the weighted-sum features, and the one-hot maps of
+    the cells onto the distinct |i - j| and i + j values."""
+    g = gv.size
+    i = np.repeat(gv, g)
+    j = np.tile(gv, g)
+    diff = np.abs(i - j)
+    ssum = i + j
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = counts / total[:, None, None]
-        pf = p.reshape(b, g * g)
-        i = np.repeat(gv, g)
-        j = np.tile(gv, g)
-        diff = np.abs(i - j)
-        ssum = i + j
-        px = p.sum(axis=2)
-        mu = px @ gv
-        ex2 = px @ (gv * gv)
-        var = ex2 - mu * mu
         weights = np.stack([
             diff * diff, diff, 1.0 / (1.0 + diff), 1.0 / (1.0 + diff / n_g),
             1.0 / (1.0 + diff * diff), 1.0 / (1.0 + diff * diff / n_g**2),
             np.where(diff > 0, 1.0 / np.where(diff > 0, diff * diff, 1.0), 0.0), i * j,
         ], axis=1)
+    du, d_inv = np.unique(diff, return_inverse=True)
+    su, s_inv = np.unique(ssum, return_inverse=True)
+    d_onehot = (d_inv[:, None] == np.arange(du.size)[None, :]).astype(np.float64)
+    s_onehot = (s_inv[:, None] == np.arange(su.size)[None, :]).astype(np.float64)
+    return i, weights, du, d_onehot, su, s_onehot
+
+
+def glcm_matrix_features(counts: np.ndarray, gv: np.ndarray, n_g: int,
+                         design: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """The 25 GLCM features (columns, in :data:`GLCM_SPECS` order) of B symmetric count matrices
+    (B, G, G); rows of empty matrices are NaN. ``design``: :func:`_glcm_design` of ``gv``."""
+    b, g, _ = counts.shape
+    i, weights, du, d_onehot, su, s_onehot = design if design is not None else _glcm_design(gv, n_g)
+    total = counts.sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = counts / total[:, None, None]
+        pf = p.reshape(b, g * g)
+        px = p.sum(axis=2)
+        mu = px @ gv
+        ex2 = px @ (gv * gv)
+        var = ex2 - mu * mu
         w = pf @ weights
         contrast, dissimilarity, inv_diff, inv_diff_norm, idm, idm_norm, inv_var, autocorr = w.T
-        du, d_inv = np.unique(diff, return_inverse=True)
-        pd = pf @ (d_inv[:, None] == np.arange(du.size)[None, :])
-        su, s_inv = np.unique(ssum, return_inverse=True)
-        ps = pf @ (s_inv[:, None] == np.arange(su.size)[None, :])
+        pd = pf @ d_onehot
+        ps = pf @ s_onehot
         d_avg = pd @ du
         d_var = pd @ (du * du) - d_avg * d_avg
         s_avg = ps @ su
@@ -216,22 +228,30 @@ def glcm_features(roi: Roi, *, aggregations: Sequence[str] = ("3d_avg", "3d_comb
     nz = tex.n_slices
     z = tex.coords[:, 0]
     dirs = DIRECTIONS_3D if need3d else DIRECTIONS_3D[:IN_PLANE]
-    nb = neighbour_levels(tex, dirs * distance)  # (K, N)
-    ok = nb >= 0
-    k_idx, v_idx = np.nonzero(ok)
-    pair = tex.gi[v_idx] * g + nb[k_idx, v_idx]
-    per_slice = per_dir = None
-    if need2d:
-        plane = k_idx < IN_PLANE
-        cell = (k_idx[plane] * nz + z[v_idx[plane]]) * (g * g) + pair[plane]
-        c = np.bincount(cell, minlength=IN_PLANE * nz * g * g).reshape(IN_PLANE, nz, g, g)
+    k_all = len(dirs)
+    per_slice = np.zeros((IN_PLANE, nz, g * g), dtype=np.int64) if need2d else None
+    per_dir = np.zeros((k_all, g * g), dtype=np.int64) if need3d else None
+    levels = tex.padded.ravel()
+    own = tex.gi * g
+    for k, off in enumerate(tex.offset(d) for d in dirs * distance):  # one direction at a time
+        nb = levels[tex.flat + off]
+        inside = nb >= 0
+        pair = (own + nb)[inside]
+        if per_dir is not None:
+            per_dir[k] = np.bincount(pair, minlength=g * g)
+        if per_slice is not None and k < IN_PLANE:
+            per_slice[k] = np.bincount(z[inside] * (g * g) + pair, minlength=nz * g * g).reshape(nz, g * g)
+    if per_slice is not None:
+        c = per_slice.reshape(IN_PLANE, nz, g, g)
         per_slice = (c + c.transpose(0, 1, 3, 2)).astype(np.float64)
-    if need3d:
-        c = np.bincount(k_idx * (g * g) + pair, minlength=len(dirs) * g * g).reshape(len(dirs), g, g)
+    if per_dir is not None:
+        c = per_dir.reshape(k_all, g, g)
         per_dir = (c + c.transpose(0, 2, 1)).astype(np.float64)
 
+    design = _glcm_design(tex.gv, tex.n_g)
+
     def fn(m: np.ndarray) -> np.ndarray:
-        return glcm_matrix_features(m, tex.gv, tex.n_g)
+        return glcm_matrix_features(m, tex.gv, tex.n_g, design)
 
     return _flatten(_aggregate(fn, per_slice, per_dir, aggs), GLCM_SPECS, aggs)
 
@@ -252,22 +272,8 @@ def glrlm_features(roi: Roi, *, aggregations: Sequence[str] = ("3d_avg", "3d_com
         return {}
     need2d, need3d = _needs(aggs)
     tex = texture(roi, pad=1)
-    g = tex.n_levels_present
-    nz = tex.n_slices
     dirs = DIRECTIONS_3D if need3d else DIRECTIONS_3D[:IN_PLANE]
-    direction, lev, length, zs = line_runs(tex, dirs)
-    length_max = int(length.max())
-    jv = np.arange(1, length_max + 1, dtype=np.float64)
-    cell = lev * length_max + (length - 1)
-    per_slice = per_dir = None
-    if need2d:
-        plane = direction < IN_PLANE
-        c = np.bincount((direction[plane] * nz + zs[plane]) * (g * length_max) + cell[plane],
-                        minlength=IN_PLANE * nz * g * length_max)
-        per_slice = c.reshape(IN_PLANE, nz, g, length_max).astype(np.float64)
-    if need3d:
-        c = np.bincount(direction * (g * length_max) + cell, minlength=len(dirs) * g * length_max)
-        per_dir = c.reshape(len(dirs), g, length_max).astype(np.float64)
+    per_slice, per_dir, jv = run_matrices(tex, dirs, per_slice=need2d, per_direction=need3d)
 
     keys = [row[3] for row in _GLRLM_ROWS]
 

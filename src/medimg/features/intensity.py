@@ -28,7 +28,7 @@ import numpy as np
 from medimg.errors import ParameterError
 from medimg.features._base import FeatureSpec, feature_family
 from medimg.features.processing import SPHERE_RADIUS_MM
-from medimg.features.roi import Roi, sphere_offsets
+from medimg.features.roi import Roi, sphere_runs
 
 __all__ = ["statistics", "STAT_SPECS", "IH_SPECS", "IVH_SPECS", "LI_SPECS",
            "stat_features", "ih_features", "ivh_features", "li_features"]
@@ -275,32 +275,36 @@ def local_means(roi: Roi, *, radius_mm: float = SPHERE_RADIUS_MM) -> np.ndarray:
 
     The sphere is a union of x-runs, one per (dz, dy): each run sum is a difference of
     cumulative sums along x, gathered at the region's voxels only. Sphere voxels outside the
-    image are not counted.
+    image are not counted (the box holds every image voxel within the sphere's reach).
     """
-    offsets = sphere_offsets(roi.spacing_zyx, radius_mm)
+    run_dz, run_dy, run_a = sphere_runs(roi.spacing_zyx, radius_mm)
     img = roi.intensity
-    runs: dict[tuple[int, int], int] = {}
-    for dz, dy, dx in offsets:
-        key = (int(dz), int(dy))
-        runs[key] = max(runs.get(key, 0), int(dx))
-    a_max = max(runs.values())
-    rz = max(abs(k[0]) for k in runs)
-    ry = max(abs(k[1]) for k in runs)
-    padded = np.pad(img, ((rz, rz), (ry, ry), (a_max + 1, a_max)))
-    inside = np.pad(np.ones(img.shape), ((rz, rz), (ry, ry), (a_max + 1, a_max)))
-    csum = np.cumsum(padded, axis=2).ravel()
-    ccnt = np.cumsum(inside, axis=2).ravel()
-    shape = padded.shape
-    z, y, x = np.nonzero(roi.int_mask)
+    nz, ny, nx = img.shape
+    a_max = int(run_a.max())
+    rz = int(np.abs(run_dz).max())
+    ry = int(np.abs(run_dy).max())
+    # cumulative sums along x of the box zero-padded by (rz, ry, a_max + 1 before / a_max after)
+    shape = (nz + 2 * rz, ny + 2 * ry, nx + 2 * a_max + 1)
+    csum = np.zeros(shape)
+    inner = csum[rz:rz + nz, ry:ry + ny, a_max + 1:a_max + 1 + nx]
+    np.cumsum(img, axis=2, out=inner)
+    csum[rz:rz + nz, ry:ry + ny, a_max + 1 + nx:] = inner[:, :, -1:]
+    csum = csum.ravel()
+    idx = roi.int_index
+    z, y, x = idx[:, 0], idx[:, 1], idx[:, 2]
     base = ((z + rz) * shape[1] + (y + ry)) * shape[2] + (x + a_max + 1)
     total = np.zeros(z.size)
-    count = np.zeros(z.size)
-    for (dz, dy), a in runs.items():
+    for dz, dy, a in zip(run_dz.tolist(), run_dy.tolist(), run_a.tolist(), strict=True):
         shift = (dz * shape[1] + dy) * shape[2]
-        hi = base + shift + a
-        lo = base + shift - a - 1
-        total += csum[hi] - csum[lo]
-        count += ccnt[hi] - ccnt[lo]
+        total += csum[base + (shift + a)] - csum[base + (shift - a - 1)]
+    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    if (lo[0] >= rz and hi[0] + rz < nz and lo[1] >= ry and hi[1] + ry < ny
+            and lo[2] >= a_max and hi[2] + a_max < nx):
+        return total / float(np.sum(2 * run_a + 1))  # every sphere lies in the box
+    count = np.zeros(z.size)
+    for dz, dy, a in zip(run_dz.tolist(), run_dy.tolist(), run_a.tolist(), strict=True):
+        rows_in = (z + dz >= 0) & (z + dz < nz) & (y + dy >= 0) & (y + dy < ny)
+        count += np.where(rows_in, np.minimum(x + a, nx - 1) - np.maximum(x - a, 0) + 1, 0)
     return total / np.maximum(count, 1.0)
 
 

@@ -2,7 +2,8 @@ r"""Morphological features (IBSI family ``HCUG``) from a triangle mesh of the re
 
 The mesh is the marching-cubes isosurface (level 0.5) of the morphological mask padded by one
 voxel, in mm. With :math:`V` its volume (divergence theorem over the oriented triangles) and
-:math:`A` its area:
+:math:`A` its area (both summed over the cube configurations, without building the mesh:
+:func:`mesh_volume_area`):
 
 * compactness 1 :math:`V/(\pi^{1/2}A^{3/2})`, compactness 2 :math:`36\pi V^2/A^3`,
   spherical disproportion :math:`A/(36\pi V^2)^{1/3}`, sphericity :math:`(36\pi V^2)^{1/3}/A`,
@@ -22,7 +23,8 @@ voxel, in mm. With :math:`V` its volume (divergence theorem over the oriented tr
   standardised: Khachiyan's algorithm) and the convex hull;
 * integrated intensity :math:`V \bar{x}` (mean of the intensity mask);
 * Moran's I and Geary's C over the intensity mask with weights :math:`1/\lVert r_i - r_j\rVert`
-  (mm) for every pair of distinct voxels, computed exactly by FFT convolution.
+  (mm) for every pair of distinct voxels, computed exactly by FFT (Parseval's theorem,
+  :func:`spatial_autocorrelation`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import numpy as np
 from medimg.features._base import FeatureSpec, feature_family
 from medimg.features.roi import Roi
 
-__all__ = ["MORPH_SPECS", "morph_features", "mesh", "spatial_autocorrelation"]
+__all__ = ["MORPH_SPECS", "morph_features", "mesh", "mesh_volume_area", "hull_candidates",
+           "spatial_autocorrelation"]
 
 MORPH_SPECS = tuple(FeatureSpec(n, c, "morph", i, "HCUG", u) for n, c, i, u in (
     ("volume", "RNU0", "Volume (mesh)", "mm^3"),
@@ -81,25 +84,133 @@ def mesh(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tuple[np.
     return verts.astype(np.float64), faces
 
 
-def _hull_candidates(verts: np.ndarray) -> np.ndarray:
-    """The vertices that can be convex-hull vertices: the lowest and highest x of every (z, y) row
-    (a point between two others of its row is not extreme)."""
-    key_zy = np.round(verts[:, :2] * 1e6).astype(np.int64)
-    order = np.lexsort((verts[:, 2], key_zy[:, 1], key_zy[:, 0]))
-    k = key_zy[order]
-    new_row = np.ones(order.size, dtype=bool)
-    new_row[1:] = np.any(k[1:] != k[:-1], axis=1)
-    first = np.flatnonzero(new_row)
-    last = np.append(first[1:] - 1, order.size - 1)
-    return verts[order[np.unique(np.concatenate([first, last]))]]
+def _mc_unit_triangles() -> tuple[np.ndarray, np.ndarray]:
+    """The marching-cubes triangles of every cube configuration: vertices (T, 3, 3) in voxels from
+    the cube's first corner (z, y, x), and each triangle's configuration (T,)."""
+    from medimg.features._mc_tables import MC_TRIANGLES, VERTEX_CODES
+
+    codes = "".join(MC_TRIANGLES)
+    owner = np.repeat(np.arange(256), [len(t) // 3 for t in MC_TRIANGLES])
+    index = np.frombuffer(codes.encode("ascii"), dtype=np.uint8)
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[np.frombuffer(VERTEX_CODES.encode("ascii"), dtype=np.uint8)] = np.arange(len(VERTEX_CODES))
+    k = lut[index]
+    half = np.stack([k // 9, (k // 3) % 3, k % 3], axis=1).astype(np.float64) / 2.0
+    return half.reshape(-1, 3, 3), owner
 
 
-def _mesh_volume_area(verts: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
-    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    cross = np.cross(b - a, c - a)
-    area = 0.5 * float(np.linalg.norm(cross, axis=1).sum())
-    volume = abs(float(np.einsum("ij,ij->", a, np.cross(b, c)))) / 6.0
-    return volume, area
+_MC_UNIT: tuple[np.ndarray, np.ndarray] | None = None
+_CENTRE_CONFIGS: np.ndarray | None = None
+_CORNERS = tuple((dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1))  # bit 4dz + 2dy + dx
+
+
+def _tight_padded(mask: np.ndarray) -> np.ndarray:
+    """``mask`` cropped to its bounding box and padded by one empty voxel (the frame of :func:`mesh`)."""
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    sub = mask[zs[0]:zs[-1] + 1]
+    ys = np.flatnonzero(sub.any(axis=(0, 2)))
+    xs = np.flatnonzero(sub.any(axis=(0, 1)))
+    crop = sub[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+    padded = np.zeros(tuple(n + 2 for n in crop.shape), dtype=np.uint8)
+    padded[1:-1, 1:-1, 1:-1] = crop
+    return padded
+
+
+def _cube_configs(padded: np.ndarray) -> np.ndarray:
+    """The configuration (0..255; bit ``4 dz + 2 dy + dx`` for an inside corner) of every cube of
+    ``padded`` (uint8 0/1): shape one less per axis."""
+    nz, ny, nx = (n - 1 for n in padded.shape)
+    config = np.zeros((nz, ny, nx), dtype=np.uint8)
+    for bit, (dz, dy, dx) in enumerate(_CORNERS):
+        config |= padded[dz:dz + nz, dy:dy + ny, dx:dx + nx] << bit
+    return config
+
+
+def mesh_volume_area(padded: np.ndarray, spacing_zyx: tuple[float, float, float],
+                     config: np.ndarray | None = None) -> tuple[float, float]:
+    r"""Volume (mm^3) and area (mm^2) of the marching-cubes mesh of :func:`mesh`, without building it.
+
+    A cube's triangles depend only on its configuration (the 8 corners, inside or not), so the
+    area is :math:`\sum_c n_c A_c` over configurations :math:`c` with :math:`n_c` cubes, and the
+    divergence-theorem volume :math:`\frac16 \sum a \cdot (b \times c)` over triangles splits,
+    with :math:`a = o + a'` (:math:`o` the cube's corner), into :math:`\frac16 \sum_{cubes}
+    (V_c + o \cdot N_c)`, :math:`V_c = \sum a' \cdot (b' \times c')` and :math:`N_c = \sum (b' -
+    a') \times (c' - a')` over the configuration's triangles. ``padded``: uint8 0/1 mask in the
+    frame of :func:`mesh` (cropped, padded by one); ``config``: its :func:`_cube_configs`."""
+    global _MC_UNIT
+    if _MC_UNIT is None:
+        _MC_UNIT = _mc_unit_triangles()
+    unit, owner = _MC_UNIT
+    sp = np.asarray(spacing_zyx, dtype=np.float64)
+    tri = unit * sp
+    ta, tb, tc = tri[:, 0], tri[:, 1], tri[:, 2]
+    normal2 = np.cross(tb - ta, tc - ta)
+    tri_area = 0.5 * np.sqrt(np.einsum("ij,ij->i", normal2, normal2))
+    area_c = np.bincount(owner, weights=tri_area, minlength=256)
+    vol_c = np.bincount(owner, weights=np.einsum("ij,ij->i", ta, np.cross(tb, tc)), minlength=256)
+    norm_c = np.stack([np.bincount(owner, weights=normal2[:, k], minlength=256) for k in range(3)], axis=1)
+    if config is None:
+        config = _cube_configs(padded)
+    _nz, ny, nx = config.shape
+    flat = config.ravel()
+    counts = np.bincount(flat, minlength=256).astype(np.float64)
+    surface = np.flatnonzero((flat != 0) & (flat != 255))
+    cfg = flat[surface]
+    iz, rest = np.divmod(surface, ny * nx)
+    iy, ix = np.divmod(rest, nx)
+    # sum over cubes of o . N_c = sum over configurations of N_c . (sum of their corners)
+    corner_sum = sum(float(np.dot(np.bincount(cfg, weights=idx, minlength=256), norm_c[:, k])) * sp[k]
+                     for k, idx in enumerate((iz, iy, ix)))
+    volume = abs(float(np.dot(counts, vol_c)) + corner_sum) / 6.0
+    return volume, float(np.dot(counts, area_c))
+
+
+def hull_candidates(padded: np.ndarray, spacing_zyx: tuple[float, float, float],
+                    config: np.ndarray | None = None) -> np.ndarray:
+    """The mesh vertices (mm, (z, y, x), in the frame of :func:`mesh`) that can be convex-hull
+    vertices, sorted by (z, y, x): on every line along x, its two extreme vertices.
+
+    The vertices of a binary mask's marching-cubes mesh are the midpoints of the edges between an
+    inside and an outside voxel: along x (lines at whole z, y), along y (whole z, half y) and along
+    z (half z, whole y), and the centres of the cubes whose triangulation uses one (half z, y, x);
+    a vertex between two others of its line is not extreme. (The centres never are hull vertices,
+    but they are kept so that the hull is computed from exactly the points of the explicit mesh.)
+    ``config``: the :func:`_cube_configs` of ``padded``."""
+    global _CENTRE_CONFIGS
+    if _CENTRE_CONFIGS is None:
+        from medimg.features._mc_tables import MC_TRIANGLES, VERTEX_CODES
+
+        centre = VERTEX_CODES[9 + 3 + 1]
+        _CENTRE_CONFIGS = np.array([centre in t for t in MC_TRIANGLES])
+    if config is None:
+        config = _cube_configs(padded)
+    inside = padded.astype(bool)
+    rows = []  # (2z, 2y, 2x) of each candidate, twice the voxel coordinate
+    for edges, (oz, oy), (first_shift, last_shift) in (
+        (inside, (0, 0), (-1, 1)),  # x-edges: first inside voxel - 1/2, last + 1/2
+        (inside[:, :-1] != inside[:, 1:], (0, 1), (0, 0)),
+        (inside[:-1] != inside[1:], (1, 0), (0, 0)),
+        (_CENTRE_CONFIGS[config], (1, 1), (1, 1)),
+    ):
+        ny_e, nx_e = edges.shape[1], edges.shape[2]
+        flat = np.flatnonzero(edges)  # sorted: the lines (z, y) in order, x increasing
+        if flat.size == 0:
+            continue
+        line, x = np.divmod(flat, nx_e)
+        new_line = np.empty(flat.size, dtype=bool)
+        new_line[:1] = True
+        np.not_equal(line[1:], line[:-1], out=new_line[1:])
+        firsts = np.flatnonzero(new_line)
+        lasts = np.append(firsts[1:] - 1, flat.size - 1)
+        z, y = np.divmod(line[firsts], ny_e)
+        for pick, shift in ((firsts, first_shift), (lasts, last_shift)):
+            rows.append(np.stack([2 * z + oz, 2 * y + oy, 2 * x[pick] + shift], axis=1))
+    pts2 = np.concatenate(rows)
+    size = 2 * np.asarray(padded.shape, dtype=np.int64)
+    key = np.unique((pts2[:, 0] * size[1] + pts2[:, 1]) * size[2] + pts2[:, 2])  # sorted, no duplicates
+    zy, x2 = np.divmod(key, size[2])
+    z2, y2 = np.divmod(zy, size[1])
+    return np.stack([z2, y2, x2], axis=1) / 2.0 * np.asarray(spacing_zyx, dtype=np.float64)
 
 
 def _ellipsoid_area(a: float, b: float, c: float, terms: int = 20) -> float:
@@ -181,52 +292,126 @@ def _ombb(hull_pts: np.ndarray, hull_normals: np.ndarray) -> tuple[float, float]
     return best
 
 
-def _kernel_conv(fields: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Linear convolution of each field (F, nz, ny, nx) with :math:`1/d` (mm; 0 at the centre),
-    evaluated on the fields' own grid. Slabs of 2-D FFTs with the z sum done directly when there
-    are few slices, a 3-D FFT otherwise."""
+def _even_fast_len(n: int) -> int:
+    """The smallest even length >= ``n`` that scipy's FFT handles fast."""
     from scipy import fft
 
-    nf, nz, ny, nx = fields.shape
-    fy = fft.next_fast_len(2 * ny - 1, real=True)
-    fx = fft.next_fast_len(2 * nx - 1, real=True)
-    ay = np.arange(-(ny - 1), ny) * spacing_zyx[1]
-    ax = np.arange(-(nx - 1), nx) * spacing_zyx[2]
-    r2_plane = ay[:, None] ** 2 + ax[None, :] ** 2
-    if nz <= 12:
-        dz = np.arange(nz) * spacing_zyx[0]
-        d2 = dz[:, None, None] ** 2 + r2_plane[None]
-        with np.errstate(divide="ignore"):
-            kernel = 1.0 / np.sqrt(d2)
-        kernel[0, ny - 1, nx - 1] = 0.0
-        kf = fft.rfft2(kernel, (fy, fx))  # (nz, fy, fx//2+1), index = |dz|
-        ff = fft.rfft2(fields, (fy, fx))  # (F, nz, ...)
-        acc = np.zeros_like(ff)
-        for w in range(nz):
-            dist = np.abs(w - np.arange(nz))
-            acc[:, w] = np.einsum("fzk,zk->fk", ff.reshape(nf, nz, -1), kf[dist].reshape(nz, -1)).reshape(
-                nf, *ff.shape[2:])
-        out = fft.irfft2(acc, (fy, fx))
-        return out[:, :, ny - 1:2 * ny - 1, nx - 1:2 * nx - 1]
-    fz = fft.next_fast_len(2 * nz - 1, real=True)
-    az = np.arange(-(nz - 1), nz) * spacing_zyx[0]
-    d2 = az[:, None, None] ** 2 + r2_plane[None]
+    length = fft.next_fast_len(n, real=True)
+    while length % 2:
+        length = fft.next_fast_len(length + 1, real=True)
+    return length
+
+
+def _kernel_spectrum(periods: tuple[int, ...], spacing: tuple[float, ...], n_slices: int = 0) -> np.ndarray:
+    r"""DFT of the :math:`1/d` kernel (mm; 0 at the origin) on a periodic grid of ``periods`` (all
+    even). Along each axis, displacements :math:`p` and :math:`L - p` are the same distance, so
+    the kernel is even and its DFT real: the DCT-I of the kernel on displacements :math:`0..L/2`.
+
+    Returns the spectrum at frequencies :math:`0..L/2` of the last axis (the ``rfft`` half) and
+    at every frequency of the other axes (:math:`L/2+1..L-1` mirror :math:`L/2-1..1`). With
+    ``n_slices``, ``spacing`` has one more (first) value, the slice spacing, and the result one
+    more (first) axis, the slice distances :math:`0..n_{slices}-1`, not transformed; the
+    frequencies of the first grid axis then stop at :math:`L/2` as well (mirror them)."""
+    from scipy import fft
+
+    axes = tuple(range(1 if n_slices else 0, len(spacing)))
+    lengths = ([n_slices] if n_slices else []) + [p // 2 + 1 for p in periods]
+    d2 = np.zeros(())
+    for count, sp in zip(lengths, spacing, strict=True):
+        d2 = np.add.outer(d2, (np.arange(count) * sp) ** 2)
     with np.errstate(divide="ignore"):
         kernel = 1.0 / np.sqrt(d2)
-    kernel[nz - 1, ny - 1, nx - 1] = 0.0
-    kf = fft.rfftn(kernel, (fz, fy, fx))
-    out = fft.irfftn(fft.rfftn(fields, (fz, fy, fx), axes=(1, 2, 3)) * kf, (fz, fy, fx), axes=(1, 2, 3))
-    return out[:, nz - 1:2 * nz - 1, ny - 1:2 * ny - 1, nx - 1:2 * nx - 1]
+    kernel[(0,) * kernel.ndim] = 0.0
+    spec = fft.dctn(kernel, type=1, axes=axes)
+    if not n_slices:
+        for ax in axes[:-1]:
+            half = periods[ax] // 2
+            flipped = np.flip(np.take(spec, np.arange(1, half), axis=ax), axis=ax)
+            spec = np.concatenate([spec, flipped], axis=ax)
+    return spec
+
+
+def _half_spectrum_weights(n_last: int) -> np.ndarray:
+    """Weights of the rfft half spectrum (last axis of even length ``n_last``) in a Parseval sum."""
+    w = np.full(n_last // 2 + 1, 2.0)
+    w[0] = w[-1] = 1.0
+    return w
+
+
+def _self_sums(mask: np.ndarray, fills: list[np.ndarray | float],
+               spacing_zyx: tuple[float, float, float]) -> list[float]:
+    r"""For each field :math:`a`: :math:`\sum_{i \ne j} a_i a_j / d_{ij}` over every pair of voxels
+    (mm), exactly, by Parseval's theorem: :math:`\sum_k \hat K(k) |\hat a(k)|^2 / N` on a
+    periodic grid of at least :math:`2n - 1` per axis, :math:`K` the (real, even) :math:`1/d`
+    kernel. Field ``f`` is ``fills[f]`` on the voxels of ``mask`` (box, (nz, ny, nx)), 0 elsewhere.
+
+    The transforms skip the fields' zero padding and work in place, one field at a time (large
+    temporaries cost page faults). With few slices they are 2-D and the sum over slice pairs is
+    done directly (slice distance :math:`|z_a - z_b|`); otherwise 3-D."""
+    from scipy import fft
+
+    nz, ny, nx = mask.shape
+    fy, fx = _even_fast_len(2 * ny - 1), _even_fast_len(2 * nx - 1)
+    weights = _half_spectrum_weights(fx)
+    slabs = nz <= 12
+    fz = 0 if slabs else _even_fast_len(2 * nz - 1)
+    hy = fy // 2
+    if slabs:
+        # per slice distance dz, the in-plane kernel's spectrum at ky = 0..fy/2 (rows fy/2+1..fy-1
+        # mirror fy/2-1..1)
+        kw = _kernel_spectrum((fy, fx), spacing_zyx, n_slices=nz)  # (nz, fy/2+1, fx/2+1)
+        kw *= weights / (fy * fx)
+    else:
+        kw = _kernel_spectrum((fz, fy, fx), spacing_zyx)
+        kw *= weights / (fz * fy * fx)
+    # only the lines along x that cross the mask have a non-zero transform along x
+    lines = np.flatnonzero(mask.any(axis=2).ravel())  # z * ny + y
+    line_mask = mask.reshape(nz * ny, nx)[lines]
+    rows = (lines // ny) * fy + lines % ny  # the same lines in the spectrum, (z, ky) of fy per z
+    field = np.zeros((lines.size, fx))  # zero-padded along x: no padded copy
+    inside = field[:, :nx]
+    out = []
+    for fill in fills:
+        inside[line_mask] = fill  # C order of the mask's voxels, as `fill`
+        spec = np.zeros((fz or nz, fy, fx // 2 + 1), dtype=np.complex128)
+        spec.reshape(-1, fx // 2 + 1)[rows] = fft.rfft(field, axis=1)
+        spec = fft.fft(spec, axis=1, overwrite_x=True)
+        if not slabs:
+            spec = fft.fft(spec, axis=0, overwrite_x=True)
+            # sum of K |a|^2 without a temporary the size of the spectrum
+            out.append(float(np.einsum("ijk,ijk,ijk->", kw, spec.real, spec.real)
+                             + np.einsum("ijk,ijk,ijk->", kw, spec.imag, spec.imag)))
+            continue
+        # |a|^2 summed over the slice pairs at each distance: Re(conj(a_z) a_z') = re re' + im im'
+        re, im = spec.real, spec.imag
+        total = 0.0
+        for dz in range(nz):
+            lag = np.einsum("zyk,zyk->yk", re[:nz - dz], re[dz:])
+            lag += np.einsum("zyk,zyk->yk", im[:nz - dz], im[dz:])
+            if dz:
+                lag *= 2.0  # (z, z + dz) and (z + dz, z)
+            total += float(np.vdot(lag[:hy + 1], kw[dz]) + np.vdot(lag[hy + 1:], kw[dz, hy - 1:0:-1]))
+        out.append(total)
+        del spec, re, im
+    return out
 
 
 def spatial_autocorrelation(values: np.ndarray, mask: np.ndarray,
                             spacing_zyx: tuple[float, float, float]) -> tuple[float, float]:
     r"""Moran's I and Geary's C of ``values`` on the voxels of ``mask`` (box arrays), with weights
-    :math:`w_{ij} = 1/d_{ij}` (mm) for all pairs :math:`i \ne j`; exact, by FFT convolution:
-    :math:`\sum_{ij} w_{ij} a_i b_j = \sum_i a_i (K * b)_i`."""
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
-    box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+    :math:`w_{ij} = 1/d_{ij}` (mm) for all pairs :math:`i \ne j`; exact, from sums over all pairs
+    (:func:`_self_sums`, :math:`P(a) = \sum w_{ij} a_i a_j`): with :math:`\delta = x - \bar x`,
+    :math:`\sum w_{ij} \delta_i \delta_j = P(\delta)`, :math:`\sum w_{ij} = P(1)` and
+    :math:`\sum w_{ij} \delta_i^2 = c\,(P(\delta^2/c + 1) - P(\delta^2/c - 1))/4`
+    (:math:`c` the mean of :math:`\delta^2`, so that both terms are of the same size); Geary's
+    numerator is :math:`2 \sum w_{ij} \delta_i^2 - 2 \sum w_{ij} \delta_i \delta_j`."""
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    if zs.size == 0:
+        return float("nan"), float("nan")
+    sub = mask[zs[0]:zs[-1] + 1]
+    ys = np.flatnonzero(sub.any(axis=(0, 2)))
+    xs = np.flatnonzero(sub.any(axis=(0, 1)))
+    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
     mask = mask[box]
     x = values[box][mask]
     n = x.size
@@ -237,16 +422,12 @@ def spatial_autocorrelation(values: np.ndarray, mask: np.ndarray,
     denom = float(np.dot(d, d))
     if denom == 0:
         return float("nan"), float("nan")
-    fields = np.zeros((2, *mask.shape))
-    fields[0][mask] = d
-    fields[1][mask] = 1.0
-    conv = _kernel_conv(fields, spacing_zyx)
-    k_dev = conv[0][mask]
-    w_row = conv[1][mask]
-    s_dev = float(np.dot(d, k_dev))
-    w_total = float(w_row.sum())
+    c = denom / n
+    sq = d * d / c
+    s_dev, w_total, plus, minus = _self_sums(mask, [d, 1.0, sq + 1.0, sq - 1.0], spacing_zyx)
+    s_sq = c * (plus - minus) / 4.0
     morans = n / w_total * s_dev / denom
-    geary_num = 2.0 * float(np.dot(d * d, w_row)) - 2.0 * s_dev
+    geary_num = 2.0 * s_sq - 2.0 * s_dev
     gearys = (n - 1) / (2.0 * w_total) * geary_num / denom
     return float(morans), float(gearys)
 
@@ -267,9 +448,13 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
 
     sp = roi.spacing_zyx
     morph = roi.morph_mask
-    verts, faces = mesh(morph, sp)
-    volume, area = _mesh_volume_area(verts, faces)
-    n_morph = int(morph.sum())
+    # first, while nothing else is held: its FFTs are the family's largest temporaries
+    autocorrelation = roi.cached(
+        "autocorrelation", lambda: spatial_autocorrelation(roi.intensity, roi.int_mask, sp))
+    padded = _tight_padded(morph)
+    config = _cube_configs(padded)
+    volume, area = mesh_volume_area(padded, sp, config)
+    n_morph = int(np.count_nonzero(morph))
     out: dict[str, float] = {"volume": volume, "volume_voxel_counting": n_morph * roi.voxel_volume,
                              "surface_area": area}
     out["surface_to_volume_ratio"] = area / volume if volume > 0 else float("nan")
@@ -280,7 +465,7 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
     out["sphericity"] = v2 ** (1.0 / 3.0) / area
     out["asphericity"] = (area**3 / v2) ** (1.0 / 3.0) - 1.0
     coords = np.argwhere(morph) * np.asarray(sp)
-    int_coords = np.argwhere(roi.int_mask) * np.asarray(sp)
+    int_coords = roi.int_index * np.asarray(sp)
     vals = roi.values
     total = float(vals.sum())
     if total != 0:
@@ -288,14 +473,14 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
         out["centre_of_mass_shift"] = float(np.linalg.norm(coords.mean(axis=0) - com_gl))
     else:
         out["centre_of_mass_shift"] = float("nan")
+    candidates = hull_candidates(padded, sp, config)
     try:
-        candidates = _hull_candidates(verts)
         hull = ConvexHull(candidates)
         hull_pts = candidates[hull.vertices]
         hull_volume, hull_area = float(hull.volume), float(hull.area)
         hull_normals = hull.equations[:, :3]
     except (QhullError, ValueError):
-        hull_pts, hull_volume, hull_area, hull_normals = verts, float("nan"), float("nan"), None
+        hull_pts, hull_volume, hull_area, hull_normals = candidates, float("nan"), float("nan"), None
     diff = hull_pts[:, None, :] - hull_pts[None, :, :]
     out["maximum_3d_diameter"] = float(np.sqrt(np.max(np.einsum("ijk,ijk->ij", diff, diff))))
     if coords.shape[0] > 1:
@@ -307,7 +492,9 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
     out["major_axis_length"], out["minor_axis_length"], out["least_axis_length"] = major, minor, least
     out["elongation"] = math.sqrt(lam[1] / lam[0]) if lam[0] > 0 else float("nan")
     out["flatness"] = math.sqrt(lam[2] / lam[0]) if lam[0] > 0 else float("nan")
-    ext = verts.max(axis=0) - verts.min(axis=0)
+    # the mesh's extent: from the edge midpoints at -1/2 to those at n + 1/2 (frame of `mesh`)
+    half = np.asarray(sp, dtype=np.float64) * 0.5
+    ext = (np.asarray(padded.shape, dtype=np.float64) - 1.5) * np.asarray(sp, dtype=np.float64) - half
     out["volume_density_aabb"] = volume / float(np.prod(ext))
     out["area_density_aabb"] = area / float(2.0 * (ext[0] * ext[1] + ext[1] * ext[2] + ext[0] * ext[2]))
     if non_standard and hull_normals is not None:
@@ -326,6 +513,5 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
     out["volume_density_convex_hull"] = volume / hull_volume
     out["area_density_convex_hull"] = area / hull_area
     out["integrated_intensity"] = volume * float(vals.mean())
-    out["morans_i"], out["gearys_c"] = roi.cached(
-        "autocorrelation", lambda: spatial_autocorrelation(roi.intensity, roi.int_mask, sp))
+    out["morans_i"], out["gearys_c"] = autocorrelation
     return {s.name: out[s.name] for s in MORPH_SPECS}

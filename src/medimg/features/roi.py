@@ -91,6 +91,12 @@ class Roi:
         return self.cached("level_values", lambda: self.levels[self.int_mask])
 
     @property
+    def int_index(self) -> np.ndarray:
+        """(N, 3) int64 box indices (z, y, x) of the intensity-mask voxels (C order, same as
+        :attr:`values`)."""
+        return self.cached("int_index", lambda: np.argwhere(self.int_mask))
+
+    @property
     def voxel_volume(self) -> float:
         """Volume of one voxel, mm^3."""
         return float(np.prod(self.spacing_zyx))
@@ -101,13 +107,28 @@ class Roi:
         return int(self.level_values.size)
 
 
-def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive (z, y, x) bounds of a non-empty 3-D boolean mask."""
-    zs = np.flatnonzero(mask.any(axis=(1, 2)))
-    sub = mask[zs[0]:zs[-1] + 1]
-    ys = np.flatnonzero(sub.any(axis=(0, 2)))
-    xs = np.flatnonzero(sub.any(axis=(0, 1)))
-    return np.array([zs[0], ys[0], xs[0]]), np.array([zs[-1], ys[-1], xs[-1]])
+def _label_bbox(labels: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Inclusive (z, y, x) bounds and voxel count of ``labels == label`` (3-D), or None when no
+    voxel has the label. A few slices at a time: no image-sized boolean mask."""
+    nz, ny, nx = labels.shape
+    step = max(1, (1 << 18) // max(1, ny * nx))
+    z_any = np.zeros(nz, dtype=bool)
+    y_any = np.zeros(ny, dtype=bool)
+    x_any = np.zeros(nx, dtype=bool)
+    count = 0
+    for z0 in range(0, nz, step):
+        sel = labels[z0:z0 + step] == label
+        in_slice = sel.any(axis=(1, 2))
+        if not in_slice.any():
+            continue
+        z_any[z0:z0 + step] = in_slice
+        y_any |= sel.any(axis=(0, 2))
+        x_any |= sel.any(axis=(0, 1))
+        count += int(np.count_nonzero(sel))
+    if count == 0:
+        return None
+    zs, ys, xs = np.flatnonzero(z_any), np.flatnonzero(y_any), np.flatnonzero(x_any)
+    return np.array([zs[0], ys[0], xs[0]]), np.array([zs[-1], ys[-1], xs[-1]]), count
 
 
 def _as_3d(image: Image) -> tuple[np.ndarray, np.ndarray]:
@@ -173,20 +194,20 @@ def prepare_roi(
     _check_inputs(image, mask)
     img_arr, spacing = _as_3d(image)
     msk_arr, _ = _as_3d(mask)
-    roi0 = msk_arr == label
-    if not roi0.any():
+    found = _label_bbox(msk_arr, label)
+    if found is None:
         raise _no_label(msk_arr, label)
-    lo, hi = _bbox(roi0)
+    lo, hi, count = found
     margin_mm = SPHERE_RADIUS_MM if margin_mm is None else float(margin_mm)
     shape = np.asarray(img_arr.shape)
-    diag: dict[str, float] = {"initial_roi_voxels": float(roi0.sum())}
+    diag: dict[str, float] = {"initial_roi_voxels": float(count)}
     interp = config.interpolation
     if interp is None:
         m = np.ceil(margin_mm / spacing).astype(int) + 1
         b_lo, b_hi = np.maximum(lo - m, 0), np.minimum(hi + m, shape - 1)
         box = tuple(slice(a, b + 1) for a, b in zip(b_lo, b_hi, strict=True))
         intensity = img_arr[box].astype(np.float64)
-        morph = roi0[box]
+        morph = msk_arr[box] == label
         new_spacing = spacing
         affine = np.array(image.affine, dtype=float)
         affine[:3, 3] = image.index_to_physical(b_lo[::-1].astype(float))
@@ -204,7 +225,7 @@ def prepare_roi(
         intensity = _resample_box(img_arr, start, step, o_lo, o_hi, _ORDERS[interp.image_method])
         if interp.round_intensities:
             intensity = np.round(intensity)
-        frac = _resample_box(roi0.astype(np.float64), start, step, o_lo, o_hi,
+        frac = _resample_box(msk_arr == label, start, step, o_lo, o_hi,
                              _ORDERS[interp.mask_method])
         morph = frac >= interp.mask_threshold - 1e-9
         affine = _new_affine(image, start, step, o_lo)
@@ -239,8 +260,8 @@ def prepare_roi(
     levels = np.zeros(intensity.shape, dtype=np.int32)
     levels[int_mask] = lv
     diag.update({
-        "morph_mask_voxels": float(morph.sum()),
-        "int_mask_voxels": float(int_mask.sum()),
+        "morph_mask_voxels": float(np.count_nonzero(morph)),
+        "int_mask_voxels": float(lv.size),
         "int_mask_mean": float(values.mean()),
         "int_mask_min": float(values.min()),
         "int_mask_max": float(values.max()),
@@ -280,10 +301,26 @@ def roi_from_arrays(
     return prepare_roi(image, Image(np.asarray(mask).astype(np.uint8), affine), config, label=1)
 
 
-def sphere_offsets(spacing_zyx: tuple[float, float, float], radius_mm: float = SPHERE_RADIUS_MM) -> np.ndarray:
-    """Integer (dz, dy, dx) offsets of the voxels whose centres lie within ``radius_mm``."""
+def _sphere_grid(spacing_zyx: tuple[float, float, float],
+                 radius_mm: float) -> tuple[list[np.ndarray], np.ndarray]:
     r = [int(math.floor(radius_mm / s)) for s in spacing_zyx]
     grids = np.meshgrid(*[np.arange(-k, k + 1) for k in r], indexing="ij")
     d2 = sum((g * s) ** 2 for g, s in zip(grids, spacing_zyx, strict=True))
-    inside = d2 <= radius_mm**2 * (1 + 1e-12)
+    return grids, d2 <= radius_mm**2 * (1 + 1e-12)
+
+
+def sphere_offsets(spacing_zyx: tuple[float, float, float],
+                   radius_mm: float = SPHERE_RADIUS_MM) -> np.ndarray:
+    """Integer (dz, dy, dx) offsets of the voxels whose centres lie within ``radius_mm``."""
+    grids, inside = _sphere_grid(spacing_zyx, radius_mm)
     return np.stack([g[inside] for g in grids], axis=1)
+
+
+def sphere_runs(spacing_zyx: tuple[float, float, float],
+                radius_mm: float = SPHERE_RADIUS_MM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The voxels of :func:`sphere_offsets` as x-runs: ``(dz, dy, a)``, the offsets
+    ``(dz, dy, -a..a)`` for each (dz, dy) row that has any, in (dz, dy) order."""
+    grids, inside = _sphere_grid(spacing_zyx, radius_mm)
+    width = inside.sum(axis=2)
+    rows = np.nonzero(width)
+    return grids[0][:, :, 0][rows], grids[1][:, :, 0][rows], (width[rows] - 1) // 2

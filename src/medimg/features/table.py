@@ -1,6 +1,6 @@
 """Feature tables: one row per (case, ROI) with provenance, or one row per value (long form),
-written to CSV or Parquet; and the batch over many cases (Dask), where a failing case is recorded
-and the batch goes on.
+written to CSV or Parquet; and the batch over many cases (worker processes, or Dask), where a
+failing case is recorded and the batch goes on.
 
 Wide table columns: ``case``, ``label``, the feature keys of :func:`~medimg.features.extract`,
 then the provenance columns ``prov.medimg_version``, ``prov.config`` (the resolved settings as
@@ -14,6 +14,7 @@ where the family has none) and ``value`` — the codes of the IBSI reference tab
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,86 @@ def _safe_row(case: Case, config: Any, families: Sequence[str] | None) -> dict[s
     return row
 
 
+def _safe_rows(cases: Sequence[Case], config: Any, families: Sequence[str] | None) -> list[dict[str, Any]]:
+    return [_safe_row(c, config, families) for c in cases]
+
+
+#: Environment variables that size the thread pools of numerical libraries.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+
+
+def _worker_init() -> None:
+    """Process-pool initializer. One thread per numerical library, so that N worker processes
+    use N cores (a worker's BLAS or OpenMP pool would otherwise compete with the other workers).
+    With glibc, freed memory is kept for the next case instead of being returned to the system
+    and faulted in again (each case allocates and frees the same large arrays; measured: the IBSI
+    CT phantom case 0.36 -> 0.28 s); a worker's memory stays at its largest case's."""
+    import os
+
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    else:
+        threadpool_limits(1)
+    if "SimpleITK" in sys.modules:  # imported before the fork: the variable comes too late
+        sys.modules["SimpleITK"].ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's largest, 32 MiB
+            libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+        except (OSError, AttributeError):  # not glibc (musl): nothing to tune
+            pass
+
+
+#: Modules that extraction imports on first use: imported once in the parent, so that forked
+#: workers start with them (instead of each worker of each pool importing them again).
+_WORKER_MODULES = ("scipy.fft", "scipy.ndimage", "scipy.spatial", "skimage.measure", "nibabel",
+                   "medimg.io.dicom")
+
+
+def _process_batch(cases: list[Case], cfg: Any, families: Sequence[str] | None, workers: int | None,
+                   progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
+    """Cases in chunks over a pool of single-threaded worker processes; rows in the given order.
+
+    Workers read the files themselves: only paths go out and rows (floats) come back."""
+    import importlib
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method == "fork" or (method is None and multiprocessing.get_all_start_methods()[0] == "fork"):
+        for name in _WORKER_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional reader: the workers do without it too
+                pass
+
+    n = max(1, min(workers or len(os.sched_getaffinity(0)), len(cases)))
+    # several chunks per worker keep the load balanced; chunks amortise the per-task overhead
+    size = max(1, min(8, len(cases) // (4 * n)))
+    starts = range(0, len(cases), size)
+    rows: list[dict[str, Any]] = [{} for _ in cases]
+    done = 0
+    with ProcessPoolExecutor(max_workers=n, initializer=_worker_init) as pool:
+        futures = {pool.submit(_safe_rows, cases[k:k + size], cfg, families): k for k in starts}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            chunk = fut.result()
+            rows[k:k + len(chunk)] = chunk
+            done += len(chunk)
+            if progress:
+                progress(done, len(cases))
+    return rows
+
+
 def extract_batch(
     cases: Iterable[Case],
     config: Any = None,
@@ -82,7 +163,7 @@ def extract_batch(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Extract every case in parallel with Dask; a case that fails is recorded, not fatal.
+    """Extract every case in parallel; a case that fails is recorded, not fatal.
 
     Parameters
     ----------
@@ -93,8 +174,9 @@ def extract_batch(
     families
         Families to compute (default: the config's).
     scheduler
-        ``"processes"`` (default), ``"threads"``, ``"synchronous"``, or the address of a Dask
-        distributed scheduler (``"tcp://host:8786"``).
+        ``"processes"`` (default: a pool of worker processes with one thread per numerical
+        library, cases sent in chunks), ``"threads"`` (Dask threads), ``"synchronous"``, or the
+        address of a Dask distributed scheduler (``"tcp://host:8786"``).
     workers
         Number of local workers (processes or threads); all cores when None.
     progress
@@ -119,10 +201,12 @@ def extract_batch(
             if progress:
                 progress(k + 1, len(cases))
         return rows
+    if scheduler == "processes":
+        return _process_batch(cases, cfg, families, workers, progress)
     import dask
 
     tasks = [dask.delayed(_safe_row)(c, cfg, families) for c in cases]
-    if scheduler in ("processes", "threads"):
+    if scheduler == "threads":
         from dask.callbacks import Callback
 
         class _Progress(Callback):
@@ -136,16 +220,8 @@ def extract_batch(
                     if progress:
                         progress(self.done, len(cases))
 
-        if scheduler == "processes":
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            n = workers or multiprocessing.cpu_count()
-            with _Progress(), ProcessPoolExecutor(max_workers=n) as pool:
-                (rows,) = dask.compute(tasks, scheduler="processes", pool=pool)
-        else:
-            with _Progress():
-                (rows,) = dask.compute(tasks, scheduler=scheduler, num_workers=workers)
+        with _Progress():
+            (rows,) = dask.compute(tasks, scheduler=scheduler, num_workers=workers)
         return list(rows)
     try:
         from dask.distributed import Client

@@ -19,6 +19,7 @@ The GLSZM, GLDZM and NGLDM features share the "grey level x size" formulas of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -187,19 +188,26 @@ def glszm_features(roi: Roi, *, aggregations: Sequence[str] = ("3d",)) -> dict[s
 
 
 def _border_distance(roi: Roi, tex: Texture, two_d: bool) -> np.ndarray:
-    """Distance to the edge of the morphological mask (1 at the edge) of every region voxel."""
+    """Distance to the edge of the morphological mask (1 at the edge) of every region voxel.
+
+    Computed on the mask's bounding box padded by one empty voxel: every voxel outside the box
+    is outside the mask, and a path to one of them crosses the padding first."""
     from scipy import ndimage
 
-    idx = np.argwhere(roi.int_mask)
-    lo = idx.min(axis=0)
-    morph = np.pad(roi.morph_mask, 1)
+    morph = roi.morph_mask
+    zs = np.flatnonzero(morph.any(axis=(1, 2)))
+    sub = morph[zs[0]:zs[-1] + 1]
+    ys = np.flatnonzero(sub.any(axis=(0, 2)))
+    xs = np.flatnonzero(sub.any(axis=(0, 1)))
+    m_lo = np.array([zs[0], ys[0], xs[0]])
+    padded = np.pad(sub[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1], 1)
     if two_d:
         structure = np.zeros((3, 3, 3), dtype=bool)
         structure[1] = ndimage.generate_binary_structure(2, 1)
     else:
         structure = ndimage.generate_binary_structure(3, 1)
-    dist = ndimage.distance_transform_cdt(morph, metric=structure)
-    c = tex.coords + lo + 1
+    dist = ndimage.distance_transform_cdt(padded, metric=structure)
+    c = tex.coords + (roi.int_index.min(axis=0) - m_lo + 1)
     return dist[c[:, 0], c[:, 1], c[:, 2]]
 
 
@@ -223,13 +231,17 @@ def gldzm_features(roi: Roi, *, aggregations: Sequence[str] = ("3d",)) -> dict[s
     return _aggregate_size(tex, aggs, _GLDZM_ROWS, build)
 
 
+@functools.lru_cache(maxsize=16)
 def _neighbour_offsets(distance: int, two_d: bool) -> np.ndarray:
+    """The (dz, dy, dx) offsets of the Chebyshev neighbourhood (read-only; shared)."""
     r = np.arange(-distance, distance + 1)
     grid = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
     keep = np.any(grid != 0, axis=1)
     if two_d:
         keep &= grid[:, 0] == 0
-    return grid[keep]
+    out = grid[keep]
+    out.flags.writeable = False
+    return out
 
 
 def _neighbour_pass(roi: Roi, distance: int):
@@ -265,10 +277,10 @@ def ngtdm_features(roi: Roi, *, aggregations: Sequence[str] = ("3d",),
     g = gv.size
     own = gv[tex.gi]
 
+    gv_out = np.append(gv, 0.0)  # index -1 (outside the region) reads 0
+
     def sums(nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ok = nb >= 0
-        vals = np.where(ok, gv[np.where(ok, nb, 0)], 0.0)
-        return vals.sum(axis=0), ok.sum(axis=0).astype(np.float64)
+        return gv_out[nb].sum(axis=0), (nb >= 0).sum(axis=0).astype(np.float64)
 
     s2, c2 = sums(nbs[True])
     results: dict[str, np.ndarray] = {}

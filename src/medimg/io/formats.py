@@ -1,13 +1,29 @@
 """Non-DICOM formats: NIfTI (nibabel), NRRD / MHA / MHD (SimpleITK), PNG / JPEG / TIFF (Pillow).
 
 NIfTI goes through :meth:`Image.from_nibabel` / :meth:`Image.to_nibabel`, the one place where
-RAS <-> LPS happens. NRRD and MetaImage are read and written by ITK, whose geometry is LPS
-already. PNG/JPEG are 2-D images with no patient geometry (``has_patient_geometry=False``).
+RAS <-> LPS happens. NRRD and MetaImage are written, and but for the plain NRRD below read, by
+ITK, whose geometry is LPS already.
+PNG/JPEG are 2-D images with no patient geometry (``has_patient_geometry=False``).
+
+Reading NRRD: the common single-file NRRD (3-D scalar, every axis a domain axis, ``space`` one of
+left-posterior-superior / right-anterior-superior / left-anterior-superior, ``raw`` encoding, or
+``gzip`` when an optional fast inflater is installed: ``deflate`` (libdeflate) or ``isal``
+(ISA-L)) is read natively: the header is parsed here and the payload inflated straight into the
+array's memory. The result is what ITK gives: the same array (native byte order, writable) and
+the same LPS geometry, computed as ITK's NRRD reader does (spacing = length of each space
+direction, direction = the space direction times 1/spacing, x and y negated for a
+right-anterior-superior space, y for left-anterior-superior). Anything else (detached headers,
+other encodings or spaces, multi-component or 2-D images, line/byte skips), and gzip without
+either inflater (ITK inflates faster than Python's zlib), goes to SimpleITK.
 """
 
 from __future__ import annotations
 
+import io
+import math
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +90,185 @@ def _read_nifti(path: Path) -> Image:
     return image
 
 
+#: NRRD ``type`` field -> numpy dtype (the names of the NRRD format specification).
+_NRRD_TYPES: dict[str, str] = {}
+for _names, _code in (
+    (("signed char", "int8", "int8_t"), "i1"),
+    (("uchar", "unsigned char", "uint8", "uint8_t"), "u1"),
+    (("short", "short int", "signed short", "signed short int", "int16", "int16_t"), "i2"),
+    (("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), "u2"),
+    (("int", "signed int", "int32", "int32_t"), "i4"),
+    (("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
+    (("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64",
+      "int64_t"), "i8"),
+    (("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"), "u8"),
+    (("float",), "f4"),
+    (("double",), "f8"),
+):
+    for _name in _names:
+        _NRRD_TYPES[_name] = _code
+
+#: NRRD spaces read natively, and the sign that takes each axis of the space to LPS.
+_NRRD_SPACES: dict[str, tuple[float, float, float]] = {
+    "left-posterior-superior": (1.0, 1.0, 1.0), "lps": (1.0, 1.0, 1.0),
+    "right-anterior-superior": (-1.0, -1.0, 1.0), "ras": (-1.0, -1.0, 1.0),
+    "left-anterior-superior": (1.0, -1.0, 1.0), "las": (1.0, -1.0, 1.0),
+}
+
+#: Header fields read natively; any other field (data file, line/byte skip, spacings, axis mins,
+#: space dimension, block size, ...) sends the file to ITK.
+_NRRD_FIELDS = frozenset({
+    "type", "dimension", "sizes", "encoding", "endian", "space", "space directions", "space origin",
+    "kinds",
+    # descriptive only: they change neither the voxels nor the geometry ITK reports
+    "content", "space units", "measurement frame", "centerings", "centers", "labels", "units",
+    "thicknesses", "min", "max", "old min", "oldmin", "old max", "oldmax", "sample units", "sampleunits",
+})
+_NRRD_VECTOR = re.compile(r"\(([^()]*)\)|(\S+)")
+
+
+def _inflate(payload: memoryview, nbytes: int) -> np.ndarray | bytearray | None:
+    """The ``nbytes`` bytes of the gzip stream ``payload``, in a writable buffer, with the fastest
+    optional inflater installed: libdeflate (package ``deflate``: whole buffer, straight into the
+    result), else ISA-L (package ``isal``: streamed into the result). None without either, or when
+    the stream does not hold exactly ``nbytes`` bytes in one member (ITK then reads the file)."""
+    try:
+        import deflate
+    except ImportError:
+        pass
+    else:
+        try:
+            out = deflate.gzip_decompress(payload, nbytes)  # a bytearray: writable
+        except deflate.DeflateError:
+            return None
+        if len(out) == nbytes:
+            return out
+    stream = _gzip_stream(payload)
+    if stream is None:
+        return None
+    buffer = np.empty(nbytes, dtype=np.uint8)
+    try:
+        got = _readinto_full(stream, memoryview(buffer))
+    except Exception:  # noqa: BLE001 - isal's error types: a damaged stream
+        return None
+    finally:
+        stream.close()
+    return buffer if got == nbytes else None
+
+
+def _gzip_stream(data: memoryview) -> Any:
+    """An ISA-L gzip stream over the bytes ``data`` whose ``readinto`` fills a buffer directly,
+    or None without the optional ``isal`` package."""
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:
+        return None
+    reader = getattr(isal_zlib, "_GzipReader", None)  # the C reader behind igzip.IGzipFile
+    if reader is not None:
+        return reader(data)
+    return igzip.IGzipFile(fileobj=io.BytesIO(data), mode="rb")
+
+
+def _readinto_full(stream: Any, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``stream`` (raw reads may come in pieces); the bytes read."""
+    done = 0
+    while done < len(buffer):
+        got = stream.readinto(buffer[done:])
+        if not got:
+            break
+        done += got
+    return done
+
+
+def _nrrd_vectors(text: str) -> list[list[float]] | None:
+    """The vectors of a ``space directions`` / ``space origin`` value; None if one is ``none``."""
+    out = []
+    for inside, other in _NRRD_VECTOR.findall(text):
+        if other:
+            return None
+        out.append([float(v) for v in inside.split(",")])
+    return out
+
+
+def _read_nrrd_native(path: Path) -> Image | None:
+    """Read a plain single-file NRRD (see the module docstring); None when it is not one."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+        end = head.find(b"\n\n")
+        if not head.startswith(b"NRRD000") or end < 0 or b"\r" in head[:end]:
+            return None
+        fields: dict[str, str] = {}
+        for line in head[:end].decode("latin-1").split("\n")[1:]:
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition(": ")
+            if ":=" in key:  # a key/value pair: metadata only
+                continue
+            if not sep:
+                return None
+            fields[key.strip().lower()] = value.strip()
+        if any(k not in _NRRD_FIELDS for k in fields):
+            return None
+        dtype_code = _NRRD_TYPES.get(fields.get("type", "").lower())
+        space = _NRRD_SPACES.get(fields.get("space", "").lower())
+        encoding = fields.get("encoding", "").lower()
+        if dtype_code is None or space is None or fields.get("dimension") != "3":
+            return None
+        if encoding not in ("raw", "gzip", "gz"):
+            return None
+        if any(k not in ("domain", "space") for k in fields.get("kinds", "domain domain domain").split()):
+            return None
+        sizes = [int(v) for v in fields.get("sizes", "").split()]
+        dirs = _nrrd_vectors(fields.get("space directions", ""))
+        origins = _nrrd_vectors(fields["space origin"]) if "space origin" in fields else [[0.0, 0.0, 0.0]]
+        if len(sizes) != 3 or min(sizes) < 1 or dirs is None or len(dirs) != 3 or origins is None:
+            return None
+        if len(origins) != 1 or any(len(v) != 3 for v in (*dirs, origins[0])):
+            return None
+        origin = origins[0]
+        endian = fields.get("endian", "little").lower()
+        if endian not in ("little", "big") or (int(dtype_code[1]) > 1 and "endian" not in fields):
+            return None
+        dtype = np.dtype(("<" if endian == "little" else ">") + dtype_code)
+        count = sizes[0] * sizes[1] * sizes[2]
+        fh.seek(end + 2)
+        if encoding == "raw":
+            out = np.empty(count, dtype=dtype)
+            if _readinto_full(fh, memoryview(out).cast("B")) != out.nbytes:
+                return None
+        else:
+            decoded = _inflate(memoryview(fh.read()), count * dtype.itemsize)
+            if decoded is None:
+                return None
+            out = np.frombuffer(decoded, dtype=dtype)
+    if not dtype.isnative:
+        out = out.byteswap().view(dtype.newbyteorder("="))
+    # ITK (teem's nrrdSpacingCalculate): spacing = |v|, direction = v * (1 / spacing).
+    spacing, columns = [], []
+    for vec in dirs:
+        norm = 0.0
+        for c in vec:
+            norm += c * c
+        length = math.sqrt(norm)
+        if not length > 0:
+            return None
+        inv = 1.0 / length
+        spacing.append(length)
+        columns.append([c * inv * s for c, s in zip(vec, space, strict=True)])
+    direction = tuple(columns[col][row] for row in range(3) for col in range(3))
+    origin_lps = tuple(o * s for o, s in zip(origin, space, strict=True))
+    return Image.from_geometry(out.reshape(sizes[::-1]), spacing=tuple(spacing), origin=origin_lps,
+                               direction=direction, meta={"source_format": "nrrd"})
+
+
 def _read_itk(path: Path) -> Image:
+    if full_suffix(path) == ".nrrd":
+        try:
+            image = _read_nrrd_native(path)
+        except (OSError, ValueError, EOFError):  # unreadable here: ITK reads it or explains why
+            image = None
+        if image is not None:
+            return image
     import SimpleITK as sitk
 
     try:
