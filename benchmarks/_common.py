@@ -47,6 +47,20 @@ def best_of(func: Callable[[], object], repeats: int = 3, warmup: int = 1) -> fl
     return statistics.median(times)
 
 
+def interleaved(funcs: dict, repeats: int) -> dict:
+    """Median wall time (s) of each function; runs alternate between functions (one warm-up
+    each first), so that load from other processes on a shared machine hits all alike."""
+    for func in funcs.values():
+        func()
+    times: dict = {name: [] for name in funcs}
+    for _ in range(repeats):
+        for name, func in funcs.items():
+            t0 = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def drop_page_cache() -> bool:
     """Ask the kernel to drop clean page-cache pages (root only); True when it worked."""
     try:

@@ -17,28 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import CACHE, machine, write_section
+from _common import CACHE, interleaved, machine, write_section
 
 SMALL = CACHE / "catalog-20k"
 SCALE = CACHE / "catalog-100k"
 FIELDS = ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "SeriesInstanceUID", "Modality",
           "BodyPartExamined", "SeriesDescription", "SOPInstanceUID", "SOPClassUID", "InstanceNumber")
-
-
-def interleaved(funcs: dict, repeats: int) -> dict:
-    """Median wall time (s) of each function; runs alternate between functions (one warm-up
-    each first), so that load from other processes on a shared machine hits all alike."""
-    import statistics
-
-    for func in funcs.values():
-        func()
-    times: dict = {name: [] for name in funcs}
-    for _ in range(repeats):
-        for name, func in funcs.items():
-            t0 = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def make_small(root: Path = SMALL, n_series: int = 200, size: int = 16) -> Path:

@@ -11,30 +11,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
-from _common import CACHE, machine, write_section
+from _common import CACHE, interleaved, machine, write_section
 
 DATA = CACHE / "deid-cohort"
 KEY = b"benchmark-key-0123456789abcdef!!"
-
-
-def interleaved(funcs: dict, repeats: int) -> dict:
-    """Median wall time (s) of each function; runs alternate between functions (one warm-up
-    each first), so that load from other processes on a shared machine hits all alike."""
-    import statistics
-
-    for func in funcs.values():
-        func()
-    times: dict = {name: [] for name in funcs}
-    for _ in range(repeats):
-        for name, func in funcs.items():
-            t0 = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def make_data() -> Path:
