@@ -26,6 +26,7 @@ from medimg.segmentation.morphology import (
     _region,
     _structure,
 )
+from medimg.segmentation.threshold import in_range
 
 __all__ = ["seed_indices", "connected_threshold", "confidence_connected"]
 
@@ -125,21 +126,8 @@ def connected_threshold(
         own value is outside the window grows nothing (``meta["history"][-1]["seeds_used"]``
         counts the seeds that did).
     """
-    _check_scalar(image, "image")
-    if lower is None and upper is None:
-        raise ParameterError("connected_threshold needs `lower`, `upper` or both (image units, inclusive)")
-    if lower is not None and upper is not None and lower > upper:
-        raise ParameterError(f"connected_threshold: lower ({lower}) must not exceed upper ({upper})")
+    inside = in_range(image, lower, upper, mask, op="connected_threshold")
     seeds = seed_indices(image, seeds_mm=seeds_mm, seeds_voxel=seeds_voxel)
-    roi = _region(image, mask)
-    values = image.array
-    inside = np.ones(values.shape, dtype=bool)
-    if lower is not None:
-        inside &= values >= lower
-    if upper is not None:
-        inside &= values <= upper
-    if roi is not None:
-        inside &= roi
     region = _grow(inside, seeds, connectivity)
     step = {"op": "segmentation.connected_threshold", "lower": lower, "upper": upper,
             "connectivity": connectivity, "seeds_used": int(sum(bool(inside[s]) for s in seeds))}

@@ -43,6 +43,30 @@ HU_RANGES: dict[str, tuple[float | None, float | None]] = {
 _segmentation = registry("segmentation")
 
 
+def in_range(image: Image, lower: float | None, upper: float | None, mask: Image | None,
+             *, op: str) -> np.ndarray:
+    """Boolean array of voxels with ``lower <= value <= upper`` (either bound may be None)
+    inside ``mask``; the bounds are checked and ``op`` names the caller in errors."""
+    _check_scalar(image, "image")
+    if lower is None and upper is None:
+        raise ParameterError(f"{op} needs `lower`, `upper` or both (image units, inclusive)")
+    for name, value in (("lower", lower), ("upper", upper)):
+        if value is not None and np.isnan(value):
+            raise ParameterError(f"{op}: {name} must be a number (image units), got NaN")
+    if lower is not None and upper is not None and lower > upper:
+        raise ParameterError(f"{op}: lower ({lower}) must not exceed upper ({upper})")
+    roi = _region(image, mask)
+    values = image.array
+    keep = np.ones(values.shape, dtype=bool)
+    if lower is not None:
+        keep &= values >= lower
+    if upper is not None:
+        keep &= values <= upper
+    if roi is not None:
+        keep &= roi
+    return keep
+
+
 @_segmentation.register("threshold")
 def threshold(
     image: Image,
@@ -85,24 +109,7 @@ def threshold(
     >>> threshold(ct, lower=-200, upper=400).array.tolist()
     [[[0, 1, 1, 1]]]
     """
-    _check_scalar(image, "image")
-    if lower is None and upper is None:
-        raise ParameterError("threshold needs `lower`, `upper` or both (image units, inclusive)")
-    for name, value in (("lower", lower), ("upper", upper)):
-        if value is not None and np.isnan(value):
-            raise ParameterError(f"threshold: {name} must be a number (image units), got NaN")
-    if lower is not None and upper is not None and lower > upper:
-        msg = f"threshold: lower ({lower}) must not exceed upper ({upper})"
-        raise ParameterError(msg)
-    roi = _region(image, mask)
-    values = image.array
-    keep = np.ones(values.shape, dtype=bool)
-    if lower is not None:
-        keep &= values >= lower
-    if upper is not None:
-        keep &= values <= upper
-    if roi is not None:
-        keep &= roi
+    keep = in_range(image, lower, upper, mask, op="threshold")
     step = {"op": "segmentation.threshold", "lower": lower, "upper": upper}
     return _label_output(image, keep.astype(np.uint8), step)
 
