@@ -18,13 +18,18 @@ __all__ = ["Image", "MedimgError", "UserInputError", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-_SUBMODULES = {
-    "io", "datasets", "segmentation", "features", "ml", "evaluation", "report", "core",
-    "errors", "filters", "quality", "registration", "pipeline", "catalog", "deid", "pacs", "demo",
-}
+def _submodules() -> list[str]:
+    """The package's own submodules, as they are on disk (no second list to keep in step)."""
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
+    if not name.startswith("_") and name in _submodules():
         return importlib.import_module(f"medimg.{name}")
     raise AttributeError(f"module 'medimg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_submodules()})

@@ -114,27 +114,39 @@ def convert(
 # --------------------------------------------------------------------------- list
 @app.command("list")
 def list_operations(
-    kind: Annotated[Optional[str], typer.Argument(help="Only this kind (e.g. segmentation, features).")] = None,  # noqa: UP045
+    kind: Annotated[Optional[str], typer.Argument(help="Only this kind (e.g. segmentation, features, presets).")] = None,  # noqa: UP045
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Only operations with this tag (e.g. denoiser).")] = None,  # noqa: UP045
 ) -> None:
-    """List the registered operations (methods, feature families, ...) and their parameters."""
+    """List the registered operations (methods, feature families, filters, ...), their parameters
+    and tags, and the radiomics presets."""
     from rich.table import Table
 
-    from medimg.cli.registered import load_registries
+    from medimg.core.registry import KINDS, TAGS, load_registries
+    from medimg.errors import UnknownNameError
 
-    registries = load_registries()
-    if kind is not None and kind not in registries:
-        from medimg.errors import UnknownNameError
+    if kind is not None and kind not in KINDS and kind != "presets":
+        raise UnknownNameError("kind", kind, [*KINDS, "presets"])
+    if tag is not None and tag not in TAGS:
+        raise UnknownNameError("tag", tag, TAGS)
+    console = _console()
+    if kind != "presets":
+        registries = load_registries(None if kind is None else [kind])
+        table = Table("kind", "name", "tags", "parameters", "summary")
+        for reg_kind, reg in registries.items():
+            for entry in reg:
+                if tag is not None and tag not in entry.tags:
+                    continue
+                params = ", ".join(f"{n}: {t} (required)" if d == "required" else f"{n}: {t} = {d}"
+                                   for n, t, d in entry.describe())
+                table.add_row(reg_kind, entry.name, ", ".join(sorted(entry.tags)), params, entry.summary)
+        console.print(table)
+    if kind in (None, "presets") and tag is None:
+        from medimg.features.config import PRESETS, preset_summary
 
-        raise UnknownNameError("kind", kind, registries)
-    table = Table("kind", "name", "parameters", "summary")
-    for reg_kind, reg in sorted(registries.items()):
-        if kind and reg_kind != kind:
-            continue
-        for entry in reg:
-            params = ", ".join(f"{n}: {t} (required)" if d == "required" else f"{n}: {t} = {d}"
-                               for n, t, d in entry.describe())
-            table.add_row(reg_kind, entry.name, params, entry.summary)
-    _console().print(table)
+        presets = Table("preset", "settings", title="radiomics presets (medimg features --preset NAME)")
+        for name in PRESETS:
+            presets.add_row(name, preset_summary(name))
+        console.print(presets)
 
 
 # --------------------------------------------------------------------------- synth / demo

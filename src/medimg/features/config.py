@@ -29,6 +29,7 @@ __all__ = [
     "FilterConfig",
     "RadiomicsConfig",
     "PRESETS",
+    "preset_summary",
     "IBSI_FAMILIES",
     "preset",
     "load_config",
@@ -334,6 +335,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                           "ivh": {"discretisation": "fixed_bin_size", "bin_width": 2.5, "lower_bound": -1000.0}},
     },
 }
+
+
+def preset_summary(name: str) -> str:
+    """One line describing the preset ``name``: its settings that differ from the defaults."""
+    if name not in PRESETS:
+        raise UnknownNameError("radiomics preset", name, PRESETS)
+    settings = PRESETS[name]
+    if not settings:
+        return "medimg's defaults"
+    return "; ".join(f"{key}: {json.dumps(value, separators=(',', ':'))}" for key, value in settings.items())
 
 
 def preset(name: str) -> RadiomicsConfig:

@@ -363,7 +363,7 @@ def filtered_roi(roi: Any, filt: Any) -> tuple[Any, str]:
     return new, filter_tag(filt)
 
 
-def filter_image(image: Image, name: str, **params: Any) -> Image:
+def filter_image(image: Image, name: str, /, **params: Any) -> Image:
     """Apply the registered filter ``name`` to a scalar 3-D (or 2-D) ``image``; float64 result on
     the same grid. Parameters are validated (unknown ones get a did-you-mean)."""
     entry = FILTERS.get(name)

@@ -58,23 +58,12 @@ __all__ = [
     "resample", "resample_to",
 ]
 
-#: Modules whose registered filters reduce noise (a list of modules, not of names).
-NOISE_REDUCTION_MODULES = (
-    "medimg.filters.smoothing",
-    "medimg.filters.diffusion",
-    "medimg.filters.wavelet",
-    "medimg.filters.nlm",
-    "medimg.filters.frequency",
-    "medimg.filters.adaptive",
-)
-
-
 def denoising_methods() -> list[str]:
-    """Names of the registered noise-reduction filters, sorted."""
-    return [e.name for e in registry("filters") if e.func.__module__ in NOISE_REDUCTION_MODULES]
+    """Names of the registered noise-reduction filters (tagged ``"denoiser"``), sorted."""
+    return registry("filters").names(tag="denoiser")
 
 
-def apply(image: Image, method: str, **params: Any) -> Image:
+def apply(image: Image, method: str, /, **params: Any) -> Image:
     """Run the filter registered as ``method`` on ``image``.
 
     Parameters
@@ -82,7 +71,8 @@ def apply(image: Image, method: str, **params: Any) -> Image:
     image
         The input image.
     method
-        A name registered in ``registry("filters")`` (``medimg list filters``).
+        A name registered in ``registry("filters")`` (``medimg list filters``); positional only,
+        so a filter may have a parameter called ``method`` (e.g. ``wavelet``).
     **params
         The filter's keyword parameters, validated against its signature (unknown names and
         wrong types raise :class:`~medimg.errors.ParameterError`).
@@ -100,7 +90,7 @@ def apply(image: Image, method: str, **params: Any) -> Image:
     return registry("filters").get(method)(image, **params)
 
 
-def denoise(image: Image, method: str = "nlm", **params: Any) -> Image:
+def denoise(image: Image, method: str = "nlm", /, **params: Any) -> Image:
     """Run the noise-reduction filter ``method`` (see :func:`denoising_methods`) on ``image``.
 
     Parameters
@@ -108,7 +98,7 @@ def denoise(image: Image, method: str = "nlm", **params: Any) -> Image:
     image
         Scalar image, 2-D or 3-D.
     method
-        A noise-reduction filter: ``gaussian``, ``median``, ``bilateral``,
+        Positional only. A noise-reduction filter: ``gaussian``, ``median``, ``bilateral``,
         ``curvature_diffusion``, ``gradient_diffusion``, ``tv``, ``wavelet``, ``nlm``,
         ``lowpass``, ``highpass``, ``bandpass``, ``wiener``, ``adaptive_median``.
     **params
@@ -127,7 +117,7 @@ def denoise(image: Image, method: str = "nlm", **params: Any) -> Image:
         ``method`` is a filter but not a noise-reduction one (use :func:`apply`).
     """
     entry = registry("filters").get(method)
-    if entry.func.__module__ not in NOISE_REDUCTION_MODULES:
+    if "denoiser" not in entry.tags:
         msg = (f"{method!r} is a filter but not a noise-reduction one; use medimg.filters.apply. "
                f"Noise-reduction filters: {', '.join(denoising_methods())}")
         raise ParameterError(msg)

@@ -21,7 +21,7 @@ __all__ = ["wiener", "adaptive_median"]
 _filters = registry("filters")
 
 
-@_filters.register("wiener")
+@_filters.register("wiener", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"radius_mm": f * min_spacing(image)} for f in (1.0, 2.0, 3.0)])
 def wiener(image: Image, *, radius_mm: float = 1.0, noise_sigma: float | None = None) -> Image:
     r"""Local adaptive Wiener filter (Lee 1980; Lim 1990, eq. 9.44).
@@ -74,7 +74,7 @@ def wiener(image: Image, *, radius_mm: float = 1.0, noise_sigma: float | None = 
     return filter_output(image, out.astype(np.float32), step)
 
 
-@_filters.register("adaptive_median")
+@_filters.register("adaptive_median", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"max_radius_mm": f * min_spacing(image)} for f in (2.0, 3.0)])
 def adaptive_median(image: Image, *, max_radius_mm: float = 3.0) -> Image:
     """Adaptive median filter (Hwang and Haddad 1995; Gonzalez and Woods, sec. 5.3).

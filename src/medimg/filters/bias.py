@@ -152,7 +152,7 @@ def n4_bias_field(
             filter_output(image, field.astype(np.float32), {**step, "output": "bias_field"}))
 
 
-@_filters.register("n4")
+@_filters.register("n4", tags=("intensity",))
 def n4(
     image: Image,
     *,

@@ -61,7 +61,7 @@ def _diffusion(image: Image, name: str, iterations: int, conductance: float,
     return filter_output(image, out.astype(np.float32, copy=False), step)
 
 
-@_filters.register("curvature_diffusion")
+@_filters.register("curvature_diffusion", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"iterations": n, "conductance": k} for n in (5, 10, 20) for k in (1.0, 2.0)])
 def curvature_diffusion(image: Image, *, iterations: int = 5, conductance: float = 1.0,
                         time_step: float | None = None) -> Image:
@@ -92,7 +92,7 @@ def curvature_diffusion(image: Image, *, iterations: int = 5, conductance: float
     return _diffusion(image, "curvature_diffusion", iterations, conductance, time_step)
 
 
-@_filters.register("gradient_diffusion")
+@_filters.register("gradient_diffusion", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"iterations": n, "conductance": k} for n in (5, 10, 20) for k in (1.0, 2.0)])
 def gradient_diffusion(image: Image, *, iterations: int = 5, conductance: float = 1.0,
                        time_step: float | None = None) -> Image:
@@ -120,7 +120,7 @@ def gradient_diffusion(image: Image, *, iterations: int = 5, conductance: float 
     return _diffusion(image, "gradient_diffusion", iterations, conductance, time_step)
 
 
-@_filters.register("tv")
+@_filters.register("tv", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"weight": f * sigma} for f in (0.5, 1.0, 2.0)])
 def tv(image: Image, *, weight: float | None = None, iterations: int = 200,
        tolerance: float = 2e-4) -> Image:

@@ -29,7 +29,7 @@ def _nbins(nbins: int) -> int:
     return int(nbins)
 
 
-@_filters.register("histogram_equalization")
+@_filters.register("histogram_equalization", tags=("enhancement",))
 def histogram_equalization(image: Image, *, nbins: int = 256, mask: Image | None = None) -> Image:
     r"""Global histogram equalisation: map each intensity to its cumulative frequency.
 
@@ -67,7 +67,7 @@ def histogram_equalization(image: Image, *, nbins: int = 256, mask: Image | None
     return filter_output(image, out.astype(np.float32), {"op": "filters.histogram_equalization", "nbins": bins})
 
 
-@_filters.register("clahe")
+@_filters.register("clahe", tags=("enhancement",))
 def clahe(image: Image, *, kernel_size_mm: float | None = None, clip_limit: float = 0.01,
           nbins: int = 256) -> Image:
     """Contrast-limited adaptive histogram equalisation (CLAHE), 2-D or 3-D.
@@ -116,7 +116,7 @@ def clahe(image: Image, *, kernel_size_mm: float | None = None, clip_limit: floa
     return filter_output(image, np.asarray(out, dtype=np.float32), step)
 
 
-@_filters.register("unsharp_mask")
+@_filters.register("unsharp_mask", tags=("enhancement",))
 def unsharp_mask(image: Image, *, sigma_mm: float = 1.0, amount: float = 1.0) -> Image:
     r"""Unsharp masking: :math:`u + a\,(u - G_\sigma * u)`.
 
@@ -170,7 +170,7 @@ def laplacian(image: Image) -> Image:
     return filter_output(image, _laplacian_array(image).astype(np.float32), {"op": "filters.laplacian"})
 
 
-@_filters.register("laplacian_sharpen")
+@_filters.register("laplacian_sharpen", tags=("enhancement",))
 def laplacian_sharpen(image: Image, *, weight_mm2: float = 0.5) -> Image:
     r"""Laplacian sharpening: :math:`u - w\,\nabla^2 u` with the Laplacian in physical units.
 

@@ -137,7 +137,7 @@ def _apply(image: Image, padding: str, step: dict, **tf: object) -> Image:
     return filter_output(image, out.astype(np.float32), step)
 
 
-@_filters.register("lowpass")
+@_filters.register("lowpass", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"cutoff": f * 0.5 / min_spacing(image), "shape": s}
                                    for f in (0.2, 0.35, 0.5) for s in ("gaussian", "butterworth")])
 def lowpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order: float = 2.0,
@@ -166,7 +166,7 @@ def lowpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order:
     return _apply(image, padding, {"op": "filters.lowpass", **tf}, **tf)
 
 
-@_filters.register("highpass")
+@_filters.register("highpass", tags=("denoiser",))
 def highpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order: float = 2.0,
              padding: Literal["reflect", "periodic"] = "reflect") -> Image:
     """High-pass filter in the Fourier domain: keep spatial frequencies above ``cutoff``.
@@ -195,7 +195,7 @@ def highpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order
     return _apply(image, padding, {"op": "filters.highpass", **tf}, **tf)
 
 
-@_filters.register("bandpass")
+@_filters.register("bandpass", tags=("denoiser",))
 def bandpass(image: Image, *, low_cutoff: float, high_cutoff: float, shape: Shape = "butterworth",
              order: float = 2.0, padding: Literal["reflect", "periodic"] = "reflect") -> Image:
     """Band-pass filter in the Fourier domain: keep frequencies between the two cut-offs.

@@ -150,7 +150,7 @@ def _uniform(src: np.ndarray, size: int, axis: int, out: np.ndarray) -> None:
     uniform_filter1d(src, size, axis=axis, output=out, mode="nearest")
 
 
-@_filters.register("nlm")
+@_filters.register("nlm", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"h": f * sigma} for f in (0.6, 0.8, 1.0, 1.2)])
 def nlm(
     image: Image,

@@ -43,7 +43,7 @@ def _values_in(image: Image, mask: Image | None, *, default: str = "all") -> np.
     return vals
 
 
-@_filters.register("zscore")
+@_filters.register("zscore", tags=("intensity",))
 def zscore(image: Image, *, mask: Image | None = None) -> Image:
     r"""Z-score normalisation: :math:`(u - \mu) / \sigma` with mean and deviation inside ``mask``.
 
@@ -70,7 +70,7 @@ def zscore(image: Image, *, mask: Image | None = None) -> Image:
     return filter_output(image, out.astype(np.float32), step)
 
 
-@_filters.register("percentile")
+@_filters.register("percentile", tags=("intensity",))
 def percentile_scale(image: Image, *, lower: float = 1.0, upper: float = 99.0,
                      mask: Image | None = None, clip: bool = False) -> Image:
     """Map the ``lower`` and ``upper`` percentiles (inside ``mask``) linearly to 0 and 1.
@@ -173,7 +173,7 @@ def nyul_fit(
     return NyulStandard(tuple(float(p) for p in pcs), tuple(float(v) for v in standard))
 
 
-@_filters.register("nyul")
+@_filters.register("nyul", tags=("intensity",))
 def nyul(image: Image, *, standard: list[float], percentiles: list[float] = list(NYUL_PERCENTILES),  # noqa: B006
          mask: Image | None = None) -> Image:
     """Nyúl histogram matching: map the image's landmarks piecewise-linearly onto a standard scale.

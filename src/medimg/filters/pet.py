@@ -144,7 +144,7 @@ def suv_factor(
             "dose_bq": dose, "half_life_s": half, "decay_correction": correction}
 
 
-@_filters.register("suv")
+@_filters.register("suv", tags=("intensity",))
 def suv(image: Image, *, weight_kg: float | None = None, dose_bq: float | None = None,
         half_life_s: float | None = None) -> Image:
     """Convert a PET image in Bq/ml to body-weight SUV (g/ml), decay-corrected (module notes).

@@ -81,7 +81,7 @@ def _run(image: Image, affine: np.ndarray, size: Sequence[int], interpolator: st
     return Image(array, affine, meta=meta, has_patient_geometry=image.has_patient_geometry)
 
 
-@_filters.register("resample")
+@_filters.register("resample", tags=("geometry",))
 def resample(
     image: Image,
     *,
@@ -124,7 +124,7 @@ def resample(
     return _run(image, affine, size, interpolator, default_value, step)
 
 
-@_filters.register("resample_to")
+@_filters.register("resample_to", tags=("geometry",))
 def resample_to(
     image: Image,
     *,

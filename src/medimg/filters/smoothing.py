@@ -37,7 +37,7 @@ def _sitk_result(image: Image, result: object, step: dict) -> Image:
     return filter_output(image, array, step)
 
 
-@_filters.register("gaussian")
+@_filters.register("gaussian", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"sigma_mm": f * min_spacing(image)} for f in (0.5, 0.75, 1.0, 1.5)])
 def gaussian(image: Image, *, sigma_mm: float = 1.0) -> Image:
     r"""Gaussian smoothing with standard deviation ``sigma_mm`` in mm along every axis.
@@ -70,7 +70,7 @@ def gaussian(image: Image, *, sigma_mm: float = 1.0) -> Image:
     return _sitk_result(image, out, {"op": "filters.gaussian", "sigma_mm": sigma})
 
 
-@_filters.register("median")
+@_filters.register("median", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"radius_mm": f * min_spacing(image)} for f in (1.0, 2.0)])
 def median(image: Image, *, radius_mm: float = 1.0) -> Image:
     """Median filter over a box of half-width ``radius_mm`` (rounded to whole voxels per axis).
@@ -102,7 +102,7 @@ def median(image: Image, *, radius_mm: float = 1.0) -> Image:
     return _sitk_result(image, out, step)
 
 
-@_filters.register("bilateral")
+@_filters.register("bilateral", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"domain_sigma_mm": d * min_spacing(image), "range_sigma": r * sigma}
                                    for d in (1.0, 2.0) for r in (1.0, 2.0, 3.0)])
 def bilateral(image: Image, *, domain_sigma_mm: float = 1.5, range_sigma: float | None = None) -> Image:

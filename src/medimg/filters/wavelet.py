@@ -17,7 +17,7 @@ __all__ = ["wavelet"]
 _filters = registry("filters")
 
 
-@_filters.register("wavelet")
+@_filters.register("wavelet", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"method": m, "wavelet_name": w} for m in ("BayesShrink", "VisuShrink")
                                    for w in ("db1", "db2")])
 def wavelet(

@@ -41,7 +41,7 @@ def apply_window(values: np.ndarray, level: float, width: float) -> np.ndarray:
     return y
 
 
-@_filters.register("window")
+@_filters.register("window", tags=("intensity",))
 def window(
     image: Image,
     *,

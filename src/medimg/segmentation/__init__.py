@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 
-def segment(image: Image, method: str, **params: Any) -> Image:
+def segment(image: Image, method: str, /, **params: Any) -> Image:
     """Run the segmentation method registered as ``method`` on ``image``.
 
     Parameters

@@ -168,7 +168,7 @@ def connected_components(
     return _label_output(label, components, step), volumes
 
 
-@_segmentation.register("largest_component")
+@_segmentation.register("largest_component", tags=("morphology",))
 def largest_component(
     label: Image, *, connectivity: Connectivity = 26, mask: Image | None = None
 ) -> Image:
@@ -203,7 +203,7 @@ def largest_component(
     return _label_output(label, out, step)
 
 
-@_segmentation.register("remove_small")
+@_segmentation.register("remove_small", tags=("morphology",))
 def remove_small(
     label: Image,
     *,
@@ -251,7 +251,7 @@ def remove_small(
     return _label_output(label, out, step)
 
 
-@_segmentation.register("fill_holes")
+@_segmentation.register("fill_holes", tags=("morphology",))
 def fill_holes(label: Image, *, slice_wise: bool = False, mask: Image | None = None) -> Image:
     """Fill the holes of a label map's foreground.
 
@@ -350,21 +350,21 @@ def _morph(label: Image, radius_mm: float, mask: Image | None, op: str) -> Image
     return _label_output(label, out.astype(np.uint8), step)
 
 
-@_segmentation.register("dilate")
+@_segmentation.register("dilate", tags=("morphology",))
 def dilate(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
     """Binary dilation by a ball of ``radius_mm`` (mm; ellipsoidal in voxels when the spacing is
     anisotropic, see :func:`ball`). Returns a ``uint8`` label map, 0 outside ``mask``."""
     return _morph(label, radius_mm, mask, "dilate")
 
 
-@_segmentation.register("erode")
+@_segmentation.register("erode", tags=("morphology",))
 def erode(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
     """Binary erosion by a ball of ``radius_mm`` (mm). The array border does not erode (outside
     the image counts as foreground). Returns a ``uint8`` label map, 0 outside ``mask``."""
     return _morph(label, radius_mm, mask, "erode")
 
 
-@_segmentation.register("opening")
+@_segmentation.register("opening", tags=("morphology",))
 def opening(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
     """Binary opening (erosion then dilation) by a ball of ``radius_mm`` (mm): removes parts
     thinner than about ``2 * radius_mm`` and smooths convex corners.
@@ -387,7 +387,7 @@ def opening(label: Image, *, radius_mm: float, mask: Image | None = None) -> Ima
     return _morph(label, radius_mm, mask, "opening")
 
 
-@_segmentation.register("closing")
+@_segmentation.register("closing", tags=("morphology",))
 def closing(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
     """Binary closing (dilation then erosion) by a ball of ``radius_mm`` (mm): fills gaps and
     concavities narrower than about ``2 * radius_mm``.

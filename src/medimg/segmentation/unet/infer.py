@@ -247,7 +247,7 @@ def predict(image: Image, model: UNetModel | str | Path, *, mask: Image | None =
     return _label_output(image, labels, step)
 
 
-@_segmentation.register("unet")
+@_segmentation.register("unet", tags=("learned",))
 def unet_segment(image: Image, *, checkpoint: str, resample: bool = True, mask: Image | None = None) -> Image:
     """Segment with a trained U-Net checkpoint (a local file; see :func:`predict`).
 
