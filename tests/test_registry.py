@@ -106,8 +106,8 @@ def test_every_operation_takes_every_declared_parameter_through_its_dispatcher(k
                 given[pname] = info.default
         received: dict[str, Any] = {}
 
-        def record(data: Any, /, *args: Any, **kwargs: Any) -> Any:
-            received.update(kwargs)
+        def record(data: Any, /, *args: Any, _into: dict[str, Any] = received, **kwargs: Any) -> Any:
+            _into.update(kwargs)
             return data
 
         monkeypatch.setitem(reg._entries, entry.name, dataclasses.replace(entry, func=record))
