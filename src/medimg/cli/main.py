@@ -8,8 +8,10 @@ subcommands so that ``medimg --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -208,10 +210,37 @@ _register_command_modules()
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 2 user error, 1 other failure)."""
-    from typer.exceptions import Abort, Exit, TyperException
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    with _terminate_as_exit():
+        return _run(args, debug)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) unwind the command like Ctrl-C does, so that partial outputs are
+    removed and worker processes are stopped; Python's default would end the process at once."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: list[str], debug: bool) -> int:
+    from typer.exceptions import Abort, Exit, TyperException
+
     try:
         status = app(args=args, prog_name="medimg", standalone_mode=False)
     except Exit as exc:

@@ -1,6 +1,9 @@
 """Atomic output: write to a temporary name beside the target, then rename.
 
-A crash or Ctrl-C never leaves a half-written file under the final name.
+A crash or Ctrl-C never leaves a half-written file under the final name. The temporary name
+says who writes it (``.<name>.<host>-<pid>-<random>.part<ext>``): a process that was killed
+(``kill -9``, power loss) leaves its partial file behind, and the next write of the same target
+into the same folder on the same host removes the partials whose writer no longer runs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_dir", "full_suffix", "sha256_file"]
+__all__ = ["atomic_path", "atomic_dir", "full_suffix", "sha256_file", "remove_stale_partials"]
 
 
 def full_suffix(path: str | Path) -> str:
@@ -36,7 +39,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = full_suffix(target)
     stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=target.parent)
+    remove_stale_partials(target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.{_writer_tag()}-", suffix=f".part{suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -56,7 +60,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     or be an empty folder). On failure the temporary folder is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    remove_stale_partials(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_writer_tag()}-", suffix=".part", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
@@ -66,6 +71,63 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _host_tag() -> str:
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _writer_tag() -> str:
+    """``<host>-<pid>``: who writes a partial file (the host as a short hash)."""
+    return f"{_host_tag()}-{os.getpid()}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+#: Folders whose stale partials this process has already removed (a listing per folder, not per write).
+_CLEANED: set[str] = set()
+
+
+def remove_stale_partials(folder: str | Path, *, again: bool = False) -> list[Path]:
+    """Remove, in ``folder``, the partial files and folders (``.<name>.<host>-<pid>-<random>.part*``)
+    left by writers on this host that no longer run; return what was removed.
+
+    Partials of running writers and of other hosts are left alone. A process lists each folder
+    once (``again=True`` lists it again); :func:`atomic_path` and :func:`atomic_dir` call this
+    before their first write into a folder."""
+    folder = Path(folder)
+    key = str(folder.resolve())
+    if (key in _CLEANED and not again) or not folder.is_dir():
+        return []
+    _CLEANED.add(key)
+    host = _host_tag()
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(".") or ".part" not in name:
+                continue
+            middle = name[1:name.rindex(".part")].rsplit(".", 1)
+            tag = middle[-1].split("-") if len(middle) == 2 else []
+            if len(tag) < 3 or tag[0] != host or not tag[1].isdigit() or _running(int(tag[1])):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def _umask() -> int:
