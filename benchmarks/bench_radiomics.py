@@ -14,7 +14,7 @@ Moran's I / Geary's C, local intensity, statistics, histogram, IVH, GLCM, GLRLM,
 NGTDM, NGLDM; 3-D averaged and merged); flash-radiomics computes its PyRadiomics-style set
 (shape, first order, histogram, IVH, GLCM, GLRLM, GLSZM, GLDZM, GLDM, NGTDM); MIRP its default
 IBSI set. medimg reads NRRD natively when an optional fast inflater (`deflate` or `isal`) is
-installed (SimpleITK otherwise); the section says which. The batch rows time `medimg.features.table.extract_batch` over
+installed (SimpleITK otherwise); the section says which. The batch rows time `medimg.pipeline.extract_features` over
 copies of the CT case with 1 and 2 (or all) worker processes.
 """
 
@@ -116,7 +116,7 @@ N_BATCH = 12
 
 def batch_scaling(image: Path, mask: Path, n_cases: int = N_BATCH) -> dict[int, float]:
     from medimg.features import config_from_mapping
-    from medimg.features.table import Case, extract_batch
+    from medimg.pipeline import Case, extract_features
 
     cfg = config_from_mapping({"resegmentation": {"range": [-1000, 400]},
                                "discretisation": {"method": "fixed_bin_size", "bin_width": 25.0, "lower_bound": -1000},
@@ -125,9 +125,9 @@ def batch_scaling(image: Path, mask: Path, n_cases: int = N_BATCH) -> dict[int, 
     out = {}
     cores = len(os.sched_getaffinity(0))
     for workers in sorted({1, min(2, cores), cores}):
-        extract_batch(cases[:workers * 2], cfg, scheduler="processes", workers=workers)  # start-up
+        extract_features(cases[:workers * 2], cfg, scheduler="processes", workers=workers)  # start-up
         t0 = time.perf_counter()
-        rows = extract_batch(cases, cfg, scheduler="processes", workers=workers)
+        rows = extract_features(cases, cfg, scheduler="processes", workers=workers)
         out[workers] = time.perf_counter() - t0
         assert all(r["status"] == "ok" for r in rows)
     return out
@@ -185,7 +185,7 @@ def main() -> None:
     scaling = batch_scaling(image, mask)
     base = scaling[min(scaling)]
     load = os.getloadavg()[0]
-    lines += ["", f"Batch (`extract_batch`, worker processes, worker start-up included) over {N_BATCH} copies "
+    lines += ["", f"Batch (`medimg.pipeline.extract_features`, worker processes, worker start-up included) over {N_BATCH} copies "
               f"of the CT phantom case (load average {load:.1f} when measured; other work on the machine limits "
               "the speed-up):", "",
               "| workers | time (s) | cases/s | speed-up |", "|---:|---:|---:|---:|"]

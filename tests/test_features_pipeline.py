@@ -19,7 +19,9 @@ from medimg.features import (
     load_config,
     preset,
 )
-from medimg.features.table import Case, case_row, extract_batch, read_cases, to_long, write_table
+from medimg.features.table import LONG_COLUMNS, TAIL_COLUMNS, to_long
+from medimg.io.tables import write_table
+from medimg.pipeline import Case, extract_features, feature_row, read_cases
 
 PHANTOM = Path(__file__).parent / "data" / "ibsi1-digital-phantom"
 IMAGE, MASK = PHANTOM / "image.nii.gz", PHANTOM / "mask.nii.gz"
@@ -90,12 +92,12 @@ def test_extract_accepts_config_objects_names_and_mappings():
 def test_table_wide_and_long_csv_and_parquet(tmp_path):
     import pandas as pd
 
-    row = case_row(Case("dig", IMAGE, MASK), "ibsi-dig")
+    row = feature_row(Case("dig", IMAGE, MASK), "ibsi-dig")
     assert row["prov.image_sha256"] and len(row["prov.mask_sha256"]) == 64
     assert json.loads(row["prov.config"])["discretisation"]["method"] == "none"
-    write_table([row], tmp_path / "wide.csv")
-    write_table([row], tmp_path / "wide.parquet")
-    write_table([row], tmp_path / "long.csv", long=True)
+    write_table([row], tmp_path / "wide.csv", last=TAIL_COLUMNS)
+    write_table([row], tmp_path / "wide.parquet", last=TAIL_COLUMNS)
+    write_table(to_long([row]), tmp_path / "long.csv", columns=LONG_COLUMNS)
     wide = pd.read_csv(tmp_path / "wide.csv")
     assert wide.shape[0] == 1 and "glcm.3d_comb.joint_maximum" in wide.columns
     assert list(wide.columns[-6:]) == ["prov.medimg_version", "prov.config", "prov.image", "prov.mask",
@@ -115,7 +117,7 @@ def test_table_wide_and_long_csv_and_parquet(tmp_path):
 
 def test_batch_records_a_failing_case_and_goes_on(tmp_path):
     cases = [Case("ok", IMAGE, MASK, 1), Case("bad-label", IMAGE, MASK, 9), Case("missing", tmp_path / "no.nii.gz", MASK)]
-    rows = extract_batch(cases, "ibsi-dig", families=["stat"], scheduler="threads", workers=2)
+    rows = extract_features(cases, "ibsi-dig", families=["stat"], scheduler="threads", workers=2)
     assert [r["case"] for r in rows] == ["ok", "bad-label", "missing"]
     assert [r["status"] for r in rows] == ["ok", "error", "error"]
     assert "no voxel with label 9" in rows[1]["error"]
@@ -131,7 +133,7 @@ def test_batch_records_a_failing_case_and_goes_on(tmp_path):
 @pytest.mark.slow
 def test_batch_with_processes_scheduler(tmp_path):
     cases = [Case(f"c{k}", IMAGE, MASK) for k in range(3)]
-    rows = extract_batch(cases, "ibsi-dig", families=["stat", "glcm"], scheduler="processes", workers=2)
+    rows = extract_features(cases, "ibsi-dig", families=["stat", "glcm"], scheduler="processes", workers=2)
     assert all(r["status"] == "ok" for r in rows)
     assert rows[0]["glcm.3d_comb.joint_maximum"] == rows[2]["glcm.3d_comb.joint_maximum"]
 
@@ -140,12 +142,12 @@ def test_process_batch_keeps_order_records_failures_and_matches_synchronous(tmp_
     cases = [Case(f"c{k}", IMAGE, MASK) for k in range(5)]
     cases.insert(2, Case("bad-label", IMAGE, MASK, 9))
     seen = []
-    rows = extract_batch(cases, "ibsi-dig", families=["stat"], scheduler="processes", workers=2,
+    rows = extract_features(cases, "ibsi-dig", families=["stat"], scheduler="processes", workers=2,
                          progress=lambda done, total: seen.append((done, total)))
     assert [r["case"] for r in rows] == [c.case for c in cases]
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "ok", "ok", "ok"]
     assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)
-    sync = extract_batch(cases, "ibsi-dig", families=["stat"], scheduler="synchronous")
+    sync = extract_features(cases, "ibsi-dig", families=["stat"], scheduler="serial")
     assert rows == sync
 
 

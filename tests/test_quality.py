@@ -13,6 +13,7 @@ import pytest
 from medimg import Image, io, quality
 from medimg.cli.main import main
 from medimg.errors import GeometryMismatchError, ParameterError
+from medimg.pipeline.denoise_compare import write_comparison
 from medimg.quality import (
     add_noise,
     cnr,
@@ -169,7 +170,7 @@ def test_compare_denoisers_with_search_and_outputs(tmp_path: Path) -> None:
         same = [t.psnr_db for t in result.tried if t.candidate.method == r.candidate.method]
         assert r.psnr_db == max(same)
     assert result.best["psnr_db"] == "nlm" and result.results[2].psnr_db > result.noisy.psnr_db + 5
-    files = quality.write_comparison(result, tmp_path / "cmp")
+    files = write_comparison(result, tmp_path / "cmp")
     assert {f.name for f in files} >= {"results.csv", "summary.json", "figure.png", "search.csv"}
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert summary["best"]["psnr_db"]["method"] == "nlm" and summary["data_range"] == pytest.approx(150.0)

@@ -15,12 +15,12 @@ pytest.importorskip("monai")
 from medimg import Image  # noqa: E402
 from medimg.datasets import ellipsoid_mask  # noqa: E402
 from medimg.errors import FileFormatError, ParameterError  # noqa: E402
+from medimg.pipeline.unet import train_unet_on_cohort  # noqa: E402
 from medimg.segmentation import segment  # noqa: E402
 from medimg.segmentation.unet import (  # noqa: E402
     UNetConfig,
     load_checkpoint,
     predict,
-    train_on_cohort,
     train_unet,
 )
 from medimg.segmentation.unet.data import apply_patch_params, sample_patch_params  # noqa: E402
@@ -131,7 +131,7 @@ def test_unet_on_synthetic_cohort_reaches_dice_085(tmp_path: Path):
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     cohort = make_cohort(tmp_path / "cohort", n_patients=14, seed=0, followup_fraction=0.0)
-    result = train_on_cohort(cohort, tmp_path / "unet", n_val=2, n_test=4, seed=0)
+    result = train_unet_on_cohort(cohort, tmp_path / "unet", n_val=2, n_test=4, seed=0)
     elapsed = time.perf_counter() - t0
     assert result.mean_test_dice >= 0.85, result.test_dice
     assert set(result.test_patients).isdisjoint(result.train_patients + result.val_patients)

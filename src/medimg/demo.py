@@ -6,10 +6,12 @@ each step. Everything is seeded, and a provenance manifest is written beside the
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +19,9 @@ from medimg import io
 from medimg.core.image import Image
 from medimg.core.provenance import Manifest
 from medimg.errors import UserInputError
+from medimg.pipeline import run_cases
 
-__all__ = ["DemoConfig", "DemoResult", "segment_lesion", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "segment_lesion", "analyse_case", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,21 @@ def segment_lesion(image: Image, config: DemoConfig = DemoConfig()) -> Image:
     return seg.fill_holes(seg.largest_component(candidates))
 
 
+def analyse_case(root: Path, row: Any, *, config: DemoConfig = DemoConfig()) -> tuple[Image, Image, Image, dict[str, float], int]:
+    """Read one baseline study of the cohort at ``root``, segment its lesion and compute its
+    first-order features; return (CT, segmentation, true mask, features, number of files)."""
+    from medimg.features import extract
+
+    ct_dir = root / row.ct_dir
+    image = io.read(ct_dir)
+    truth = io.read(root / row.mask_path)
+    predicted = segment_lesion(image, config)
+    if not predicted.array.any():
+        raise UserInputError(f"{ct_dir}: no lesion found by thresholding")
+    features = extract(image, predicted, families=("firstorder",), bin_width=config.histogram_bin_width_hu)
+    return image, predicted, truth, features, int(image.meta.get("n_files") or 0)
+
+
 def run_demo(
     out_dir: str | Path,
     *,
@@ -82,7 +100,6 @@ def run_demo(
     """
     from medimg.datasets import make_cohort
     from medimg.evaluation import dice
-    from medimg.features import extract
     from medimg.ml import cross_validated_auc
     from medimg.report import Figure, Section, Table, overlay_png, roc_png, write_report
 
@@ -111,21 +128,15 @@ def run_demo(
     labels: list[int] = []
     cases: list[dict[str, object]] = []
     examples: dict[int, tuple[Image, Image, Image]] = {}
-    for row in baseline:
-        try:
-            ct_dir = cohort.root / row.ct_dir
-            image = io.read(ct_dir)
-            truth = io.read(cohort.root / row.mask_path)
-            manifest.add_input(ct_dir, hash_file=False, n_files=image.meta.get("n_files"))
-            predicted = segment_lesion(image, config)
-            if not predicted.array.any():
-                raise UserInputError(f"{ct_dir}: no lesion found by thresholding")
-            features = extract(image, predicted, families=("firstorder",),
-                               bin_width=config.histogram_bin_width_hu)
-        except UserInputError as err:  # one failed case is recorded; the batch goes on
-            manifest.add_failure(row.patient_id, err)
-            log(f"  skipped {row.patient_id}: {err}")
+    analyse = functools.partial(analyse_case, cohort.root, config=config)
+    for outcome in run_cases(analyse, baseline, key=lambda r: r.patient_id, ordered=True):
+        row = baseline[outcome.index]
+        if not outcome.ok:  # one failed case is recorded; the batch goes on
+            manifest.add_failure(row.patient_id, outcome.error)
+            log(f"  skipped {row.patient_id}: {outcome.error}")
             continue
+        image, predicted, truth, features, n_files = outcome.value
+        manifest.add_input(cohort.root / row.ct_dir, hash_file=False, n_files=n_files)
         if names is None:
             names = list(features)
         feature_rows.append([float(features[n]) for n in names])
@@ -156,11 +167,11 @@ def run_demo(
 
     unet_result = None
     if unet:
-        from medimg.segmentation.unet import train_on_cohort
+        from medimg.pipeline.unet import train_unet_on_cohort
 
         log(f"[4/{steps}] training a 2-D U-Net on the cohort (held-out patients for testing)")
         t0 = time.perf_counter()
-        unet_result = train_on_cohort(cohort, out / "unet", seed=seed, log=lambda m: log(f"  {m}"))
+        unet_result = train_unet_on_cohort(cohort, out / "unet", seed=seed, log=lambda m: log(f"  {m}"))
         timings["U-Net training + test"] = time.perf_counter() - t0
         manifest.add_output(unet_result.checkpoint)
 

@@ -31,7 +31,7 @@ def _config(config: Path | None, preset: str | None) -> Any:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     from medimg.cli.params import check_output
-    from medimg.features.table import TABLE_SUFFIXES
+    from medimg.io.tables import TABLE_SUFFIXES
 
     check_output(out, overwrite, suffixes=TABLE_SUFFIXES)
 
@@ -40,6 +40,16 @@ def _families(families: str | None) -> list[str] | None:
     if families is None:
         return None
     return [f.strip() for f in families.split(",") if f.strip()]
+
+
+def _write(rows: list[dict[str, Any]], out: Path, long: bool) -> None:
+    from medimg.features.table import LONG_COLUMNS, TAIL_COLUMNS, to_long
+    from medimg.io.tables import write_table
+
+    if long:
+        write_table(to_long(rows), out, columns=LONG_COLUMNS)
+    else:
+        write_table(rows, out, last=TAIL_COLUMNS)
 
 
 def _manifest(command: str, cfg: Any, out: Path, inputs: list[Path], failures: list[dict[str, Any]]) -> Path:
@@ -71,12 +81,13 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
         """Compute IBSI radiomics features of one region and write a table (wide, or --long)."""
-        from medimg.features.table import Case, case_row, write_table
+        from medimg.pipeline import Case, feature_row
 
         _check_out(out, overwrite)
         cfg = _config(config, preset)
-        row = case_row(Case(case or image.name, image, mask, label), cfg, families=_families(families))
-        write_table([row], out, long=long)
+        row = feature_row(Case(case or image.name, image, mask, label), cfg, families=_families(families))
+        del row["status"], row["error"]
+        _write([row], out, long)
         _manifest("medimg features", cfg, out, [image, mask], [])
         n = sum(1 for k in row if not k.startswith("prov.") and k not in ("case", "label"))
         typer.echo(f"wrote {out}: {n} features of {row['case']} (label {label})")
@@ -90,7 +101,7 @@ def register(app: typer.Typer) -> None:
         families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated families.")] = None,  # noqa: UP045
         long: Annotated[bool, typer.Option("--long", help="One row per value with IBSI codes.")] = False,
         workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local workers (default: all cores).")] = None,  # noqa: UP045
-        scheduler: Annotated[str, typer.Option("--scheduler", help="processes, threads, synchronous, or a Dask scheduler address.")] = "processes",
+        scheduler: Annotated[str, typer.Option("--scheduler", help="processes, threads, serial, dask (a local cluster), or a Dask scheduler address tcp://HOST:PORT.")] = "processes",
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
         """Compute features for every case of a CSV list in parallel (Dask); failed cases are recorded."""
@@ -103,7 +114,7 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
-        from medimg.features.table import extract_batch, read_cases, write_table
+        from medimg.pipeline import extract_features, read_cases
 
         _check_out(out, overwrite)
         cfg = _config(config, preset)
@@ -111,9 +122,9 @@ def register(app: typer.Typer) -> None:
         with Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("features", total=len(case_list))
-            rows = extract_batch(case_list, cfg, families=_families(families), scheduler=scheduler,
-                                 workers=workers, progress=lambda done, total: bar.update(task, completed=done))
-        write_table(rows, out, long=long)
+            rows = extract_features(case_list, cfg, families=_families(families), scheduler=scheduler,
+                                    workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+        _write(rows, out, long)
         failed = [r for r in rows if r.get("status") == "error"]
         _manifest("medimg features-batch", cfg, out, [cases], failed)
         for row in failed:

@@ -177,7 +177,8 @@ def register(app: typer.Typer) -> None:
         from medimg import io
         from medimg.core.registry import registry
         from medimg.errors import ParameterError, UserInputError
-        from medimg.quality import add_noise, compare_denoisers, parse_noise, write_comparison
+        from medimg.pipeline.denoise_compare import write_comparison
+        from medimg.quality import add_noise, compare_denoisers, parse_noise
         from medimg.quality.compare import comparison_table
 
         if noisy is not None and noise is not None:

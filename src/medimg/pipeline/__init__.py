@@ -9,6 +9,7 @@ goes on, reports progress, can be cancelled, and returns what a manifest records
 
 from __future__ import annotations
 
+from medimg.pipeline.cases import Case, read_cases
 from medimg.pipeline.executor import (
     SCHEDULERS,
     Outcome,
@@ -18,6 +19,7 @@ from medimg.pipeline.executor import (
     single_thread_limits,
     summarize,
 )
+from medimg.pipeline.radiomics import extract_features, feature_row
 
-__all__ = ["SCHEDULERS", "Outcome", "RunSummary", "default_workers", "run_cases", "single_thread_limits",
+__all__ = ["Case", "read_cases", "extract_features", "feature_row", "SCHEDULERS", "Outcome", "RunSummary", "default_workers", "run_cases", "single_thread_limits",
            "summarize"]

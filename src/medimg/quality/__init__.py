@@ -6,7 +6,8 @@
 * Region metrics: :func:`cnr`, :func:`snr` (Rayleigh-aware for MR backgrounds).
 * From the image alone: :func:`entropy`, :func:`radial_psd`, :func:`estimate_noise_sigma`
   (wavelet MAD, Rician-corrected for MR).
-* :func:`add_noise` and :func:`compare_denoisers` / :func:`write_comparison` implement the
+* :func:`add_noise` and :func:`compare_denoisers` (written to a folder by
+  :func:`medimg.pipeline.denoise_compare.write_comparison`) implement the
   ``medimg denoise-compare`` workflow.
 
 The metrics that map an image (or an image and a reference) to one number are registered in
@@ -19,7 +20,7 @@ from __future__ import annotations
 import inspect
 
 from medimg.core.registry import registry
-from medimg.quality.compare import Comparison, compare_denoisers, write_comparison
+from medimg.quality.compare import Comparison, compare_denoisers
 from medimg.quality.metrics import (
     RadialPSD,
     cnr,
@@ -38,7 +39,7 @@ from medimg.quality.noise import NoiseSpec, add_noise, estimate_noise_sigma, par
 __all__ = [
     "mse", "rmse", "psnr", "ssim", "ssim_map", "cnr", "snr", "entropy", "radial_psd", "RadialPSD",
     "noise_sigma", "estimate_noise_sigma", "add_noise", "parse_noise", "NoiseSpec",
-    "compare_denoisers", "write_comparison", "Comparison", "full_reference_metrics",
+    "compare_denoisers", "Comparison", "full_reference_metrics",
     "no_reference_metrics",
 ]
 

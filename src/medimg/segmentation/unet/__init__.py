@@ -9,7 +9,7 @@ so importing this package is cheap. Typical use::
                         checkpoint_path="unet.pt")
     label_map = predict(ct, "unet.pt")
 
-:func:`train_on_cohort` trains and tests one on the synthetic CT cohort.
+Training and testing on a cohort of studies is :func:`medimg.pipeline.unet.train_unet_on_cohort`.
 """
 
 from __future__ import annotations
@@ -23,21 +23,14 @@ from medimg.segmentation.unet.infer import (
     save_checkpoint,
     unet_segment,
 )
-from medimg.segmentation.unet.train import (
-    CohortTrainingResult,
-    TrainResult,
-    train_on_cohort,
-    train_unet,
-)
+from medimg.segmentation.unet.train import TrainResult, train_unet
 
 __all__ = [
     "UNetConfig",
     "UNetModel",
     "TrainResult",
-    "CohortTrainingResult",
     "build_network",
     "train_unet",
-    "train_on_cohort",
     "predict",
     "save_checkpoint",
     "load_checkpoint",
