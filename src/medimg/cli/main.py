@@ -192,6 +192,7 @@ COMMAND_MODULES = (
     "medimg.cli.filters_cmd",
     "medimg.cli.segmentation_cmd",
     "medimg.cli.features_cmd",
+    "medimg.cli.pipeline_cmd",
 )
 
 

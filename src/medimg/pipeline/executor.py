@@ -510,6 +510,22 @@ def _processes(fn: Callable[..., Any], chunks: Iterator[list[tuple[int, str, Any
             pool.shutdown(wait=True)
 
 
+def _probe(address: str, timeout_s: float = 3.0) -> None:
+    """Fail at once, in one clear line, when nothing listens at a ``tcp://`` scheduler address
+    (Dask's client would retry until its own time-out)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address.startswith("tcp://"):
+        return
+    parts = urlsplit(address)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 8786), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"cannot reach the Dask scheduler at {address}: {getattr(err, 'strerror', None) or err}") from err
+
+
 def _dask(fn: Callable[..., Any], chunks: Iterator[list[tuple[int, str, Any]]],
           factory: Callable[[], Any] | None, scheduler: str, workers: int, in_flight: int,
           cancel: threading.Event | None) -> Iterator[Outcome[Any]]:
@@ -522,9 +538,10 @@ def _dask(fn: Callable[..., Any], chunks: Iterator[list[tuple[int, str, Any]]],
     with contextlib.ExitStack() as stack:
         if scheduler == "dask":
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None, host="127.0.0.1"))
+                                                       dashboard_address="127.0.0.1:0", host="127.0.0.1"))
             client = stack.enter_context(Client(cluster))
         else:
+            _probe(scheduler)
             try:
                 client = stack.enter_context(Client(scheduler, timeout="10s"))
             except (OSError, TimeoutError) as err:

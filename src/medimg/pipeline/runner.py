@@ -1,0 +1,547 @@
+"""Running a study: per-case tasks through the executor, a content-addressed cache, tables,
+the manifest and the run log.
+
+Output folder (a local folder or an fsspec URL)::
+
+    manifest.json        what ran: the study resolved (every parameter), inputs and their hashes,
+                         seed, software versions, git commit, platform, timings per step, outputs
+    run-log.jsonl        append-only, hash-chained: the run, each case, the end
+    tables/<step>.csv    one row per case for each step that gives values
+    cases/<case>/<step>.nii.gz   the image outputs of steps marked ``keep``
+    cache/<k>/<key>.npz|.json    every step's output, keyed by the hash of its inputs, resolved
+                         parameters and the medimg version (``.sha256`` beside it: the hash of
+                         the output's content, written last, so an entry without it is redone)
+
+**Cache and resume**: a step whose key is in the cache is not run again, so a re-run skips
+finished work and an interrupted run (Ctrl-C, ``kill -9`` of the process or of a worker)
+resumes to the outputs an uninterrupted run gives. Every output is written atomically, so no
+half-written output survives an interruption.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io as _io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.errors import FileFormatError, UserInputError
+from medimg.pipeline.executor import Outcome, run_cases, summarize
+from medimg.pipeline.steps import Plan, PlannedStep, resolve_plan
+from medimg.pipeline.store import Store, fetch, is_url
+from medimg.pipeline.study import Study, StudyError
+
+__all__ = ["CaseInput", "CaseResult", "StudyResult", "gather_cases", "run_case", "run_study", "case_folder_name"]
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One case of a study: its id, its files by role, and its other columns (labels, groups).
+
+    A file is a path or URL (an image file or a DICOM folder), or a tuple of the files of one
+    DICOM series (from a folder or catalog input)."""
+
+    case: str
+    files: dict[str, str | tuple[str, ...]]
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step of one case."""
+
+    step: str
+    key: str
+    status: str  # "computed" or "cached"
+    seconds: float
+    output_sha256: str = ""
+
+
+@dataclass
+class CaseResult:
+    """A case's values (per values-step), its step records and its inputs' hashes."""
+
+    case: str
+    values: dict[str, dict[str, float]]
+    steps: list[StepRecord]
+    input_sha256: dict[str, str]
+    kept: dict[str, str] = field(default_factory=dict)  # step -> stored key of the kept image
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` did: where, how many cases, which failed, the tables."""
+
+    out: str
+    n_cases: int
+    n_ok: int
+    failures: list[Outcome[Any]]
+    tables: dict[str, str]
+    manifest: str
+    seconds: float
+    step_stats: dict[str, dict[str, float]]
+
+
+# ----------------------------------------------------------------------------- cases
+def case_folder_name(case: str) -> str:
+    """A safe folder name for a case id (no separators, no ``..``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", case).strip(".") or "_"
+    return name[:128]
+
+
+def gather_cases(study: Study, base: Path) -> list[CaseInput]:
+    """The study's cases, from its CSV, folder or catalog; errors name the ``inputs`` path."""
+    spec = study.inputs
+    if spec.cases is not None:
+        return _cases_from_csv(spec.cases, study, base)
+    if spec.folder is not None:
+        return _cases_from_folder(spec.folder, base)
+    return _cases_from_catalog(spec.catalog)
+
+
+def _resolve(path: str, base: Path) -> str:
+    if is_url(path) or Path(path).is_absolute():
+        return path
+    return str(base / path)
+
+
+def _cases_from_csv(path: str, study: Study, base: Path) -> list[CaseInput]:
+    import csv
+
+    spec = study.inputs
+    location = _resolve(path, base)
+    if is_url(location):
+        local = fetch(location, base / ".medimg-inputs")
+    else:
+        local = Path(location)
+        if not local.is_file():
+            raise StudyError("inputs.cases", f"no such file {location}")
+    csv_base = local.parent if not is_url(location) else None
+    with open(local, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        for k, role in enumerate(spec.files):
+            if role not in header:
+                raise StudyError(f"inputs.files[{k}]", f"the case list {location} has no column {role!r} "
+                                 f"(columns: {', '.join(header)})")
+        for name in ("label_column", "group_column"):
+            column = getattr(spec, name)
+            if column is not None and column not in header:
+                raise StudyError(f"inputs.{name}", f"the case list has no column {column!r}")
+        for k, column in enumerate(spec.subgroup_columns):
+            if column not in header:
+                raise StudyError(f"inputs.subgroup_columns[{k}]", f"the case list has no column {column!r}")
+        cases: list[CaseInput] = []
+        seen: set[str] = set()
+        for line, row in enumerate(reader, start=2):
+            files = {}
+            for role in spec.files:
+                value = (row.get(role) or "").strip()
+                if not value:
+                    raise StudyError("inputs.cases", f"{location} line {line}: column {role!r} is empty")
+                if is_url(value) or Path(value).is_absolute():
+                    files[role] = value
+                elif csv_base is not None:
+                    files[role] = str(csv_base / value)
+                else:  # a relative path in a remote case list: relative to the list's URL
+                    files[role] = location.rsplit("/", 1)[0] + "/" + value
+            case_id = (row.get(spec.id_column) or "").strip() or Path(files[spec.files[0]]).name
+            if case_id in seen:
+                raise StudyError("inputs.cases", f"{location} line {line}: case {case_id!r} appears twice")
+            seen.add(case_id)
+            columns = {k: v for k, v in row.items() if k is not None and k not in spec.files and k != spec.id_column}
+            cases.append(CaseInput(case_id, files, columns))
+    if not cases:
+        raise StudyError("inputs.cases", f"{location} has no cases")
+    return cases
+
+
+def _cases_from_folder(folder: Any, base: Path) -> list[CaseInput]:
+    from medimg.pipeline.study import FolderInput
+
+    spec = folder if isinstance(folder, FolderInput) else FolderInput(path=str(folder))
+    root = Path(_resolve(spec.path, base))
+    if not root.is_dir():
+        raise StudyError("inputs.folder", f"no such folder {root}")
+    cases: list[CaseInput] = []
+    if spec.pattern:
+        for path in sorted(root.rglob(spec.pattern)):
+            if path.is_file():
+                cases.append(CaseInput(path.relative_to(root).as_posix(), {"image": str(path)}))
+    else:
+        from medimg.io.dicom.scan import scan
+
+        for series in scan(root).series:
+            modality = str(series.get("Modality", "") or "")
+            if spec.modality and modality.upper() != spec.modality.upper():
+                continue
+            cases.append(CaseInput(series.key, {"image": tuple(str(f) for f in series.files)},
+                                   {"series_uid": series.series_uid, "modality": modality}))
+    if not cases:
+        raise StudyError("inputs.folder", f"no cases found under {root}")
+    return cases
+
+
+def _cases_from_catalog(spec: Any) -> list[CaseInput]:
+    from medimg.catalog import Catalog
+    from medimg.catalog.query import query
+
+    try:
+        catalog = Catalog(spec.url)
+    except UserInputError as err:
+        raise StudyError("inputs.catalog.url", str(err)) from err
+    with catalog:
+        try:
+            rows = query(catalog, level="instance", patient=spec.patient, modality=spec.modality,
+                         description=spec.description, body_part=spec.body_part, date_from=spec.date_from,
+                         date_to=spec.date_to)
+        except UserInputError as err:
+            raise StudyError("inputs.catalog", str(err)) from err
+    by_series: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_series.setdefault(str(row["series_uid"]), []).append(row)
+    cases = [CaseInput(uid, {"image": tuple(str(r["path"]) for r in members)},
+                       {"series_uid": uid, "study_uid": str(members[0]["study_uid"]),
+                        "patient_id": str(members[0]["patient_id"]), "modality": str(members[0]["modality"] or "")})
+             for uid, members in by_series.items()]
+    if not cases:
+        raise StudyError("inputs.catalog", "the query selects no series")
+    return cases
+
+
+def _read_input(path: str | Path | tuple[str, ...], series_uid: str | None) -> Any:
+    """Read a case file: an image file, a DICOM folder, or the files of one DICOM series."""
+    from medimg import io
+
+    if not isinstance(path, tuple):
+        return io.read(path, series_uid=series_uid)
+    from medimg.errors import MultipleSeriesError
+    from medimg.io.dicom import read_series, scan
+
+    found = scan(list(path)).series
+    chosen = [s for s in found if series_uid is None or s.series_uid == series_uid or s.key == series_uid]
+    if len(chosen) != 1:
+        raise MultipleSeriesError(f"{len(path)} files hold {len(found)} series; cannot pick one "
+                                  f"({', '.join(s.key for s in found) or 'none readable'})")
+    return read_series(chosen[0])
+
+
+# ----------------------------------------------------------------------------- hashing and the cache
+def _sha256_path(path: Path | tuple[str, ...]) -> str:
+    """SHA-256 of a file's bytes, or of a folder's (or a series') files: names and their hashes."""
+    from medimg.core.files import sha256_file
+
+    if isinstance(path, tuple):
+        digest = hashlib.sha256()
+        for name in sorted(path):
+            digest.update(Path(name).name.encode() + b"\0" + sha256_file(name).encode() + b"\n")
+        return digest.hexdigest()
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(child.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(sha256_file(child).encode() + b"\n")
+        return digest.hexdigest()
+    raise FileFormatError(path, "no such file or folder")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return repr(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _finite_or_text(value: float) -> float | str:
+    """JSON has no NaN or infinity: those are stored as text ("nan", "inf", "-inf")."""
+    return value if np.isfinite(value) else repr(float(value))
+
+
+def step_key(step: PlannedStep, input_keys: Mapping[str, str], version: str) -> str:
+    """The cache key of a step: the hash of its op, resolved parameters, inputs' keys and the
+    medimg version."""
+    record = {"op": step.op_name, "params": _canonical(step.params), "inputs": dict(sorted(input_keys.items())),
+              "medimg": version}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _cache_key(key: str, output: str) -> str:
+    return f"cache/{key[:2]}/{key}.{'json' if output == 'values' else 'npz'}"
+
+
+def _save_image(store: Store, name: str, image: Any) -> str:
+    """Store an Image exactly (array, affine, JSON-able meta); return the array's SHA-256."""
+    from medimg.core.provenance import array_sha256
+
+    meta = json.dumps(_canonical({k: v for k, v in image.meta.items()}))
+    buffer = _io.BytesIO()
+    np.savez(buffer, array=image.array, affine=image.affine, meta=np.array(meta),
+             channel_axis=np.array(-1 if image.channel_axis is None else image.channel_axis),
+             patient_geometry=np.array(bool(image.has_patient_geometry)))
+    store.write_bytes(name, buffer.getvalue())
+    return array_sha256(image.array)
+
+
+def _load_image(store: Store, name: str) -> Any:
+    from medimg.core.image import Image
+
+    with np.load(_io.BytesIO(store.read_bytes(name)), allow_pickle=False) as data:
+        axis = int(data["channel_axis"])
+        return Image(data["array"], data["affine"], meta=json.loads(str(data["meta"])),
+                     channel_axis=None if axis < 0 else axis,
+                     has_patient_geometry=bool(data["patient_geometry"]))
+
+
+# ----------------------------------------------------------------------------- one case
+def run_case(case: CaseInput, *, plan: Plan, store: Store, version: str, fetch_dir: str,
+             keep_dir: str = "cases") -> CaseResult:
+    """Run the plan's steps on one case, reusing cached outputs; return its values and records.
+
+    Raises whatever a step raises (the executor records it as the case's failure), with the
+    step named."""
+    from medimg import io
+
+    local = {role: path if isinstance(path, tuple) else fetch(path, fetch_dir) for role, path in case.files.items()}
+    input_sha = {role: _sha256_path(path) for role, path in local.items()}
+    keys: dict[str, str] = {role: f"input:{sha}" for role, sha in input_sha.items()}
+    loaded: dict[str, Any] = {}
+    values: dict[str, dict[str, float]] = {}
+    records: list[StepRecord] = []
+    kept: dict[str, str] = {}
+    outputs = {s.id: s.output for s in plan.steps}
+
+    def get(ref: str) -> Any:
+        if ref not in loaded:
+            if ref in local:
+                loaded[ref] = _read_input(local[ref], case.columns.get("series_uid") if ref == "image" else None)
+            else:
+                loaded[ref] = _load_image(store, _cache_key(keys[ref], outputs[ref]))
+        return loaded[ref]
+
+    folder = case_folder_name(case.case)
+    for step in plan.steps:
+        refs = {**step.inputs, **{f"param:{p}": r for p, r in step.image_params.items()}}
+        key = step_key(step, {role: keys[ref] for role, ref in refs.items()}, version)
+        keys[step.id] = key
+        name = _cache_key(key, step.output)
+        t0 = time.perf_counter()
+        if store.exists(name) and store.exists(name + ".sha256"):
+            status = "cached"
+            if step.output == "values":
+                values[step.id] = {k: float(v) for k, v in json.loads(store.read_bytes(name)).items()}
+            sha = store.read_bytes(name + ".sha256").decode().strip()
+        else:
+            status = "computed"
+            try:
+                inputs = {role: get(ref) for role, ref in step.inputs.items()}
+                params = {**step.params, **{p: get(r) for p, r in step.image_params.items()}}
+                result = step.op.run(inputs, params)
+            except UserInputError as err:
+                raise StepFailed(step.id, err) from err
+            except Exception as err:
+                err.add_note(f"in step {step.id} ({step.op_name}) of case {case.case}")
+                raise
+            if step.output == "values":
+                result = {step.id: float(result)} if np.isscalar(result) else {k: float(v) for k, v in result.items()}
+                # keys in the operation's order (not sorted): a resumed run's tables equal a fresh run's
+                data = json.dumps({k: _finite_or_text(v) for k, v in result.items()}).encode()
+                store.write_bytes(name, data)
+                values[step.id] = result
+                sha = hashlib.sha256(data).hexdigest()
+            else:
+                loaded[step.id] = result
+                sha = _save_image(store, name, result)
+            store.write_bytes(name + ".sha256", sha.encode())  # last: the entry is complete
+        if step.keep:
+            kept_name = f"{keep_dir}/{folder}/{step.id}.nii.gz"
+            marker = f"{keep_dir}/{folder}/.{step.id}.key"
+            if status == "computed" or not store.exists(kept_name) or not store.exists(marker) \
+                    or store.read_bytes(marker).decode() != key:
+                with store.writing(kept_name) as tmp:
+                    io.write(get(step.id), tmp)
+                store.write_bytes(marker, key.encode())
+            kept[step.id] = kept_name
+        records.append(StepRecord(step.id, key, status, time.perf_counter() - t0, sha))
+    return CaseResult(case.case, values, records, input_sha, kept)
+
+
+class StepFailed(UserInputError):
+    """A step of a case failed on bad input; the message names the step."""
+
+    def __init__(self, step: str, err: Exception) -> None:
+        self.step = step
+        super().__init__(f"step {step}: {err}")
+
+
+# ----------------------------------------------------------------------------- the study
+def _write_table(store: Store, key: str, rows: list[dict[str, Any]]) -> str:
+    from medimg.io.tables import write_table
+
+    with store.writing(key) as tmp:
+        write_table(rows, tmp.with_suffix(".csv") if tmp.suffix != ".csv" else tmp)
+    return key
+
+
+def run_study(
+    study: Study,
+    out: str | Path,
+    *,
+    base: str | Path = ".",
+    scheduler: str = "processes",
+    workers: int | None = None,
+    progress: Callable[[Outcome[Any], int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    command: str = "medimg run",
+    source: str | None = None,
+) -> StudyResult:
+    """Run ``study`` into ``out`` (a folder or an fsspec URL); see the module notes.
+
+    Parameters
+    ----------
+    study
+        A validated study (:func:`~medimg.pipeline.study.load_study`).
+    out
+        Output folder or URL; a re-run into the same place resumes.
+    base
+        The folder relative input paths are relative to (the YAML's folder).
+    scheduler, workers
+        How cases run (:func:`~medimg.pipeline.run_cases`): ``"processes"`` by default, or
+        ``"serial"``, ``"threads"``, ``"dask"``, ``"tcp://HOST:PORT"``.
+    progress
+        ``progress(outcome, done, total)`` after each case.
+    cancel
+        Set to stop: running cases stop, nothing new starts; the manifest records what ran.
+    command
+        The command line recorded in the manifest.
+    source
+        The study's YAML text, stored with the manifest.
+    """
+    from medimg import __version__
+    from medimg.core.provenance import Manifest
+
+    t0 = time.perf_counter()
+    base = Path(base).resolve()
+    plan = resolve_plan(study)
+    cases = gather_cases(study, base)
+    store = Store(out)
+    local_work = _local_work_dir(store)
+    fetch_dir = str(local_work / "inputs")
+    from medimg.pipeline.runlog import RunLog
+
+    log = RunLog(local_work / "run-log.jsonl")
+    log.append("run", study=study.name, medimg=__version__, n_cases=len(cases), scheduler=scheduler,
+               workers=workers, seed=study.seed)
+    fn = functools.partial(run_case, plan=plan, store=store, version=__version__, fetch_dir=fetch_dir)
+    results: dict[int, CaseResult] = {}
+    outcomes: list[Outcome[Any]] = []
+    try:
+        for outcome in run_cases(fn, cases, key=lambda c: c.case, scheduler=scheduler, workers=workers,
+                                 cancel=cancel, chunk_size=1):
+            outcomes.append(outcome)
+            if outcome.ok:
+                res: CaseResult = outcome.value
+                results[outcome.index] = res
+                log.append("case", case=res.case, status="ok", seconds=round(outcome.seconds, 4),
+                           inputs=res.input_sha256,
+                           steps=[{"step": r.step, "key": r.key, "status": r.status, "seconds": round(r.seconds, 4),
+                                   "output_sha256": r.output_sha256} for r in res.steps])
+            else:
+                log.append("case", case=outcome.key, status="failed", error_type=outcome.error_type,
+                           error=outcome.error)
+            if progress is not None:
+                progress(outcome, len(outcomes), len(cases))
+    finally:
+        summary = summarize(outcomes, total=len(cases), seconds=time.perf_counter() - t0)
+        log.append("end", **{k: v for k, v in summary.to_dict().items() if k != "failures"})
+        log.close()
+    # tables: one row per case (input order), case columns first
+    tables: dict[str, str] = {}
+    value_steps = [s.id for s in plan.steps if s.output == "values"]
+    wanted = value_steps if study.outputs.tables is None else list(study.outputs.tables)
+    for step_id in wanted:
+        rows = []
+        for index in sorted(results):
+            res = results[index]
+            if step_id in res.values:
+                rows.append({"case": res.case, **cases[index].columns, **res.values[step_id]})
+        if rows:
+            tables[step_id] = _write_table(store, f"tables/{step_id}.csv", rows)
+    step_stats = _step_stats(plan, results.values())
+    manifest = Manifest(command=command, seed=study.seed, parameters={
+        "study": json.loads(study.model_dump_json()),
+        "plan": [s.describe() for s in plan.steps],
+        "scheduler": scheduler, "workers": workers, "out": store.url,
+        "base": str(base),
+        "summary": summary.to_dict(),
+        "step_stats": step_stats,
+    })
+    if source is not None:
+        manifest.parameters["study_yaml"] = source
+    for index, case in enumerate(cases):
+        res = results.get(index)
+        for role, path in case.files.items():
+            row = {"path": list(path) if isinstance(path, tuple) else path, "case": case.case, "role": role}
+            if res is not None:
+                row["sha256"] = res.input_sha256.get(role, "")
+            manifest.inputs.append(row)
+    for step_id, key in tables.items():
+        manifest.outputs.append({"path": key, "kind": "table", "step": step_id,
+                                 "sha256": hashlib.sha256(store.read_bytes(key)).hexdigest()})
+    for res in results.values():
+        manifest.outputs.append({"case": res.case, "kind": "case",
+                                 "steps": {r.step: {"key": r.key, "output_sha256": r.output_sha256 or None}
+                                           for r in res.steps},
+                                 "values": res.values, "kept": res.kept})
+    for failure in summary.failures:
+        manifest.add_failure(failure.key, failure.error)
+    manifest.parameters["case_outputs"] = {res.case: {r.step: r.key for r in res.steps} for res in results.values()}
+    local_manifest = manifest.write(local_work / "manifest.json")
+    if store.remote:
+        store.put(local_manifest, "manifest.json")
+        store.put(log.path, "run-log.jsonl")
+    return StudyResult(out=store.url, n_cases=len(cases), n_ok=summary.n_ok, failures=summary.failures,
+                       tables=tables, manifest=store.location("manifest.json"), seconds=summary.seconds,
+                       step_stats=step_stats)
+
+
+def _local_work_dir(store: Store) -> Path:
+    """The local folder for the run log, manifest and fetched inputs: the output folder itself,
+    or (for a URL) a folder named after the URL under the user's cache."""
+    if not store.remote:
+        return Path(store.location(""))
+    import os
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medimg" / "runs"
+    folder = cache / hashlib.sha256(store.url.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _step_stats(plan: Plan, results: Sequence[CaseResult] | Any) -> dict[str, dict[str, float]]:
+    stats: dict[str, dict[str, float]] = {}
+    results = list(results)
+    for step in plan.steps:
+        secs = [r.seconds for res in results for r in res.steps if r.step == step.id and r.status == "computed"]
+        cached = sum(1 for res in results for r in res.steps if r.step == step.id and r.status == "cached")
+        stats[step.id] = {"computed": len(secs), "cached": cached,
+                          "seconds_total": round(float(sum(secs)), 4),
+                          "seconds_mean": round(float(np.mean(secs)), 4) if secs else 0.0}
+    return stats
