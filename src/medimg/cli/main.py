@@ -190,6 +190,7 @@ COMMAND_MODULES = (
     "medimg.cli.filters_cmd",
     "medimg.cli.segmentation_cmd",
     "medimg.cli.features_cmd",
+    "medimg.cli.pet_cmd",
 )
 
 
