@@ -190,6 +190,17 @@ def test_cnts_with_both_factors_and_an_override_uses_the_activity_factor(tmp_pat
         _scale(tmp_path, "pet3", units="CNTS", private={"philips_suv_factor": 0.000551}, suv={"weight_kg": 80.0})
 
 
+@pytest.mark.parametrize("syntax", ["implicit", "explicit"])
+def test_private_elements_are_found_through_their_creators(tmp_path: Path, syntax: str) -> None:
+    # implicit VR: the private values arrive as raw bytes (VR UN) and are still found and parsed
+    kw = {"transfer_syntax": syntax, "series": {"SeriesTime": "120000", "AcquisitionTime": "110500"},
+          "private": {"ge_scan_datetime": "20240102110000", "philips_activity_factor": 1.5}}
+    image = read_pet(_write(tmp_path, **kw))
+    inst = image.meta["pet"]["instances"][0]
+    assert inst["ge_scan_datetime"] == "20240102110000" and inst["philips_activity_factor"] == 1.5
+    assert suv_scale(image.meta).factor[0] == pytest.approx(bw_factor(3600.0), rel=1e-12)
+
+
 def test_per_image_philips_factors(tmp_path: Path) -> None:
     per = [{"philips_suv_factor": f} for f in (0.0005, 0.0006, 0.0007, 0.0008)]
     scale, image = _scale(tmp_path, units="CNTS", value=1000.0, per_image=per)

@@ -494,6 +494,7 @@ def suv_scale(
             raise SuvError(msg)
         if dose_like:
             raise SuvError(f"SUV: Units (0054,1001) is GML (already SUVbw): {', '.join(dose_like)} cannot be applied")
+        _check_corrections(tree, decay)
         tree.note("Units GML: the values are SUVbw already (SUV Type (0054,1006) BW or absent); factor 1")
         bw = np.ones(n)
         weight_header_only = True
