@@ -322,3 +322,19 @@ def test_non_pet_and_hand_built_meta() -> None:
     scale = suv_scale({"pet": pet})
     assert scale.factor[0] == pytest.approx(bw_factor(3600.0), rel=1e-12)
     assert "lists no images" in _branches(scale)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("syntax", ["explicit", "implicit"])
+def test_written_pet_series_pass_dciodvfy(tmp_path: Path, syntax: str) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not on PATH")
+    folder = _write(tmp_path, transfer_syntax=syntax, private={"philips_activity_factor": 1.5,
+                                                                 "siemens_decay_datetime": "20240102110000"})
+    result = subprocess.run(["dciodvfy", str(folder / "0002.dcm")], capture_output=True, text=True, timeout=60)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert "PETImage" in lines[0]
+    assert not [line for line in lines if line.startswith("Error")], lines

@@ -163,7 +163,7 @@ def write_pet_series(
     header: dict[str, Any] = {**DEFAULT_HEADER["patient"], **DEFAULT_HEADER["series"]}
     header.update({"StudyInstanceUID": uid("study"), "SeriesInstanceUID": uid("series"),
                    "FrameOfReferenceUID": uid("frame-of-reference"), "StudyID": "1", "AccessionNumber": "",
-                   "ReferringPhysicianName": "", "PatientPosition": "HFS", "PositionReferenceIndicator": ""})
+                   "ReferringPhysicianName": "", "PositionReferenceIndicator": ""})
     header.update(patient or {})
     header.update(series or {})
     rp = {**DEFAULT_HEADER["radiopharmaceutical"], **(radiopharmaceutical or {})}
@@ -174,7 +174,9 @@ def write_pet_series(
                   "CorrectedImage": list(corrected_image) if corrected_image is not None else None,
                   "SeriesType": ["WHOLE BODY", "IMAGE"], "CountsSource": "EMISSION",
                   "RandomsCorrectionMethod": "DLYD", "AttenuationCorrectionMethod": "CT",
-                  "ReconstructionMethod": "OSEM", "NumberOfSlices": n}
+                  "ReconstructionMethod": "OSEM", "NumberOfSlices": n, "CollimatorType": "NONE",
+                  "Laterality": "", "PatientOrientationCodeSequence": [],
+                  "PatientGantryRelationshipCodeSequence": []}
     header.update(pet_series)
 
     ts = ImplicitVRLittleEndian if transfer_syntax == "implicit" else ExplicitVRLittleEndian
@@ -186,6 +188,7 @@ def write_pet_series(
                 if value is not None:
                     _set(ds, keyword, value)
             item = Dataset()
+            item.RadionuclideCodeSequence = []
             for keyword, value in rp.items():
                 if value is not None:
                     _set(item, keyword, value)
@@ -199,6 +202,8 @@ def write_pet_series(
                         delattr(ds, keyword)
                 else:
                     _set(ds, keyword, value)
+            if decay_correction in ("START", "ADMIN") and "DecayFactor" not in ds:
+                _set(ds, "DecayFactor", _decay_factor(ds, item, decay_correction))
             plane = values[k]
             peak = float(np.max(np.abs(plane)))
             slope = peak / 32767.0 if peak > 0 else 1.0
@@ -233,6 +238,27 @@ def write_pet_series(
             pydicom.dcmwrite(tmp / name, ds, enforce_file_format=True)
             paths.append(folder / name)
     return paths
+
+
+def _decay_factor(ds: Any, item: Any, decay_correction: str) -> float:
+    """Decay Factor (0054,1321) a scanner would write: from the frame's mean-count time back to the
+    series start (START) or the injection (ADMIN); 1 when the header lacks the times."""
+    import datetime as dt
+    import math
+
+    try:
+        half = float(item.RadionuclideHalfLife)
+        acq = dt.datetime.strptime(f"{ds.AcquisitionDate}{str(ds.AcquisitionTime)[:6]}", "%Y%m%d%H%M%S")
+        if decay_correction == "START":
+            ref = dt.datetime.strptime(f"{ds.SeriesDate}{str(ds.SeriesTime)[:6]}", "%Y%m%d%H%M%S")
+        else:
+            ref = dt.datetime.strptime(str(item.RadiopharmaceuticalStartDateTime)[:14], "%Y%m%d%H%M%S")
+        tau = float(ds.ActualFrameDuration) / 1000.0
+    except (AttributeError, ValueError, TypeError):
+        return 1.0
+    lam = math.log(2.0) / half
+    within = lam * tau / -math.expm1(-lam * tau) if tau > 0 else 1.0
+    return math.exp(lam * (acq - ref).total_seconds()) * within
 
 
 _PATIENT_KEYS = ("PatientSex", "PatientWeight", "PatientSize", "PatientID", "PatientName")
