@@ -83,19 +83,33 @@ def _plain(keyword: str, value: Any, path: Path) -> Any:
     return text or None
 
 
-def _private(ds: Any, name: str, path: Path) -> Any:
-    group, offset, creator, _ = PRIVATE_TAGS[name]
-    try:
-        block = ds.private_block(group, creator)
-    except KeyError:
-        return None
-    elem = ds.get((group << 16) | (block.block_start + offset))
-    if elem is None:
-        return None
-    value = elem.value
-    if isinstance(value, bytes):  # implicit VR or unknown creator: the raw text
-        value = value.decode("ascii", "replace").strip("\x00 ")
-    return _plain(name, value, path)
+_PRIVATE_GROUPS = frozenset(g for g, _, _, _ in PRIVATE_TAGS.values())
+
+
+def _privates(ds: Any, path: Path) -> dict[str, Any]:
+    """The :data:`PRIVATE_TAGS` values of ``ds``, found through their private creators."""
+    blocks: dict[tuple[int, str], int] = {}
+    for tag in list(ds.keys()):
+        if tag.group in _PRIVATE_GROUPS and 0x10 <= tag.element <= 0xFF:
+            creator = ds[tag].value
+            if isinstance(creator, bytes):
+                creator = creator.decode("ascii", "replace")
+            blocks[(tag.group, str(creator).strip("\x00 "))] = tag.element << 8
+    out: dict[str, Any] = {}
+    if not blocks:
+        return out
+    for name, (group, offset, creator, _) in PRIVATE_TAGS.items():
+        start = blocks.get((group, creator))
+        elem = ds.get((group << 16) | (start + offset)) if start is not None else None
+        if elem is None:
+            continue
+        value = elem.value
+        if isinstance(value, bytes):  # implicit VR or unknown creator: the raw text
+            value = value.decode("ascii", "replace").strip("\x00 ")
+        value = _plain(name, value, path)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def _read(path: Path) -> Any:
@@ -140,7 +154,7 @@ def pet_tags(files: Sequence[str | Path], *, in_volume_order: bool = True) -> di
         if first_ds is None:
             first_ds = ds
         entry: dict[str, Any] = {k: _plain(k, ds.get(k), path) for k in INSTANCE_KEYWORDS}
-        entry.update({name: _private(ds, name, path) for name in PRIVATE_TAGS})
+        entry.update(_privates(ds, path))
         entry["file"] = str(path)
         entry["_series"] = {k: _plain(k, ds.get(k), path) for k in _CONSISTENT}
         cache[path] = entry
