@@ -338,3 +338,25 @@ def test_written_pet_series_pass_dciodvfy(tmp_path: Path, syntax: str) -> None:
     lines = (result.stdout + result.stderr).splitlines()
     assert "PETImage" in lines[0]
     assert not [line for line in lines if line.startswith("Error")], lines
+
+
+def test_hostile_values_still_read_and_name_the_tag(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.dataelem import DataElement
+
+    def spoil(folder: Path, tag: int | None = None, private: int | None = None) -> Image:
+        for path in sorted(folder.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            if private is not None:
+                tag = ds.private_block(0x7053, "Philips PET Private Group").get_tag(private)
+            ds[tag] = DataElement(tag, "LO", "n/a")  # a number written as text
+            ds.save_as(path)
+        return io.read(folder)  # the image still reads
+
+    image = spoil(_write(tmp_path, "w"), tag=0x00101030)  # Patient's Weight
+    assert image.meta["pet"]["PatientWeight"] == "n/a"
+    with pytest.raises(SuvError, match=r"Patient's Weight \(0010,1030\) is 'n/a'.*--weight-kg"):
+        to_suv(image)
+    image = spoil(_write(tmp_path, "p", units="CNTS", private={"philips_suv_factor": 0.0005}), private=0x00)
+    with pytest.raises(SuvError, match=r"SUV Scale Factor \(7053,xx00\) must be a number.*'n/a'"):
+        to_suv(image)

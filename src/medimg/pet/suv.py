@@ -336,10 +336,13 @@ def _per_instance(tree: _Tree, name: str) -> np.ndarray | None:
         _, _, creator, desc = _private_desc(name)
         where = tree.instances[k].get("file", f"image {k + 1}")
         raise SuvError(f"SUV: the {creator} {desc} is missing in {where} but present in other images of the series")
-    arr = np.asarray(values, dtype=float)
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        arr = np.array([math.nan])
     if np.any(~np.isfinite(arr)) or np.any(arr <= 0):
         _, _, creator, desc = _private_desc(name)
-        raise SuvError(f"SUV: the {creator} {desc} must be > 0, got {sorted(set(arr.tolist()))[:4]}")
+        raise SuvError(f"SUV: the {creator} {desc} must be a number > 0, got {sorted({str(v) for v in values})[:4]}")
     return arr
 
 
@@ -402,7 +405,12 @@ def _decay(tree: _Tree, decay: str, half_life: float, n: int) -> tuple[np.ndarra
         times = np.empty(len(acq))
         noted_start = noted_mean = False
         for k, (inst, t0) in enumerate(zip(tree.instances, acq, strict=True)):
-            tau = float(inst.get("ActualFrameDuration") or 0.0) / 1000.0
+            try:
+                tau = float(inst.get("ActualFrameDuration") or 0.0) / 1000.0
+            except ValueError:
+                where = inst.get("file", f"image {k + 1}")
+                raise SuvError(f"SUV: Actual Frame Duration (0018,1242) of {where} is "
+                               f"{inst['ActualFrameDuration']!r}, not a number (ms)") from None
             shift = 0.0
             if tau > 0:
                 shift = math.log(lam * tau / -math.expm1(-lam * tau)) / lam

@@ -67,19 +67,20 @@ _NUMERIC = {"PatientWeight", "PatientSize", "FrameReferenceTime", "ActualFrameDu
 
 
 def _plain(keyword: str, value: Any, path: Path) -> Any:
-    """A JSON-able value: numbers as float, multi-values as lists of str, the rest as str."""
+    """A JSON-able value: numbers as float (the text when it is not a number: the SUV tree names
+    it then), multi-values as lists of str, the rest as str."""
     if value is None or value == "":
         return None
     if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
         return [str(v).strip() for v in value]
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace").strip("\x00 ")
+    text = str(value).strip()
     if keyword in _NUMERIC:
         try:
-            return float(str(value).strip())
+            return float(text)
         except ValueError:
-            raise FileFormatError(path, f"{keyword} is {value!r}, not a number") from None
-    text = str(value).strip()
+            return text or None
     return text or None
 
 
@@ -137,12 +138,13 @@ def pet_tags(files: Sequence[str | Path], *, in_volume_order: bool = True) -> di
     Returns
     -------
     dict
-        See the module notes; plain JSON-able values (numbers as float, times as DICOM text).
+        See the module notes; plain JSON-able values (numbers as float, times as DICOM text;
+        a numeric attribute that is not a number stays text, for the SUV tree to name).
 
     Raises
     ------
     FileFormatError
-        A file cannot be read, or a numeric attribute is not a number.
+        A file cannot be read.
     """
     paths = [Path(p) for p in files]
     if not paths:
