@@ -146,7 +146,7 @@ class _Tree:
             self.instances = [{k: pet[k] for k in ("AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime")
                                if pet.get(k) not in (None, "")}]
             self.note("meta['pet'] lists no images: its own Acquisition Date/Time stands for the series'")
-        self._tz_noted = False
+        self._tz_noted = self._acq_date_noted = False
 
     def note(self, text: str) -> None:
         self.branches.append(text)
@@ -213,8 +213,8 @@ class _Tree:
             if self.get("SeriesDate") is None:
                 return None
             date = parse_da(self.get("SeriesDate"), tag="Series Date (0008,0021)")
-            if "acq-date" not in self.values:
-                self.values["acq-date"] = True
+            if not self._acq_date_noted:
+                self._acq_date_noted = True
                 self.note("Acquisition Date (0008,0022) absent: the Series Date is taken as the acquisition date")
         return dt.datetime.combine(date, time)
 
