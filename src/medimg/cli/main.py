@@ -193,6 +193,7 @@ COMMAND_MODULES = (
     "medimg.cli.segmentation_cmd",
     "medimg.cli.features_cmd",
     "medimg.cli.pipeline_cmd",
+    "medimg.cli.pet_cmd",
 )
 
 

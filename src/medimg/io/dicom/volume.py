@@ -293,31 +293,6 @@ def series_meta(series: SeriesInfo) -> dict[str, Any]:
     return meta
 
 
-def _pet_meta(series: SeriesInfo) -> dict[str, Any]:
-    """Radiopharmaceutical and decay tags a PET SUV computation needs (read with pydicom)."""
-    import pydicom
-
-    ds = pydicom.dcmread(series.first.path, stop_before_pixels=True, force=series.first.via_pydicom)
-    out: dict[str, Any] = {}
-    for kw in ("Units", "DecayCorrection", "CorrectedImage", "PatientWeight", "PatientSize",
-               "SeriesTime", "AcquisitionTime", "SeriesDate", "AcquisitionDate"):
-        if kw in ds and ds.get(kw) not in (None, ""):
-            value = ds.get(kw)
-            out[kw] = list(value) if type(value).__name__ == "MultiValue" else (
-                float(value) if isinstance(value, (int, float)) else str(value))
-    seq = ds.get("RadiopharmaceuticalInformationSequence")
-    if seq:
-        item = seq[0]
-        rp = {}
-        for kw in ("Radiopharmaceutical", "RadiopharmaceuticalStartTime", "RadiopharmaceuticalStartDateTime",
-                   "RadionuclideTotalDose", "RadionuclideHalfLife", "RadionuclidePositronFraction"):
-            if kw in item and item.get(kw) not in (None, ""):
-                v = item.get(kw)
-                rp[kw] = float(v) if kw.startswith("Radionuclide") else str(v)
-        out["Radiopharmaceutical"] = rp
-    return out
-
-
 def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"] = "error") -> Image:
     """Read one series (from :func:`scan`) into an :class:`Image`.
 
@@ -360,8 +335,10 @@ def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"
     meta["n_files"] = len(series.files)
     if warnings_:
         meta["warnings"] = warnings_
-    if meta.get("Modality") == "PT":
-        meta["pet"] = _pet_meta(series)
+    if meta.get("Modality") == "PT":  # every image's PET attributes: the SUV decision tree needs them all
+        from medimg.pet.tags import pet_tags
+
+        meta["pet"] = pet_tags([f.path for f in geo.frames], in_volume_order=geo.regular)
     channel = -1 if values.ndim == 4 else None
     return Image(values, affine, meta=meta, channel_axis=channel)
 
