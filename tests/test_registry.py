@@ -128,3 +128,14 @@ def test_wavelet_method_parameter_reaches_the_filter() -> None:
     assert visu.meta["history"][-1]["method"] == "VisuShrink"
     assert not np.allclose(visu.array, bayes.array)
     np.testing.assert_array_equal(denoise(image, "wavelet", method="VisuShrink").array, visu.array)
+
+
+def test_yaml_values_are_read_as_yaml_1_2() -> None:
+    """`-p injection_time=10:00:00` is a time, not the base-60 integer 36000 of YAML 1.1."""
+    from medimg.cli.params import parse_params
+    from medimg.core.yamlio import safe_load
+
+    assert safe_load("t: 10:00:00\nb: no\nx: 1e-3\nn: 7\ny: true") == {"t": "10:00:00", "b": "no", "x": 0.001,
+                                                                        "n": 7, "y": True}
+    assert parse_params(["injection_time=10:00:00", "sigma_mm=1.5"]) == {"injection_time": "10:00:00",
+                                                                          "sigma_mm": 1.5}

@@ -31,6 +31,7 @@ def parse_params(items: Iterable[str], entry: Any = None, *, option: str = "--pa
     import yaml
 
     from medimg import io
+    from medimg.core.yamlio import safe_load
 
     fields = entry.params.model_fields if entry is not None else {}
     out: dict[str, Any] = {}
@@ -45,7 +46,7 @@ def parse_params(items: Iterable[str], entry: Any = None, *, option: str = "--pa
             out[key] = io.read(Path(raw))
         else:
             try:
-                out[key] = yaml.safe_load(raw) if raw else None
+                out[key] = safe_load(raw) if raw else None
             except yaml.YAMLError as err:
                 raise ParameterError(f"{option} {key}: cannot parse {raw!r} ({type(err).__name__})") from err
     if entry is not None:

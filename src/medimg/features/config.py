@@ -280,12 +280,14 @@ def load_config(path: str | Path) -> RadiomicsConfig:
     """Read a YAML (``.yaml``/``.yml``) or JSON config file; see :func:`config_from_mapping`."""
     import yaml
 
+    from medimg.core.yamlio import safe_load
+
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(path, "no such config file")
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise FileFormatError(path, f"cannot parse the config: {err}") from err
     if data is None:

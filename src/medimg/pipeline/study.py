@@ -190,11 +190,13 @@ def load_study(path: str | Path) -> tuple[Study, Path]:
     relative paths are relative to."""
     import yaml
 
+    from medimg.core.yamlio import safe_load
+
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(path, "no such study file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
