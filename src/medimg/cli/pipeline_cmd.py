@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
                                     else f"medimg run {study_file}")
         _summary(result, plan, console)
         typer.echo(f"wrote {result.out}: {result.n_ok} of {result.n_cases} cases; manifest {result.manifest}")
+        if result.report:
+            typer.echo(f"report: {result.report}")
         if result.failures:
             raise typer.Exit(1)
 

@@ -89,6 +89,7 @@ class StudyResult:
     manifest: str
     seconds: float
     step_stats: dict[str, dict[str, float]]
+    report: str | None = None
 
 
 # ----------------------------------------------------------------------------- cases
@@ -517,9 +518,14 @@ def run_study(
     if store.remote:
         store.put(local_manifest, "manifest.json")
         store.put(log.path, "run-log.jsonl")
+    report = None
+    if study.outputs.report:
+        from medimg.report.study import study_report
+
+        report = study_report(store.url)
     return StudyResult(out=store.url, n_cases=len(cases), n_ok=summary.n_ok, failures=summary.failures,
                        tables=tables, manifest=store.location("manifest.json"), seconds=summary.seconds,
-                       step_stats=step_stats)
+                       step_stats=step_stats, report=report)
 
 
 def _local_work_dir(store: Store) -> Path:
