@@ -6,6 +6,8 @@
 * Region metrics: :func:`cnr`, :func:`snr` (Rayleigh-aware for MR backgrounds).
 * From the image alone: :func:`entropy`, :func:`radial_psd`, :func:`estimate_noise_sigma`
   (wavelet MAD, Rician-corrected for MR).
+* :func:`compare_images` runs every registered metric (or those named) on an image and its
+  reference and returns one row metric -> value (``medimg quality``).
 * :func:`add_noise` and :func:`compare_denoisers` / :func:`write_comparison` implement the
   ``medimg denoise-compare`` workflow.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import inspect
 
 from medimg.core.registry import registry
+from medimg.quality.assess import compare_images
 from medimg.quality.compare import Comparison, compare_denoisers, write_comparison
 from medimg.quality.metrics import (
     RadialPSD,
@@ -39,7 +42,7 @@ __all__ = [
     "mse", "rmse", "psnr", "ssim", "ssim_map", "cnr", "snr", "entropy", "radial_psd", "RadialPSD",
     "noise_sigma", "estimate_noise_sigma", "add_noise", "parse_noise", "NoiseSpec",
     "compare_denoisers", "write_comparison", "Comparison", "full_reference_metrics",
-    "no_reference_metrics",
+    "no_reference_metrics", "compare_images",
 ]
 
 
