@@ -87,12 +87,16 @@ class RichReporter:
             self._state = "unavailable"
 
 
-def _one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-              file: TextIO | None = None, line: str | None = None) -> None:
-    text = " ".join(str(message).split())
-    stream = file if file is not None else sys.stderr
-    with contextlib.suppress(OSError, ValueError):
-        stream.write(f"warning: {text}\n")
+def _one_line_to(stream: TextIO) -> Any:
+    """A ``warnings.showwarning`` that writes ``warning: <message>`` as one line on ``stream``."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        with contextlib.suppress(OSError, ValueError):
+            (file if file is not None else stream).write(f"warning: {text}\n")
+
+    return show
 
 
 @contextlib.contextmanager
@@ -103,7 +107,7 @@ def invocation(argv: Sequence[str], *, stderr: TextIO | None = None) -> Iterator
     reporter: RichReporter | None = None
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line
+            warnings.showwarning = _one_line_to(stream)
             if _is_terminal(stream):
                 from rich.console import Console
 
