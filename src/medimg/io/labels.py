@@ -109,6 +109,10 @@ def write_labels(labels: Image, path: str | Path, *, source: str | Path | None =
                  segment_names: Mapping[int, str] | None = None, provenance: Manifest | None = None) -> Path:
     """Write a label map as a DICOM SEG (``.dcm``) or an image file, with its provenance sidecar.
 
+    Warnings highdicom raises while writing a SEG (it quotes a one-component Patient's Name of
+    the source) are recorded in the sidecar with quoted values withheld and re-issued as one
+    ``UserWarning`` line naming the output.
+
     Parameters
     ----------
     labels
@@ -155,4 +159,4 @@ def write_labels(labels: Image, path: str | Path, *, source: str | Path | None =
 
     names = dict(segment_names or {})
     return write_with_sidecar(labels, path, lambda tmp: write_seg(labels, source, tmp, segment_names=names),
-                              provenance=provenance)
+                              provenance=provenance, capture_warnings=True)

@@ -51,7 +51,7 @@ from typing import Any
 
 from medimg.core.files import atomic_path, full_suffix, sha256_file
 from medimg.core.image import Image
-from medimg.core.provenance import Manifest, jsonable, package_versions, platform_info
+from medimg.core.provenance import Manifest, git_commit, jsonable, package_versions, platform_info
 from medimg.errors import FileFormatError, UserInputError
 
 __all__ = [
@@ -252,7 +252,8 @@ def build_sidecar(image: Image, path: str | Path, *, sha256: str, size_bytes: in
         record["reproduce"] = run.get("command_line")
     else:
         record.update({"command": None, "command_line": None, "parameters": {}, "inputs": [], "seed": None,
-                       "software": package_versions(), "platform": platform_info(), "reproduce": None})
+                       "software": package_versions(), "git_commit": git_commit(), "platform": platform_info(),
+                       "reproduce": None})
     record["history"] = _scrub_history(list(meta.get("history", [])))
     record["meta"] = {k: meta[k] for k in SIDECAR_META_KEYS if k in meta}
     record["warnings"] = [_redact(str(w), hidden) for w in meta.get("warnings", [])] + list(warnings_)
@@ -276,13 +277,15 @@ def _third_party(caught: Iterable[warnings.WarningMessage]) -> list[str]:
 
 
 def write_with_sidecar(image: Image, path: str | Path, write: Callable[[Path], Any], *,
-                       provenance: Manifest | None = None) -> Path:
+                       provenance: Manifest | None = None, capture_warnings: bool = False) -> Path:
     """Write ``image`` to ``path`` with ``write(temporary_path)`` and its sidecar beside it,
     as one unit (see the module notes).
 
-    Warnings the writer raises (a third-party library's ``UserWarning``) are caught, recorded
-    in the sidecar's ``"warnings"`` scrubbed of quoted values, and re-issued as one
-    ``UserWarning`` each, naming the output.
+    With ``capture_warnings``, warnings the writer raises (a third-party library's
+    ``UserWarning``, e.g. highdicom's) are caught, recorded in the sidecar's ``"warnings"``
+    scrubbed of quoted values, and re-issued as one ``UserWarning`` each, naming the output.
+    (Python's warning capture is process-wide, not thread-safe, so it is used only for writers
+    known to warn: the DICOM SEG writer.)
 
     Returns
     -------
@@ -298,10 +301,14 @@ def write_with_sidecar(image: Image, path: str | Path, write: Callable[[Path], A
     check_sidecar_slot(path)
     side = sidecar_path(path)
     with atomic_path(path) as tmp_image:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        if capture_warnings:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                write(tmp_image)
+            extra = _third_party(caught)
+        else:
             write(tmp_image)
-        extra = _third_party(caught)
+            extra = []
         record = build_sidecar(image, path, sha256=sha256_file(tmp_image), size_bytes=tmp_image.stat().st_size,
                                provenance=provenance, warnings_=extra)
         with atomic_path(side) as tmp_side:
