@@ -266,3 +266,30 @@ def test_cli_quality_json_is_strict_for_identical_images(files, capsys) -> None:
     out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert out["mse"] == 0.0 and out["psnr"] is None and out["non_finite"] == {"psnr": "inf"}
     assert out["ssim"] == pytest.approx(1.0)
+
+
+def test_compare_images_is_what_the_quality_command_prints(files, capsys) -> None:
+    """The library call behind `medimg quality`: each value is the registered metric's own, the
+    CLI prints the same row."""
+    from medimg.errors import UnknownNameError
+    from medimg.quality import compare_images, noise_sigma
+
+    clean, noisy, roi = io.read(files["clean"]), io.read(files["noisy"]), io.read(files["roi"])
+    row = compare_images(clean, noisy, rois=roi, rician=False)
+    assert list(row) == [*quality.full_reference_metrics(), *quality.no_reference_metrics(), "cnr", "snr", "data_range"]
+    assert row["mse"] == mse(clean, noisy)
+    assert row["ssim"] == ssim(clean, noisy, data_range="reference")
+    assert row["entropy"] == entropy(noisy) and row["noise_sigma"] == noise_sigma(noisy)
+    a = clean.with_array((roi.array == 1).astype(np.uint8), meta={})
+    b = clean.with_array((roi.array == 2).astype(np.uint8), meta={})
+    assert row["cnr"] == cnr(noisy, a, b) and row["snr"] == snr(noisy, a, noise=b)
+    assert main(["quality", str(files["clean"]), str(files["noisy"]), "--roi", str(files["roi"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(row)
+    only = compare_images(clean, noisy, metrics=["psnr", "cnr"], rois=roi, data_range=300.0)
+    assert list(only) == ["psnr", "cnr", "data_range"] and only["psnr"] == psnr(clean, noisy, data_range=300.0)
+    with pytest.raises(UnknownNameError, match="did you mean 'ssim'"):
+        compare_images(clean, noisy, metrics=["ssmi"])
+    with pytest.raises(ParameterError, match="cnr and snr need"):
+        compare_images(clean, noisy, metrics=["snr"])
+    with pytest.raises(ParameterError, match="label 1"):
+        compare_images(clean, noisy, rois=roi.with_array(np.ones(roi.shape, np.uint8)))

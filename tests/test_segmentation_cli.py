@@ -91,3 +91,51 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, args, match):
               "dcm": tmp_path / "x.dcm"}
     assert main([a.format(**values) for a in args]) == 2
     assert match in _error_line(capsys)
+
+
+def test_read_labels_tells_seg_rtstruct_and_image_files_apart(tmp_path: Path, capsys):
+    """The sniffing the CLI used to do, now `medimg.io.read_labels`: each kind of file read by its
+    own reader gives the same label map as calling that reader directly."""
+    pytest.importorskip("highdicom")
+    from medimg.errors import FileFormatError, ParameterError
+    from medimg.io.dicom.rtstruct import read_rtstruct
+    from medimg.io.dicom.seg import read_seg
+    from test_rtstruct import _reference, _square, _write_rtstruct
+
+    folder, truth, ct = _case(tmp_path)
+    reference = io.read(folder)
+    seg = io.write_labels(io.read(truth), tmp_path / "l.dcm", source=folder)
+    got = io.read_labels(seg, reference=reference)
+    np.testing.assert_array_equal(got.array, read_seg(seg, reference=reference).array)
+    np.testing.assert_array_equal(got.array, io.read(truth).array)
+    assert io.read_sidecar(seg)["file"]["name"] == "l.dcm"
+
+    ref = _reference()
+    rs = _write_rtstruct(tmp_path / "rs.dcm", ref, {
+        "a": [("CLOSED_PLANAR", _square(2.5, 10.5, 3.5, 12.5, k)) for k in (1, 2)],
+        "b": [("CLOSED_PLANAR", _square(14.5, 20.5, 5.5, 9.5, 3))]})
+    np.testing.assert_array_equal(io.read_labels(rs, reference=ref).array, read_rtstruct(rs, ref).array)
+    only_b = io.read_labels(rs, reference=ref, rois=["b"])
+    np.testing.assert_array_equal(only_b.array, read_rtstruct(rs, ref, rois=["b"]).array)
+    assert only_b.array.sum() == 6 * 4
+    with pytest.raises(ParameterError, match="needs the image it was drawn on"):
+        io.read_labels(rs)
+    with pytest.raises(ParameterError, match="RTSTRUCT only"):
+        io.read_labels(truth, rois=["a"])
+    with pytest.raises(FileFormatError, match="no such file"):
+        io.read_labels(tmp_path / "nope.nii.gz")
+
+    # Whole-number floats (a NIfTI habit) are a label map; fractions are not.
+    as_float = tmp_path / "float.nii.gz"
+    io.write(ct.with_array(io.read(truth).array.astype(np.float32)), as_float)
+    labels = io.read_labels(as_float)
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels.array, io.read(truth).array)
+    half = tmp_path / "half.nii.gz"
+    io.write(ct.with_array(np.full(ct.shape, 0.5, np.float32)), half)
+    with pytest.raises(ParameterError, match="non-integer"):
+        io.read_labels(half)
+    assert main(["seg-metrics", str(truth), str(as_float), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dice"] == 1.0
+    assert main(["seg-metrics", str(truth), str(half)]) == 2
+    assert "non-integer" in _error_line(capsys)

@@ -6,7 +6,6 @@ gets. Heavy modules are imported inside the commands.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -53,9 +52,9 @@ def _write(rows: list[dict[str, Any]], out: Path, long: bool) -> None:
 
 
 def _manifest(command: str, cfg: Any, out: Path, inputs: list[Path], failures: list[dict[str, Any]]) -> Path:
-    from medimg.core.provenance import Manifest
+    from medimg.cli.runtime import command_manifest
 
-    manifest = Manifest(command=command, parameters={"config": cfg.to_dict()})
+    manifest = command_manifest(command, {"config": cfg.to_dict()})
     for path in inputs:
         manifest.add_input(path, hash_file=Path(path).is_file())
     for row in failures:
@@ -80,7 +79,8 @@ def register(app: typer.Typer) -> None:
         case: Annotated[Optional[str], typer.Option("--case", help="Case name in the table (default: the image file name).")] = None,  # noqa: UP045
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
-        """Compute IBSI radiomics features of one region and write a table (wide, or --long)."""
+        """Compute IBSI radiomics features of one region and write a table (wide, or --long), with a
+        provenance manifest beside it (OUT.manifest.json); progress per family on a terminal."""
         from medimg.pipeline import Case, feature_row
 
         _check_out(out, overwrite)
@@ -105,25 +105,15 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
         """Compute features for every case of a CSV list in parallel (Dask); failed cases are recorded."""
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
+        from medimg.core.progress import Steps
         from medimg.pipeline import extract_features, read_cases
 
         _check_out(out, overwrite)
         cfg = _config(config, preset)
         case_list = read_cases(cases)
-        with Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
-            task = bar.add_task("features", total=len(case_list))
-            rows = extract_features(case_list, cfg, families=_families(families), scheduler=scheduler,
-                                    workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+        steps = Steps(len(case_list), "cases")  # captures the CLI's reporter: callbacks may come from any thread
+        rows = extract_features(case_list, cfg, families=_families(families), scheduler=scheduler,
+                                workers=workers, progress=lambda done, total: steps.update(done))
         _write(rows, out, long)
         failed = [r for r in rows if r.get("status") == "error"]
         _manifest("medimg features-batch", cfg, out, [cases], failed)

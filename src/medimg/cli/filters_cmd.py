@@ -7,7 +7,6 @@ inside the commands so that ``medimg --help`` stays fast.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -22,16 +21,6 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
-
-
-def _progress(description: str) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[label]}"),
-        console=_console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
-    )
 
 
 def _write_spectra(before: Any, after: Any, path: Path) -> None:
@@ -72,8 +61,11 @@ def register(app: typer.Typer) -> None:
         spectrum_png: Annotated[Optional[Path], typer.Option("--spectrum", help="Also save the input and output Fourier spectra to this PNG.")] = None,  # noqa: UP045
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
-        """Apply one registered filter to IN and write OUT (geometry kept; parameters recorded in the history)."""
+        """Apply one registered filter to IN and write OUT (geometry kept; parameters recorded in the
+        history and in OUT's provenance sidecar, out.nii.gz -> out.json)."""
         from medimg import io
+        from medimg.cli.params import image_param_files
+        from medimg.cli.runtime import command_manifest
         from medimg.core.registry import registry
         from medimg.filters import apply
 
@@ -81,13 +73,13 @@ def register(app: typer.Typer) -> None:
         check_output(dst, overwrite)
         params = parse_params(param or [], entry)
         image = io.read(src)
-        err = _console(stderr=True)
-        if sys.stderr.isatty():
-            with err.status(f"{method} on {image.grid_summary()}"):
-                out = apply(image, method, **params)
-        else:
-            out = apply(image, method, **params)
-        io.write(out, dst)
+        out = apply(image, method, **params)
+        manifest = command_manifest("medimg filter", {"kind": "filters", "method": entry.name,
+                                                      "params": entry.validate(params)})
+        manifest.add_input(src, role="image")
+        for name, path in image_param_files(param or [], entry).items():
+            manifest.add_input(path, role=name)
+        io.write(out, dst, provenance=manifest)
         if spectrum_png is not None:
             _write_spectra(image, out, spectrum_png)
         typer.echo(f"wrote {dst}: {method} -> {out.grid_summary()} {out.dtype}")
@@ -106,41 +98,15 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from medimg import io
-        from medimg.core.registry import registry
-        from medimg.errors import ParameterError
-        from medimg.quality import cnr, full_reference_metrics, no_reference_metrics, snr
-        from medimg.quality.metrics import resolve_data_range
+        from medimg.quality import compare_images
 
         reference, image = io.read(ref), io.read(img)
         reference.check_same_grid(image, names=(str(ref), str(img)))
         mask_img = io.read(mask) if mask is not None else None
+        roi_img = io.read(roi) if roi is not None else None
         dr: float | str = data_range if data_range == "reference" else _float(data_range, "--data-range")
-        resolved = resolve_data_range(reference, dr, mask_img)
-        results: dict[str, float] = {}
-        for name in full_reference_metrics():
-            entry = registry("quality").get(name)
-            kwargs: dict[str, Any] = {}
-            if "mask" in entry.params.model_fields:
-                kwargs["mask"] = mask_img
-            if "data_range" in entry.params.model_fields:
-                kwargs["data_range"] = resolved
-            results[name] = float(entry(reference, image, **kwargs))
-        for name in no_reference_metrics():
-            entry = registry("quality").get(name)
-            kwargs = {"mask": mask_img} if "mask" in entry.params.model_fields else {}
-            if "distribution" in entry.params.model_fields:
-                kwargs["distribution"] = "rician" if rician else "gaussian"
-            results[name] = float(entry(image, **kwargs))
-        if roi is not None:
-            roi_img = io.read(roi)
-            labels = np.asarray(roi_img.array)
-            if not ((labels == 1).any() and (labels == 2).any()):
-                raise ParameterError(f"{roi}: the ROI map must hold label 1 (signal) and label 2 (background)")
-            a = roi_img.with_array((labels == 1).astype(np.uint8), meta={})
-            b = roi_img.with_array((labels == 2).astype(np.uint8), meta={})
-            results["cnr"] = cnr(image, a, b)
-            results["snr"] = snr(image, a, noise=b, noise_model="rayleigh" if rician else "gaussian")
-        results["data_range"] = resolved
+        results = compare_images(reference, image, mask=mask_img, rois=roi_img, data_range=dr,  # type: ignore[arg-type]
+                                 rician=rician, names=(str(ref), str(img)))
         if as_json:
             # Strict JSON has no Infinity/NaN: a non-finite value (PSNR of identical images) is
             # written as null and named under "non_finite" with its value as text.
@@ -200,14 +166,11 @@ def register(app: typer.Typer) -> None:
         noisy_img = io.read(noisy) if noisy is not None else add_noise(clean_img, spec, seed=seed)
         mask_img = io.read(mask) if mask is not None else None
         roi_img = io.read(roi) if roi is not None else None
-        with _progress("denoising") as progress:
-            task = progress.add_task("compare", total=None, label="")
+        from medimg.core.progress import report
 
-            def report(done: int, total: int, label: str) -> None:
-                progress.update(task, completed=done, total=total, label=label)
-
-            result = compare_denoisers(clean_img, noisy_img, method_list, search=search, data_range=dr,
-                                       mask=mask_img, rois=roi_img, fixed=fixed, progress=report)
+        result = compare_denoisers(clean_img, noisy_img, method_list, search=search, data_range=dr,
+                                   mask=mask_img, rois=roi_img, fixed=fixed,
+                                   progress=lambda done, total, label: report(done, total, "denoising"))
         result.settings["seed"] = seed if noisy is None else None
         if noisy is not None:
             result.settings["noise"] = f"given: {noisy}"

@@ -100,13 +100,18 @@ def convert(
     resample: Annotated[bool, typer.Option("--resample", help="Resample irregular series (gaps, unequal spacing, gantry tilt) onto a regular grid instead of failing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension."""
+    """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension.
+
+    A provenance sidecar is written beside OUT (out.nii.gz -> out.json)."""
     from medimg import io
     from medimg.cli.params import check_output
+    from medimg.cli.runtime import command_manifest
 
     check_output(dst, overwrite)
     image = io.read(src, series_uid=series, on_irregular="resample" if resample else "error")
-    io.write(image, dst)
+    manifest = command_manifest("medimg convert", {"series": series, "resample": resample})
+    manifest.add_input(src, role="image")
+    io.write(image, dst, provenance=manifest)
     err = _console(stderr=True)
     for warning in image.meta.get("warnings", []):
         err.print(f"warning: {warning}")
@@ -243,8 +248,11 @@ def _terminate_as_exit() -> Iterator[None]:
 def _run(args: list[str], debug: bool) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
+    from medimg.cli.runtime import invocation
+
     try:
-        status = app(args=args, prog_name="medimg", standalone_mode=False)
+        with invocation(args):  # progress bar on a terminal, one-line warnings, the command line
+            status = app(args=args, prog_name="medimg", standalone_mode=False)
     except Exit as exc:
         return int(exc.exit_code or 0)
     except Abort:

@@ -15,7 +15,7 @@ from typing import Any
 
 from medimg.errors import ParameterError, UserInputError
 
-__all__ = ["parse_params", "check_output"]
+__all__ = ["parse_params", "check_output", "image_param_files"]
 
 
 def _is_image_type(annotation: Any) -> bool:
@@ -54,9 +54,25 @@ def parse_params(items: Iterable[str], entry: Any = None, *, option: str = "--pa
     return out
 
 
+def image_param_files(items: Iterable[str], entry: Any = None) -> dict[str, Path]:
+    """The parameters of ``items`` that :func:`parse_params` reads as images, with their files
+    (to record them as inputs of the run)."""
+    fields = entry.params.model_fields if entry is not None else {}
+    out: dict[str, Path] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if raw.startswith("@"):
+            out[key] = Path(raw[1:])
+        elif sep and key in fields and _is_image_type(fields[key].annotation):
+            out[key] = Path(raw)
+    return out
+
+
 def check_output(path: Path, overwrite: bool, *, suffixes: Sequence[str] | None = None) -> None:
     """Refuse to replace ``path`` without ``overwrite``, and an extension outside ``suffixes``
-    (default: the image formats :func:`medimg.io.write` writes)."""
+    (default: the image formats :func:`medimg.io.write` writes). For an image, also refuse when
+    its provenance sidecar's name is taken by another image's sidecar (before any work)."""
     from medimg.core.files import full_suffix
 
     if suffixes is None:
@@ -67,3 +83,9 @@ def check_output(path: Path, overwrite: bool, *, suffixes: Sequence[str] | None 
         raise UserInputError(f"{path}: cannot write this extension; use one of {', '.join(suffixes)}")
     if path.exists() and not overwrite:
         raise UserInputError(f"{path}: exists already (pass --overwrite to replace it)")
+    from medimg.io.labels import LABEL_WRITE_SUFFIXES
+
+    if full_suffix(path) in LABEL_WRITE_SUFFIXES:
+        from medimg.io.sidecar import check_sidecar_slot
+
+        check_sidecar_slot(path)

@@ -87,33 +87,26 @@ def register(app: typer.Typer) -> None:
 
 def _run_with_progress(study: Any, plan: Any, target: str, base: Path, scheduler: str, workers: int | None,
                        console: Any, *, source: str, command: str) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    """Run through :mod:`medimg.core.progress`: the CLI's bar shows the cases (with an ETA) and
+    one bar per step; a failed case is printed as it happens."""
+    from medimg.core.progress import Steps
     from medimg.pipeline.runner import run_study
 
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=console, transient=False, disable=not console.is_terminal) as bar:
-        overall = bar.add_task("cases", total=None)
-        per_step = {s.id: bar.add_task(f"  {s.id}", total=None) for s in plan.steps}
+    counters: dict[str, Any] = {}
 
-        def progress(outcome: Any, done: int, total: int) -> None:
-            bar.update(overall, completed=done, total=total)
-            if outcome.ok:
-                for record in outcome.value.steps:
-                    bar.update(per_step[record.step], advance=1, total=total)
-            else:
-                console.print(f"[red]failed[/red] {outcome.key}: {outcome.error}")
+    def progress(outcome: Any, done: int, total: int) -> None:
+        if not counters:
+            counters["cases"] = Steps(total, "cases")
+            counters.update({s.id: Steps(total, f"  step {s.id}") for s in plan.steps})
+        counters["cases"].update(done)
+        if outcome.ok:
+            for record in outcome.value.steps:
+                counters[record.step].advance()
+        else:
+            console.print(f"failed {outcome.key}: {outcome.error}")
 
-        return run_study(study, target, base=base, scheduler=scheduler, workers=workers, progress=progress,
-                         source=source, command=command)
+    return run_study(study, target, base=base, scheduler=scheduler, workers=workers, progress=progress,
+                     source=source, command=command)
 
 
 def _summary(result: Any, plan: Any, console: Any) -> None:

@@ -1,8 +1,9 @@
 """Segmentation subcommands: ``segment``, ``seg-metrics`` and ``seg-convert``.
 
 Each calls the public API (:func:`medimg.segmentation.segment`,
-:func:`medimg.evaluation.segmentation_metrics`, :mod:`medimg.io.dicom.seg` and
-:mod:`medimg.io.dicom.rtstruct`); heavy modules are imported inside the commands.
+:func:`medimg.evaluation.segmentation_metrics`, :func:`medimg.io.read_labels` and
+:func:`medimg.io.write_labels`, which tell image files, DICOM SEG and RTSTRUCT apart); heavy
+modules are imported inside the commands. Label maps written get a provenance sidecar.
 """
 
 from __future__ import annotations
@@ -18,44 +19,6 @@ from medimg.cli.params import check_output, parse_params
 from medimg.errors import UserInputError
 
 __all__ = ["register"]
-
-
-def _dicom_modality(path: Path) -> str | None:
-    """The Modality of a DICOM file, or None when ``path`` is not one (or is a folder)."""
-    if not path.is_file():
-        return None
-    from medimg.core.files import full_suffix
-    from medimg.io import formats
-
-    if full_suffix(path) in formats.NIFTI_SUFFIXES + formats.ITK_SUFFIXES + formats.RASTER_SUFFIXES:
-        return None
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["Modality"])
-    except Exception:  # not DICOM: let io.read explain
-        return None
-    return str(ds.get("Modality", "")) or None
-
-
-def _read_label(path: Path, reference: Any = None) -> Any:
-    """A label map from an image file, a DICOM folder, a DICOM SEG or (with a reference) an RTSTRUCT."""
-    from medimg import io
-
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or folder")
-    modality = _dicom_modality(path)
-    if modality == "SEG":
-        from medimg.io.dicom.seg import read_seg
-
-        return read_seg(path, reference=reference)
-    if modality == "RTSTRUCT":
-        if reference is None:
-            raise UserInputError(f"{path}: an RTSTRUCT needs --reference (the image it was drawn on)")
-        from medimg.io.dicom.rtstruct import read_rtstruct
-
-        return read_rtstruct(path, reference)
-    return io.read(path)
 
 
 def _json_value(value: Any) -> Any:
@@ -78,18 +41,29 @@ def register(app: typer.Typer) -> None:
         mask: Annotated[Optional[Path], typer.Option("--mask", help="Region of interest (label map on IN's grid).")] = None,  # noqa: UP045
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
-        """Segment IN with a registered method and write the label map to OUT."""
+        """Segment IN with a registered method and write the label map to OUT (with its provenance
+        sidecar, out.nii.gz -> out.json)."""
         from medimg import io
+        from medimg.cli.params import image_param_files
+        from medimg.cli.runtime import command_manifest
         from medimg.core.registry import registry
         from medimg.segmentation import segment
 
+        entry = registry("segmentation").get(method)
         check_output(dst, overwrite)
-        params = parse_params(param or [], registry("segmentation").get(method))
+        params = parse_params(param or [], entry)
         image = io.read(src)
         if mask is not None:
             params["mask"] = io.read(mask)
         result = segment(image, method, **params)
-        io.write(result, dst)
+        manifest = command_manifest("medimg segment", {"kind": "segmentation", "method": entry.name,
+                                                       "params": entry.validate(params)})
+        manifest.add_input(src, role="image")
+        if mask is not None:
+            manifest.add_input(mask, role="mask")
+        for name, path in image_param_files(param or [], entry).items():
+            manifest.add_input(path, role=name)
+        io.write(result, dst, provenance=manifest)
         n = int((result.array != 0).sum())
         typer.echo(f"wrote {dst}: {method}, {n} labelled voxels ({n * result.voxel_volume_mm3:.1f} mm^3)")
 
@@ -110,12 +84,10 @@ def register(app: typer.Typer) -> None:
             segmentation_metrics,
             segmentation_metrics_per_label,
         )
+        from medimg.io import read_labels
 
-        reference = _read_label(ref)
-        prediction = _read_label(pred, reference=reference)
-        for name, image in (("REF", reference), ("PRED", prediction)):
-            if image.channel_axis is not None or image.dtype.kind not in "iub":
-                raise UserInputError(f"{name}: a label map must be a scalar integer image, got {image.dtype}")
+        reference = read_labels(ref)
+        prediction = read_labels(pred, reference=reference)
         kw = {"convention": convention, "percentile": percentile, "tolerance_mm": tolerance,
               "empty_distance_mm": math.inf if empty_distance is None else empty_distance}
         metrics: dict[str, Any] = dict(segmentation_metrics(prediction, reference, label=label, **kw))
@@ -159,45 +131,37 @@ def register(app: typer.Typer) -> None:
         name: Annotated[Optional[list[str]], typer.Option("--name", help="LABEL=NAME of a SEG segment (repeatable).")] = None,  # noqa: UP045
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
-        """Convert a label map to DICOM SEG, or a DICOM SEG / RTSTRUCT to a label map."""
+        """Convert a label map to DICOM SEG, or a DICOM SEG / RTSTRUCT to a label map (with a
+        provenance sidecar beside OUT: out.nii.gz or out.dcm -> out.json)."""
         from medimg import io
+        from medimg.cli.runtime import command_manifest
+        from medimg.core.files import full_suffix
 
         if dst.exists() and not overwrite:
             raise UserInputError(f"{dst}: exists already (pass --overwrite to replace it)")
-        if not src.exists():
-            raise UserInputError(f"{src}: no such file or folder")
+        if full_suffix(dst) not in io.LABEL_WRITE_SUFFIXES:
+            raise UserInputError(f"{dst}: cannot write this extension; use one of {', '.join(io.LABEL_WRITE_SUFFIXES)}")
+        to_seg = full_suffix(dst) == ".dcm"
+        if to_seg and source is None:
+            raise UserInputError("writing a DICOM SEG needs --source (the folder of the source series)")
+        names: dict[int, str] = {}
+        for item in name or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip().lstrip("-").isdigit():
+                raise UserInputError(f"--name {item!r}: expected LABEL=NAME, e.g. --name 1=lesion")
+            names[int(key)] = value
+        rois = [int(r) if r.isdigit() else r for r in roi] if roi else None
+        io.sidecar.check_sidecar_slot(dst)
         ref_image = io.read(reference) if reference is not None else None
-        if str(dst).lower().endswith(".dcm"):
-            if source is None:
-                raise UserInputError("writing a DICOM SEG needs --source (the folder of the source series)")
-            from medimg.io.dicom.seg import write_seg
-
-            names: dict[int, str] = {}
-            for item in name or []:
-                key, sep, value = item.partition("=")
-                if not sep or not key.strip().lstrip("-").isdigit():
-                    raise UserInputError(f"--name {item!r}: expected LABEL=NAME, e.g. --name 1=lesion")
-                names[int(key)] = value
-            label_map = _read_label(src, reference=ref_image)
-            if label_map.dtype.kind == "f":
-                import numpy as np
-
-                if not np.array_equal(label_map.array, np.round(label_map.array)):
-                    raise UserInputError(f"{src}: not a label map (non-integer values)")
-                label_map = label_map.with_array(label_map.array.astype(np.int32))
-            write_seg(label_map, source, dst, segment_names=names)
-            typer.echo(f"wrote DICOM SEG {dst}")
-            return
-        if _dicom_modality(src) == "RTSTRUCT":
-            if ref_image is None:
-                raise UserInputError(f"{src}: an RTSTRUCT needs --reference (the image it was drawn on)")
-            from medimg.io.dicom.rtstruct import read_rtstruct
-
-            rois = [int(r) if r.isdigit() else r for r in roi] if roi else None
-            label_map = read_rtstruct(src, ref_image, rois=rois)
-        else:
-            label_map = _read_label(src, reference=ref_image)
-        io.write(label_map, dst)
+        label_map = io.read_labels(src, reference=ref_image, rois=rois)
+        manifest = command_manifest("medimg seg-convert", {"rois": rois, "segment_names": names or None})
+        manifest.add_input(src, role="labels")
+        if reference is not None:
+            manifest.add_input(reference, role="reference")
+        if to_seg:
+            manifest.add_input(source, role="source")
+        io.write_labels(label_map, dst, source=source if to_seg else None,
+                        segment_names=names if to_seg else None, provenance=manifest)
         for warning in label_map.meta.get("warnings", []):
             typer.echo(f"warning: {warning}", err=True)
-        typer.echo(f"wrote {dst}: {label_map.grid_summary()} {label_map.dtype}")
+        typer.echo(f"wrote DICOM SEG {dst}" if to_seg else f"wrote {dst}: {label_map.grid_summary()} {label_map.dtype}")

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core import progress
 from medimg.core.image import Image
 from medimg.errors import ParameterError, did_you_mean
 from medimg.features._base import (
@@ -131,14 +132,16 @@ def extract_roi(roi: Roi, families: Iterable[str], *, config: RadiomicsConfig | 
                 **params: Any) -> dict[str, float]:
     """Features of ``families`` for an already processed :class:`Roi` (see :func:`extract`)."""
     config = config or RadiomicsConfig()
-    return _run(roi, _family_calls(families, config, params))
+    calls = _family_calls(families, config, params)
+    return _run(roi, calls, progress.Steps(len(calls), "features"))
 
 
-def _run(roi: Roi, calls: list[tuple[Any, dict[str, Any]]]) -> dict[str, float]:
+def _run(roi: Roi, calls: list[tuple[Any, dict[str, Any]]], steps: progress.Steps) -> dict[str, float]:
     out: dict[str, float] = {}
     for entry, own in calls:
         values = entry.func(roi, **entry.fixed, **own)
         out.update({f"{entry.name}.{k}": float(v) for k, v in values.items()})
+        steps.advance()
     return out
 
 
@@ -177,7 +180,9 @@ def extract(
     dict[str, float]
         ``"<family>.<feature>"`` (``"<family>.<aggregation>.<feature>"`` for texture families)
         -> value, in family order then each family's table order; then the features of each
-        configured filter's response map, ``"<filter label>.<family>...."``.
+        configured filter's response map, ``"<filter label>.<family>...."``. Progress is
+        reported per family and per filter response (:mod:`medimg.core.progress`,
+        ``what="features"``).
 
     Raises
     ------
@@ -206,11 +211,15 @@ def extract(
     if config.interpolation is not None:
         spacing = np.maximum(spacing, np.asarray(config.interpolation.spacing_mm, dtype=float)[::-1])
     margin = filter_margin_mm(config, tuple(float(v) for v in spacing))
+    filter_calls = [_family_calls(filt.families, config, {}) for filt in config.filters]
+    # One step per family, per filter response and per family of each response.
+    steps = progress.Steps(len(calls) + sum(1 + len(c) for c in filter_calls), "features")
     roi = prepare_roi(image, mask, config, label=label, margin_mm=margin)
-    out = _run(roi, calls)
-    for filt in config.filters:
+    out = _run(roi, calls, steps)
+    for filt, fcalls in zip(config.filters, filter_calls, strict=True):
         froi, tag = filtered_roi(roi, filt)
-        values = extract_roi(froi, filt.families, config=config)
+        steps.advance()
+        values = _run(froi, fcalls, steps)
         out.update({f"{tag}.{k}": v for k, v in values.items()})
     return out
 

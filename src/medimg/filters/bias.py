@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from medimg.core import progress
 from medimg.core.image import Image
 from medimg.core.registry import registry
 from medimg.errors import ParameterError
@@ -138,7 +139,11 @@ def n4_bias_field(
     filt.SetNumberOfHistogramBins(bins)
     filt.SetBiasFieldFullWidthAtHalfMaximum(float(bias_fwhm))
     filt.SetWienerFilterNoise(float(wiener_noise))
+    steps = progress.Steps(its * levels, "n4")  # one step per N4 iteration (a level may converge early)
+    if progress.current() is not None:
+        filt.AddCommand(sitk.sitkIterationEvent, steps.advance)
     filt.Execute(small, small_mask)
+    steps.finish()
     log_field = sitk.GetArrayFromImage(filt.GetLogBiasFieldAsImage(src)).astype(np.float64)
     field = np.exp(log_field)
     corrected = values / field

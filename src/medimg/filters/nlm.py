@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from medimg.core.image import Image
+from medimg.core.progress import Steps
 from medimg.core.registry import registry
 from medimg.errors import ParameterError
 from medimg.filters._common import (
@@ -71,7 +72,8 @@ def nlm_array(
 ) -> np.ndarray:
     """Non-local means of a float array with radii in voxels per axis (see the module notes).
 
-    Returns a float32 array of ``values``' shape. :func:`nlm` is the public entry point.
+    Returns a float32 array of ``values``' shape. :func:`nlm` is the public entry point. Progress
+    is reported per search offset (:mod:`medimg.core.progress`, ``what="nlm"``).
     """
     u = np.asarray(values, dtype=np.float32)
     p = np.asarray(patch_radius, dtype=int)
@@ -93,6 +95,7 @@ def nlm_array(
     base = padded[window(s, span)]
     inner = window(p, ext)
     centre = window(s, n)
+    steps = Steps(len(offsets), "nlm")  # one step per search offset (reported from the threads)
 
     def work(chunk: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
         num = np.zeros(u.shape, np.float32)
@@ -123,6 +126,7 @@ def nlm_array(
             den += w_back
             if box is not diff:  # keep the two scratch buffers distinct for the next offset
                 diff, tmp = box, diff
+            steps.advance()
         return num, den
 
     workers = max(1, min(int(workers), len(offsets) or 1))

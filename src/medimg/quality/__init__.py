@@ -6,6 +6,8 @@
 * Region metrics: :func:`cnr`, :func:`snr` (Rayleigh-aware for MR backgrounds).
 * From the image alone: :func:`entropy`, :func:`radial_psd`, :func:`estimate_noise_sigma`
   (wavelet MAD, Rician-corrected for MR).
+* :func:`compare_images` runs every registered metric (or those named) on an image and its
+  reference and returns one row metric -> value (``medimg quality``).
 * :func:`add_noise` and :func:`compare_denoisers` (written to a folder by
   :func:`medimg.pipeline.denoise_compare.write_comparison`) implement the
   ``medimg denoise-compare`` workflow.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import inspect
 
 from medimg.core.registry import registry
+from medimg.quality.assess import compare_images
 from medimg.quality.compare import Comparison, compare_denoisers
 from medimg.quality.metrics import (
     RadialPSD,
@@ -40,7 +43,7 @@ __all__ = [
     "mse", "rmse", "psnr", "ssim", "ssim_map", "cnr", "snr", "entropy", "radial_psd", "RadialPSD",
     "noise_sigma", "estimate_noise_sigma", "add_noise", "parse_noise", "NoiseSpec",
     "compare_denoisers", "Comparison", "full_reference_metrics",
-    "no_reference_metrics",
+    "no_reference_metrics", "compare_images",
 ]
 
 

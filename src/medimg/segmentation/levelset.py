@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from medimg.core import progress
 from medimg.core.image import Image
 from medimg.core.registry import registry
 from medimg.errors import ParameterError
@@ -81,6 +82,7 @@ def _acwe(image: np.ndarray, init: np.ndarray, *, iterations: int, smoothing: in
     if roi is not None:
         u[~roi] = 0
     curvature = _Curvature(image.ndim)
+    steps = progress.Steps(iterations, "chan_vese")
     for _ in range(iterations):
         outside = (1 - u) * weight
         inside = u * weight
@@ -94,6 +96,7 @@ def _acwe(image: np.ndarray, init: np.ndarray, *, iterations: int, smoothing: in
             u = curvature(u)
         if roi is not None:
             u[~roi] = 0
+        steps.advance()
     return u
 
 
@@ -109,6 +112,7 @@ def _gac(gimage: np.ndarray, init: np.ndarray, *, iterations: int, smoothing: in
     if roi is not None:
         u[~roi] = 0
     curvature = _Curvature(gimage.ndim)
+    steps = progress.Steps(iterations, "geodesic_active_contour")
     for _ in range(iterations):
         if balloon_mask is not None:
             aux = ndi.binary_dilation(u, structure) if balloon > 0 else ndi.binary_erosion(u, structure)
@@ -122,6 +126,7 @@ def _gac(gimage: np.ndarray, init: np.ndarray, *, iterations: int, smoothing: in
             u = curvature(u)
         if roi is not None:
             u[~roi] = 0
+        steps.advance()
     return u
 
 

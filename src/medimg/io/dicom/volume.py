@@ -285,10 +285,10 @@ def series_meta(series: SeriesInfo) -> dict[str, Any]:
     meta["series_key"] = series.key
     if series.label:
         meta["series_split"] = series.label
-    if "WindowCenter" in h and "WindowWidth" in h:
-        meta["window_presets"] = [
-            {"center": float(c), "width": float(w)} for c, w in zip(h["WindowCenter"], h["WindowWidth"], strict=False)
-        ]
+    # Always present: the file's Window Center/Width pairs, or [] when it has none.
+    meta["window_presets"] = [
+        {"center": float(c), "width": float(w)} for c, w in zip(h["WindowCenter"], h["WindowWidth"], strict=False)
+    ] if "WindowCenter" in h and "WindowWidth" in h else []
     meta["transfer_syntax"] = series.first.transfer_syntax
     return meta
 

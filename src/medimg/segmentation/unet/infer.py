@@ -10,6 +10,9 @@ A checkpoint is a ``torch.save`` file of a plain dictionary (no pickled code, lo
 ``spacing_mm`` is the voxel size of the training images: at inference an image on another grid
 is resampled to it (linear), segmented, and the labels are brought back to the image's grid
 (nearest neighbour).
+
+Inference reports its progress (:mod:`medimg.core.progress`, ``what="unet"``): per slice for
+2-D models, per batch of sliding windows for 3-D ones.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core import progress
 from medimg.core.files import atomic_path
 from medimg.core.image import Image
 from medimg.core.optional import require
@@ -161,19 +165,46 @@ def _probabilities(values: np.ndarray, model: UNetModel) -> np.ndarray:
     with torch.inference_mode():
         if cfg.spatial_dims == 2:
             chunk = max(1, cfg.sw_batch_size)
+            steps = progress.Steps(values.shape[0], "unet")
             for z0 in range(0, values.shape[0], chunk):
                 block = torch.from_numpy(np.ascontiguousarray(values[z0:z0 + chunk, np.newaxis]))
                 logits = inferers.sliding_window_inference(
                     block, cfg.patch_size, cfg.sw_batch_size, network, overlap=cfg.overlap,
                     mode="gaussian", padding_mode="constant", cval=-1.0)
                 out[:, z0:z0 + chunk] = torch.softmax(logits, dim=1).numpy().transpose(1, 0, 2, 3)
+                steps.advance(block.shape[0])
         else:
+            steps = progress.Steps(window_batches(values.shape, cfg.patch_size, cfg.overlap, cfg.sw_batch_size),
+                                   "unet")
+
+            def predictor(batch: Any) -> Any:
+                result = network(batch)
+                steps.advance()
+                return result
+
             block = torch.from_numpy(np.ascontiguousarray(values[np.newaxis, np.newaxis]))
             logits = inferers.sliding_window_inference(
-                block, cfg.patch_size, cfg.sw_batch_size, network, overlap=cfg.overlap,
+                block, cfg.patch_size, cfg.sw_batch_size, predictor, overlap=cfg.overlap,
                 mode="gaussian", padding_mode="constant", cval=-1.0)
+            steps.finish()
             out[:] = torch.softmax(logits, dim=1)[0].numpy()
     return out
+
+
+def window_batches(shape: Sequence[int], patch_size: Sequence[int], overlap: float, batch_size: int) -> int:
+    """How many network calls a sliding-window pass over one image of ``shape`` makes: windows
+    of ``patch_size`` (voxels) stepped by ``int(patch * (1 - overlap))`` (at least 1; a whole
+    axis when the patch covers it), the last one shifted back inside, ``batch_size`` per call
+    (MONAI's ``sliding_window_inference``)."""
+    import math
+
+    n_windows = 1
+    for size, patch in zip(shape, patch_size, strict=True):
+        size = max(int(size), int(patch))  # MONAI pads an image smaller than the patch
+        patch = int(patch)
+        step = patch if patch == size else max(1, int(patch * (1 - overlap)))
+        n_windows *= next(d for d in range(size + 1) if d * step + patch >= size) + 1
+    return math.ceil(n_windows / max(1, int(batch_size)))
 
 
 def predict(image: Image, model: UNetModel | str | Path, *, mask: Image | None = None,
