@@ -102,6 +102,8 @@ def get(
     finally:
         if catalog is not None:
             catalog.close()
+    for problem in report.problems:
+        typer.echo(f"not stored: {problem}", err=True)
     where = f"; indexed into {catalog!r}" if catalog is not None else ""
     typer.echo(f"retrieved {len(report.files)} files into {dest} ({report.failed} failed){where}")
     if report.failed:
@@ -116,9 +118,11 @@ def send(
     files: Annotated[list[Path], typer.Argument(help="DICOM files or folders to store.")],
     derived: Annotated[bool, typer.Option("--derived", help="Record the files in the catalog as derived objects (SEG, RTSTRUCT, SR...) of what they reference.")] = False,
     db: Annotated[Optional[str], typer.Option("--db", help=_DB_HELP)] = None,  # noqa: UP045
+    force: Annotated[bool, typer.Option("--force", help="Send every file, even instances the server already holds (default: ask first and skip those).")] = False,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Tries again after a timeout, an abort or a busy server, waiting 0.5 s, 1 s, 2 s...")] = 3,
     calling_aet: Annotated[str, typer.Option("--calling-aet", help="Our AE title.")] = "MEDIMG",
 ) -> None:
-    """Store files on the server (C-STORE or STOW-RS)."""
+    """Store files on the server (C-STORE or STOW-RS); instances it already holds are skipped."""
     from medimg.errors import EmptyInputError
     from medimg.io.dicom.scan import list_files
     from medimg.pacs import send as run_send
@@ -134,13 +138,16 @@ def send(
 
         catalog = Catalog(db)
     try:
-        report = run_send(_server(server, calling_aet), paths, catalog=catalog, derived=derived)
+        report = run_send(_server(server, calling_aet), paths, catalog=catalog, derived=derived,
+                          skip_existing=not force, retries=retries)
     finally:
         if catalog is not None:
             catalog.close()
-    for path, reason in report.failures or ():
+    for path, reason in report.failures:
         typer.echo(f"failed: {path}: {reason}", err=True)
-    typer.echo(f"sent {report.sent} of {len(paths)} files to {server}")
+    retried = f", {report.retries} retries" if report.retries else ""
+    typer.echo(f"sent {report.sent} of {len(paths)} files to {server}: {len(report.skipped)} already held "
+               f"(skipped), {len(report.failures)} not stored{retried}")
     if report.failures:
         from medimg.errors import MedimgError
 
