@@ -59,7 +59,13 @@ def find(
                     study_uid=study, series_uid=series, modality=modality, study_date=date,
                     description=description)
     if fmt != "table":
-        typer.echo(format_rows(rows, fmt), nl=False)  # type: ignore[arg-type]
+        from medimg.pacs.dimse import RETURN_KEYS
+
+        columns = sorted({k for r in rows for k in r}) or list(RETURN_KEYS.get(level, ()))
+        typer.echo(format_rows(rows, fmt, columns=columns), nl=False)  # type: ignore[arg-type]
+        return
+    if not rows:
+        typer.echo(f"no {level} matches on {server}")
         return
     from rich.console import Console
     from rich.table import Table
