@@ -267,7 +267,7 @@ def _concurrent_trials(url_for, cohort, tmp_path: Path, trials: int) -> None:  #
 
 
 def test_two_indexers_at_once_sqlite(cohort, tmp_path: Path) -> None:
-    _concurrent_trials(lambda trial: f"sqlite:///{tmp_path / f'cat{trial}.sqlite'}", cohort, tmp_path, trials=3)
+    _concurrent_trials(lambda trial: f"sqlite:///{tmp_path / f'cat{trial}.sqlite'}", cohort, tmp_path, trials=2)
 
 
 @pytest.mark.tools

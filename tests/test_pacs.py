@@ -262,7 +262,7 @@ def test_send_reports_what_was_stored_when_the_pacs_goes_away(tmp_path: Path, ca
     files = _instances(tmp_path / "in", 8)
     scp = FlakyStoreSCP(abort_at={5}, down_after=5)
     with scp.running():
-        report = pacs.send(scp.url, files, timeout=2.0, retries=2, backoff_s=0.05, skip_existing=False)
+        report = pacs.send(scp.url, files, timeout=1.0, retries=2, backoff_s=0.05, skip_existing=False)
         assert report.stored == [str(f) for f in files[:4]]
         assert [f for f, _ in report.failures] == [str(f) for f in files[4:]]
         assert all("not sent" in why or "aborted" in why for _, why in report.failures)
@@ -273,6 +273,20 @@ def test_send_reports_what_was_stored_when_the_pacs_goes_away(tmp_path: Path, ca
         assert len(scp.stored) == 8
         assert main(["pacs", "send", scp.url, str(tmp_path / "in")]) == 0
         assert "sent 0 of 8 files" in capsys.readouterr().out
+
+
+def test_send_to_a_pacs_that_cannot_say_what_it_holds(tmp_path: Path, capsys) -> None:
+    files = _instances(tmp_path / "in", 3)
+    scp = FlakyStoreSCP(find=False)
+    with scp.running():
+        with pytest.raises(PacsError, match="accepts none of the services asked for .*FIND"):
+            pacs.find(scp.url, level="image", study_uid="1.2.826.0.1.3680043.9.7")
+        report = pacs.send(scp.url, files, timeout=2.0)
+        assert report.stored == [str(f) for f in files] and len(scp.stored) == 3
+        assert len(report.notes) == 1 and "sending all" in report.notes[0]
+        assert main(["pacs", "send", scp.url, str(tmp_path / "in")]) == 0
+    captured = capsys.readouterr()
+    assert "note: could not ask" in captured.err and "sent 3 of 3 files" in captured.out
 
 
 def test_find_is_retried_after_an_abort(tmp_path: Path) -> None:

@@ -57,13 +57,15 @@ class FlakyStoreSCP:
     """A C-STORE (and C-FIND) SCP that misbehaves at chosen C-STORE calls (1-based, counted over
     every association): ``abort_at`` aborts the association, ``silent_at`` waits ``silence_s``
     without answering, ``busy_at`` answers 0xA700 (out of resources). ``down_after``: from that
-    call on, every association is rejected. Stored instances are kept by SOP Instance UID."""
+    call on, every association is rejected. ``find=False``: no C-FIND service. Stored instances
+    are kept by SOP Instance UID."""
 
     abort_at: set[int] = field(default_factory=set)
     silent_at: set[int] = field(default_factory=set)
     busy_at: set[int] = field(default_factory=set)
     down_after: int | None = None
     silence_s: float = 3.0
+    find: bool = True
     aet: str = "FLAKY"
     stored: dict[str, bytes] = field(default_factory=dict)
     calls: int = 0
@@ -114,7 +116,8 @@ class FlakyStoreSCP:
 
         ae = AE(ae_title=self.aet)
         ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+        if self.find:
+            ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 10
         server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
             (evt.EVT_C_STORE, self._store), (evt.EVT_C_FIND, self._find), (evt.EVT_CONN_OPEN, self._open)])

@@ -149,6 +149,8 @@ def send(
     finally:
         if catalog is not None:
             catalog.close()
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     for path, reason in report.failures:
         typer.echo(f"failed: {path}: {reason}", err=True)
     retried = f", {report.retries} retries" if report.retries else ""

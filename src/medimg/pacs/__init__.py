@@ -30,6 +30,7 @@ from medimg.pacs.nodes import (
     RetrieveReport,
     SendReport,
     TransientPacsError,
+    UnknownHostError,
     WebNode,
     parse_server,
     read_outgoing,
@@ -37,7 +38,7 @@ from medimg.pacs.nodes import (
 
 __all__ = [
     "echo", "find", "retrieve", "send", "held_instances", "matching_keys", "parse_server", "DimseNode",
-    "WebNode", "PacsError", "TransientPacsError", "RetrieveReport", "SendReport", "Outgoing", "QUERY_LEVELS",
+    "WebNode", "PacsError", "TransientPacsError", "UnknownHostError", "RetrieveReport", "SendReport", "Outgoing", "QUERY_LEVELS",
 ]
 
 
@@ -248,7 +249,13 @@ def send(server: str | DimseNode | WebNode, files: Sequence[str | Path], *, cata
     report = SendReport()
     items = read_outgoing(files, report)
     if skip_existing and items:
-        held = held_instances(node, items, timeout=timeout)
+        try:
+            held = held_instances(node, items, timeout=timeout)
+        except UnknownHostError:
+            raise
+        except PacsError as err:  # a PACS without image-level search (say): send everything
+            report.notes.append(f"could not ask which instances the server holds, sending all: {err}")
+            held = set()
         report.skipped = [str(i.path) for i in items if i.sop_uid in held]
         items = [i for i in items if i.sop_uid not in held]
     if isinstance(node, DimseNode):

@@ -6,11 +6,13 @@ ACKs stall each small PDU by ~40 ms and C-STORE runs at a few files per second.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +104,22 @@ def _associate(ae: Any, node: DimseNode, *, ext_neg: Sequence[Any] = (), handler
     if not assoc.is_established:
         if assoc.is_rejected:
             raise PacsError(f"{node}: association rejected (are the AE titles right?)")
+        rejected = list(getattr(assoc, "rejected_contexts", None) or ())
+        if assoc.is_aborted and rejected and not list(getattr(assoc, "accepted_contexts", None) or ()):
+            names = sorted({getattr(cx.abstract_syntax, "name", str(cx.abstract_syntax)) for cx in rejected})
+            raise PacsError(f"{node}: the PACS accepts none of the services asked for ({', '.join(names[:3])})")
         why = "aborted" if assoc.is_aborted else "could not be established"
         raise TransientPacsError(f"{node}: association {why} (is the PACS running, and are the AE titles right?)")
     return assoc
+
+
+@contextlib.contextmanager
+def _accepted(node: DimseNode, what: str) -> Iterator[None]:
+    """pynetdicom raises ValueError when the PACS accepted no presentation context for a request."""
+    try:
+        yield
+    except ValueError as err:
+        raise PacsError(f"{node}: the PACS does not accept {what} from us ({err})") from err
 
 
 def _retrying(what: str, call: Callable[[], Any], *, retries: int, backoff_s: float) -> Any:
@@ -129,7 +144,8 @@ def echo(node: DimseNode, *, timeout: float = 10.0) -> float:
     t0 = time.perf_counter()
     assoc = _associate(ae, node)
     try:
-        status = assoc.send_c_echo()
+        with _accepted(node, "C-ECHO"):
+            status = assoc.send_c_echo()
     finally:
         if assoc.is_established:
             assoc.release()
@@ -185,7 +201,10 @@ def find(node: DimseNode, *, level: str = "study", filters: Mapping[str, str | N
         assoc = _associate(ae, node)
         rows: list[dict[str, Any]] = []
         try:
-            for status, found in assoc.send_c_find(identifier, model):
+            with _accepted(node, "C-FIND"):
+                responses = assoc.send_c_find(identifier, model)
+                first = next(responses, None)
+            for status, found in itertools.chain([first] if first is not None else [], responses):
                 code = status_code(status)
                 if code is None:
                     raise TransientPacsError(f"{node}: C-FIND got no response (timed out or the association "
@@ -296,7 +315,10 @@ def get(node: DimseNode, *, study_uid: str, series_uid: str | None = None, sop_u
             roles.append(build_role(cx.abstract_syntax, scp_role=True))
         assoc = _associate(ae, node, ext_neg=roles, handlers=[(evt.EVT_C_STORE, receiver)])
         try:
-            _check_responses(assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet), node, "C-GET")
+            with _accepted(node, "C-GET"):
+                responses = assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
+                first = next(responses, None)
+            _check_responses(itertools.chain([first] if first is not None else [], responses), node, "C-GET")
         finally:
             if assoc.is_established:
                 assoc.release()
@@ -333,8 +355,10 @@ def move(node: DimseNode, *, study_uid: str, series_uid: str | None = None, sop_
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = _associate(ae, node)
         try:
-            _check_responses(assoc.send_c_move(identifier, move_aet, StudyRootQueryRetrieveInformationModelMove),
-                             node, "C-MOVE")
+            with _accepted(node, "C-MOVE"):
+                responses = assoc.send_c_move(identifier, move_aet, StudyRootQueryRetrieveInformationModelMove)
+                first = next(responses, None)
+            _check_responses(itertools.chain([first] if first is not None else [], responses), node, "C-MOVE")
         finally:
             if assoc.is_established:
                 assoc.release()

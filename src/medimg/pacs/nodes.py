@@ -10,7 +10,7 @@ from typing import Any
 
 from medimg.errors import ParameterError, UserInputError
 
-__all__ = ["DimseNode", "WebNode", "parse_server", "PacsError", "TransientPacsError", "QUERY_LEVELS",
+__all__ = ["DimseNode", "WebNode", "parse_server", "PacsError", "TransientPacsError", "UnknownHostError", "QUERY_LEVELS",
            "RetrieveReport", "SendReport", "Outgoing", "read_outgoing", "received_path", "check_uid",
            "resolve_host"]
 
@@ -24,6 +24,10 @@ class PacsError(UserInputError):
 
 class TransientPacsError(PacsError):
     """No answer from the PACS (timeout, aborted or failed connection): worth trying again."""
+
+
+class UnknownHostError(PacsError):
+    """The PACS's host name does not resolve."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,15 @@ class RetrieveReport:
 class SendReport:
     """What a send did: ``stored`` (files the PACS accepted in this call; ``sent`` counts them),
     ``skipped`` (files whose SOP Instance UID the PACS already held), ``failures`` ((file,
-    reason) for each file not stored) and ``retries`` (stores or associations tried again)."""
+    reason) for each file not stored), ``retries`` (stores or associations tried again) and
+    ``notes`` (what the user should know, e.g. that the held instances could not be asked for)."""
 
     sent: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     stored: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     retries: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,6 @@ def resolve_host(host: str, port: int, where: object) -> None:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
-        raise PacsError(f"{where}: cannot resolve host {host!r} ({reason})") from err
+        raise UnknownHostError(f"{where}: cannot resolve host {host!r} ({reason})") from err
     except OSError as err:
-        raise PacsError(f"{where}: cannot look up host {host!r} ({err.strerror or err})") from err
+        raise UnknownHostError(f"{where}: cannot look up host {host!r} ({err.strerror or err})") from err
