@@ -327,3 +327,24 @@ def test_empty_query_prints_header_or_message(cohort, tmp_path: Path, capsys) ->
     assert capsys.readouterr().out.strip() == "no series matches the filters"
     assert main(["query", "--db", db, "--patient", "nobody", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_catalog_locked_too_long_is_one_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from medimg.catalog import CatalogBusyError
+
+    path = tmp_path / "locked.sqlite"
+    Catalog(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+    try:
+        with Catalog(path, busy_timeout_s=0.1) as catalog:
+            assert catalog.counts()["patients"] == 0  # readers are not blocked (WAL)
+            with pytest.raises(CatalogBusyError, match="is busy: database is locked"):
+                catalog.run_write(lambda conn: conn.execute(text("DELETE FROM patient")), attempts=2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -20,16 +20,20 @@ T = TypeVar("T")
 _WRITE_OPTION = "medimg_write"
 _PG_SCHEMA_LOCK = 0x6D6564696D67  # "medimg": the advisory lock taken while creating the tables
 #: SQLSTATEs of conflicts worth running the transaction again for (PostgreSQL): serialisation
-#: failure, deadlock, lock not available, unique violation (a key inserted by another writer).
-_PG_RETRY = {"40001", "40P01", "55P03", "23505"}
+#: failure, deadlock, lock not available.
+_PG_RETRY = {"40001", "40P01", "55P03"}
 
 
 class CatalogBusyError(MedimgError):
     """Another writer kept the catalog locked (or conflicting) through every attempt."""
 
 
-def _transient(err: Any) -> bool:
-    """True for a conflict with another writer (worth running the transaction again)."""
+def _transient(err: Any, dialect: str) -> bool:
+    """True for a conflict with another writer (worth running the transaction again).
+
+    SQLite and PostgreSQL writes are upserts, so a unique-key violation there is a real error;
+    on other databases it means another writer inserted the same key first.
+    """
     from sqlalchemy.exc import IntegrityError, OperationalError
 
     orig = getattr(err, "orig", None)
@@ -39,7 +43,7 @@ def _transient(err: Any) -> bool:
     if isinstance(err, OperationalError):
         text = str(orig).lower()
         return "locked" in text or "busy" in text
-    return isinstance(err, IntegrityError)
+    return isinstance(err, IntegrityError) and dialect not in ("sqlite", "postgresql")
 
 #: Environment variable that overrides the default catalog location.
 ENV_URL = "MEDIMG_CATALOG_URL"
@@ -141,7 +145,8 @@ class Catalog:
                 write = conn.get_execution_options().get(_WRITE_OPTION, False)
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
-            self.run_write(self._create_schema)
+            if not self._schema_ready():
+                self.run_write(self._create_schema)
         except SQLAlchemyError as err:
             self.engine.dispose()
             msg = f"cannot open the catalog {_safe(self.url)}: {str(err).splitlines()[0]}"
@@ -149,6 +154,22 @@ class Catalog:
         except BaseException:
             self.engine.dispose()
             raise
+
+    def _schema_ready(self) -> bool:
+        """True when every table exists and the schema version is this medimg's (read only: an
+        existing catalog opens without taking the write lock)."""
+        from sqlalchemy import inspect
+
+        from medimg.catalog.schema import SCHEMA_VERSION, Base, Meta
+
+        with self.engine.connect() as conn:
+            if not set(Base.metadata.tables) <= set(inspect(conn).get_table_names()):
+                return False
+            row = conn.execute(Meta.__table__.select().where(Meta.key == "schema_version")).first()
+        if row is not None and row.value != SCHEMA_VERSION:
+            raise UserInputError(f"catalog {_safe(self.url)} has schema version {row.value}, "
+                                 f"this medimg uses {SCHEMA_VERSION}")
+        return row is not None
 
     def _create_schema(self, conn: Any) -> None:
         """Tables and the schema version, in one writing transaction (two processes opening a new
@@ -174,8 +195,9 @@ class Catalog:
         Concurrent writers (several ``medimg index`` runs, a retrieve) are safe: on SQLite the
         transaction takes the write lock as it begins and waits for it up to the busy timeout;
         on PostgreSQL rows are written with upserts in key order. A transaction that still
-        meets a conflict (database locked, deadlock, serialisation failure, a unique key
-        inserted meanwhile by another writer) is rolled back and run again, after a short
+        meets a conflict (database locked, deadlock, serialisation failure; on databases other
+        than SQLite and PostgreSQL also a unique key another writer inserted first) is rolled
+        back and run again, after a short
         random pause, up to ``attempts`` times. ``work`` must therefore keep its effects inside
         the transaction (and merge caches only after this returns).
 
@@ -193,7 +215,7 @@ class Catalog:
                     with conn.begin():
                         return work(conn)
             except DBAPIError as err:
-                if not _transient(err):
+                if not _transient(err, self.engine.dialect.name):
                     raise
                 if attempt == attempts - 1:
                     raise CatalogBusyError(
@@ -311,6 +333,7 @@ class Catalog:
                     created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 )
             ).inserted_primary_key[0]
+            links = list(dict.fromkeys(links))  # a source named twice is linked once
             if links:
                 conn.execute(DerivedSource.__table__.insert(),
                              [{"derived_pk": new_id, "source_kind": k, "source_pk": pk} for k, pk in links])
