@@ -275,6 +275,16 @@ def test_send_reports_what_was_stored_when_the_pacs_goes_away(tmp_path: Path, ca
         assert "sent 0 of 8 files" in capsys.readouterr().out
 
 
+def test_send_to_a_pacs_that_is_down_is_one_line(tmp_path: Path, capsys) -> None:
+    files = _instances(tmp_path / "in", 2)
+    port = _free_port()  # nobody listens there
+    assert main(["pacs", "send", f"dicom://X@127.0.0.1:{port}", str(tmp_path / "in"), "--retries", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "is the PACS running" in err[0], err
+    with pytest.raises(PacsError):
+        pacs.send(f"dicom://X@127.0.0.1:{port}", files, retries=1, backoff_s=0.01, skip_existing=False)
+
+
 def test_send_to_a_pacs_that_cannot_say_what_it_holds(tmp_path: Path, capsys) -> None:
     files = _instances(tmp_path / "in", 3)
     scp = FlakyStoreSCP(find=False)

@@ -189,7 +189,7 @@ def retrieve(
 
 
 def held_instances(server: str | DimseNode | WebNode, items: Sequence[Outgoing], *,
-                   timeout: float = 60.0) -> set[str]:
+                   timeout: float = 60.0, retries: int = 2) -> set[str]:
     """SOP Instance UIDs among ``items`` that the server already holds (one image-level search
     per series: C-FIND or QIDO-RS)."""
     node = parse_server(server)
@@ -203,11 +203,11 @@ def held_instances(server: str | DimseNode | WebNode, items: Sequence[Outgoing],
         if isinstance(node, DimseNode):
             from medimg.pacs import dimse
 
-            rows = dimse.find(node, level="image", filters=keys, timeout=timeout)
+            rows = dimse.find(node, level="image", filters=keys, timeout=timeout, retries=retries)
         else:
             from medimg.pacs import web
 
-            rows = web.find(node, level="image", filters=keys, timeout=timeout)
+            rows = web.find(node, level="image", filters=keys, timeout=timeout, retries=retries)
         held.update(str(r.get("SOPInstanceUID")) for r in rows if str(r.get("SOPInstanceUID")) in wanted)
     return held
 
@@ -250,7 +250,7 @@ def send(server: str | DimseNode | WebNode, files: Sequence[str | Path], *, cata
     items = read_outgoing(files, report)
     if skip_existing and items:
         try:
-            held = held_instances(node, items, timeout=timeout)
+            held = held_instances(node, items, timeout=timeout, retries=min(retries, 2))
         except UnknownHostError:
             raise
         except PacsError as err:  # a PACS without image-level search (say): send everything

@@ -413,16 +413,18 @@ def send(node: DimseNode, items: Sequence[Outgoing], *, timeout: float = 60.0, r
             if assoc is None or not assoc.is_established:
                 try:
                     assoc = open_assoc()
-                except TransientPacsError as err:
+                except PacsError as err:
                     attempts[i] += 1
-                    if attempts[i] > retries:
-                        # the PACS cannot be reached: nothing more will be stored
-                        for rest in items[i:]:
-                            report.failures.append((str(rest.path), f"not sent: {err}"))
-                        break
-                    report.retries += 1
-                    time.sleep(backoff_s * 2 ** (attempts[i] - 1))
-                    continue
+                    if isinstance(err, TransientPacsError) and attempts[i] <= retries:
+                        report.retries += 1
+                        time.sleep(backoff_s * 2 ** (attempts[i] - 1))
+                        continue
+                    if not report.stored and i == 0:
+                        raise  # nothing sent yet: the PACS cannot be used at all (one line)
+                    # the PACS went away part-way: report what was stored and what was not
+                    for rest in items[i:]:
+                        report.failures.append((str(rest.path), f"not sent: {err}"))
+                    break
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
