@@ -60,6 +60,8 @@ def _check_catalog(catalog: Catalog, root: Path, cohort) -> None:
     assert {r["patient_id"] for r in mine} == {row.patient_id}
     family = query(catalog, level="study")[0]["patient_name"].split("^")[0].lower()
     assert query(catalog, patient=family)  # part of the name, any case
+    assert all("%" not in r["patient_name"] and "_" not in r["patient_name"] for r in series)
+    assert query(catalog, patient="%") == [] and query(catalog, patient="_") == []  # not wildcards
     assert query(catalog, modality="mr") == [] and len(query(catalog, modality="MR,ct")) == len(series)
     assert len(query(catalog, body_part="chest")) == len(series)
     assert len(query(catalog, description=r"axial\s+\d+mm")) == len(series)
@@ -174,9 +176,175 @@ def test_cli_index_and_query(cohort, tmp_path: Path, capsys, monkeypatch: pytest
     assert lines[0].startswith("patient_id,") and len(lines) == len(cohort.rows) + 1
     assert main(["query", "--patient", cohort.rows[0].patient_id]) == 0
     assert cohort.rows[0].patient_id in capsys.readouterr().out
-    assert format_rows([], "csv") == ""
+    assert format_rows([], "csv") == ""  # nothing known about the columns: nothing to print
     for bad in (["query", "--description", "("], ["query", "--from", "2020-13-45"],
                 ["query", "--level", "frame"], ["query", "--format", "xml"], ["index", str(tmp_path / "nowhere")]):
         assert main(bad) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: "), err
+
+
+# ------------------------------------------------------------------------------ concurrent writers
+_INDEXER = """
+import pathlib, sys, time
+url, folder, ready, go, batch = sys.argv[1:6]
+from medimg.catalog import Catalog, index_folder
+pathlib.Path(ready).touch()
+while not pathlib.Path(go).exists():
+    time.sleep(0.002)
+with Catalog(url) as catalog:
+    report = index_folder(catalog, folder, workers=1, batch_size=int(batch))
+print(report.n_ok)
+"""
+
+
+def _index_at_once(url: str, folders: list[Path], work: Path, batch: int) -> list[int]:
+    """Run one ``index_folder`` process per folder, released at the same instant; their n_ok."""
+    import subprocess
+    import sys
+    import time
+
+    work.mkdir(parents=True, exist_ok=True)
+    go = work / "go"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(index_mod.__file__).parents[2]),
+                                                         os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, "-c", _INDEXER, url, str(f), str(work / f"ready{i}"), str(go),
+                               str(batch)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i, f in enumerate(folders)]
+    deadline = time.monotonic() + 60
+    while not all((work / f"ready{i}").exists() for i in range(len(folders))):
+        assert time.monotonic() < deadline, "indexer processes did not start"
+        time.sleep(0.01)
+    go.touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and not err.strip(), err[-3000:]
+        results.append(int(out.split()[-1]))
+    return results
+
+
+def _check_consistent(catalog: Catalog, root: Path) -> None:
+    """Every file once, status ok, linked to the instance its header names; nothing duplicated."""
+    from sqlalchemy import func, select
+
+    from medimg.catalog.schema import File, Instance, Patient, Series, Study
+
+    files = sorted(root.rglob("*.dcm"))
+    headers = {str(f.resolve()): pydicom.dcmread(f, stop_before_pixels=True) for f in files}
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(select(File.path, File.status, Instance.sop_uid, Series.series_uid, Study.study_uid,
+                                   Patient.patient_id)
+                            .join(Instance, File.instance_pk == Instance.id)
+                            .join(Series, Instance.series_pk == Series.id).join(Study, Series.study_pk == Study.id)
+                            .join(Patient, Study.patient_pk == Patient.id)).all()
+        n_files = conn.execute(select(func.count()).select_from(File)).scalar_one()
+    assert n_files == len(files) == len(rows)
+    for path, status, sop, series, study, patient in rows:
+        ds = headers[path]
+        assert (status, sop, series, study, patient) == ("ok", ds.SOPInstanceUID, ds.SeriesInstanceUID,
+                                                         ds.StudyInstanceUID, ds.PatientID)
+    counts = catalog.counts()
+    assert counts["instances"] == len({d.SOPInstanceUID for d in headers.values()})
+    assert counts["series"] == len({d.SeriesInstanceUID for d in headers.values()})
+    assert counts["studies"] == len({d.StudyInstanceUID for d in headers.values()})
+    assert counts["patients"] == len({d.PatientID for d in headers.values()})
+
+
+def _concurrent_trials(url_for, cohort, tmp_path: Path, trials: int) -> None:  # noqa: ANN001
+    root = _copy_tree(cohort.root, tmp_path / "data")
+    first_patient = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    n = _n_dcm(root)
+    for trial in range(trials):
+        url = url_for(trial)
+        # overlapping folders: the whole tree, and one patient's folder inside it
+        n_ok = _index_at_once(url, [root, first_patient], tmp_path / f"trial{trial}", batch=2)
+        assert n_ok[0] + n_ok[1] >= n  # each indexed what it found (the overlap twice or once)
+        with Catalog(url) as catalog:
+            _check_consistent(catalog, root)
+            again = index_folder(catalog, root)
+            assert (again.n_unchanged, again.n_new, again.n_changed) == (n, 0, 0)  # nothing was lost
+
+
+def test_two_indexers_at_once_sqlite(cohort, tmp_path: Path) -> None:
+    _concurrent_trials(lambda trial: f"sqlite:///{tmp_path / f'cat{trial}.sqlite'}", cohort, tmp_path, trials=2)
+
+
+@pytest.mark.tools
+def test_two_indexers_at_once_postgresql(cohort, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    from sqlalchemy import create_engine, text
+
+    def fresh(trial: int) -> str:
+        engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS concurrent{trial}"))
+            conn.execute(text(f"CREATE DATABASE concurrent{trial}"))
+        engine.dispose()
+        return postgres_url.rsplit("/", 1)[0] + f"/concurrent{trial}"
+
+    _concurrent_trials(fresh, cohort, tmp_path, trials=2)
+
+
+# ------------------------------------------------------------------------------ literal patient text, empty results
+def test_patient_filter_is_literal(cohort, tmp_path: Path) -> None:
+    """LIKE wildcards in --patient are ordinary characters; the expected rows come from the headers."""
+    root = _copy_tree(cohort.root, tmp_path / "data")
+    names = {"PCT%^X": 0, "UNDER_SCORE^Y": 1, "PLAIN^Z": 2}  # one patient each
+    patients = sorted(p for p in root.iterdir() if p.is_dir())
+    for name, i in names.items():
+        for f in patients[i].rglob("*.dcm"):
+            ds = pydicom.dcmread(f)
+            ds.PatientName = name
+            ds.save_as(f, enforce_file_format=True)
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in root.rglob("*.dcm")]
+
+    def expected(text: str) -> set[str]:  # Python's own substring test, case-insensitive
+        return {str(d.SeriesInstanceUID) for d in headers
+                if text.lower() in str(d.PatientName).lower() or text == str(d.PatientID)}
+
+    with Catalog(tmp_path / "lit.sqlite") as catalog:
+        index_folder(catalog, root)
+        for text in ("%", "_", "pct%", "%^x", "under_", "r_s", "P%T", "_C", "\\", "plain", "*"):
+            got = {r["series_uid"] for r in query(catalog, patient=text)}
+            assert got == expected(text), text
+        assert len(expected("%")) > 0 and expected("%") != expected("")
+
+
+def test_empty_query_prints_header_or_message(cohort, tmp_path: Path, capsys) -> None:
+    db = str(tmp_path / "e.sqlite")
+    with Catalog(db) as catalog:
+        index_folder(catalog, cohort.root)
+        for level in ("study", "series", "instance"):
+            full = query(catalog, level=level)
+            empty = query(catalog, level=level, modality="MR")
+            assert empty == [] and empty.columns == full.columns == list(full[0])
+    for level in ("study", "series", "instance"):
+        assert main(["query", "--db", db, "--level", level, "--format", "csv"]) == 0
+        header = capsys.readouterr().out.splitlines()[0]
+        assert main(["query", "--db", db, "--level", level, "--modality", "MR", "--format", "csv"]) == 0
+        assert capsys.readouterr().out.splitlines() == [header]
+    assert main(["query", "--db", db, "--patient", "nobody"]) == 0
+    assert capsys.readouterr().out.strip() == "no series matches the filters"
+    assert main(["query", "--db", db, "--patient", "nobody", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_catalog_locked_too_long_is_one_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from medimg.catalog import CatalogBusyError
+
+    path = tmp_path / "locked.sqlite"
+    Catalog(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+    try:
+        with Catalog(path, busy_timeout_s=0.1) as catalog:
+            assert catalog.counts()["patients"] == 0  # readers are not blocked (WAL)
+            with pytest.raises(CatalogBusyError, match="is busy: database is locked"):
+                catalog.run_write(lambda conn: conn.execute(text("DELETE FROM patient")), attempts=2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

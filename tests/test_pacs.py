@@ -1,8 +1,9 @@
-"""A real Orthanc (in its own network namespace): DIMSE and DICOMweb echo, send, find, retrieve, SEG back."""
+"""PACS: a real Orthanc (DIMSE and DICOMweb round trip, re-send) and misbehaving ones (hostile UIDs, aborts, timeouts)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,12 @@ import pytest
 from medimg import pacs
 from medimg.catalog import Catalog, query
 from medimg.cli.main import main
+from medimg.core.files import UnsafePathError, confined_path
 from medimg.datasets import make_cohort
 from medimg.errors import ParameterError
 from medimg.pacs import PacsError, matching_keys, parse_server
+from medimg.pacs.nodes import received_path
+from servers.fake_pacs import FlakyStoreSCP, HostileRetrieveSCP, ct_instance, hostile_dicomweb
 from servers.fixtures import in_orthanc_netns, orthanc  # noqa: F401 - pytest fixtures
 
 
@@ -123,8 +127,10 @@ def test_dimse_and_dicomweb_round_trip(cohort, in_orthanc_netns, tmp_path: Path)
         (derived,) = catalog.derived_from(series_uid=row1.series_uid)
         assert derived["kind"] == "segmentation" and derived["sop_uid"] == pydicom.dcmread(seg).SOPInstanceUID
         assert ("series", row1.series_uid) in catalog.sources_of(derived["id"])
-        back = pacs.send(server.dimse, [seg])  # C-STORE of the SEG too (same instance: accepted again)
-        assert back.sent == 1
+        back = pacs.send(server.dimse, [seg])  # the PACS holds it already: skipped
+        assert (back.sent, back.skipped, back.failures) == (0, [str(seg)], [])
+        back = pacs.send(server.dimse, [seg], skip_existing=False)  # C-STORE again on purpose: accepted
+        assert back.sent == 1 and back.stored == [str(seg)]
 
 
 @pytest.mark.tools
@@ -132,7 +138,8 @@ def test_cli_and_errors(cohort, in_orthanc_netns, tmp_path: Path, capsys) -> Non
     server = in_orthanc_netns
     row = cohort.rows[0]
     assert main(["pacs", "send", server.dimse, str(cohort.root / row.ct_dir)]) == 0
-    assert "sent 6 of 6" in capsys.readouterr().out
+    m = re.search(r"sent (\d+) of 6 files to .*: (\d+) already held \(skipped\), 0 not stored", capsys.readouterr().out)
+    assert m and int(m[1]) + int(m[2]) == 6  # the other test may have stored them already
     assert main(["pacs", "echo", server.dimse]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["pacs", "find", server.dicomweb, "--level", "series", "--patient-id", row.patient_id,
@@ -152,3 +159,215 @@ def test_cli_and_errors(cohort, in_orthanc_netns, tmp_path: Path, capsys) -> Non
         assert len(err) == 1 and err[0].startswith("error: "), err
     with pytest.raises(PacsError):
         pacs.retrieve(server.dimse, study_uid=row.study_uid, sop_uid="1.2.3", dest=tmp_path / "x")
+
+
+# ------------------------------------------------------------------------------ hostile and broken PACS
+def _good_and_hostile() -> list:
+    good = ct_instance("1.2.3", "1.2.3.4", "1.2.3.4.5", value=7)
+    hostile = [
+        ct_instance("..", "..", "1.2.3.4.6"),                   # two folders above dest
+        ct_instance("1.2.3", "..", "..%2F..%2Fevil"),           # not UIDs at all
+        ct_instance("1.2.3", "1.2.3.4", "../../../../tmp/evil"),
+        ct_instance("/etc", "1.2.3.4", "1.2.3.4.7"),             # absolute
+    ]
+    return [good, *hostile]
+
+
+def _tree(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_received_paths_are_checked_and_confined(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    assert received_path(dest, "1.2.3", "1.2.3.4", "1.2.3.4.5") == dest / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
+    for uids in (("..", "1.2", "1.3"), ("1.2", "..", "1.3"), ("1.2", "1.3", "../x"), ("1.02", "1.2", "1.3"),
+                 ("1.2", "1.3", "1.2/3"), ("", "1.2", "1.3"), ("1.2", "1.3", "1." + "1" * 63)):
+        with pytest.raises(PacsError, match="not a valid UID"):
+            received_path(dest, *uids)
+    # a symbolic link planted inside dest cannot lead outside it either
+    (dest / "1.2.3").mkdir(parents=True)
+    (dest / "1.2.3" / "1.2.3.4").symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError, match="outside the output folder"):
+        received_path(dest, "1.2.3", "1.2.3.4", "1.2.3.4.5")
+    with pytest.raises(UnsafePathError, match="'..'"):
+        confined_path(dest, "a", "..", "b")
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_hostile_dimse_pacs_cannot_write_outside_dest(tmp_path: Path, method: str) -> None:
+    instances = _good_and_hostile()
+    dest = tmp_path / "a" / "b" / "dest"
+    with HostileRetrieveSCP(instances, abort_first=True).running() as scp:
+        scp.move_port = _free_port()
+        report = pacs.retrieve(scp.url, study_uid="1.2.3", dest=dest, method=method, move_aet="MEDIMG",
+                               move_port=scp.move_port, timeout=5)
+        assert scp.retrieves == 2  # the first was aborted: tried again
+    assert _tree(tmp_path) == {"a/b/dest/1.2.3/1.2.3.4/1.2.3.4.5.dcm"}  # nothing else, anywhere
+    assert report.files == [dest / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"]
+    assert report.failed == len(instances) - 1
+    assert len(report.problems) == report.failed and all("not a valid UID" in p for p in report.problems)
+    assert any("'..'" in p for p in report.problems)
+
+
+def test_hostile_dicomweb_pacs_cannot_write_outside_dest(tmp_path: Path, capsys) -> None:
+    instances = _good_and_hostile()
+    with hostile_dicomweb(instances) as url:
+        report = pacs.retrieve(url, study_uid="1.2.3", dest=tmp_path / "dest")
+        assert main(["pacs", "get", url, "--study", "1.2.3", "--dest", str(tmp_path / "cli"), "--no-catalog"]) == 1
+    assert _tree(tmp_path) == {"dest/1.2.3/1.2.3.4/1.2.3.4.5.dcm", "cli/1.2.3/1.2.3.4/1.2.3.4.5.dcm"}
+    assert report.failed == len(instances) - 1 and len(report.files) == 1
+    err = capsys.readouterr().err
+    assert err.count("not stored: received") == len(instances) - 1 and "'..'" in err
+
+
+@pytest.mark.parametrize("server", ["dicom://X@nonexistent.invalid:104", "http://nonexistent.invalid:104/dicom-web"])
+def test_unresolvable_host_is_one_line(server: str, tmp_path: Path, capsys) -> None:
+    dcm = tmp_path / "one.dcm"
+    ct_instance("1.2.3", "1.2.3.4", "1.2.3.4.5").save_as(dcm, enforce_file_format=True)
+    for argv in (["pacs", "echo", server], ["pacs", "find", server, "--level", "series"],
+                 ["pacs", "get", server, "--study", "1.2.3", "--dest", str(tmp_path / "d"), "--no-catalog"],
+                 ["pacs", "send", server, str(dcm)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: {server}: cannot resolve host 'nonexistent.invalid' "
+                       f"({err[0].rsplit('(', 1)[1]}"], (argv, err)
+    assert not (tmp_path / "d").exists()
+
+
+def _instances(folder: Path, n: int, study: str = "1.2.826.0.1.3680043.9.7", series: str = "") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    series = series or f"{study}.1"
+    out = []
+    for i in range(n):
+        path = folder / f"{i:04d}.dcm"
+        ct_instance(study, series, f"{series}.{i + 1}", value=i).save_as(path, enforce_file_format=True)
+        out.append(path)
+    return out
+
+
+def test_send_survives_aborts_timeouts_and_busy_answers(tmp_path: Path) -> None:
+    """pynetdicom answers an abort or a timeout with an empty Dataset: medimg retries, never crashes."""
+    files = _instances(tmp_path / "in", 12)
+    scp = FlakyStoreSCP(abort_at={3}, silent_at={6}, busy_at={9, 10}, silence_s=2.5)
+    with scp.running():
+        report = pacs.send(scp.url, files, timeout=1.0, backoff_s=0.05, skip_existing=False)
+    assert report.failures == [] and report.stored == [str(f) for f in files] and report.sent == 12
+    assert report.retries == 4 and scp.associations == 3  # a new association after the abort and the timeout
+    assert sorted(scp.stored) == sorted(str(pydicom.dcmread(f).SOPInstanceUID) for f in files)
+    for f in files:  # the pixels that arrived are the file's
+        assert scp.stored[str(pydicom.dcmread(f).SOPInstanceUID)] == pydicom.dcmread(f).PixelData
+
+
+def test_send_reports_what_was_stored_when_the_pacs_goes_away(tmp_path: Path, capsys) -> None:
+    files = _instances(tmp_path / "in", 8)
+    scp = FlakyStoreSCP(abort_at={5}, down_after=5)
+    with scp.running():
+        report = pacs.send(scp.url, files, timeout=1.0, retries=2, backoff_s=0.05, skip_existing=False)
+        assert report.stored == [str(f) for f in files[:4]]
+        assert [f for f, _ in report.failures] == [str(f) for f in files[4:]]
+        assert all("not sent" in why or "aborted" in why for _, why in report.failures)
+        # sending again skips the four the PACS holds and tries only the rest
+        scp.down_after = None
+        again = pacs.send(scp.url, files, timeout=2.0, backoff_s=0.05)
+        assert again.skipped == [str(f) for f in files[:4]] and again.stored == [str(f) for f in files[4:]]
+        assert len(scp.stored) == 8
+        assert main(["pacs", "send", scp.url, str(tmp_path / "in")]) == 0
+        assert "sent 0 of 8 files" in capsys.readouterr().out
+
+
+def test_send_to_a_pacs_that_is_down_is_one_line(tmp_path: Path, capsys) -> None:
+    files = _instances(tmp_path / "in", 2)
+    port = _free_port()  # nobody listens there
+    assert main(["pacs", "send", f"dicom://X@127.0.0.1:{port}", str(tmp_path / "in"), "--retries", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "is the PACS running" in err[0], err
+    with pytest.raises(PacsError):
+        pacs.send(f"dicom://X@127.0.0.1:{port}", files, retries=1, backoff_s=0.01, skip_existing=False)
+
+
+def test_send_to_a_pacs_that_cannot_say_what_it_holds(tmp_path: Path, capsys) -> None:
+    files = _instances(tmp_path / "in", 3)
+    scp = FlakyStoreSCP(find=False)
+    with scp.running():
+        with pytest.raises(PacsError, match="accepts none of the services asked for .*FIND"):
+            pacs.find(scp.url, level="image", study_uid="1.2.826.0.1.3680043.9.7")
+        report = pacs.send(scp.url, files, timeout=2.0)
+        assert report.stored == [str(f) for f in files] and len(scp.stored) == 3
+        assert len(report.notes) == 1 and "sending all" in report.notes[0]
+        assert main(["pacs", "send", scp.url, str(tmp_path / "in")]) == 0
+    captured = capsys.readouterr()
+    assert "note: could not ask" in captured.err and "sent 3 of 3 files" in captured.out
+
+
+def test_find_is_retried_after_an_abort(tmp_path: Path) -> None:
+    files = _instances(tmp_path / "in", 3)
+    scp = FlakyStoreSCP()
+    with scp.running():
+        pacs.send(scp.url, files, skip_existing=False)
+        from medimg.pacs import dimse
+
+        calls = {"n": 0}
+        real = dimse.status_code
+
+        def first_lost(status):  # the first response is lost on the way, as on an abort
+            calls["n"] += 1
+            return None if calls["n"] == 1 else real(status)
+
+        dimse.status_code = first_lost
+        try:
+            rows = pacs.find(scp.url, level="image", study_uid="1.2.826.0.1.3680043.9.7")
+        finally:
+            dimse.status_code = real
+    assert len(rows) == 3 and calls["n"] > 3
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _orthanc_instances(server) -> int:  # noqa: ANN001
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.rest}/statistics", timeout=10) as response:
+        return int(json.loads(response.read())["CountInstances"])
+
+
+@pytest.mark.tools
+def test_resend_to_orthanc_skips_what_it_holds(in_orthanc_netns, tmp_path: Path) -> None:  # noqa: F811
+    server = in_orthanc_netns
+    files = _instances(tmp_path / "in", 30, study="1.2.826.0.1.3680043.9.8")
+    before = _orthanc_instances(server)
+    first = pacs.send(server.dimse, files[:12])  # an interrupted send, say
+    assert first.sent == 12 and not first.skipped
+    again = pacs.send(server.dimse, files)  # C-FIND tells what Orthanc holds: only the rest is sent
+    assert again.skipped == [str(f) for f in files[:12]] and again.stored == [str(f) for f in files[12:]]
+    assert again.failures == [] and _orthanc_instances(server) == before + 30
+    last = pacs.send(server.dicomweb, files)  # QIDO-RS likewise
+    assert (last.sent, last.skipped, last.failures) == (0, [str(f) for f in files], [])
+
+
+@pytest.mark.slow
+@pytest.mark.tools
+def test_send_1000_instances_to_a_fresh_orthanc(tmp_path: Path) -> None:
+    """The case of the issue: 1,000 C-STOREs into a freshly started Orthanc, then a re-send."""
+    from servers import orthanc as orthanc_mod
+    from servers.netns import entered
+
+    reason = orthanc_mod.why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    files = _instances(tmp_path / "in", 1000, study="1.2.826.0.1.3680043.9.9")
+    server = orthanc_mod.start()
+    try:
+        with entered(server.pid):
+            report = pacs.send(server.dimse, files)
+            assert report.failures == [] and report.sent == 1000
+            assert _orthanc_instances(server) == 1000
+            again = pacs.send(server.dimse, files)
+            assert (again.sent, len(again.skipped), again.failures) == (0, 1000, [])
+    finally:
+        orthanc_mod.stop(server)

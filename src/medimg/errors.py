@@ -28,6 +28,7 @@ __all__ = [
     "NonUniformSpacingError",
     "GantryTiltError",
     "MultipleSeriesError",
+    "UnsafePathError",
     "GeometryMismatchError",
     "ParameterError",
     "UnknownNameError",
@@ -107,6 +108,10 @@ class GantryTiltError(SeriesError):
 
 class MultipleSeriesError(UserInputError):
     """A path holds several series where one image was expected."""
+
+
+class UnsafePathError(UserInputError):
+    """A path built from a received or header value would leave its output folder (or is not a name)."""
 
 
 class GeometryMismatchError(UserInputError):

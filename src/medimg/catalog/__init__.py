@@ -13,12 +13,12 @@ See ``docs/catalog.md``.
 
 from __future__ import annotations
 
-from medimg.catalog.db import ENV_URL, Catalog, default_catalog_url, normalize_url
+from medimg.catalog.db import ENV_URL, Catalog, CatalogBusyError, default_catalog_url, normalize_url
 from medimg.catalog.derived import referenced_uids, register_dicom_result
 from medimg.catalog.index import IndexReport, index_files, index_folder
-from medimg.catalog.query import FORMATS, LEVELS, format_rows, parse_date, query
+from medimg.catalog.query import FORMATS, LEVELS, QueryResult, format_rows, parse_date, query
 
 __all__ = [
-    "Catalog", "default_catalog_url", "normalize_url", "ENV_URL", "index_folder", "index_files",
-    "IndexReport", "register_dicom_result", "referenced_uids", "query", "format_rows", "parse_date", "LEVELS", "FORMATS",
+    "Catalog", "CatalogBusyError", "default_catalog_url", "normalize_url", "ENV_URL", "index_folder", "index_files",
+    "IndexReport", "register_dicom_result", "referenced_uids", "query", "QueryResult", "format_rows", "parse_date", "LEVELS", "FORMATS",
 ]

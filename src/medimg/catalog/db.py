@@ -5,14 +5,45 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from medimg.errors import ParameterError, UnknownNameError, UserInputError
+from medimg.errors import MedimgError, ParameterError, UnknownNameError, UserInputError
 
-__all__ = ["Catalog", "default_catalog_url", "normalize_url", "ENV_URL"]
+__all__ = ["Catalog", "CatalogBusyError", "default_catalog_url", "normalize_url", "ENV_URL"]
+
+T = TypeVar("T")
+_WRITE_OPTION = "medimg_write"
+_PG_SCHEMA_LOCK = 0x6D6564696D67  # "medimg": the advisory lock taken while creating the tables
+#: SQLSTATEs of conflicts worth running the transaction again for (PostgreSQL): serialisation
+#: failure, deadlock, lock not available.
+_PG_RETRY = {"40001", "40P01", "55P03"}
+
+
+class CatalogBusyError(MedimgError):
+    """Another writer kept the catalog locked (or conflicting) through every attempt."""
+
+
+def _transient(err: Any, dialect: str) -> bool:
+    """True for a conflict with another writer (worth running the transaction again).
+
+    SQLite and PostgreSQL writes are upserts, so a unique-key violation there is a real error;
+    on other databases it means another writer inserted the same key first.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    orig = getattr(err, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is not None:
+        return code in _PG_RETRY
+    if isinstance(err, OperationalError):
+        text = str(orig).lower()
+        return "locked" in text or "busy" in text
+    return isinstance(err, IntegrityError) and dialect not in ("sqlite", "postgresql")
 
 #: Environment variable that overrides the default catalog location.
 ENV_URL = "MEDIMG_CATALOG_URL"
@@ -78,43 +109,120 @@ class Catalog:
     ...     index_folder(cat, "/data/dicom")
     """
 
-    def __init__(self, url: str | Path | None = None) -> None:
+    def __init__(self, url: str | Path | None = None, *, busy_timeout_s: float = 60.0) -> None:
         from medimg.core.optional import require
 
         require("sqlalchemy", extra="dicomnet")
         from sqlalchemy import create_engine, event
         from sqlalchemy.exc import SQLAlchemyError
 
-        from medimg.catalog.schema import SCHEMA_VERSION, Base, Meta
-
         self.url = normalize_url(url)
-        if self.url.startswith("sqlite:///") and not self.url.startswith("sqlite:///:memory:"):
+        self.busy_timeout_s = float(busy_timeout_s)
+        sqlite = self.url.startswith("sqlite")
+        if sqlite and self.url.startswith("sqlite:///") and not self.url.startswith("sqlite:///:memory:"):
             Path(self.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine = create_engine(self.url)
+            # SQLite: wait up to busy_timeout_s for another writer's lock instead of failing at once
+            self.engine = create_engine(self.url, connect_args={"timeout": self.busy_timeout_s} if sqlite else {})
         except (SQLAlchemyError, ImportError, ValueError) as err:
             raise UserInputError(f"cannot open the catalog {_safe(self.url)}: {err}") from err
         if self.engine.dialect.name == "sqlite":
             @event.listens_for(self.engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None  # medimg emits BEGIN itself (below)
                 cur = dbapi_conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
+
+            @event.listens_for(self.engine, "begin")
+            def _begin(conn: Any) -> None:
+                # A writing transaction takes the write lock when it starts (BEGIN IMMEDIATE), so
+                # it waits for another writer (busy timeout) rather than failing half-way when a
+                # read lock cannot be upgraded; reading transactions stay deferred.
+                write = conn.get_execution_options().get(_WRITE_OPTION, False)
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
-            Base.metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
-                row = conn.execute(Meta.__table__.select().where(Meta.key == "schema_version")).first()
-                if row is None:
-                    conn.execute(Meta.__table__.insert().values(key="schema_version", value=SCHEMA_VERSION))
-                elif row.value != SCHEMA_VERSION:
-                    raise UserInputError(f"catalog {_safe(self.url)} has schema version {row.value}, "
-                                         f"this medimg uses {SCHEMA_VERSION}")
+            if not self._schema_ready():
+                self.run_write(self._create_schema)
         except SQLAlchemyError as err:
             self.engine.dispose()
             msg = f"cannot open the catalog {_safe(self.url)}: {str(err).splitlines()[0]}"
             raise UserInputError(msg) from err
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _schema_ready(self) -> bool:
+        """True when every table exists and the schema version is this medimg's (read only: an
+        existing catalog opens without taking the write lock)."""
+        from sqlalchemy import inspect
+
+        from medimg.catalog.schema import SCHEMA_VERSION, Base, Meta
+
+        with self.engine.connect() as conn:
+            if not set(Base.metadata.tables) <= set(inspect(conn).get_table_names()):
+                return False
+            row = conn.execute(Meta.__table__.select().where(Meta.key == "schema_version")).first()
+        if row is not None and row.value != SCHEMA_VERSION:
+            raise UserInputError(f"catalog {_safe(self.url)} has schema version {row.value}, "
+                                 f"this medimg uses {SCHEMA_VERSION}")
+        return row is not None
+
+    def _create_schema(self, conn: Any) -> None:
+        """Tables and the schema version, in one writing transaction (two processes opening a new
+        catalog at once: one creates, the other waits and finds them)."""
+        from sqlalchemy import text
+
+        from medimg.catalog.schema import SCHEMA_VERSION, Base, Meta
+
+        if conn.dialect.name == "postgresql":  # serialise concurrent CREATE TABLEs
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
+        Base.metadata.create_all(conn)
+        row = conn.execute(Meta.__table__.select().where(Meta.key == "schema_version")).first()
+        if row is None:
+            conn.execute(Meta.__table__.insert().values(key="schema_version", value=SCHEMA_VERSION))
+        elif row.value != SCHEMA_VERSION:
+            raise UserInputError(f"catalog {_safe(self.url)} has schema version {row.value}, "
+                                 f"this medimg uses {SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ writing
+    def run_write(self, work: Callable[[Any], T], *, attempts: int = 8) -> T:
+        """Run ``work(connection)`` in one writing transaction, committed when it returns.
+
+        Concurrent writers (several ``medimg index`` runs, a retrieve) are safe: on SQLite the
+        transaction takes the write lock as it begins and waits for it up to the busy timeout;
+        on PostgreSQL rows are written with upserts in key order. A transaction that still
+        meets a conflict (database locked, deadlock, serialisation failure; on databases other
+        than SQLite and PostgreSQL also a unique key another writer inserted first) is rolled
+        back and run again, after a short
+        random pause, up to ``attempts`` times. ``work`` must therefore keep its effects inside
+        the transaction (and merge caches only after this returns).
+
+        Raises
+        ------
+        CatalogBusyError
+            The conflict persisted through every attempt.
+        """
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in range(attempts):
+            try:
+                with self.engine.connect() as conn:
+                    conn = conn.execution_options(**{_WRITE_OPTION: True})
+                    with conn.begin():
+                        return work(conn)
+            except DBAPIError as err:
+                if not _transient(err, self.engine.dialect.name):
+                    raise
+                if attempt == attempts - 1:
+                    raise CatalogBusyError(
+                        f"catalog {_safe(self.url)} is busy: {str(err.orig).splitlines()[0]} "
+                        f"({attempts} attempts); try again later") from err
+                time.sleep(random.uniform(0.02, 0.1) * 2 ** min(attempt, 5))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -199,7 +307,10 @@ class Catalog:
         if kind not in DERIVED_KINDS:
             raise UnknownNameError("derived kind", kind, DERIVED_KINDS)
         uri_s = str(Path(uri).resolve()) if isinstance(uri, Path) else str(uri)
-        with self.engine.begin() as conn:
+        series_uids, study_uids, sop_uids = list(series_uids), list(study_uids), list(sop_uids)
+        derived_ids = [int(d) for d in derived_ids]
+
+        def work(conn: Any) -> int:
             links: list[tuple[str, int]] = []
             for label, table, column, values in (
                 ("series", Series, Series.series_uid, series_uids),
@@ -222,10 +333,13 @@ class Catalog:
                     created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 )
             ).inserted_primary_key[0]
+            links = list(dict.fromkeys(links))  # a source named twice is linked once
             if links:
                 conn.execute(DerivedSource.__table__.insert(),
                              [{"derived_pk": new_id, "source_kind": k, "source_pk": pk} for k, pk in links])
-        return int(new_id)
+            return int(new_id)
+
+        return self.run_write(work)
 
     def derived_from(self, *, series_uid: str | None = None, study_uid: str | None = None,
                      sop_uid: str | None = None, derived_id: int | None = None) -> list[dict[str, Any]]:

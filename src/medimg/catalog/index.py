@@ -162,98 +162,161 @@ def _i(value: Any) -> int | None:
         return None
 
 
+def _insert(conn: Any, table: Any) -> Any:
+    """An INSERT for ``table`` that can take ON CONFLICT clauses (SQLite, PostgreSQL), or a plain one."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return None
+    return insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 class _Writer:
-    """Batched upserts, keeping UID -> primary key caches across batches."""
+    """Batched upserts, keeping UID -> primary key caches across batches.
+
+    Safe with other writers on the same catalog: each batch is one transaction
+    (:meth:`Catalog.run_write`); patients, studies, series, instances and files are inserted
+    with ``INSERT ... ON CONFLICT`` on their unique key (in key order, so two writers lock rows
+    in the same order), then their keys read back; a batch that still conflicts is run again.
+    """
 
     def __init__(self, catalog: Catalog) -> None:
-        self.engine = catalog.engine
+        self.catalog = catalog
         self.patients: dict[str, int] = {}
         self.studies: dict[str, int] = {}
         self.series: dict[str, int] = {}
 
-    def _keys(self, conn: Any, table: Any, column: Any, wanted: set[str], cache: dict[str, int],
-              rows: dict[str, dict[str, Any]]) -> None:
-        from sqlalchemy import insert, select
+    @staticmethod
+    def _ids(conn: Any, table: Any, column: Any, keys: Sequence[str]) -> dict[str, int]:
+        from sqlalchemy import select
 
-        todo = [k for k in wanted if k not in cache]
-        for start in range(0, len(todo), 500):
-            part = todo[start:start + 500]
+        found: dict[str, int] = {}
+        for part in _chunks(keys):
             for key, pk in conn.execute(select(column, table.c.id).where(column.in_(part))):
-                cache[key] = pk
-        new = [rows[k] for k in todo if k not in cache]
-        if new:
-            result = conn.execute(insert(table).returning(table.c.id, column), new)
-            for pk, key in result:
-                cache[key] = pk
+                found[key] = pk
+        return found
+
+    def _keys(self, conn: Any, table: Any, column: Any, rows: dict[str, dict[str, Any]], cache: dict[str, int],
+              new_cache: dict[str, int]) -> None:
+        """Primary keys of ``rows`` (by unique key) into ``new_cache``; missing rows inserted."""
+        from sqlalchemy import insert
+
+        todo = sorted(k for k in rows if k not in cache)
+        if not todo:
+            return
+        upsert = _insert(conn, table)
+        if upsert is not None:
+            conn.execute(upsert.on_conflict_do_nothing(index_elements=[column.name]), [rows[k] for k in todo])
+            new_cache.update(self._ids(conn, table, column, todo))
+        else:  # another database: insert what is not there; a conflict reruns the transaction
+            known = self._ids(conn, table, column, todo)
+            new = [rows[k] for k in todo if k not in known]
+            if new:
+                conn.execute(insert(table), new)
+                known = self._ids(conn, table, column, todo)
+            new_cache.update(known)
+        missing = [k for k in todo if k not in new_cache]
+        if missing:  # pragma: no cover - would be a database bug
+            raise RuntimeError(f"{table.name}: rows {missing[:3]} vanished after insertion")
 
     def write(self, batch: list[tuple[Any, ...]]) -> None:
-        from sqlalchemy import bindparam, insert, select, update
+        """Write one batch (one transaction, run again on a conflict with another writer)."""
+        caches: dict[str, dict[str, int]] = {}
+
+        def work(conn: Any) -> None:
+            caches.clear()
+            caches.update(patients={}, studies={}, series={})
+            self._write(conn, batch, caches)
+
+        self.catalog.run_write(work)
+        self.patients.update(caches["patients"])  # only what a committed transaction wrote
+        self.studies.update(caches["studies"])
+        self.series.update(caches["series"])
+
+    def _write(self, conn: Any, batch: list[tuple[Any, ...]], caches: dict[str, dict[str, int]]) -> None:
+        from sqlalchemy import bindparam, insert, update
 
         from medimg.catalog.schema import File, Instance, Patient, Series, Study
 
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         ok = [(p, s, m, fid, f) for p, s, m, fid, status, _err, f in batch if status == "ok"]
-        with self.engine.begin() as conn:
-            patients: dict[str, dict[str, Any]] = {}
-            studies: dict[str, dict[str, Any]] = {}
-            series: dict[str, dict[str, Any]] = {}
-            for *_unused, f in ok:
-                pid = _s(f["PatientID"], 64) or ""
-                patients.setdefault(pid, {"patient_id": pid, "name": _s(f["PatientName"], 320),
-                                          "birth_date": parse_da(f["PatientBirthDate"]), "sex": _s(f["PatientSex"], 16)})
-            self._keys(conn, Patient.__table__, Patient.__table__.c.patient_id, set(patients), self.patients, patients)
-            for *_unused, f in ok:
-                uid = f["StudyInstanceUID"]
-                if uid not in studies:
-                    studies[uid] = {
-                        "study_uid": uid, "patient_pk": self.patients[_s(f["PatientID"], 64) or ""],
-                        "study_date": parse_da(f["StudyDate"]), "study_time": _s(f["StudyTime"], 32),
-                        "description": _s(f["StudyDescription"], 256),
-                        "accession_number": _s(f["AccessionNumber"], 64), "study_id": _s(f["StudyID"], 64),
-                    }
-            self._keys(conn, Study.__table__, Study.__table__.c.study_uid, set(studies), self.studies, studies)
-            for *_unused, f in ok:
-                uid = f["SeriesInstanceUID"]
-                if uid not in series:
-                    series[uid] = {
-                        "series_uid": uid, "study_pk": self.studies[f["StudyInstanceUID"]],
-                        "modality": _s(f["Modality"], 16), "body_part": _s(f["BodyPartExamined"], 64),
-                        "description": _s(f["SeriesDescription"], 256), "series_number": _i(f["SeriesNumber"]),
-                        "series_date": parse_da(f["SeriesDate"]), "manufacturer": _s(f["Manufacturer"], 128),
-                        "model": _s(f["ManufacturerModelName"], 128),
-                        "frame_of_reference_uid": _s(f["FrameOfReferenceUID"], 64),
-                    }
-            self._keys(conn, Series.__table__, Series.__table__.c.series_uid, set(series), self.series, series)
-
-            # a changed file may carry new patient/study/series attributes: update those rows
-            changed = [f for *head, f in ok if head[3] is not None]
-            if changed:
-                for table, key, rows, cache in (
-                    (Patient.__table__, "patient_id", patients, self.patients),
-                    (Study.__table__, "study_uid", studies, self.studies),
-                    (Series.__table__, "series_uid", series, self.series),
-                ):
-                    keys = {(_s(f["PatientID"], 64) or "") if key == "patient_id" else
-                            f["StudyInstanceUID"] if key == "study_uid" else f["SeriesInstanceUID"] for f in changed}
-                    values = [dict(rows[k], b_id=cache[k]) for k in keys]
-                    conn.execute(update(table).where(table.c.id == bindparam("b_id"))
-                                 .values({c: bindparam(c) for c in values[0] if c != "b_id"}), values)
-
-            instances: dict[str, dict[str, Any]] = {}
-            for *_unused, f in ok:
-                instances[f["SOPInstanceUID"]] = {
-                    "sop_uid": f["SOPInstanceUID"], "series_pk": self.series[f["SeriesInstanceUID"]],
-                    "sop_class_uid": _s(f["SOPClassUID"], 64), "instance_number": _i(f["InstanceNumber"]),
-                    "rows": _i(f["Rows"]), "columns": _i(f["Columns"]),
-                    "n_frames": _i(f["NumberOfFrames"]) or 1, "transfer_syntax": _s(f["TransferSyntaxUID"], 64),
+        patients: dict[str, dict[str, Any]] = {}
+        studies: dict[str, dict[str, Any]] = {}
+        series: dict[str, dict[str, Any]] = {}
+        for *_unused, f in ok:
+            pid = _s(f["PatientID"], 64) or ""
+            patients.setdefault(pid, {"patient_id": pid, "name": _s(f["PatientName"], 320),
+                                      "birth_date": parse_da(f["PatientBirthDate"]), "sex": _s(f["PatientSex"], 16)})
+        self._keys(conn, Patient.__table__, Patient.__table__.c.patient_id, patients, self.patients,
+                   caches["patients"])
+        patient_pk = {**self.patients, **caches["patients"]}
+        for *_unused, f in ok:
+            uid = f["StudyInstanceUID"]
+            if uid not in studies:
+                studies[uid] = {
+                    "study_uid": uid, "patient_pk": patient_pk[_s(f["PatientID"], 64) or ""],
+                    "study_date": parse_da(f["StudyDate"]), "study_time": _s(f["StudyTime"], 32),
+                    "description": _s(f["StudyDescription"], 256),
+                    "accession_number": _s(f["AccessionNumber"], 64), "study_id": _s(f["StudyID"], 64),
                 }
-            inst_pk: dict[str, int] = {}
-            table = Instance.__table__
-            uids = list(instances)
-            for start in range(0, len(uids), 500):
-                for uid, pk in conn.execute(select(table.c.sop_uid, table.c.id)
-                                            .where(table.c.sop_uid.in_(uids[start:start + 500]))):
-                    inst_pk[uid] = pk
+        self._keys(conn, Study.__table__, Study.__table__.c.study_uid, studies, self.studies, caches["studies"])
+        study_pk = {**self.studies, **caches["studies"]}
+        for *_unused, f in ok:
+            uid = f["SeriesInstanceUID"]
+            if uid not in series:
+                series[uid] = {
+                    "series_uid": uid, "study_pk": study_pk[f["StudyInstanceUID"]],
+                    "modality": _s(f["Modality"], 16), "body_part": _s(f["BodyPartExamined"], 64),
+                    "description": _s(f["SeriesDescription"], 256), "series_number": _i(f["SeriesNumber"]),
+                    "series_date": parse_da(f["SeriesDate"]), "manufacturer": _s(f["Manufacturer"], 128),
+                    "model": _s(f["ManufacturerModelName"], 128),
+                    "frame_of_reference_uid": _s(f["FrameOfReferenceUID"], 64),
+                }
+        self._keys(conn, Series.__table__, Series.__table__.c.series_uid, series, self.series, caches["series"])
+        series_pk = {**self.series, **caches["series"]}
+
+        # a changed file may carry new patient/study/series attributes: update those rows (by key order)
+        changed = [f for *head, f in ok if head[3] is not None]
+        if changed:
+            for table, key, rows, pks in (
+                (Patient.__table__, "patient_id", patients, patient_pk),
+                (Study.__table__, "study_uid", studies, study_pk),
+                (Series.__table__, "series_uid", series, series_pk),
+            ):
+                keys = sorted({(_s(f["PatientID"], 64) or "") if key == "patient_id" else
+                               f["StudyInstanceUID"] if key == "study_uid" else f["SeriesInstanceUID"]
+                               for f in changed})
+                values = [dict(rows[k], b_id=pks[k]) for k in keys]
+                conn.execute(update(table).where(table.c.id == bindparam("b_id"))
+                             .values({c: bindparam(c) for c in values[0] if c != "b_id"}), values)
+
+        instances: dict[str, dict[str, Any]] = {}
+        for *_unused, f in ok:
+            instances[f["SOPInstanceUID"]] = {
+                "sop_uid": f["SOPInstanceUID"], "series_pk": series_pk[f["SeriesInstanceUID"]],
+                "sop_class_uid": _s(f["SOPClassUID"], 64), "instance_number": _i(f["InstanceNumber"]),
+                "rows": _i(f["Rows"]), "columns": _i(f["Columns"]),
+                "n_frames": _i(f["NumberOfFrames"]) or 1, "transfer_syntax": _s(f["TransferSyntaxUID"], 64),
+            }
+        table = Instance.__table__
+        uids = sorted(instances)
+        upsert = _insert(conn, table)
+        if uids and upsert is not None:
+            stmt = upsert.on_conflict_do_update(
+                index_elements=["sop_uid"],
+                set_={c: upsert.excluded[c] for c in next(iter(instances.values())) if c != "sop_uid"})
+            conn.execute(stmt, [instances[u] for u in uids])
+            inst_pk = self._ids(conn, table, table.c.sop_uid, uids)
+        else:
+            inst_pk = self._ids(conn, table, table.c.sop_uid, uids)
             existing = [dict(instances[u], b_id=inst_pk[u]) for u in uids if u in inst_pk]
             if existing:
                 conn.execute(update(table).where(table.c.id == bindparam("b_id"))
@@ -263,20 +326,25 @@ class _Writer:
                 for pk, uid in conn.execute(insert(table).returning(table.c.id, table.c.sop_uid), new):
                     inst_pk[uid] = pk
 
-            new_files, changed_files = [], []
-            for path, size, mtime, fid, status, error, f in batch:
-                row = {"path": path, "size": size, "mtime_ns": mtime, "status": status, "error": error,
-                       "instance_pk": inst_pk[f["SOPInstanceUID"]] if f else None, "indexed_at": now}
-                if fid is None:
-                    new_files.append(row)
-                else:
-                    changed_files.append(dict(row, b_id=fid))
-            ftable = File.__table__
-            if new_files:
-                conn.execute(insert(ftable), new_files)
-            if changed_files:
-                conn.execute(update(ftable).where(ftable.c.id == bindparam("b_id"))
-                             .values({c: bindparam(c) for c in changed_files[0] if c != "b_id"}), changed_files)
+        files = {}
+        for path, size, mtime, _fid, status, error, f in batch:
+            files[path] = {"path": path, "size": size, "mtime_ns": mtime, "status": status, "error": error,
+                           "instance_pk": inst_pk[f["SOPInstanceUID"]] if f else None, "indexed_at": now}
+        ftable = File.__table__
+        rows = [files[p] for p in sorted(files)]
+        upsert = _insert(conn, ftable)
+        if upsert is not None:  # a file another writer indexed meanwhile is updated, not duplicated
+            conn.execute(upsert.on_conflict_do_update(
+                index_elements=["path"], set_={c: upsert.excluded[c] for c in rows[0] if c != "path"}), rows)
+            return
+        known = self._ids(conn, ftable, ftable.c.path, [r["path"] for r in rows])
+        changed_files = [dict(r, b_id=known[r["path"]]) for r in rows if r["path"] in known]
+        new_files = [r for r in rows if r["path"] not in known]
+        if new_files:
+            conn.execute(insert(ftable), new_files)
+        if changed_files:
+            conn.execute(update(ftable).where(ftable.c.id == bindparam("b_id"))
+                         .values({c: bindparam(c) for c in changed_files[0] if c != "b_id"}), changed_files)
 
 
 def _known(catalog: Catalog, root: Path) -> dict[str, tuple[int, int, int, str]]:
@@ -319,9 +387,13 @@ def _run(catalog: Catalog, found: list[tuple[str, int, int]], known: dict[str, t
         gone = [k[0] for k in known.values() if k[3] != "missing"]
         report.n_missing = len(gone)
         ftable = File.__table__
-        with catalog.engine.begin() as conn:
-            for start in range(0, len(gone), 500):
-                conn.execute(update(ftable).where(ftable.c.id.in_(gone[start:start + 500])).values(status="missing"))
+
+        def mark(conn: Any) -> None:
+            for part in _chunks(sorted(gone)):
+                conn.execute(update(ftable).where(ftable.c.id.in_(part)).values(status="missing"))
+
+        if gone:
+            catalog.run_write(mark)
     if workers is None:  # one core stays with the main process, which writes the database
         workers = max(1, (os.cpu_count() or 1) - 1)
     writer = _Writer(catalog)

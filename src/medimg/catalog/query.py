@@ -7,12 +7,13 @@ import datetime as dt
 import io
 import json
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from medimg.catalog.db import Catalog
 from medimg.errors import ParameterError, UnknownNameError
 
-__all__ = ["query", "format_rows", "parse_date", "LEVELS", "FORMATS"]
+__all__ = ["query", "QueryResult", "format_rows", "parse_date", "LEVELS", "FORMATS"]
 
 LEVELS = ("study", "series", "instance")
 FORMATS = ("table", "csv", "json")
@@ -45,7 +46,7 @@ def query(
     level: Literal["study", "series", "instance"] = "series",
     include_missing: bool = False,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
+) -> QueryResult:
     """Find studies, series or instances in the catalog.
 
     Parameters
@@ -53,7 +54,8 @@ def query(
     catalog
         An open catalog.
     patient
-        Patient ID (exact) or part of the patient's name (case-insensitive).
+        Patient ID (exact) or part of the patient's name (case-insensitive). Taken literally:
+        ``%``, ``_`` and ``*`` are ordinary characters, not wildcards.
     modality
         One modality or several separated by commas (``"CT,MR"``).
     date_from, date_to
@@ -71,8 +73,9 @@ def query(
 
     Returns
     -------
-    list of dict
-        One dict per row, JSON-ready (dates as ``YYYY-MM-DD``).
+    QueryResult
+        A list with one dict per row, JSON-ready (dates as ``YYYY-MM-DD``); its ``columns``
+        name the columns even when nothing matched.
     """
     from sqlalchemy import distinct, func, literal, or_, select
 
@@ -93,7 +96,8 @@ def query(
     sqlite = catalog.engine.dialect.name == "sqlite"
     conds = []
     if patient:
-        conds.append(or_(Patient.patient_id == patient, Patient.name.ilike(f"%{patient}%")))
+        # the text is matched literally: % and _ are escaped, not LIKE wildcards
+        conds.append(or_(Patient.patient_id == patient, Patient.name.icontains(patient, autoescape=True)))
     if modality:
         mods = [m.strip().upper() for m in modality.split(",") if m.strip()]
         conds.append(func.upper(Series.modality).in_(mods))
@@ -160,13 +164,25 @@ def query(
         stmt = stmt.limit(int(limit))
     with catalog.engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        if not rows:  # the columns still: an empty CSV keeps its header
+            return QueryResult(columns=[*conn.execute(stmt.limit(0)).keys(),
+                                        *(("modalities",) if level == "study" else ())])
     if level == "study":
         _add_modalities(catalog, rows)
     for row in rows:
         for key, value in row.items():
             if isinstance(value, dt.date):
                 row[key] = value.isoformat()
-    return rows
+    return QueryResult(rows, columns=list(rows[0]))
+
+
+class QueryResult(list):
+    """The rows of :func:`query` (a list of dicts), with ``columns``: their names in order, also
+    when no row matched."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]] = (), *, columns: Sequence[str] = ()) -> None:
+        super().__init__(rows)
+        self.columns = list(columns)
 
 
 def _add_modalities(catalog: Catalog, rows: list[dict[str, Any]]) -> None:
@@ -187,14 +203,22 @@ def _add_modalities(catalog: Catalog, rows: list[dict[str, Any]]) -> None:
         r["modalities"] = ",".join(sorted(found[r["study_uid"]]))
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: Literal["csv", "json"]) -> str:
-    """Rows as CSV (header + one line per row) or a JSON array."""
+def format_rows(rows: list[dict[str, Any]], fmt: Literal["csv", "json"], *,
+                columns: Sequence[str] | None = None) -> str:
+    """Rows as CSV (header + one line per row) or a JSON array.
+
+    The CSV header lists ``columns`` (default: the rows' ``columns`` attribute, as
+    :func:`query` returns, else the first row's keys), so a query without matches still prints
+    its header line.
+    """
     if fmt == "json":
-        return json.dumps(rows, indent=2, default=str)
+        return json.dumps(rows, indent=2, default=str) + "\n"
     if fmt == "csv":
+        if columns is None:
+            columns = getattr(rows, "columns", None) or (list(rows[0]) if rows else [])
         out = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        if columns:
+            writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         return out.getvalue()

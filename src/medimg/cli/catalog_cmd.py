@@ -43,7 +43,7 @@ def index(
 
 def query(
     db: Annotated[Optional[str], typer.Option("--db", help=_DB_HELP)] = None,  # noqa: UP045
-    patient: Annotated[Optional[str], typer.Option("--patient", help="Patient ID, or part of the patient's name.")] = None,  # noqa: UP045
+    patient: Annotated[Optional[str], typer.Option("--patient", help="Patient ID, or part of the patient's name (case-insensitive; taken literally: % _ * are not wildcards).")] = None,  # noqa: UP045
     modality: Annotated[Optional[str], typer.Option("--modality", help="Modality, or several: CT,MR.")] = None,  # noqa: UP045
     date_from: Annotated[Optional[str], typer.Option("--from", help="Study date from (YYYYMMDD or YYYY-MM-DD), inclusive.")] = None,  # noqa: UP045
     date_to: Annotated[Optional[str], typer.Option("--to", help="Study date to, inclusive.")] = None,  # noqa: UP045
@@ -66,10 +66,13 @@ def query(
     if fmt != "table":
         typer.echo(format_rows(rows, fmt), nl=False)  # type: ignore[arg-type]
         return
+    if not rows:
+        typer.echo(f"no {level} matches the filters")
+        return
     from rich.console import Console
     from rich.table import Table
 
-    shown = [k for k in (rows[0] if rows else {}) if k not in ("first_file",)]
+    shown = [k for k in rows[0] if k not in ("first_file",)]
     table = Table(title=f"{len(rows)} {level} row(s)")
     for k in shown:
         table.add_column(k, overflow="fold")

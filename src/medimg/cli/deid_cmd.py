@@ -73,10 +73,16 @@ def run(
                             progress=lambda done, total: progress.update(task, completed=done, total=total))
     for _rel, message in report.failures:
         typer.echo(f"failed: {message}", err=True)
+    shared = (f"; {report.n_collisions} named <SOP UID>-<hash>.dcm, their SOP Instance UID being shared with a "
+              f"different object" if report.n_collisions else "")
+    renamed = f", {report.n_renamed} earlier output(s) renamed likewise" if report.n_renamed else ""
     typer.echo(
-        f"{report.n_done} de-identified, {report.n_skipped} already done, {report.n_quarantined} "
-        f"quarantined ({report.quarantine_dir}), {report.n_failed} failed; audit: {report.audit_path}"
+        f"{report.n_inputs} input files: {report.n_done} de-identified (new files{shared}){renamed}, "
+        f"{report.n_duplicate} identical to an output already there (no new file), {report.n_skipped} already "
+        f"done, {report.n_quarantined} quarantined ({report.quarantine_dir}), {report.n_failed} failed"
     )
+    typer.echo(f"audit: {report.audit_path}: {report.audit_records} records, last hash {report.audit_last_hash} "
+               "(keep this line elsewhere to detect a rollback)")
     if report.n_failed:
         from medimg.errors import MedimgError
 
@@ -87,28 +93,40 @@ def run(
 def verify_cmd(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="A de-identified folder.")],
     against: Annotated[Path, typer.Option("--against", help="The original input folder.")],
+    key: Annotated[Optional[Path], typer.Option("--key", help="The key file used for OUT: the audit trail's signatures are checked too (without it, only its hash chain and head).")] = None,  # noqa: UP045
 ) -> None:
-    """Search every element of OUT (private and nested too) for identifying values of the input; exit 1 if any."""
-    from medimg.deid import verify
+    """Search every element of OUT (private and nested too) for identifying values of the input, and check
+    the audit trail and the outputs against it; exit 1 on any finding."""
+    from medimg.deid import load_key, verify
 
+    secret = load_key(key) if key is not None else None
     with _progress("verifying") as progress:
         task = progress.add_task("verify", total=None)
-        report = verify(out, against, progress=lambda d, t: progress.update(task, completed=d, total=t))
+        report = verify(out, against, key=secret, progress=lambda d, t: progress.update(task, completed=d, total=t))
     for finding in report.findings[:200]:
         typer.echo(f"LEAK {finding}")
     if len(report.findings) > 200:
         typer.echo(f"... and {len(report.findings) - 200} more")
     for rel in report.unreadable_outputs:
         typer.echo(f"UNREADABLE {rel}")
+    for problem in report.output_problems:
+        typer.echo(f"OUTPUT {problem}")
     if not report.audit_ok:
         typer.echo(f"AUDIT TRAIL BROKEN: {report.audit_problem}")
+    elif report.audit_authenticated:
+        typer.echo(f"audit trail: {report.audit_records} records; chain, head and signatures verified")
+    else:
+        typer.echo(f"audit trail: {report.audit_records} records; chain and head verified, signatures NOT "
+                   "checked (pass --key)")
     status = "OK" if report.ok else "FAILED"
     typer.echo(f"{status}: {report.n_outputs} output files checked against {report.n_inputs} inputs "
                f"({report.n_paired} paired through the audit trail), {len(report.findings)} findings")
     if not report.ok:
         from medimg.errors import MedimgError
 
-        raise MedimgError(f"{out} is not clean: {len(report.findings)} finding(s) (listed above)")
+        problems = len(report.findings) + len(report.output_problems) + len(report.unreadable_outputs) + (
+            not report.audit_ok)
+        raise MedimgError(f"{out} did not verify: {problems} problem(s) (listed above)")
 
 
 @deid_app.command("keygen")

@@ -59,7 +59,13 @@ def find(
                     study_uid=study, series_uid=series, modality=modality, study_date=date,
                     description=description)
     if fmt != "table":
-        typer.echo(format_rows(rows, fmt), nl=False)  # type: ignore[arg-type]
+        from medimg.pacs.dimse import RETURN_KEYS
+
+        columns = sorted({k for r in rows for k in r}) or list(RETURN_KEYS.get(level, ()))
+        typer.echo(format_rows(rows, fmt, columns=columns), nl=False)  # type: ignore[arg-type]
+        return
+    if not rows:
+        typer.echo(f"no {level} matches on {server}")
         return
     from rich.console import Console
     from rich.table import Table
@@ -102,6 +108,8 @@ def get(
     finally:
         if catalog is not None:
             catalog.close()
+    for problem in report.problems:
+        typer.echo(f"not stored: {problem}", err=True)
     where = f"; indexed into {catalog!r}" if catalog is not None else ""
     typer.echo(f"retrieved {len(report.files)} files into {dest} ({report.failed} failed){where}")
     if report.failed:
@@ -116,9 +124,11 @@ def send(
     files: Annotated[list[Path], typer.Argument(help="DICOM files or folders to store.")],
     derived: Annotated[bool, typer.Option("--derived", help="Record the files in the catalog as derived objects (SEG, RTSTRUCT, SR...) of what they reference.")] = False,
     db: Annotated[Optional[str], typer.Option("--db", help=_DB_HELP)] = None,  # noqa: UP045
+    force: Annotated[bool, typer.Option("--force", help="Send every file, even instances the server already holds (default: ask first and skip those).")] = False,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Tries again after a timeout, an abort or a busy server, waiting 0.5 s, 1 s, 2 s...")] = 3,
     calling_aet: Annotated[str, typer.Option("--calling-aet", help="Our AE title.")] = "MEDIMG",
 ) -> None:
-    """Store files on the server (C-STORE or STOW-RS)."""
+    """Store files on the server (C-STORE or STOW-RS); instances it already holds are skipped."""
     from medimg.errors import EmptyInputError
     from medimg.io.dicom.scan import list_files
     from medimg.pacs import send as run_send
@@ -134,13 +144,18 @@ def send(
 
         catalog = Catalog(db)
     try:
-        report = run_send(_server(server, calling_aet), paths, catalog=catalog, derived=derived)
+        report = run_send(_server(server, calling_aet), paths, catalog=catalog, derived=derived,
+                          skip_existing=not force, retries=retries)
     finally:
         if catalog is not None:
             catalog.close()
-    for path, reason in report.failures or ():
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    for path, reason in report.failures:
         typer.echo(f"failed: {path}: {reason}", err=True)
-    typer.echo(f"sent {report.sent} of {len(paths)} files to {server}")
+    retried = f", {report.retries} retries" if report.retries else ""
+    typer.echo(f"sent {report.sent} of {len(paths)} files to {server}: {len(report.skipped)} already held "
+               f"(skipped), {len(report.failures)} not stored{retried}")
     if report.failures:
         from medimg.errors import MedimgError
 

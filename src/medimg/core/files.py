@@ -16,7 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_dir", "full_suffix", "sha256_file", "remove_stale_partials"]
+from medimg.errors import UnsafePathError
+
+__all__ = ["atomic_path", "atomic_dir", "full_suffix", "sha256_file", "remove_stale_partials", "confined_path",
+           "UnsafePathError"]
 
 
 def full_suffix(path: str | Path) -> str:
@@ -143,3 +146,47 @@ def sha256_file(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
         while block := fh.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
+
+
+_BAD_CHARS = frozenset("/\\\0")
+
+
+def confined_path(root: str | Path, *parts: str) -> Path:
+    """``root / part / part ...`` for parts that come from received or header values, checked.
+
+    Every part must be one plain file or folder name: not empty, not ``.`` or ``..``, without
+    ``/``, ``\\`` or NUL, and not absolute. The joined path, resolved (symbolic links followed),
+    must lie inside ``root`` resolved. Nothing is created.
+
+    Parameters
+    ----------
+    root
+        The output folder every result must stay in.
+    *parts
+        Path components built from untrusted values (UIDs, pseudonyms, names from headers).
+
+    Returns
+    -------
+    Path
+        ``Path(root).joinpath(*parts)`` (not resolved).
+
+    Raises
+    ------
+    UnsafePathError
+        A part is not a plain name, or the path would resolve outside ``root``; the message
+        names the offending value.
+    """
+    base = Path(root)
+    for part in parts:
+        text = str(part)
+        if (not text or text in (".", "..") or any(c in _BAD_CHARS for c in text)
+                or text != text.strip() or Path(text).is_absolute()):
+            raise UnsafePathError(f"unsafe path component {text!r} (from a received or header value): "
+                                  f"not written under {base}")
+    target = base.joinpath(*parts)
+    resolved_root = base.resolve()
+    resolved = target.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise UnsafePathError(f"{'/'.join(map(str, parts))!r} resolves to {resolved}, outside the output folder "
+                              f"{resolved_root}: not written")
+    return target

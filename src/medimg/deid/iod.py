@@ -62,12 +62,14 @@ def iod_name(sop_class_uid: str) -> str | None:
 
 
 def _wanted_keywords() -> set[str]:
-    """Keywords whose Type can matter: compound-action rows and every DA/DT/TM/PN attribute."""
+    """Keywords whose Type can matter: compound-action rows, every DA/DT/TM/PN attribute, and
+    what tells an image IOD (Rows, Columns, Pixel Data: :mod:`medimg.deid.integrity`)."""
     from pydicom.datadict import DicomDictionary, keyword_for_tag
 
     from medimg.deid.profile import load_profile
 
     wanted = {entry[4] for entry in DicomDictionary.values() if entry[0] in ("DA", "DT", "TM", "PN") and entry[4]}
+    wanted.update(("Rows", "Columns", "PixelData"))
     for rule in load_profile().rules:
         if "/" in rule.basic and rule.tag[1:5].isalnum() and "x" not in rule.tag and "g" not in rule.tag:
             kw = keyword_for_tag(int(rule.tag[1:5] + rule.tag[6:10], 16))

@@ -1,82 +1,134 @@
-"""De-identifying a folder: every file, in parallel, resumable, with an audit trail.
+"""De-identifying a folder: every file, in parallel, resumable, with a signed audit trail.
 
 Layout of the output folder ``OUT``::
 
     OUT/<pseudonym>/<new Study UID>/<new Series UID>/<new SOP Instance UID>.dcm
-    OUT/deid-audit.jsonl      the audit trail (hash-chained, no PHI)
+    OUT/<pseudonym>/<new Study UID>/<new Series UID>/<new SOP Instance UID>-<16 hex>.dcm   (shared SOP UID)
+    OUT/deid-audit.jsonl      the audit trail (hash-chained, HMAC-signed, no PHI)
+    OUT/deid-audit.head.json  its head: record count and last hash, signed
 
-Inputs are read, never written. Each output is written under a temporary name and renamed. A
-file that fails is recorded (``failed``) and the run goes on; a file whose pixels may show
-identity is copied to the quarantine folder (outside ``OUT``) with its reason. Running again
-on the same ``IN``/``OUT`` with the same key skips the files already done (same path, size and
-modification time, output present) and picks up where an interrupted run stopped.
+Inputs are read, never written. An input medimg cannot read whole (cut short, malformed
+items, corrupt deflate stream), or whose de-identified copy is not complete (no Study or Series
+UID, image without pixel data, pixel data not carried over intact), fails with its reason; it
+is never counted as done. Each output is written under a temporary name in its folder and
+moved to its name by the main process, which never overwrites: an output identical to one
+already there is recorded as a ``duplicate``; a *different* object with the same SOP Instance
+UID (the same instance in several encodings, say) gets a name qualified by a hash of its
+content, and so does the one that held the plain name, so the names depend on the set of
+inputs and not on the order the workers finish in. A file whose pixels may show identity is
+copied to the quarantine folder (outside ``OUT``) with its reason. Running again on the same
+``IN``/``OUT`` with the same key skips the files already done and picks up where an
+interrupted run stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 import warnings
+import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medimg.core.files import atomic_path
-from medimg.deid.audit import AuditTrail, read_records
+from medimg.core.files import atomic_path, confined_path, sha256_file
+from medimg.deid.audit import AuditTrail, head_path, read_records
 from medimg.deid.encode import encode_part10
 from medimg.deid.engine import Deidentifier
+from medimg.deid.integrity import check_complete, check_encoding, snapshot
 from medimg.deid.keys import Key
 from medimg.deid.profile import PROFILE_SOURCE, Options
 from medimg.errors import FileFormatError, ParameterError, UserInputError
 
-__all__ = ["deidentify", "DeidReport", "AUDIT_NAME", "deidentify_file"]
+__all__ = ["deidentify", "DeidReport", "AUDIT_NAME", "HEAD_NAME", "deidentify_file", "plain_output_name"]
 
 AUDIT_NAME = "deid-audit.jsonl"
+HEAD_NAME = head_path(AUDIT_NAME).name
 _PARALLEL_MIN_FILES = 64
+_STAGE_SUFFIX = ".stage.dcm"
+_QUALIFIED = re.compile(r"^(?P<plain>.*)-[0-9a-f]{16}\.dcm$")
 
 
 @dataclass
 class DeidReport:
-    """Totals of a run (``counts`` sums the actions over the files done in this run)."""
+    """Totals of a run; every count is of input files handled in this run.
+
+    ``n_done``: outputs written (one new file each); ``n_duplicate``: inputs whose
+    de-identified object is byte for byte an output already there (no new file);
+    ``n_collisions``: of ``n_done``, outputs named ``<SOP UID>-<hash>.dcm`` because a different
+    object has the same SOP Instance UID; ``n_renamed``: earlier outputs moved to such a name;
+    ``n_skipped``: done by an earlier run; ``n_quarantined``, ``n_failed``. ``counts`` sums the
+    actions over the files done. ``audit_records`` and ``audit_last_hash`` are the trail's head
+    after the run.
+    """
 
     out_dir: Path
     audit_path: Path
     quarantine_dir: Path
     n_inputs: int = 0
     n_done: int = 0
+    n_duplicate: int = 0
+    n_collisions: int = 0
+    n_renamed: int = 0
     n_skipped: int = 0
     n_quarantined: int = 0
     n_failed: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (input path, error): for the console only
+    audit_records: int = 0
+    audit_last_hash: str = ""
 
 
 # ------------------------------------------------------------------------------ one file
 def deidentify_file(path: Path, deidentifier: Deidentifier, *, data: bytes | None = None) -> tuple[Any, Any]:
     """Read ``path`` (or its bytes ``data``, already read) and return (de-identified pydicom
-    Dataset, :class:`DatasetResult`). The file is not modified."""
+    Dataset, :class:`DatasetResult`). The file is not modified.
+
+    Raises
+    ------
+    FileFormatError
+        The file is not DICOM, is not whole (:func:`~medimg.deid.integrity.check_encoding`:
+        cut short, malformed items, corrupt deflate stream; :class:`TruncatedFileError` for
+        a cut), lacks its SOP, Study or Series Instance UID, or its de-identified copy is not
+        complete (:func:`~medimg.deid.integrity.check_complete`).
+    """
     import io
 
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if data is None:
+        data = Path(path).read_bytes()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data) if data is not None else path)
+            ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as err:
         raise FileFormatError(path, "not a DICOM file (no 'DICM' prefix)") from err
-    except (EOFError, OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
+    except zlib.error as err:
+        raise FileFormatError(path, f"the deflated data set is corrupt or cut short ({err})") from err
+    except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on broken input (struct.error...)
         raise FileFormatError(path, f"cannot be read as DICOM ({type(err).__name__})") from err
-    if "SOPInstanceUID" not in ds:
-        raise FileFormatError(path, "has no SOP Instance UID (0008,0018); not a composite object")
+    implicit, little = ds.original_encoding
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    check_encoding(data, path, transfer_syntax=syntax, implicit=bool(implicit),
+                   little_endian=little is not False)
+    for keyword, tag in (("SOPInstanceUID", "(0008,0018)"), ("StudyInstanceUID", "(0020,000D)"),
+                         ("SeriesInstanceUID", "(0020,000E)")):
+        if not str(ds.get(keyword, "") or "").strip("\0 "):
+            raise FileFormatError(path, f"has no {keyword} {tag}; not a complete composite object")
     _check_pixel_length(ds, path)
+    before = snapshot(ds)
     result = deidentifier.deidentify_dataset(ds)
+    check_complete(ds, before, path)
     return ds, result
 
 
@@ -97,6 +149,20 @@ def _check_pixel_length(ds: Any, path: Path) -> None:
         raise FileFormatError(path, f"pixel data is cut short: {present} of {expected} bytes present")
 
 
+def plain_output_name(pseudonym: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """``<pseudonym>/<study>/<series>/<sop>.dcm``: where an output goes unless its SOP UID is shared."""
+    return f"{pseudonym}/{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+
+def _qualified(plain: str, sha256: str) -> str:
+    return f"{plain[:-4]}-{sha256[:16]}.dcm"
+
+
+def _plain_of(rel: str) -> str:
+    m = _QUALIFIED.match(rel)
+    return f"{m['plain']}.dcm" if m else rel
+
+
 _WORKER: Deidentifier | None = None
 
 
@@ -110,8 +176,32 @@ def _work(task: tuple[str, str, str, str]) -> dict[str, Any]:
     return _process(task, _WORKER)
 
 
+def _stage(ds: Any, out_root: Path, plain: str) -> tuple[Path, str]:
+    """Encode ``ds`` into a hidden temporary file in its output folder; (its path, SHA-256)."""
+    target = confined_path(out_root, *plain.split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=_STAGE_SUFFIX, dir=target.parent)
+    staged = Path(name)
+    try:
+        encoded = encode_part10(ds)
+        if encoded is None:
+            os.close(fd)
+            ds.save_as(staged, enforce_file_format=True)
+            digest = sha256_file(staged)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(encoded)
+            digest = hashlib.sha256(encoded).hexdigest()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        staged.unlink(missing_ok=True)
+        raise
+    return staged, digest
+
+
 def _process(task: tuple[str, str, str, str], deidentifier: Deidentifier) -> dict[str, Any]:
-    """De-identify one file; write its output (or quarantine copy); report without PHI."""
+    """De-identify one file; stage its output (or write its quarantine copy); report without PHI."""
     in_path_s, rel, out_root_s, quarantine_s = task
     in_path = Path(in_path_s)
     out: dict[str, Any] = {"rel": rel}
@@ -133,7 +223,7 @@ def _process(task: tuple[str, str, str, str], deidentifier: Deidentifier) -> dic
     out["mapping"] = {"patient_key": result.patient_key, "pseudonym": result.pseudonym,
                       "date_shift_days": result.date_shift_days, "uids": result.uids}
     if result.quarantine_reason:
-        target = Path(quarantine_s) / f"{out['input_sha256'][:32]}.dcm"
+        target = confined_path(quarantine_s, f"{out['input_sha256'][:32]}.dcm")
         with atomic_path(target) as tmp:
             shutil.copyfile(in_path, tmp)
         with open(Path(quarantine_s) / "quarantine.jsonl", "a", encoding="utf-8") as fh:
@@ -141,23 +231,71 @@ def _process(task: tuple[str, str, str, str], deidentifier: Deidentifier) -> dic
                                  "reason": result.quarantine_reason}) + "\n")
         out.update(status="quarantined", reason=result.quarantine_reason)
         return out
-    study = str(ds.get("StudyInstanceUID", "") or "no-study")
-    series = str(ds.get("SeriesInstanceUID", "") or "no-series")
-    sop = str(ds.SOPInstanceUID)
-    out_rel = f"{result.pseudonym}/{study}/{series}/{sop}.dcm"
+    plain = plain_output_name(result.pseudonym, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                              str(ds.SOPInstanceUID))
     try:
-        encoded = encode_part10(ds)
-        with atomic_path(Path(out_root_s) / out_rel) as tmp:
-            if encoded is None:
-                ds.save_as(tmp, enforce_file_format=True)
-            else:
-                tmp.write_bytes(encoded)
+        staged, digest = _stage(ds, Path(out_root_s), plain)
+    except UserInputError as err:
+        out.update(status="failed", error_type=type(err).__name__, problem="unsafe output name",
+                   console=f"{in_path}: {err}")
+        return out
     except Exception as err:  # noqa: BLE001 - an unwritable object is a failure of this file
         out.update(status="failed", error_type=type(err).__name__, problem="output could not be encoded",
                    console=f"{in_path}: writing failed: {type(err).__name__}: {err}")
         return out
-    out.update(status="ok", output=out_rel)
+    out.update(status="ok", output=plain, staged=str(staged), output_sha256=digest)
     return out
+
+
+# ------------------------------------------------------------------------------ placing outputs
+class _Placer:
+    """Moves staged outputs to their names in the main process; never overwrites.
+
+    ``names`` maps each plain name to {output SHA-256: name in use} for every output recorded
+    in the trail (this run and earlier ones).
+    """
+
+    def __init__(self, out_dir: Path, names: dict[str, dict[str, str]]) -> None:
+        self.out_dir = out_dir
+        self.names = names
+
+    def place(self, staged: Path, plain: str, digest: str, audit: AuditTrail, report: DeidReport,
+              mapping_fh: Any) -> tuple[str, str]:
+        """Put ``staged`` in place; return (status ``ok`` or ``duplicate``, its name)."""
+        out = self.out_dir
+        group = self.names.get(plain)
+        if group is None:
+            target = out / plain
+            if target.exists() and sha256_file(target) != digest:
+                # a file nobody recorded holds the name (left by hand?): keep it, take a qualified name
+                name = _qualified(plain, digest)
+            else:  # free, or our own output from a run that died before recording it
+                name = plain
+            os.replace(staged, out / name)
+            self.names[plain] = {digest: name}
+            return "ok", name
+        if digest in group:
+            name = group[digest]
+            if (out / name).exists():
+                staged.unlink()
+                return "duplicate", name
+            os.replace(staged, out / name)  # recorded, but gone: written again
+            return "ok", name
+        # a different object with the same SOP Instance UID: both get qualified names
+        for old_digest, old_name in list(group.items()):
+            if old_name == plain:
+                new_name = _qualified(plain, old_digest)
+                audit.append("renamed", **{"from": plain, "to": new_name, "output_sha256": old_digest})
+                if (out / plain).exists():
+                    os.replace(out / plain, out / new_name)
+                group[old_digest] = new_name
+                report.n_renamed += 1
+                if mapping_fh is not None:
+                    mapping_fh.write(json.dumps({"status": "renamed", "from": plain, "to": new_name}) + "\n")
+        name = _qualified(plain, digest)
+        os.replace(staged, out / name)
+        group[digest] = name
+        return "ok", name
 
 
 # ------------------------------------------------------------------------------ a folder
@@ -187,9 +325,11 @@ def deidentify(
     in_dir
         A folder (searched recursively) or one file. Never modified.
     out_dir
-        Output folder (created). Must not lie inside ``in_dir`` nor contain it.
+        Output folder (created). Must not lie inside ``in_dir`` nor contain it, and must be
+        empty or hold an earlier run's output (with its audit trail).
     key
         The secret (:func:`~medimg.deid.keys.load_key`); the same key gives the same output.
+        It also signs the audit trail.
     options
         Annex E options (default: Basic Profile only). A resumed run must use the same options.
     quarantine_dir
@@ -200,9 +340,14 @@ def deidentify(
         pseudonyms and date shifts: it holds PHI and must lie outside ``out_dir``.
     workers
         Processes (default: one less than the CPU count for 64 files or more, else 1; the main
-        process writes the audit trail).
+        process writes the audit trail and moves each output to its name).
     progress
         ``progress(done, total)`` after each file.
+
+    Returns
+    -------
+    DeidReport
+        The counts of this run (each one true of the files on disk: ``n_done`` new files).
     """
     from medimg.io.dicom.scan import list_files
 
@@ -220,32 +365,39 @@ def deidentify(
             raise ParameterError(f"{path}: the {name} holds PHI and must lie outside the output folder {out_dir}")
     if mapping_path is not None and _inside(Path(mapping_path), base):
         raise ParameterError(f"{mapping_path}: write the mapping file outside the input folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
     audit_path = out_dir / AUDIT_NAME
+    if not audit_path.exists() and head_path(audit_path).exists():
+        raise FileFormatError(audit_path, "the audit trail is missing although its head exists (deleted?); keep "
+                              "the folder as evidence and write to a new output folder")
+    if not audit_path.exists() and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ParameterError(f"{out_dir}: holds files but no audit trail ({AUDIT_NAME}); de-identify into an "
+                             "empty folder or one an earlier run wrote")
+    out_dir.mkdir(parents=True, exist_ok=True)
     report = DeidReport(out_dir, audit_path, quarantine)
-
-    done = _previous_runs(audit_path, key, options)
     files = list_files(in_dir)
     report.n_inputs = len(files)
-    tasks: list[tuple[str, str, str, str]] = []
-    stats: dict[str, tuple[int, int]] = {}
-    for file in files:
-        rel = file.relative_to(base).as_posix()
-        st = file.stat()
-        ref = key.file_ref(rel)
-        stats[rel] = (st.st_size, st.st_mtime_ns)
-        prev = done.get(ref)
-        if prev and prev["input_size"] == st.st_size and prev["input_mtime_ns"] == st.st_mtime_ns and (
-            prev["status"] == "quarantined" or (out_dir / prev.get("output", "")).is_file()
-        ):
-            report.n_skipped += 1
-            continue
-        tasks.append((str(file), rel, str(out_dir), str(quarantine)))
-    quarantine.mkdir(parents=True, exist_ok=True)
 
     from medimg import __version__
 
-    with AuditTrail(audit_path) as audit:
+    with AuditTrail(audit_path, key=key) as audit:
+        done, names, clean_end = _previous_runs(audit_path, key, options, out_dir)
+        if not clean_end:
+            _remove_stale_stages(out_dir)
+        tasks: list[tuple[str, str, str, str]] = []
+        stats: dict[str, tuple[int, int]] = {}
+        for file in files:
+            rel = file.relative_to(base).as_posix()
+            st = file.stat()
+            stats[rel] = (st.st_size, st.st_mtime_ns)
+            prev = done.get(key.file_ref(rel))
+            if prev and prev["input_size"] == st.st_size and prev["input_mtime_ns"] == st.st_mtime_ns and (
+                prev["status"] == "quarantined" or (out_dir / prev.get("output", "")).is_file()
+            ):
+                report.n_skipped += 1
+                continue
+            tasks.append((str(file), rel, str(out_dir), str(quarantine)))
+        quarantine.mkdir(parents=True, exist_ok=True)
+        placer = _Placer(out_dir, names)
         audit.append("run", medimg=__version__, profile=PROFILE_SOURCE, key_id=key.key_id,
                      options=options.to_dict(), n_inputs=len(files), n_to_do=len(tasks),
                      n_skipped=report.n_skipped)
@@ -255,36 +407,63 @@ def deidentify(
             n = 0
             for outcome in _run_tasks(tasks, key, options, workers):
                 n += 1
-                _record(outcome, audit, report, stats[outcome["rel"]], key, mapping_fh)
+                _record(outcome, audit, report, stats[outcome["rel"]], key, mapping_fh, placer)
                 if progress is not None:
                     progress(n, total)
         finally:
-            audit.append("end", n_done=report.n_done, n_quarantined=report.n_quarantined,
-                         n_failed=report.n_failed, n_skipped=report.n_skipped, counts=dict(report.counts))
+            audit.append("end", n_done=report.n_done, n_duplicate=report.n_duplicate,
+                         n_collisions=report.n_collisions, n_renamed=report.n_renamed,
+                         n_quarantined=report.n_quarantined, n_failed=report.n_failed,
+                         n_skipped=report.n_skipped, counts=dict(report.counts))
+            report.audit_records, report.audit_last_hash = audit.n_records, audit.last_hash
             if mapping_fh is not None:
                 mapping_fh.close()
     return report
 
 
-def _previous_runs(audit_path: Path, key: Key, options: Options) -> dict[str, dict[str, Any]]:
+def _previous_runs(audit_path: Path, key: Key, options: Options,
+                   out_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]], bool]:
+    """From the trail: the last record of each input done, the output names in use (plain name
+    -> {SHA-256: name}), and whether the last run ended cleanly. Renames a crash left half-done
+    are completed."""
     done: dict[str, dict[str, Any]] = {}
-    if not audit_path.exists():
-        return done
+    names: dict[str, dict[str, str]] = {}
+    renamed: dict[str, str] = {}
+    last_event = "end"
     for record in read_records(audit_path):
-        if record.get("event") == "run":
+        event = record.get("event")
+        last_event = event or last_event
+        if event == "run":
             if record.get("key_id") != key.key_id:
                 raise ParameterError(f"{audit_path.parent}: was written with another key "
                                      f"(key id {record.get('key_id')}); use a new output folder")
             if record.get("options") != options.to_dict():
                 raise ParameterError(f"{audit_path.parent}: was written with other options "
                                      f"({record.get('options')}); use the same options or a new output folder")
-        elif record.get("event") == "file" and record.get("status") in ("ok", "quarantined"):
+        elif event == "file" and record.get("status") in ("ok", "duplicate", "quarantined"):
             done[record["input_ref"]] = record
-    return done
+            if record.get("output") and record.get("output_sha256"):
+                names.setdefault(_plain_of(record["output"]), {})[record["output_sha256"]] = record["output"]
+        elif event == "renamed":
+            old, new = record["from"], record["to"]
+            renamed[old] = new
+            names.setdefault(_plain_of(old), {})[record["output_sha256"]] = new
+            if not (out_dir / new).exists() and (out_dir / old).exists():
+                os.replace(out_dir / old, out_dir / new)  # the crash fell between record and rename
+    for record in done.values():
+        if record.get("output") in renamed:
+            record["output"] = renamed[record["output"]]
+    return done, names, last_event == "end"
+
+
+def _remove_stale_stages(out_dir: Path) -> None:
+    """Temporary outputs of a run that was killed (the trail is locked: no run is writing)."""
+    for path in out_dir.rglob(f".*{_STAGE_SUFFIX}"):
+        path.unlink(missing_ok=True)
 
 
 def _run_tasks(tasks: list[tuple[str, str, str, str]], key: Key, options: Options,
-               workers: int | None) -> Any:
+               workers: int | None) -> Iterator[dict[str, Any]]:
     if workers is None:  # one core stays with the main process (audit trail, file listing)
         workers = max(1, (os.cpu_count() or 1) - 1) if len(tasks) >= _PARALLEL_MIN_FILES else 1
     if workers <= 1 or len(tasks) < 2:
@@ -308,17 +487,32 @@ def _run_tasks(tasks: list[tuple[str, str, str, str]], key: Key, options: Option
         except BaseException:
             for fut in pending:
                 fut.cancel()
+            for fut in pending:  # outputs staged by files still running: not placed, removed
+                if not fut.cancelled():
+                    with contextlib.suppress(BaseException):
+                        staged = fut.result().get("staged")
+                        if staged:
+                            Path(staged).unlink(missing_ok=True)
             raise
 
 
 def _record(outcome: dict[str, Any], audit: AuditTrail, report: DeidReport, stat: tuple[int, int],
-            key: Key, mapping_fh: Any) -> None:
+            key: Key, mapping_fh: Any, placer: _Placer) -> None:
     rel = outcome["rel"]
     fields: dict[str, Any] = {"input_ref": key.file_ref(rel), "input_sha256": outcome.get("input_sha256"),
                               "input_size": stat[0], "input_mtime_ns": stat[1], "status": outcome["status"]}
     if outcome["status"] == "ok":
-        fields["output"] = outcome["output"]
-        report.n_done += 1
+        status, name = placer.place(Path(outcome["staged"]), outcome["output"], outcome["output_sha256"],
+                                    audit, report, mapping_fh)
+        outcome.update(status=status, output=name)
+        fields.update(status=status, output=name, output_sha256=outcome["output_sha256"])
+        if _QUALIFIED.match(name):
+            fields["collision"] = True  # its SOP Instance UID is shared with a different object
+        if status == "ok":
+            report.n_done += 1
+            report.n_collisions += bool(_QUALIFIED.match(name))
+        else:
+            report.n_duplicate += 1
     elif outcome["status"] == "quarantined":
         fields["reason"] = outcome["reason"]
         report.n_quarantined += 1

@@ -18,7 +18,10 @@ searched for them:
 
 Values that the input also holds in attributes the profile keeps (a manufacturer's name...) are
 not searched for. Findings name the file, the element and the input attribute, never the value.
-The audit trail's hash chain is checked too.
+
+The audit trail is checked too (:func:`~medimg.deid.audit.check_chain`: chain, head and, given
+the key, every HMAC), and the output folder against it: every output the trail records must be
+there with the SHA-256 recorded, and every output file there must be recorded.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medimg.deid.audit import check_chain, read_records
+from medimg.deid.audit import check_chain, head_path, read_records
 from medimg.deid.engine import _CLASS_UID_SUFFIXES, _keyword, _values, _vr_of
+from medimg.deid.keys import Key
 from medimg.deid.profile import Options, Profile, load_profile
-from medimg.deid.run import AUDIT_NAME
+from medimg.deid.run import AUDIT_NAME, HEAD_NAME
 from medimg.errors import FileFormatError
 
 __all__ = ["verify", "VerifyReport", "Finding"]
@@ -69,7 +73,13 @@ class Finding:
 
 @dataclass
 class VerifyReport:
-    """Result of :func:`verify`: ``ok`` when nothing identifying was found and the audit chain holds."""
+    """Result of :func:`verify`.
+
+    ``ok`` when nothing identifying was found, every output was read, the audit trail checks
+    and the outputs are exactly those it records. ``audit_authenticated``: the trail's HMACs
+    were checked with the key (without it, only its chain and head: see ``docs/deid.md``).
+    ``output_problems``: outputs missing, changed since written, or not recorded.
+    """
 
     n_inputs: int = 0
     n_outputs: int = 0
@@ -77,12 +87,16 @@ class VerifyReport:
     findings: list[Finding] = field(default_factory=list)
     audit_ok: bool = True
     audit_problem: str = ""
+    audit_records: int = 0
+    audit_authenticated: bool = False
     unreadable_outputs: list[str] = field(default_factory=list)
+    output_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when there are no findings, every output was read and the audit chain is intact."""
-        return not self.findings and self.audit_ok and not self.unreadable_outputs
+        """True when there are no findings, every output was read, the audit trail is intact and
+        the outputs match it."""
+        return not self.findings and self.audit_ok and not self.unreadable_outputs and not self.output_problems
 
 
 class _Identifying:
@@ -324,7 +338,7 @@ class _Matcher:
 def _output_files(out_dir: Path) -> list[Path]:
     files = []
     for path in sorted(out_dir.rglob("*")):
-        if path.is_file() and path.name != AUDIT_NAME and not path.name.startswith("."):
+        if path.is_file() and path.name not in (AUDIT_NAME, HEAD_NAME) and not path.name.startswith("."):
             files.append(path)
     return files
 
@@ -334,6 +348,7 @@ def verify(
     against: str | Path,
     *,
     options: Options | None = None,
+    key: Key | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Search every output file under ``out_dir`` for identifying values of the inputs under ``against``.
@@ -347,6 +362,9 @@ def verify(
     options
         The options the output was made with; default: those recorded in the audit trail
         (Basic Profile when there is none).
+    key
+        The de-identification key: with it the audit trail's HMACs are checked too (a trail
+        recomputed after an edit is then detected); without it only its chain and head.
     progress
         ``progress(done, total)`` over inputs then outputs.
     """
@@ -361,21 +379,41 @@ def verify(
     report = VerifyReport()
     audit = out_dir / AUDIT_NAME
     pairs: dict[str, list[str]] = defaultdict(list)  # input sha256 -> outputs
-    safe: set[tuple[int, str, int]] = set()
-    if audit.exists():
-        chain = check_chain(audit)
+    recorded: dict[str, str] = {}  # output -> its SHA-256 when written
+    outputs = _output_files(out_dir)
+    if audit.exists() or head_path(audit).exists() or outputs:
+        chain = check_chain(audit, key=key)
         report.audit_ok, report.audit_problem = chain.ok, chain.problem
+        report.audit_records, report.audit_authenticated = chain.n_records, chain.ok and chain.authenticated
+    renamed: dict[str, str] = {}
+    if audit.exists():
         for record in read_records(audit):
             if record.get("event") == "run" and options is None:
                 options = Options.from_dict(record.get("options") or {})
-            if record.get("event") == "file" and record.get("status") == "ok":
+            if record.get("event") == "file" and record.get("status") in ("ok", "duplicate"):
                 pairs[record["input_sha256"]].append(record["output"])
+                if record.get("output_sha256"):
+                    recorded[record["output"]] = record["output_sha256"]
+            if record.get("event") == "renamed":
+                renamed[record["from"]] = record["to"]
+                recorded.pop(record["from"], None)
+                recorded[record["to"]] = record["output_sha256"]
+    for sha, outs in pairs.items():
+        pairs[sha] = [renamed.get(o, o) for o in outs]
+    if report.audit_ok:
+        on_disk = {p.relative_to(out_dir).as_posix(): p for p in outputs}
+        for rel, digest in sorted(recorded.items()):
+            if rel not in on_disk:
+                report.output_problems.append(f"{rel}: recorded in the audit trail but missing")
+            elif sha256_file(on_disk[rel]) != digest:
+                report.output_problems.append(f"{rel}: changed since it was written (SHA-256 differs from the trail)")
+        for rel in sorted(set(on_disk) - set(recorded)):
+            report.output_problems.append(f"{rel}: not recorded in the audit trail")
     options = options or Options()
     safe = {(p.group, p.creator, p.element) for p in options.safe_private}
     profile = load_profile()
 
     inputs = list_files(against)
-    outputs = _output_files(out_dir)
     total = len(inputs) + len(outputs)
     report.n_inputs, report.n_outputs = len(inputs), len(outputs)
     glob = _Identifying()

@@ -25,16 +25,20 @@ from medimg.errors import ParameterError
 from medimg.pacs.nodes import (
     QUERY_LEVELS,
     DimseNode,
+    Outgoing,
     PacsError,
     RetrieveReport,
     SendReport,
+    TransientPacsError,
+    UnknownHostError,
     WebNode,
     parse_server,
+    read_outgoing,
 )
 
 __all__ = [
-    "echo", "find", "retrieve", "send", "matching_keys", "parse_server", "DimseNode", "WebNode",
-    "PacsError", "RetrieveReport", "SendReport", "QUERY_LEVELS",
+    "echo", "find", "retrieve", "send", "held_instances", "matching_keys", "parse_server", "DimseNode",
+    "WebNode", "PacsError", "TransientPacsError", "UnknownHostError", "RetrieveReport", "SendReport", "Outgoing", "QUERY_LEVELS",
 ]
 
 
@@ -136,6 +140,10 @@ def retrieve(
 ) -> RetrieveReport:
     """Fetch a study, series or instance into ``dest/<study>/<series>/<sop>.dcm``.
 
+    The UIDs in those paths come from the PACS: they are checked (UID syntax) and every path
+    is confined to ``dest``; an instance that fails the check is not stored, and is counted in
+    ``failed`` with the reason in ``problems``.
+
     Parameters
     ----------
     server
@@ -156,10 +164,10 @@ def retrieve(
         from medimg.pacs import dimse
 
         if method == "get":
-            files, failed = dimse.get(node, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
+            files, failed, problems = dimse.get(node, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
                                       dest=dest, timeout=timeout)
         elif method == "move":
-            files, failed = dimse.move(node, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
+            files, failed, problems = dimse.move(node, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
                                        dest=dest, move_aet=move_aet, port=move_port, timeout=timeout)
         else:
             from medimg.errors import UnknownNameError
@@ -170,9 +178,9 @@ def retrieve(
             raise ParameterError("DICOMweb retrieves with WADO-RS; method='move' is for DIMSE servers")
         from medimg.pacs import web
 
-        files, failed = web.retrieve(node, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
+        files, failed, problems = web.retrieve(node, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
                                      dest=dest, timeout=timeout)
-    report = RetrieveReport(files=files, failed=failed)
+    report = RetrieveReport(files=files, failed=failed, problems=problems)
     if catalog is not None and files:
         from medimg.catalog import index_files
 
@@ -180,28 +188,87 @@ def retrieve(
     return report
 
 
+def held_instances(server: str | DimseNode | WebNode, items: Sequence[Outgoing], *,
+                   timeout: float = 60.0, retries: int = 2) -> set[str]:
+    """SOP Instance UIDs among ``items`` that the server already holds (one image-level search
+    per series: C-FIND or QIDO-RS)."""
+    node = parse_server(server)
+    series: dict[tuple[str, str], set[str]] = {}
+    for item in items:
+        if item.study_uid and item.series_uid:
+            series.setdefault((item.study_uid, item.series_uid), set()).add(item.sop_uid)
+    held: set[str] = set()
+    for (study, series_uid), wanted in series.items():
+        keys = {"StudyInstanceUID": study, "SeriesInstanceUID": series_uid}
+        if isinstance(node, DimseNode):
+            from medimg.pacs import dimse
+
+            rows = dimse.find(node, level="image", filters=keys, timeout=timeout, retries=retries)
+        else:
+            from medimg.pacs import web
+
+            rows = web.find(node, level="image", filters=keys, timeout=timeout, retries=retries)
+        held.update(str(r.get("SOPInstanceUID")) for r in rows if str(r.get("SOPInstanceUID")) in wanted)
+    return held
+
+
 def send(server: str | DimseNode | WebNode, files: Sequence[str | Path], *, catalog: Any = None,
-         derived: bool = False, timeout: float = 120.0) -> SendReport:
+         derived: bool = False, skip_existing: bool = True, timeout: float = 120.0, retries: int = 3,
+         backoff_s: float = 0.5) -> SendReport:
     """Store ``files`` on the server (C-STORE or STOW-RS).
 
-    With a ``catalog`` and ``derived=True``, each file sent is also indexed and recorded as a
-    derived object (segmentation, report, ...) linked to the series and instances it
-    references (:func:`medimg.catalog.register_dicom_result`).
+    Parameters
+    ----------
+    server
+        ``dicom://AET@host:port`` or a DICOMweb root.
+    files
+        DICOM files (read one at a time while sending).
+    catalog, derived
+        With a ``catalog`` and ``derived=True``, each file stored (or already held) is also
+        indexed and recorded as a derived object (segmentation, report, ...) linked to the
+        series and instances it references (:func:`medimg.catalog.register_dicom_result`).
+    skip_existing
+        First ask the server which of the files' SOP Instance UIDs it already holds (one
+        image-level search per series) and send only the others; they are listed in
+        ``skipped``. A re-send after an interrupted one thus sends only what is missing. An
+        instance is matched by its SOP Instance UID only.
+    timeout
+        Seconds to wait for the association, each response or each HTTP request.
+    retries, backoff_s
+        A store that gets no response (timeout or abort), a dropped association and "out of
+        resources" refusals (DIMSE), or a request without answer or with HTTP 429/5xx
+        (DICOMweb), are tried again up to ``retries`` times after ``backoff_s`` seconds, then
+        twice as long each time.
+
+    Returns
+    -------
+    SendReport
+        ``stored`` and ``skipped`` files, ``failures`` with their reasons, and ``retries``.
     """
     node = parse_server(server)
+    report = SendReport()
+    items = read_outgoing(files, report)
+    if skip_existing and items:
+        try:
+            held = held_instances(node, items, timeout=timeout, retries=min(retries, 2))
+        except UnknownHostError:
+            raise
+        except PacsError as err:  # a PACS without image-level search (say): send everything
+            report.notes.append(f"could not ask which instances the server holds, sending all: {err}")
+            held = set()
+        report.skipped = [str(i.path) for i in items if i.sop_uid in held]
+        items = [i for i in items if i.sop_uid not in held]
     if isinstance(node, DimseNode):
         from medimg.pacs import dimse
 
-        report = dimse.send(node, files, timeout=timeout)
+        dimse.send(node, items, timeout=timeout, retries=retries, backoff_s=backoff_s, report=report)
     else:
         from medimg.pacs import web
 
-        report = web.send(node, files, timeout=timeout)
+        web.send(node, items, timeout=timeout, retries=retries, backoff_s=backoff_s, report=report)
     if catalog is not None and derived:
         from medimg.catalog import register_dicom_result
 
-        failed = {f for f, _ in report.failures or ()}
-        for f in files:
-            if str(f) not in failed:
-                register_dicom_result(catalog, f)
+        for f in [*report.stored, *report.skipped]:
+            register_dicom_result(catalog, f)
     return report

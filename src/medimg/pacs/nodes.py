@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medimg.errors import ParameterError, UserInputError
 
-__all__ = ["DimseNode", "WebNode", "parse_server", "PacsError", "QUERY_LEVELS", "RetrieveReport",
-           "SendReport", "received_path"]
+__all__ = ["DimseNode", "WebNode", "parse_server", "PacsError", "TransientPacsError", "UnknownHostError", "QUERY_LEVELS",
+           "RetrieveReport", "SendReport", "Outgoing", "read_outgoing", "received_path", "check_uid",
+           "resolve_host"]
 
 QUERY_LEVELS = ("patient", "study", "series", "image")
 _AET = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, at most 16
@@ -18,6 +20,14 @@ _AET = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, a
 
 class PacsError(UserInputError):
     """A PACS could not be reached, refused a request or reported a failure."""
+
+
+class TransientPacsError(PacsError):
+    """No answer from the PACS (timeout, aborted or failed connection): worth trying again."""
+
+
+class UnknownHostError(PacsError):
+    """The PACS's host name does not resolve."""
 
 
 @dataclass(frozen=True)
@@ -71,28 +81,99 @@ def parse_server(text: str | DimseNode | WebNode, *, calling_aet: str = "MEDIMG"
 
 @dataclass
 class RetrieveReport:
-    """Files written by a retrieve (and, when a catalog was given, how they were indexed)."""
+    """Files written by a retrieve, the instances that could not be stored and why (and, when a
+    catalog was given, how the files were indexed)."""
 
     files: list[Path]
     failed: int = 0
     index: Any = None
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
 class SendReport:
-    """Instances stored (``sent``) and refused (``failures``: (file, reason))."""
+    """What a send did: ``stored`` (files the PACS accepted in this call; ``sent`` counts them),
+    ``skipped`` (files whose SOP Instance UID the PACS already held), ``failures`` ((file,
+    reason) for each file not stored), ``retries`` (stores or associations tried again) and
+    ``notes`` (what the user should know, e.g. that the held instances could not be asked for)."""
 
     sent: int = 0
-    failures: list[tuple[str, str]] | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stored: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    retries: int = 0
+    notes: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.failures is None:
-            self.failures = []
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A file to send, with what its header says (read once, before anything is sent)."""
+
+    path: Path
+    sop_class: str
+    sop_uid: str
+    transfer_syntax: str
+    study_uid: str
+    series_uid: str
+
+
+def read_outgoing(files: Sequence[str | Path], report: SendReport) -> list[Outgoing]:
+    """Headers of ``files`` (pixel data not read); unreadable files go to ``report.failures``."""
+    import warnings
+
+    import pydicom
+
+    items: list[Outgoing] = []
+    for f in files:
+        path = Path(f)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            items.append(Outgoing(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID),
+                                  str(ds.file_meta.TransferSyntaxUID), str(ds.get("StudyInstanceUID", "") or ""),
+                                  str(ds.get("SeriesInstanceUID", "") or "")))
+        except Exception as err:  # noqa: BLE001 - an unreadable file is reported, the rest is sent
+            report.failures.append((str(path), f"not a readable DICOM file ({type(err).__name__})"))
+    return items
+
+
+#: A UID as PS3.5 9.1 defines it: numeric components without leading zeros, dots between, 64 at most.
+_UID = re.compile(r"^(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+$")
+
+
+def check_uid(value: object, what: str) -> str:
+    """``value`` as a UID string, or :class:`PacsError` naming ``what`` and the value received."""
+    text = str(value if value is not None else "").strip("\0 ")
+    if len(text) > 64 or not _UID.match(text):
+        raise PacsError(f"received {what} {text[:80]!r}, which is not a valid UID (digits and dots, "
+                        "at most 64 characters); not stored")
+    return text
 
 
 def received_path(dest: Path, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-    """Where a received instance is stored: ``dest/<study>/<series>/<sop>.dcm`` (UIDs checked)."""
-    for uid in (study_uid, series_uid, sop_uid):
-        if not re.fullmatch(r"[0-9.]{1,64}", uid or ""):
-            raise PacsError(f"received an instance with an invalid UID {uid!r}; not stored")
-    return dest / study_uid / series_uid / f"{sop_uid}.dcm"
+    """Where a received instance is stored: ``dest/<study>/<series>/<sop>.dcm``.
+
+    The UIDs come from the PACS and are checked (UID syntax, PS3.5 9.1), and the path is
+    confined to ``dest`` (:func:`medimg.core.files.confined_path`): a hostile or broken PACS
+    cannot make medimg write outside ``dest``.
+    """
+    from medimg.core.files import confined_path
+
+    study = check_uid(study_uid, "Study Instance UID")
+    series = check_uid(series_uid, "Series Instance UID")
+    sop = check_uid(sop_uid, "SOP Instance UID")
+    return confined_path(dest, study, series, f"{sop}.dcm")
+
+
+def resolve_host(host: str, port: int, where: object) -> None:
+    """Check that ``host`` resolves; :class:`PacsError` (one line) when it does not."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise UnknownHostError(f"{where}: cannot resolve host {host!r} ({reason})") from err
+    except OSError as err:
+        raise UnknownHostError(f"{where}: cannot look up host {host!r} ({err.strerror or err})") from err

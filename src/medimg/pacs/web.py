@@ -11,34 +11,62 @@ from typing import Any
 from medimg.core.files import atomic_path
 from medimg.io.dicom.values import dataset_to_row
 from medimg.pacs.dimse import RETURN_KEYS
-from medimg.pacs.nodes import PacsError, SendReport, WebNode, received_path
+from medimg.pacs.nodes import (
+    Outgoing,
+    PacsError,
+    SendReport,
+    TransientPacsError,
+    WebNode,
+    received_path,
+    resolve_host,
+)
 
 __all__ = ["echo", "find", "retrieve", "send"]
 
 
 def _client(node: WebNode, timeout: float) -> Any:
+    from urllib.parse import urlsplit
+
     from medimg.core.optional import require
 
     require("dicomweb_client", extra="dicomnet")
     from dicomweb_client.api import DICOMwebClient
 
+    parts = urlsplit(node.url)
+    if not parts.hostname:
+        raise PacsError(f"{node}: no host in the DICOMweb URL")
+    resolve_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), node)
     client = DICOMwebClient(url=node.url, timeout=timeout)
     # dicomweb-client retries failed requests with exponential back-off for ~30 s by default;
-    # a server that is down should be reported at once
+    # medimg retries itself (only what is worth it) so a server that is down is reported soon
     client.set_http_retry_params(retry=False)
     return client
 
 
-def _call(node: WebNode, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(node: WebNode, what: str, func: Any, *args: Any, retries: int = 0, backoff_s: float = 0.5,
+          **kwargs: Any) -> Any:
+    """``func(*args, **kwargs)``; HTTP and connection errors become one-line :class:`PacsError`.
+
+    No answer (connection refused or dropped, timeout) and HTTP 429 / 5xx are tried again
+    ``retries`` times after ``backoff_s``, ``2 * backoff_s``, ... seconds.
+    """
     import requests
 
-    try:
-        return func(*args, **kwargs)
-    except requests.exceptions.HTTPError as err:
-        code = err.response.status_code if err.response is not None else "?"
-        raise PacsError(f"{node}: {what} failed with HTTP {code}") from err
-    except requests.exceptions.RequestException as err:
-        raise PacsError(f"{node}: {what} failed: {type(err).__name__} (is the server running?)") from err
+    for attempt in range(retries + 1):
+        try:
+            return func(*args, **kwargs)
+        except requests.exceptions.HTTPError as err:
+            code = err.response.status_code if err.response is not None else 0
+            error: PacsError = (TransientPacsError if code == 429 or code >= 500 else PacsError)(
+                f"{node}: {what} failed with HTTP {code or '?'}")
+            cause: Exception = err
+        except requests.exceptions.RequestException as err:
+            error = TransientPacsError(f"{node}: {what} failed: {type(err).__name__} (is the server running?)")
+            cause = err
+        if not isinstance(error, TransientPacsError) or attempt == retries:
+            raise error from cause
+        time.sleep(backoff_s * 2 ** attempt)
+    raise AssertionError(what)  # pragma: no cover - the loop returns or raises
 
 
 def echo(node: WebNode, *, timeout: float = 10.0) -> float:
@@ -57,8 +85,11 @@ def _row(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def find(node: WebNode, *, level: str = "study", filters: Mapping[str, str | None] | None = None,
-         timeout: float = 30.0) -> list[dict[str, Any]]:
-    """QIDO-RS search at ``level`` (study, series, image) with DICOM matching ``filters``."""
+         timeout: float = 30.0, retries: int = 2, backoff_s: float = 0.5) -> list[dict[str, Any]]:
+    """QIDO-RS search at ``level`` (study, series, image) with DICOM matching ``filters``.
+
+    No answer or HTTP 429/5xx is tried again ``retries`` times (back-off from ``backoff_s`` s).
+    """
     from medimg.errors import UnknownNameError
 
     if level not in ("study", "series", "image"):
@@ -68,60 +99,94 @@ def find(node: WebNode, *, level: str = "study", filters: Mapping[str, str | Non
     fields = [k for k in RETURN_KEYS[level] if k not in search]
     method = {"study": client.search_for_studies, "series": client.search_for_series,
               "image": client.search_for_instances}[level]
-    items = _call(node, "QIDO-RS", method, search_filters=search, fields=fields, get_remaining=True)
+    items = _call(node, "QIDO-RS", method, search_filters=search, fields=fields, get_remaining=True,
+                  retries=retries, backoff_s=backoff_s)
     return [_row(item) for item in items]
 
 
 def retrieve(node: WebNode, *, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
-             dest: str | Path, timeout: float = 120.0) -> tuple[list[Path], int]:
-    """WADO-RS a study, series or instance into ``dest/<study>/<series>/<sop>.dcm``."""
+             dest: str | Path, timeout: float = 120.0, retries: int = 2,
+             backoff_s: float = 0.5) -> tuple[list[Path], int, list[str]]:
+    """WADO-RS a study, series or instance into ``dest/<study>/<series>/<sop>.dcm``.
+
+    Paths are built from checked UIDs and confined to ``dest``. Returns (files written,
+    instances that could not be stored, why).
+    """
     client = _client(node, timeout)
+    again = {"retries": retries, "backoff_s": backoff_s}
     if sop_uid:
         if not series_uid:
             raise PacsError("retrieving one instance needs its series UID too")
-        datasets = [_call(node, "WADO-RS", client.retrieve_instance, study_uid, series_uid, sop_uid)]
+        datasets = [_call(node, "WADO-RS", client.retrieve_instance, study_uid, series_uid, sop_uid, **again)]
     elif series_uid:
-        datasets = _call(node, "WADO-RS", client.retrieve_series, study_uid, series_uid)
+        datasets = _call(node, "WADO-RS", client.retrieve_series, study_uid, series_uid, **again)
     else:
-        datasets = _call(node, "WADO-RS", client.retrieve_study, study_uid)
-    files, failed = [], 0
+        datasets = _call(node, "WADO-RS", client.retrieve_study, study_uid, **again)
+    files: set[Path] = set()
+    failed = 0
+    problems: list[str] = []
     for ds in datasets:
         try:
-            path = received_path(Path(dest), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                                 str(ds.SOPInstanceUID))
+            path = received_path(Path(dest), ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"),
+                                 ds.get("SOPInstanceUID"))
             with atomic_path(path) as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds.save_as(tmp, enforce_file_format=True)
-        except Exception:  # noqa: BLE001 - an instance that cannot be stored is counted
+        except Exception as err:  # noqa: BLE001 - an instance that cannot be stored is counted
             failed += 1
+            if len(problems) < 20:
+                problems.append(str(err) if isinstance(err, PacsError) else
+                                f"a received instance could not be stored ({type(err).__name__}: {err})")
             continue
-        files.append(path)
-    return sorted(files), failed
+        files.add(path)
+    return sorted(files), failed, problems
 
 
-def send(node: WebNode, files: Sequence[str | Path], *, batch: int = 50, timeout: float = 120.0) -> SendReport:
-    """STOW-RS ``files`` (in requests of ``batch`` instances); failures come from the response."""
+def send(node: WebNode, items: Sequence[Outgoing], *, batch: int = 50, timeout: float = 120.0,
+         retries: int = 3, backoff_s: float = 0.5, report: SendReport | None = None) -> SendReport:
+    """STOW-RS ``items`` in requests of ``batch`` instances (read when their request is built).
+
+    A request that gets no answer or HTTP 429/5xx is sent again after a pause (``retries``
+    times, back-off from ``backoff_s`` s); a request that still fails, or is refused, fails each
+    of its files with the reason. Per-instance failures come from the response's Failed SOP
+    Sequence.
+    """
     import pydicom
 
     client = _client(node, timeout)
-    report = SendReport()
-    loaded: list[tuple[Path, Any]] = []
-    for f in files:
+    report = report if report is not None else SendReport()
+    for start in range(0, len(items), batch):
+        chunk: list[tuple[Outgoing, Any]] = []
+        for item in items[start:start + batch]:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    chunk.append((item, pydicom.dcmread(item.path)))
+            except Exception as err:  # noqa: BLE001
+                report.failures.append((str(item.path), f"not a readable DICOM file ({type(err).__name__})"))
+        if not chunk:
+            continue
+        calls = [0]
+
+        def store(datasets: list[Any], calls: list[int] = calls) -> Any:
+            calls[0] += 1
+            return client.store_instances(datasets)
+
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                loaded.append((Path(f), pydicom.dcmread(f)))
-        except Exception as err:  # noqa: BLE001
-            report.failures.append((str(f), f"not a readable DICOM file ({type(err).__name__})"))
-    for start in range(0, len(loaded), batch):
-        chunk = loaded[start:start + batch]
-        response = _call(node, "STOW-RS", client.store_instances, [ds for _, ds in chunk])
-        failed = {str(item.ReferencedSOPInstanceUID): int(getattr(item, "FailureReason", 0))
-                  for item in getattr(response, "FailedSOPSequence", None) or ()}
-        for path, ds in chunk:
+            response = _call(node, "STOW-RS", store, [ds for _, ds in chunk], retries=retries, backoff_s=backoff_s)
+        except PacsError as err:
+            report.retries += calls[0] - 1
+            for item, _ds in chunk:
+                report.failures.append((str(item.path), f"not stored: {err}"))
+            continue
+        report.retries += calls[0] - 1
+        failed = {str(entry.ReferencedSOPInstanceUID): int(getattr(entry, "FailureReason", 0))
+                  for entry in getattr(response, "FailedSOPSequence", None) or ()}
+        for item, ds in chunk:
             reason = failed.get(str(ds.SOPInstanceUID))
             if reason is None:
                 report.sent += 1
+                report.stored.append(str(item.path))
             else:
-                report.failures.append((str(path), f"failure reason 0x{reason:04X}"))
+                report.failures.append((str(item.path), f"failure reason 0x{reason:04X}"))
     return report
