@@ -57,8 +57,9 @@ def pydicom_loop(root: Path) -> list:
 
 
 def medimg_index(root: Path, db: Path, workers: int | None) -> object:
-    from medimg.catalog import Catalog, index_folder
+    from medimg.catalog import Catalog
     from medimg.catalog import index as index_mod
+    from medimg.pipeline.index import index_folder
 
     index_mod.PARALLEL_MIN_FILES = 0 if workers and workers > 1 else 10_000  # force the pool when asked
 

@@ -35,7 +35,8 @@ def make_data() -> Path:
 
 
 def run_medimg(src: Path, out: Path, workers: int | None) -> None:
-    from medimg.deid import Key, deidentify
+    from medimg.deid import Key
+    from medimg.pipeline.deid import deidentify
 
     shutil.rmtree(out, ignore_errors=True)
     report = deidentify(src, out, key=Key(KEY), workers=workers)

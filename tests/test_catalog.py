@@ -21,6 +21,7 @@ from medimg.catalog import (
 from medimg.catalog import index as index_mod
 from medimg.cli.main import main
 from medimg.datasets import make_cohort
+from medimg.pipeline import index as pipeline_index
 from servers.fixtures import postgres_url  # noqa: F401 - pytest fixture
 
 
@@ -124,8 +125,8 @@ def test_postgresql(cohort, tmp_path: Path, postgres_url: str) -> None:  # noqa:
 def test_parallel_index_matches_serial(cohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(index_mod, "PARALLEL_MIN_FILES", 1)
     with Catalog(tmp_path / "par.sqlite") as par, Catalog(tmp_path / "ser.sqlite") as ser:
-        a = index_folder(par, cohort.root, workers=2, batch_size=7)
-        b = index_folder(ser, cohort.root, workers=1)
+        a = pipeline_index.index_folder(par, cohort.root, workers=2, batch_size=7)
+        b = pipeline_index.index_folder(ser, cohort.root, workers=1)
         assert a.n_ok == b.n_ok == _n_dcm(cohort.root)
         assert query(par, level="instance") == query(ser, level="instance")
 
@@ -193,7 +194,7 @@ pathlib.Path(ready).touch()
 while not pathlib.Path(go).exists():
     time.sleep(0.002)
 with Catalog(url) as catalog:
-    report = index_folder(catalog, folder, workers=1, batch_size=int(batch))
+    report = index_folder(catalog, folder, batch_size=int(batch))
 print(report.n_ok)
 """
 

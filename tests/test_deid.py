@@ -25,11 +25,11 @@ from medimg.deid import (
     Options,
     PrivateTag,
     check_chain,
-    deidentify,
     load_key,
     read_records,
     verify,
 )
+from medimg.pipeline.deid import deidentify
 
 KEY = Key(b"medimg-test-key-0123456789abcdef")
 CT_CLASS = "1.2.840.10008.5.1.4.1.1.2"

@@ -29,7 +29,6 @@ from medimg.deid import (
     Deidentifier,
     Key,
     check_chain,
-    deidentify,
     deidentify_file,
     read_records,
     verify,
@@ -38,6 +37,7 @@ from medimg.deid.audit import GENESIS
 from medimg.deid.integrity import check_encoding
 from medimg.deid.run import _stage
 from medimg.errors import FileFormatError, TruncatedFileError
+from medimg.pipeline.deid import deidentify
 
 CORPUS = Path(__file__).parent / "data" / "dicom-corpus"
 KEY = Key(b"medimg-test-key-0123456789abcdef")
@@ -419,7 +419,8 @@ def test_a_second_run_into_the_same_folder_is_refused(run_out, tmp_path: Path) -
 
 _KILLABLE = """
 import sys, time
-from medimg.deid import Key, deidentify
+from medimg.deid import Key
+from medimg.pipeline.deid import deidentify
 def slow(done, total):
     time.sleep(0.15)
 deidentify(sys.argv[1], sys.argv[2], key=Key(sys.argv[3].encode()), workers=1, progress=slow)

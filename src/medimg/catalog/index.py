@@ -1,7 +1,9 @@
 """Indexing DICOM files into the catalog: fast headers, batched inserts, incremental, parallel.
 
 * Headers are read with :func:`medimg.io.dicom.header.read_header` (a few microseconds of
-  parsing per file, stopping at the pixel data) — by a pool of processes for large folders.
+  parsing per file, stopping at the pixel data), in chunks; who reads the chunks is the
+  caller's choice (``read_chunks``): in this process by default, or by worker processes through
+  :func:`medimg.pipeline.index.index_folder` for large folders.
 * Rows are written in batches with multi-row INSERTs (``RETURNING`` the new keys); each batch
   is its own transaction, so an interrupted run keeps what it indexed and the next run resumes.
 * A file whose path, size and modification time are unchanged since the last run is skipped;
@@ -14,8 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,12 @@ from medimg.catalog.db import Catalog
 from medimg.errors import FileFormatError
 from medimg.io.dicom.values import parse_da
 
-__all__ = ["index_folder", "index_files", "IndexReport"]
+__all__ = ["index_folder", "index_files", "IndexReport", "read_chunk", "ChunkReader", "PARALLEL_MIN_FILES"]
+
+#: What reads chunks of files: ``reader(read_chunk, chunks)`` returns the results of
+#: ``read_chunk(chunk)`` for every chunk, in any order (:func:`serial_reader` by default).
+ChunkReader = Callable[[Callable[[Sequence[tuple[str, int, int, int | None]]], list[tuple[Any, ...]]],
+                        list[Sequence[tuple[str, int, int, int | None]]]], Iterable[list[tuple[Any, ...]]]]
 
 _SKIP_NAMES = {"DICOMDIR", "Thumbs.db"}
 _SKIP_SUFFIXES = {".txt", ".csv", ".json", ".jsonl", ".xml", ".nii", ".gz", ".nrrd", ".mha", ".mhd",
@@ -119,32 +125,35 @@ def _read_one(path: str) -> tuple[str, str | None, dict[str, Any] | None]:
     return "ok", None, fields
 
 
-def _read_chunk(chunk: Sequence[tuple[str, int, int, int | None]]) -> list[tuple[Any, ...]]:
+def read_chunk(chunk: Sequence[tuple[str, int, int, int | None]]) -> list[tuple[Any, ...]]:
+    """Read the headers of a chunk of ``(path, size, mtime_ns, file id)``; one row per file with
+    its status (``ok``, ``corrupt``, ``not_dicom``), the problem, and the catalog fields."""
     return [(p, s, m, fid, *_read_one(p)) for p, s, m, fid in chunk]
 
 
-def _read_all(items: list[tuple[str, int, int, int | None]], workers: int, batch: int) -> Iterator[list[tuple[Any, ...]]]:
-    if workers <= 1 or len(items) < PARALLEL_MIN_FILES:
-        for start in range(0, len(items), batch):
-            yield _read_chunk(items[start:start + batch])
-        return
-    import multiprocessing
+def serial_reader(read: Callable[[Sequence[Any]], list[tuple[Any, ...]]],
+                  chunks: list[Sequence[Any]]) -> Iterator[list[tuple[Any, ...]]]:
+    """The default :data:`ChunkReader`: every chunk read in this process, in order."""
+    for chunk in chunks:
+        yield read(chunk)
 
-    chunk = max(64, min(500, len(items) // (workers * 8) or 64))
-    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
-    # fork (Linux): workers start at once and never touch the inherited database connections
-    # (a forked worker ends with os._exit, so nothing is closed on the parent's behalf)
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else "spawn"
-    ctx = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: list[tuple[Any, ...]] = []
-        for result in pool.map(_read_chunk, chunks):
-            pending.extend(result)
-            if len(pending) >= batch:
-                yield pending
-                pending = []
-        if pending:
+
+def _read_all(items: list[tuple[str, int, int, int | None]], reader: ChunkReader | None,
+              batch: int) -> Iterator[list[tuple[Any, ...]]]:
+    if reader is None:
+        reader = serial_reader
+        size = batch
+    else:
+        size = max(64, min(500, batch))
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    pending: list[tuple[Any, ...]] = []
+    for result in reader(read_chunk, chunks):
+        pending.extend(result)
+        if len(pending) >= batch:
             yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 # ------------------------------------------------------------------------------ writing
@@ -364,7 +373,7 @@ def _known(catalog: Catalog, root: Path) -> dict[str, tuple[int, int, int, str]]
 
 
 def _run(catalog: Catalog, found: list[tuple[str, int, int]], known: dict[str, tuple[int, int, int, str]],
-         report: IndexReport, *, mark_vanished: bool, workers: int | None, batch_size: int,
+         report: IndexReport, *, mark_vanished: bool, read_chunks: ChunkReader | None, batch_size: int,
          progress: Callable[[int, int], None] | None) -> IndexReport:
     from sqlalchemy import update
 
@@ -394,14 +403,12 @@ def _run(catalog: Catalog, found: list[tuple[str, int, int]], known: dict[str, t
 
         if gone:
             catalog.run_write(mark)
-    if workers is None:  # one core stays with the main process, which writes the database
-        workers = max(1, (os.cpu_count() or 1) - 1)
     writer = _Writer(catalog)
     done = 0
     total = len(todo)
     if progress is not None:
         progress(0, total)
-    for batch in _read_all(todo, workers, batch_size):
+    for batch in _read_all(todo, read_chunks, batch_size):
         writer.write(batch)
         for row in batch:
             status = row[4]
@@ -422,7 +429,7 @@ def index_folder(
     catalog: Catalog,
     folder: str | Path,
     *,
-    workers: int | None = None,
+    read_chunks: ChunkReader | None = None,
     batch_size: int = 2000,
     progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
@@ -434,9 +441,9 @@ def index_folder(
         An open :class:`~medimg.catalog.db.Catalog`.
     folder
         A folder (or a single file). Paths are stored absolute.
-    workers
-        Processes reading headers (default: one less than the CPU count, since the main process
-        writes the database; a pool is used from :data:`PARALLEL_MIN_FILES` files to read).
+    read_chunks
+        Who reads the headers (:data:`ChunkReader`); default: this process. Worker processes
+        are :func:`medimg.pipeline.index.index_folder`'s business.
     batch_size
         Files per transaction.
     progress
@@ -454,11 +461,11 @@ def index_folder(
     found = _walk(root)
     known = _known(catalog, root)
     report = IndexReport(root=root, seconds=time.perf_counter() - t0)
-    return _run(catalog, found, known, report, mark_vanished=True, workers=workers,
+    return _run(catalog, found, known, report, mark_vanished=True, read_chunks=read_chunks,
                 batch_size=batch_size, progress=progress)
 
 
-def index_files(catalog: Catalog, files: Sequence[str | Path], *, workers: int | None = None,
+def index_files(catalog: Catalog, files: Sequence[str | Path], *, read_chunks: ChunkReader | None = None,
                 batch_size: int = 2000) -> IndexReport:
     """Index the given files (for example instances just retrieved from a PACS); no vanish marking."""
     t0 = time.perf_counter()
@@ -482,5 +489,5 @@ def index_files(catalog: Catalog, files: Sequence[str | Path], *, workers: int |
                     known[p] = (i, s, m, st)
     report = IndexReport(root=Path(os.path.commonpath([p for p, _, _ in found])) if found else Path("."),
                          seconds=time.perf_counter() - t0)
-    return _run(catalog, found, known, report, mark_vanished=False, workers=workers,
+    return _run(catalog, found, known, report, mark_vanished=False, read_chunks=read_chunks,
                 batch_size=batch_size, progress=None)

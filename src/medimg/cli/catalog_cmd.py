@@ -28,7 +28,8 @@ def index(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes reading headers (default: all cores for large folders).")] = None,  # noqa: UP045
 ) -> None:
     """Index DIR into the catalog: new and changed files are read, unchanged ones skipped, vanished ones marked."""
-    from medimg.catalog import Catalog, index_folder
+    from medimg.catalog import Catalog
+    from medimg.pipeline.index import index_folder
 
     with Catalog(db) as catalog, _progress("indexing") as progress:
         task = progress.add_task("index", total=None)

@@ -56,7 +56,8 @@ def run(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes (default: all cores for large inputs).")] = None,  # noqa: UP045
 ) -> None:
     """De-identify every DICOM file under IN into OUT, with an audit trail (OUT/deid-audit.jsonl)."""
-    from medimg.deid import Options, PrivateTag, deidentify, load_key
+    from medimg.deid import Options, PrivateTag, load_key
+    from medimg.pipeline.deid import deidentify
 
     options = Options(
         retain_long_modified_dates=modified_dates,

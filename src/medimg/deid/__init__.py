@@ -1,8 +1,9 @@
 """De-identification of DICOM data sets: DICOM PS3.15 Annex E with an audit trail.
 
-* :func:`deidentify` de-identifies a folder into another (parallel, resumable, atomic outputs
+* :func:`deidentify` de-identifies a folder into another (resumable, atomic outputs
   that never overwrite one another, quarantine for burned-in annotation, inputs that are not
-  whole refused) and writes a hash-chained, HMAC-signed audit trail without PHI.
+  whole refused) and writes a hash-chained, HMAC-signed audit trail without PHI; in this process,
+  or on worker processes through :func:`medimg.pipeline.deid.deidentify`.
 * :func:`verify` searches every output element for any identifying value of the inputs.
 * :class:`Deidentifier` applies Table E.1-1 (:func:`load_profile`) to one pydicom data set.
 * :class:`Key` derives UIDs, pseudonyms and date shifts from a secret (:func:`load_key`,

@@ -1,4 +1,5 @@
-"""De-identifying a folder: every file, in parallel, resumable, with a signed audit trail.
+"""De-identifying a folder: every file (in parallel through :mod:`medimg.pipeline.deid`), resumable,
+with a signed audit trail.
 
 Layout of the output folder ``OUT``::
 
@@ -24,6 +25,7 @@ interrupted run stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -33,8 +35,7 @@ import tempfile
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,11 @@ from medimg.deid.keys import Key
 from medimg.deid.profile import PROFILE_SOURCE, Options
 from medimg.errors import FileFormatError, ParameterError, UserInputError
 
-__all__ = ["deidentify", "DeidReport", "AUDIT_NAME", "HEAD_NAME", "deidentify_file", "plain_output_name"]
+__all__ = ["deidentify", "DeidReport", "AUDIT_NAME", "HEAD_NAME", "deidentify_file", "plain_output_name", "process_file",
+           "serial_files", "FileTask", "FileRunner"]
 
 AUDIT_NAME = "deid-audit.jsonl"
 HEAD_NAME = head_path(AUDIT_NAME).name
-_PARALLEL_MIN_FILES = 64
 _STAGE_SUFFIX = ".stage.dcm"
 _QUALIFIED = re.compile(r"^(?P<plain>.*)-[0-9a-f]{16}\.dcm$")
 
@@ -163,17 +164,22 @@ def _plain_of(rel: str) -> str:
     return f"{m['plain']}.dcm" if m else rel
 
 
-_WORKER: Deidentifier | None = None
+#: One file's task: (input path, path relative to the input folder, output folder, quarantine folder).
+FileTask = tuple[str, str, str, str]
+#: What runs the files: ``run_files(process_file, tasks, make_deidentifier)`` returns the
+#: outcome of ``process_file(task, deidentifier)`` for every task, in any order, where
+#: ``make_deidentifier()`` builds the (per-process) :class:`Deidentifier`. The default runs them
+#: in this process; :func:`medimg.pipeline.deid.deidentify` runs them on worker processes.
+FileRunner = Callable[[Callable[[FileTask, Deidentifier], dict[str, Any]], list[FileTask],
+                       Callable[[], Deidentifier]], Iterable[dict[str, Any]]]
 
 
-def _init_worker(secret: bytes, options: dict[str, Any]) -> None:
-    global _WORKER
-    _WORKER = Deidentifier(Key(secret), Options.from_dict(options))
-
-
-def _work(task: tuple[str, str, str, str]) -> dict[str, Any]:
-    assert _WORKER is not None
-    return _process(task, _WORKER)
+def serial_files(process_file: Callable[[FileTask, Deidentifier], dict[str, Any]], tasks: list[FileTask],
+                 make_deidentifier: Callable[[], Deidentifier]) -> Iterator[dict[str, Any]]:
+    """The default :data:`FileRunner`: every file in this process, in order."""
+    deidentifier = make_deidentifier()
+    for task in tasks:
+        yield process_file(task, deidentifier)
 
 
 def _stage(ds: Any, out_root: Path, plain: str) -> tuple[Path, str]:
@@ -200,8 +206,11 @@ def _stage(ds: Any, out_root: Path, plain: str) -> tuple[Path, str]:
     return staged, digest
 
 
-def _process(task: tuple[str, str, str, str], deidentifier: Deidentifier) -> dict[str, Any]:
-    """De-identify one file; stage its output (or write its quarantine copy); report without PHI."""
+def process_file(task: FileTask, deidentifier: Deidentifier) -> dict[str, Any]:
+    """De-identify one file; stage its output (or write its quarantine copy); report without PHI.
+
+    Never raises for a bad file: the outcome's ``status`` is ``ok``, ``quarantined`` or
+    ``failed`` (with ``error_type``, ``problem`` and a ``console`` line)."""
     in_path_s, rel, out_root_s, quarantine_s = task
     in_path = Path(in_path_s)
     out: dict[str, Any] = {"rel": rel}
@@ -315,7 +324,7 @@ def deidentify(
     options: Options | None = None,
     quarantine_dir: str | Path | None = None,
     mapping_path: str | Path | None = None,
-    workers: int | None = None,
+    run_files: FileRunner | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DeidReport:
     """De-identify every DICOM file under ``in_dir`` into ``out_dir``.
@@ -338,9 +347,10 @@ def deidentify(
     mapping_path
         Optional JSON Lines file mapping inputs to outputs, original patient keys to
         pseudonyms and date shifts: it holds PHI and must lie outside ``out_dir``.
-    workers
-        Processes (default: one less than the CPU count for 64 files or more, else 1; the main
-        process writes the audit trail and moves each output to its name).
+    run_files
+        Who de-identifies the files (:data:`FileRunner`); default: this process.
+        :func:`medimg.pipeline.deid.deidentify` runs them on worker processes. Whoever runs them,
+        this process writes the audit trail and moves each output to its name.
     progress
         ``progress(done, total)`` after each file.
 
@@ -380,9 +390,10 @@ def deidentify(
     from medimg import __version__
 
     with AuditTrail(audit_path, key=key) as audit:
-        done, names, clean_end = _previous_runs(audit_path, key, options, out_dir)
-        if not clean_end:
-            _remove_stale_stages(out_dir)
+        done, names, _clean_end = _previous_runs(audit_path, key, options, out_dir)
+        # the trail is locked: no other run writes here, so every staged output is a leftover
+        # (of a run that was killed, or stopped before placing what its workers had staged)
+        _remove_stale_stages(out_dir)
         tasks: list[tuple[str, str, str, str]] = []
         stats: dict[str, tuple[int, int]] = {}
         for file in files:
@@ -405,7 +416,8 @@ def deidentify(
         try:
             total = len(tasks)
             n = 0
-            for outcome in _run_tasks(tasks, key, options, workers):
+            runner = run_files or serial_files
+            for outcome in runner(process_file, tasks, functools.partial(Deidentifier, key, options)):
                 n += 1
                 _record(outcome, audit, report, stats[outcome["rel"]], key, mapping_fh, placer)
                 if progress is not None:
@@ -460,40 +472,6 @@ def _remove_stale_stages(out_dir: Path) -> None:
     """Temporary outputs of a run that was killed (the trail is locked: no run is writing)."""
     for path in out_dir.rglob(f".*{_STAGE_SUFFIX}"):
         path.unlink(missing_ok=True)
-
-
-def _run_tasks(tasks: list[tuple[str, str, str, str]], key: Key, options: Options,
-               workers: int | None) -> Iterator[dict[str, Any]]:
-    if workers is None:  # one core stays with the main process (audit trail, file listing)
-        workers = max(1, (os.cpu_count() or 1) - 1) if len(tasks) >= _PARALLEL_MIN_FILES else 1
-    if workers <= 1 or len(tasks) < 2:
-        deidentifier = Deidentifier(key, options)
-        for task in tasks:
-            yield _process(task, deidentifier)
-        return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                             initargs=(key._secret, options.to_dict())) as pool:
-        pending: set[Future[dict[str, Any]]] = set()
-        it = iter(tasks)
-        try:
-            for task in it:
-                pending.add(pool.submit(_work, task))
-                if len(pending) >= workers * 8:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        yield fut.result()
-            for fut in list(pending):
-                yield fut.result()
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            for fut in pending:  # outputs staged by files still running: not placed, removed
-                if not fut.cancelled():
-                    with contextlib.suppress(BaseException):
-                        staged = fut.result().get("staged")
-                        if staged:
-                            Path(staged).unlink(missing_ok=True)
-            raise
 
 
 def _record(outcome: dict[str, Any], audit: AuditTrail, report: DeidReport, stat: tuple[int, int],

@@ -516,8 +516,15 @@ def run_study(
     manifest.parameters["case_outputs"] = {res.case: {r.step: r.key for r in res.steps} for res in results.values()}
     local_manifest = manifest.write(local_work / "manifest.json")
     if store.remote:
+        from medimg.core.chain import head_path
+
         store.put(local_manifest, "manifest.json")
         store.put(log.path, "run-log.jsonl")
+        store.put(head_path(log.path), "run-log.head.json")
+    if store.remote:
+        import shutil
+
+        shutil.rmtree(local_work, ignore_errors=True)
     report = None
     if study.outputs.report:
         from medimg.report.study import study_report
@@ -530,14 +537,16 @@ def run_study(
 
 def _local_work_dir(store: Store) -> Path:
     """The local folder for the run log, manifest and fetched inputs: the output folder itself,
-    or (for a URL) a folder named after the URL under the user's cache."""
+    or (for a URL) a new temporary folder holding a copy of the store's run log and its head,
+    which go back to the store at the end of the run."""
     if not store.remote:
         return Path(store.location(""))
-    import os
+    import tempfile
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medimg" / "runs"
-    folder = cache / hashlib.sha256(store.url.encode()).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="medimg-run-"))
+    for name in ("run-log.jsonl", "run-log.head.json"):
+        if store.exists(name):
+            (folder / name).write_bytes(store.read_bytes(name))
     return folder
 
 
