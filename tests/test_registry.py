@@ -139,3 +139,14 @@ def test_yaml_values_are_read_as_yaml_1_2() -> None:
                                                                         "n": 7, "y": True}
     assert parse_params(["injection_time=10:00:00", "sigma_mm=1.5"]) == {"injection_time": "10:00:00",
                                                                           "sigma_mm": 1.5}
+
+
+def test_constraints_in_signatures_are_checked_before_any_work() -> None:
+    from medimg.core.registry import type_name
+    from medimg.core.types import Positive
+
+    entry = load_registries(["filters"])["filters"].get("gaussian")
+    with pytest.raises(ParameterError, match="sigma_mm: Input should be greater than 0"):
+        entry.validate({"sigma_mm": 0.0})
+    assert entry.validate({"sigma_mm": 0.5})["sigma_mm"] == 0.5
+    assert type_name(Positive) == "float > 0"

@@ -117,7 +117,12 @@ def type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        return type_name(args[0])
+        bounds = []
+        for meta in args[1:]:
+            for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                if getattr(meta, attr, None) is not None and type(meta).__name__.lower() in (attr, "interval"):
+                    bounds.append(f"{sign} {getattr(meta, attr)}")
+        return " ".join([type_name(args[0]), *bounds])
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):

@@ -12,6 +12,7 @@ import numpy as np
 from medimg.core.image import Image
 from medimg.core.optional import require
 from medimg.core.registry import registry
+from medimg.core.types import Positive, PositiveInt
 from medimg.errors import ParameterError
 from medimg.filters._common import (
     check_scalar,
@@ -63,7 +64,7 @@ def _diffusion(image: Image, name: str, iterations: int, conductance: float,
 
 @_filters.register("curvature_diffusion", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"iterations": n, "conductance": k} for n in (5, 10, 20) for k in (1.0, 2.0)])
-def curvature_diffusion(image: Image, *, iterations: int = 5, conductance: float = 1.0,
+def curvature_diffusion(image: Image, *, iterations: PositiveInt = 5, conductance: Positive = 1.0,
                         time_step: float | None = None) -> Image:
     r"""Curvature anisotropic diffusion (Whitaker's modified curvature diffusion equation).
 
@@ -94,7 +95,7 @@ def curvature_diffusion(image: Image, *, iterations: int = 5, conductance: float
 
 @_filters.register("gradient_diffusion", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"iterations": n, "conductance": k} for n in (5, 10, 20) for k in (1.0, 2.0)])
-def gradient_diffusion(image: Image, *, iterations: int = 5, conductance: float = 1.0,
+def gradient_diffusion(image: Image, *, iterations: PositiveInt = 5, conductance: Positive = 1.0,
                        time_step: float | None = None) -> Image:
     r"""Gradient anisotropic diffusion (Perona and Malik).
 
@@ -122,7 +123,7 @@ def gradient_diffusion(image: Image, *, iterations: int = 5, conductance: float 
 
 @_filters.register("tv", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"weight": f * sigma} for f in (0.5, 1.0, 2.0)])
-def tv(image: Image, *, weight: float | None = None, iterations: int = 200,
+def tv(image: Image, *, weight: Positive | None = None, iterations: PositiveInt = 200,
        tolerance: float = 2e-4) -> Image:
     r"""Total-variation denoising (Chambolle's projection algorithm, scikit-image).
 

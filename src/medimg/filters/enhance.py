@@ -7,6 +7,7 @@ import numpy as np
 from medimg.core.image import Image
 from medimg.core.optional import require
 from medimg.core.registry import registry
+from medimg.core.types import NonNegative, Positive
 from medimg.errors import ParameterError
 from medimg.filters._common import (
     check_scalar,
@@ -117,7 +118,7 @@ def clahe(image: Image, *, kernel_size_mm: float | None = None, clip_limit: floa
 
 
 @_filters.register("unsharp_mask", tags=("enhancement",))
-def unsharp_mask(image: Image, *, sigma_mm: float = 1.0, amount: float = 1.0) -> Image:
+def unsharp_mask(image: Image, *, sigma_mm: Positive = 1.0, amount: NonNegative = 1.0) -> Image:
     r"""Unsharp masking: :math:`u + a\,(u - G_\sigma * u)`.
 
     Parameters

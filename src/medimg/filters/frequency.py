@@ -31,6 +31,7 @@ import numpy as np
 
 from medimg.core.image import Image
 from medimg.core.registry import registry
+from medimg.core.types import Positive
 from medimg.errors import ParameterError
 from medimg.filters._common import (
     check_scalar,
@@ -140,7 +141,7 @@ def _apply(image: Image, padding: str, step: dict, **tf: object) -> Image:
 @_filters.register("lowpass", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"cutoff": f * 0.5 / min_spacing(image), "shape": s}
                                    for f in (0.2, 0.35, 0.5) for s in ("gaussian", "butterworth")])
-def lowpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order: float = 2.0,
+def lowpass(image: Image, *, cutoff: Positive, shape: Shape = "butterworth", order: float = 2.0,
             padding: Literal["reflect", "periodic"] = "reflect") -> Image:
     """Low-pass filter in the Fourier domain: keep spatial frequencies below ``cutoff``.
 
@@ -167,7 +168,7 @@ def lowpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order:
 
 
 @_filters.register("highpass", tags=("denoiser",))
-def highpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order: float = 2.0,
+def highpass(image: Image, *, cutoff: Positive, shape: Shape = "butterworth", order: float = 2.0,
              padding: Literal["reflect", "periodic"] = "reflect") -> Image:
     """High-pass filter in the Fourier domain: keep spatial frequencies above ``cutoff``.
 
@@ -196,7 +197,7 @@ def highpass(image: Image, *, cutoff: float, shape: Shape = "butterworth", order
 
 
 @_filters.register("bandpass", tags=("denoiser",))
-def bandpass(image: Image, *, low_cutoff: float, high_cutoff: float, shape: Shape = "butterworth",
+def bandpass(image: Image, *, low_cutoff: Positive, high_cutoff: Positive, shape: Shape = "butterworth",
              order: float = 2.0, padding: Literal["reflect", "periodic"] = "reflect") -> Image:
     """Band-pass filter in the Fourier domain: keep frequencies between the two cut-offs.
 

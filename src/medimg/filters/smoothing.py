@@ -10,6 +10,7 @@ import numpy as np
 
 from medimg.core.image import Image
 from medimg.core.registry import registry
+from medimg.core.types import NonNegative, Positive
 from medimg.errors import ParameterError
 from medimg.filters._common import (
     check_scalar,
@@ -39,7 +40,7 @@ def _sitk_result(image: Image, result: object, step: dict) -> Image:
 
 @_filters.register("gaussian", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"sigma_mm": f * min_spacing(image)} for f in (0.5, 0.75, 1.0, 1.5)])
-def gaussian(image: Image, *, sigma_mm: float = 1.0) -> Image:
+def gaussian(image: Image, *, sigma_mm: Positive = 1.0) -> Image:
     r"""Gaussian smoothing with standard deviation ``sigma_mm`` in mm along every axis.
 
     SimpleITK's recursive Gaussian (Deriche) filter, which works in physical units; when an
@@ -72,7 +73,7 @@ def gaussian(image: Image, *, sigma_mm: float = 1.0) -> Image:
 
 @_filters.register("median", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"radius_mm": f * min_spacing(image)} for f in (1.0, 2.0)])
-def median(image: Image, *, radius_mm: float = 1.0) -> Image:
+def median(image: Image, *, radius_mm: NonNegative = 1.0) -> Image:
     """Median filter over a box of half-width ``radius_mm`` (rounded to whole voxels per axis).
 
     Removes impulse (salt-and-pepper) noise while keeping edges; in a region that is flat over
@@ -105,7 +106,7 @@ def median(image: Image, *, radius_mm: float = 1.0) -> Image:
 @_filters.register("bilateral", tags=("denoiser",))
 @search_space(lambda image, sigma: [{"domain_sigma_mm": d * min_spacing(image), "range_sigma": r * sigma}
                                    for d in (1.0, 2.0) for r in (1.0, 2.0, 3.0)])
-def bilateral(image: Image, *, domain_sigma_mm: float = 1.5, range_sigma: float | None = None) -> Image:
+def bilateral(image: Image, *, domain_sigma_mm: Positive = 1.5, range_sigma: Positive | None = None) -> Image:
     r"""Edge-preserving bilateral filter: Gaussian in space times Gaussian in intensity.
 
     Each voxel becomes the average of its neighbours weighted by

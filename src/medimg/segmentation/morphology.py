@@ -18,6 +18,7 @@ import numpy as np
 
 from medimg.core.image import Image
 from medimg.core.registry import registry
+from medimg.core.types import NonNegative
 from medimg.errors import ParameterError
 
 __all__ = [
@@ -207,7 +208,7 @@ def largest_component(
 def remove_small(
     label: Image,
     *,
-    min_volume_mm3: float,
+    min_volume_mm3: NonNegative,
     connectivity: Connectivity = 26,
     mask: Image | None = None,
 ) -> Image:
@@ -351,21 +352,21 @@ def _morph(label: Image, radius_mm: float, mask: Image | None, op: str) -> Image
 
 
 @_segmentation.register("dilate", tags=("morphology",))
-def dilate(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
+def dilate(label: Image, *, radius_mm: NonNegative, mask: Image | None = None) -> Image:
     """Binary dilation by a ball of ``radius_mm`` (mm; ellipsoidal in voxels when the spacing is
     anisotropic, see :func:`ball`). Returns a ``uint8`` label map, 0 outside ``mask``."""
     return _morph(label, radius_mm, mask, "dilate")
 
 
 @_segmentation.register("erode", tags=("morphology",))
-def erode(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
+def erode(label: Image, *, radius_mm: NonNegative, mask: Image | None = None) -> Image:
     """Binary erosion by a ball of ``radius_mm`` (mm). The array border does not erode (outside
     the image counts as foreground). Returns a ``uint8`` label map, 0 outside ``mask``."""
     return _morph(label, radius_mm, mask, "erode")
 
 
 @_segmentation.register("opening", tags=("morphology",))
-def opening(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
+def opening(label: Image, *, radius_mm: NonNegative, mask: Image | None = None) -> Image:
     """Binary opening (erosion then dilation) by a ball of ``radius_mm`` (mm): removes parts
     thinner than about ``2 * radius_mm`` and smooths convex corners.
 
@@ -388,7 +389,7 @@ def opening(label: Image, *, radius_mm: float, mask: Image | None = None) -> Ima
 
 
 @_segmentation.register("closing", tags=("morphology",))
-def closing(label: Image, *, radius_mm: float, mask: Image | None = None) -> Image:
+def closing(label: Image, *, radius_mm: NonNegative, mask: Image | None = None) -> Image:
     """Binary closing (dilation then erosion) by a ball of ``radius_mm`` (mm): fills gaps and
     concavities narrower than about ``2 * radius_mm``.
 
