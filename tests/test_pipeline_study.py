@@ -295,3 +295,38 @@ def test_inputs_and_outputs_on_an_s3_compatible_store(cohort: Path, monkeypatch)
         again = run_study(study, "s3://medimg-study/out", scheduler="serial")  # resumes from the store
         assert all(s["computed"] == 0 for s in again.step_stats.values())
 
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(p) for p in out]
+
+
+def test_kill_9_of_a_worker_loses_no_case(cohort: Path) -> None:
+    """A worker killed mid-run: its cases are run again, the run completes with every case."""
+    rows = (cohort / "cases.csv").read_text().splitlines()
+    more = [rows[0]] + [row.replace("p", f"w{k}-", 1) for k in range(3) for row in rows[1:]]
+    (cohort / "cases.csv").write_text("\n".join(more) + "\n")
+    path = _write_study(cohort, _SLOW_STUDY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = cohort / "worker-killed"
+    proc = subprocess.Popen([sys.executable, "-m", "medimg.cli.main", "run", str(path), "-o", str(out),
+                             "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    killed = None
+    while time.monotonic() < deadline and killed is None:
+        done = list((out / "cache").rglob("*.sha256")) if (out / "cache").exists() else []
+        workers = _children(proc.pid)
+        if len(done) >= 2 and workers:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    assert killed is not None
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "12 of 12 cases" in stdout
+    assert main(["run", str(path), "-o", str(cohort / "clean"), "--scheduler", "serial"]) == 0
+    assert (out / "tables" / "radiomics.csv").read_bytes() == (cohort / "clean" / "tables" / "radiomics.csv").read_bytes()

@@ -506,14 +506,16 @@ def run_study(
     for step_id, key in tables.items():
         manifest.outputs.append({"path": key, "kind": "table", "step": step_id,
                                  "sha256": hashlib.sha256(store.read_bytes(key)).hexdigest()})
-    for res in results.values():
+    for index in sorted(results):
+        res = results[index]
         manifest.outputs.append({"case": res.case, "kind": "case",
                                  "steps": {r.step: {"key": r.key, "output_sha256": r.output_sha256 or None}
                                            for r in res.steps},
                                  "values": res.values, "kept": res.kept})
     for failure in summary.failures:
         manifest.add_failure(failure.key, failure.error)
-    manifest.parameters["case_outputs"] = {res.case: {r.step: r.key for r in res.steps} for res in results.values()}
+    manifest.parameters["case_outputs"] = {results[i].case: {r.step: r.key for r in results[i].steps}
+                                           for i in sorted(results)}
     local_manifest = manifest.write(local_work / "manifest.json")
     if store.remote:
         from medimg.core.chain import head_path

@@ -113,6 +113,7 @@ class Section:
     paragraphs: Sequence[str] = ()
     tables: Sequence[Table | Sequence[Mapping[str, Any]]] = ()
     figures: Sequence[Figure | bytes] = ()
+    preformatted: Sequence[str] = ()  # blocks shown as written (YAML, logs), after the tables
 
     def __post_init__(self) -> None:
         paragraphs = (
@@ -123,6 +124,8 @@ class Section:
         object.__setattr__(self, "paragraphs", paragraphs)
         object.__setattr__(self, "tables", tables)
         object.__setattr__(self, "figures", figures)
+        object.__setattr__(self, "preformatted", (self.preformatted,) if isinstance(self.preformatted, str)
+                           else tuple(self.preformatted))
 
 
 # ---------------------------------------------------------------------- writing
@@ -190,6 +193,7 @@ def write_report(
                     {"src": f.data_uri(), "caption": f.caption, "alt": f.alt or f.caption}
                     for f in s.figures
                 ],
+                "preformatted": list(s.preformatted),
             }
             for i, s in enumerate(sections)
         ],

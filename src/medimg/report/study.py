@@ -278,10 +278,9 @@ def _provenance(manifest: dict[str, Any]) -> Section:
             ["python", manifest.get("platform", {}).get("python", "")]]
     rows += [[name, version] for name, version in software.items()]
     paragraphs = ["Everything needed to reproduce this run is in manifest.json beside this report "
-                  "(`medimg reproduce manifest.json` re-runs it and compares every output)."]
-    if manifest["parameters"].get("study_yaml"):
-        paragraphs.append("Study: " + manifest["parameters"]["study_yaml"])
-    return Section("Provenance", paragraphs, [Table(["item", "value"], rows)])
+                  "(`medimg reproduce manifest.json` re-runs it and compares every output). The study:"]
+    yaml_text = manifest["parameters"].get("study_yaml") or json.dumps(manifest["parameters"]["study"], indent=2)
+    return Section("Provenance", paragraphs, [Table(["item", "value"], rows)], preformatted=[yaml_text])
 
 
 def study_report(out: str, *, max_overlays: int = 6, extra_sections: Sequence[Section] = ()) -> str:
