@@ -330,3 +330,67 @@ def test_kill_9_of_a_worker_loses_no_case(cohort: Path) -> None:
     assert "12 of 12 cases" in stdout
     assert main(["run", str(path), "-o", str(cohort / "clean"), "--scheduler", "serial"]) == 0
     assert (out / "tables" / "radiomics.csv").read_bytes() == (cohort / "clean" / "tables" / "radiomics.csv").read_bytes()
+
+
+# ----------------------------------------------------------------------------- prepare steps
+def test_prepare_indexes_then_deidentifies_and_cases_go_on_with_the_copies(tmp_path: Path) -> None:
+    from medimg.catalog import Catalog
+    from medimg.catalog.query import query
+    from medimg.datasets import make_cohort
+    from medimg.deid import generate_key_file
+
+    cohort = make_cohort(tmp_path / "cohort", n_patients=4, seed=3, shape_zyx=(8, 40, 40), followup_fraction=0.5)
+    key = generate_key_file(tmp_path / "site.key")
+    rows = ["case,image,mask,followup,label,sex"]
+    for row in cohort.rows:
+        if row.timepoint:
+            continue
+        follow = [r for r in cohort.rows if r.patient_id == row.patient_id and r.timepoint == 1]
+        rows.append(f"{row.patient_id},{row.ct_dir},{row.mask_path},{follow[0].ct_dir if follow else ''},"
+                    f"{row.label},{row.sex}")
+    (cohort.root / "cases.csv").write_text("\n".join(rows) + "\n")
+    data = {"name": "prepared", "inputs": {"cases": str(cohort.root / "cases.csv"),
+                                           "files": ["image", "mask", "followup"], "optional_files": ["followup"]},
+            "prepare": [{"op": "index"}, {"op": "deidentify", "params": {"key_file": str(key)}}],
+            "steps": [{"id": "radiomics", "op": "features", "params": {"families": ["stat"]}},
+                      {"id": "followup_entropy", "op": "quality.entropy", "inputs": {"image": "followup"}}],
+            "outputs": {"report": False}}
+    study = study_from_mapping(data)
+    result = run_study(study, tmp_path / "out", scheduler="serial")
+    assert result.n_ok == 4 and not result.failures
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    index, deid = manifest["parameters"]["prepare"]
+    assert index["op"] == "index" and index["ok"] == sum(len(list((cohort.root / r.ct_dir).iterdir())) for r in cohort.rows)
+    assert deid["done"] == index["ok"] and deid["failed"] == deid["quarantined"] == 0
+    with Catalog(index["db"]) as catalog:  # indexed before de-identification: the original patients
+        assert {r["patient_id"] for r in query(catalog, level="study")} == set(cohort.patient_ids)
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "tables" / "radiomics.csv", dtype={"case": str})
+    from medimg.features import extract
+
+    for case, row in zip(table["case"], table.to_dict("records"), strict=True):
+        baseline = next(r for r in cohort.rows if r.patient_id == case and r.timepoint == 0)
+        original = io.read(cohort.root / baseline.ct_dir)
+        expected = extract(original, io.read(cohort.root / baseline.mask_path), families=["stat"])
+        assert row["stat.mean"] == pytest.approx(expected["stat.mean"], rel=1e-12)
+    inputs = [i for i in manifest["inputs"] if i["role"] == "image"]
+    assert all(str(tmp_path / "out" / "deid") in i["path"][0] for i in inputs)  # the copies were read
+    copy = io.read(Path(inputs[0]["path"][0]).parent)
+    assert copy.meta.get("PatientID") not in cohort.patient_ids
+    with_followup = {r.patient_id for r in cohort.rows if r.timepoint == 1}
+    assert set(pd.read_csv(tmp_path / "out" / "tables" / "followup_entropy.csv", dtype={"case": str})["case"]) \
+        == with_followup
+    assert result.step_stats["followup_entropy"]["skipped"] == 4 - len(with_followup)
+
+
+def test_a_bad_prepare_step_names_its_yaml_path() -> None:
+    data = json.loads(json.dumps(STUDY))
+    data["prepare"] = [{"op": "deidentfy"}]
+    with pytest.raises(StudyError, match=r"did you mean 'deidentify'") as info:
+        study_from_mapping(data)
+    assert info.value.where == "prepare[0].op"
+    data["prepare"] = [{"op": "deidentify", "params": {}}]
+    with pytest.raises(StudyError) as info:
+        study_from_mapping(data)
+    assert info.value.where == "prepare[0].params.key_file"

@@ -99,13 +99,18 @@ def case_folder_name(case: str) -> str:
     return name[:128]
 
 
-def gather_cases(study: Study, base: Path) -> list[CaseInput]:
-    """The study's cases, from its CSV, folder or catalog; errors name the ``inputs`` path."""
+def gather_cases(study: Study, base: Path, out: Path | None = None) -> list[CaseInput]:
+    """The study's cases, from its CSV, folder, catalog or PACS (retrieved into ``out/pacs``);
+    errors name the ``inputs`` path."""
     spec = study.inputs
     if spec.cases is not None:
         return _cases_from_csv(spec.cases, study, base)
     if spec.folder is not None:
         return _cases_from_folder(spec.folder, base)
+    if spec.pacs is not None:
+        if out is None:
+            raise StudyError("inputs.pacs", "a PACS input needs the run's output folder to retrieve into")
+        return _cases_from_pacs(spec.pacs, out)
     return _cases_from_catalog(spec.catalog)
 
 
@@ -148,6 +153,8 @@ def _cases_from_csv(path: str, study: Study, base: Path) -> list[CaseInput]:
             for role in spec.files:
                 value = (row.get(role) or "").strip()
                 if not value:
+                    if role in spec.optional_files:
+                        continue  # steps that need this role skip this case
                     raise StudyError("inputs.cases", f"{location} line {line}: column {role!r} is empty")
                 if is_url(value) or Path(value).is_absolute():
                     files[role] = value
@@ -216,6 +223,34 @@ def _cases_from_catalog(spec: Any) -> list[CaseInput]:
              for uid, members in by_series.items()]
     if not cases:
         raise StudyError("inputs.catalog", "the query selects no series")
+    return cases
+
+
+def _cases_from_pacs(spec: Any, out: Path) -> list[CaseInput]:
+    from medimg import pacs
+    from medimg.io.dicom import scan
+
+    filters = {k: getattr(spec, k) for k in ("patient_id", "study_uid", "modality", "study_date", "description")}
+    try:
+        found = pacs.find(spec.server, level="series", **{k: v for k, v in filters.items() if v})
+    except UserInputError as err:
+        raise StudyError("inputs.pacs", str(err)) from err
+    dest = out / "pacs"
+    cases: list[CaseInput] = []
+    for row in found:
+        study_uid, series_uid = row.get("StudyInstanceUID"), row.get("SeriesInstanceUID")
+        if not study_uid or not series_uid:
+            continue
+        report = pacs.retrieve(spec.server, study_uid=str(study_uid), series_uid=str(series_uid), dest=dest,
+                               method=spec.method)
+        if not report.files:
+            continue
+        for series in scan([Path(f) for f in report.files]).series:
+            cases.append(CaseInput(series.key, {"image": tuple(str(f) for f in series.files)},
+                                   {"series_uid": series.series_uid, "study_uid": str(study_uid),
+                                    "modality": str(series.get("Modality", "") or "")}))
+    if not cases:
+        raise StudyError("inputs.pacs", f"the query found no series to retrieve on {spec.server}")
     return cases
 
 
@@ -340,6 +375,9 @@ def run_case(case: CaseInput, *, plan: Plan, store: Store, version: str, fetch_d
     folder = case_folder_name(case.case)
     for step in plan.steps:
         refs = {**step.inputs, **{f"param:{p}": r for p, r in step.image_params.items()}}
+        if any(ref not in keys for ref in refs.values()):  # an optional file this case lacks
+            records.append(StepRecord(step.id, "", "skipped", 0.0))
+            continue
         key = step_key(step, {role: keys[ref] for role, ref in refs.items()}, version)
         keys[step.id] = key
         name = _cache_key(key, step.output)
@@ -441,8 +479,11 @@ def run_study(
     t0 = time.perf_counter()
     base = Path(base).resolve()
     plan = resolve_plan(study)
-    cases = gather_cases(study, base)
     store = Store(out)
+    if store.remote and (study.prepare or study.inputs.pacs is not None):
+        raise StudyError("prepare" if study.prepare else "inputs.pacs",
+                         "de-identification, indexing and PACS retrieval write local files: use a local output folder")
+    cases = gather_cases(study, base, None if store.remote else Path(store.location("")))
     local_work = _local_work_dir(store)
     fetch_dir = str(local_work / "inputs")
     from medimg.pipeline.runlog import RunLog
@@ -450,9 +491,20 @@ def run_study(
     log = RunLog(local_work / "run-log.jsonl")
     log.append("run", study=study.name, medimg=__version__, n_cases=len(cases), scheduler=scheduler,
                workers=workers, seed=study.seed)
+    all_cases = cases
+    prepared: list[dict[str, Any]] = []
+    left_out: list[tuple[str, str]] = []
+    if study.prepare:
+        from medimg.pipeline.prepare import run_prepare
+
+        try:
+            cases, left_out, prepared = run_prepare(study, cases, Path(store.location("")), base, log=log)
+        except BaseException:
+            log.close()
+            raise
     fn = functools.partial(run_case, plan=plan, store=store, version=__version__, fetch_dir=fetch_dir)
     results: dict[int, CaseResult] = {}
-    outcomes: list[Outcome[Any]] = []
+    outcomes: list[Outcome[Any]] = [Outcome(-1, name, False, None, "PrepareFailed", reason) for name, reason in left_out]
     try:
         for outcome in run_cases(fn, cases, key=lambda c: c.case, scheduler=scheduler, workers=workers,
                                  cancel=cancel, chunk_size=1):
@@ -468,9 +520,9 @@ def run_study(
                 log.append("case", case=outcome.key, status="failed", error_type=outcome.error_type,
                            error=outcome.error)
             if progress is not None:
-                progress(outcome, len(outcomes), len(cases))
+                progress(outcome, len(outcomes), len(all_cases))
     finally:
-        summary = summarize(outcomes, total=len(cases), seconds=time.perf_counter() - t0)
+        summary = summarize(outcomes, total=len(all_cases), seconds=time.perf_counter() - t0)
         log.append("end", **{k: v for k, v in summary.to_dict().items() if k != "failures"})
         log.close()
     # tables: one row per case (input order), case columns first
@@ -493,6 +545,7 @@ def run_study(
         "base": str(base),
         "summary": summary.to_dict(),
         "step_stats": step_stats,
+        "prepare": prepared,
     })
     if source is not None:
         manifest.parameters["study_yaml"] = source
@@ -532,7 +585,7 @@ def run_study(
         from medimg.report.study import study_report
 
         report = study_report(store.url)
-    return StudyResult(out=store.url, n_cases=len(cases), n_ok=summary.n_ok, failures=summary.failures,
+    return StudyResult(out=store.url, n_cases=len(all_cases), n_ok=summary.n_ok, failures=summary.failures,
                        tables=tables, manifest=store.location("manifest.json"), seconds=summary.seconds,
                        step_stats=step_stats, report=report)
 
@@ -558,7 +611,8 @@ def _step_stats(plan: Plan, results: Sequence[CaseResult] | Any) -> dict[str, di
     for step in plan.steps:
         secs = [r.seconds for res in results for r in res.steps if r.step == step.id and r.status == "computed"]
         cached = sum(1 for res in results for r in res.steps if r.step == step.id and r.status == "cached")
-        stats[step.id] = {"computed": len(secs), "cached": cached,
+        skipped = sum(1 for res in results for r in res.steps if r.step == step.id and r.status == "skipped")
+        stats[step.id] = {"computed": len(secs), "cached": cached, "skipped": skipped,
                           "seconds_total": round(float(sum(secs)), 4),
                           "seconds_mean": round(float(np.mean(secs)), 4) if secs else 0.0}
     return stats

@@ -41,7 +41,8 @@ import pydantic
 
 from medimg.errors import FileFormatError, ParameterError, UserInputError, did_you_mean
 
-__all__ = ["Study", "StepSpec", "InputSpec", "OutputSpec", "CatalogInput", "FolderInput", "load_study",
+__all__ = ["Study", "StepSpec", "InputSpec", "OutputSpec", "CatalogInput", "FolderInput", "PacsInput", "PrepareSpec",
+           "load_study",
            "study_from_mapping", "StudyError"]
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -80,13 +81,28 @@ class CatalogInput(_Strict):
     date_to: str | None = None
 
 
+class PacsInput(_Strict):
+    """The series a PACS query finds are retrieved into the output folder (``pacs/``); each
+    series is a case, its image."""
+
+    server: str  # dicom://AET@host:port or a DICOMweb root http(s)://host:port/dicom-web
+    patient_id: str | None = None
+    study_uid: str | None = None
+    modality: str | None = None
+    study_date: str | None = None  # YYYYMMDD, or a range FROM..TO
+    description: str | None = None
+    method: str = "get"  # DIMSE: get or move
+
+
 class InputSpec(_Strict):
-    """Where the cases come from: exactly one of ``cases``, ``folder``, ``catalog``."""
+    """Where the cases come from: exactly one of ``cases``, ``folder``, ``catalog``, ``pacs``."""
 
     cases: str | None = None
     folder: FolderInput | str | None = None
     catalog: CatalogInput | None = None
+    pacs: PacsInput | None = None
     files: list[str] = ["image", "mask"]  # CSV columns holding paths (each becomes an input role)
+    optional_files: list[str] = []  # of those, the ones a case may leave empty (steps that need it skip it)
     id_column: str = "case"
     label_column: str | None = None
     group_column: str | None = None
@@ -94,9 +110,12 @@ class InputSpec(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> InputSpec:
-        given = [n for n in ("cases", "folder", "catalog") if getattr(self, n) is not None]
+        given = [n for n in ("cases", "folder", "catalog", "pacs") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of cases, folder, catalog (got {', '.join(given) or 'none'})")
+            raise ValueError(f"give exactly one of cases, folder, catalog, pacs (got {', '.join(given) or 'none'})")
+        unknown = [r for r in self.optional_files if r not in self.files]
+        if unknown:
+            raise ValueError(f"optional_files {unknown} are not in files {self.files}")
         return self
 
 
@@ -119,6 +138,15 @@ class StepSpec(_Strict):
         return value
 
 
+class PrepareSpec(_Strict):
+    """A step run once on the whole set of cases before the per-case steps: ``deidentify`` (the
+    cases' DICOM files are de-identified and the cases go on with the de-identified copies) or
+    ``index`` (the cases' DICOM files are indexed into a catalog)."""
+
+    op: str
+    params: dict[str, Any] = {}
+
+
 class OutputSpec(_Strict):
     """What the study leaves in its output folder besides the manifest, run log and cache."""
 
@@ -133,6 +161,7 @@ class Study(_Strict):
     seed: int = 0
     description: str = ""
     inputs: InputSpec
+    prepare: list[PrepareSpec] = []
     steps: list[StepSpec] = []
     cohort: list[StepSpec] = []
     outputs: OutputSpec = OutputSpec()
@@ -167,8 +196,10 @@ def study_from_mapping(data: Mapping[str, Any], *, base: str | Path | None = Non
             msg = "unknown key"
         raise StudyError(where, msg) from err
     _check_ids(study)
+    from medimg.pipeline.prepare import check_prepare
     from medimg.pipeline.steps import resolve_plan
 
+    check_prepare(study)
     resolve_plan(study)  # every op known, every parameter valid, every input reference defined
     return study
 

@@ -292,7 +292,12 @@ def study_report(out: str, *, max_overlays: int = 6, extra_sections: Sequence[Se
     study = manifest["parameters"]["study"]
     plan = manifest["parameters"].get("plan", [])
     tables = {o["step"]: _read_table(store, o["path"]) for o in manifest.get("outputs", []) if o.get("kind") == "table"}
-    sections = [_cohort(manifest, study, tables), _steps(manifest)]
+    sections = [_cohort(manifest, study, tables)]
+    if manifest["parameters"].get("prepare"):
+        from medimg.pipeline.prepare import describe
+
+        sections.append(Section("Preparation", describe(manifest["parameters"]["prepare"])))
+    sections.append(_steps(manifest))
     for part in (_quality(plan, tables), _segmentation(store, manifest, plan, max_overlays),
                  _features(plan, tables, study)):
         if part is not None:
