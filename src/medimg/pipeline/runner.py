@@ -528,7 +528,13 @@ def run_study(
     # tables: one row per case (input order), case columns first
     tables: dict[str, str] = {}
     value_steps = [s.id for s in plan.steps if s.output == "values"]
+    cohort_plan = []
+    if study.cohort:
+        from medimg.pipeline.cohort import resolve_cohort
+
+        cohort_plan = resolve_cohort(study, value_steps)
     wanted = value_steps if study.outputs.tables is None else list(study.outputs.tables)
+    wanted += [ref for c in cohort_plan for ref in c.inputs.values() if ref in value_steps and ref not in wanted]
     for step_id in wanted:
         rows = []
         for index in sorted(results):
@@ -538,6 +544,24 @@ def run_study(
         if rows:
             tables[step_id] = _write_table(store, f"tables/{step_id}.csv", rows)
     step_stats = _step_stats(plan, results.values())
+    cohort_records: list[dict[str, Any]] = []
+    if cohort_plan:
+        from medimg.pipeline.cohort import run_cohort
+        from medimg.pipeline.runlog import RunLog
+
+        case_columns = sorted({c for case in cases for c in case.columns})
+        cohort_log = RunLog(local_work / "run-log.jsonl")
+        try:
+            cohort_records = run_cohort(cohort_plan, study=study, store=store, tables=tables, version=__version__,
+                                        case_columns=case_columns, log=cohort_log)
+        finally:
+            cohort_log.close()
+        for rec in cohort_records:
+            if rec["status"] in ("failed", "skipped"):
+                failure = Outcome(-1, f"cohort:{rec['id']}", False, None,
+                                  "CohortStepFailed" if rec["status"] == "failed" else "CohortStepSkipped",
+                                  rec.get("error", ""))
+                summary.failures.append(failure)
     manifest = Manifest(command=command, seed=study.seed, parameters={
         "study": json.loads(study.model_dump_json()),
         "plan": [s.describe() for s in plan.steps],
@@ -546,6 +570,8 @@ def run_study(
         "summary": summary.to_dict(),
         "step_stats": step_stats,
         "prepare": prepared,
+        "cohort_plan": [c.describe() for c in cohort_plan],
+        "cohort": cohort_records,
     })
     if source is not None:
         manifest.parameters["study_yaml"] = source
@@ -559,6 +585,10 @@ def run_study(
     for step_id, key in tables.items():
         manifest.outputs.append({"path": key, "kind": "table", "step": step_id,
                                  "sha256": hashlib.sha256(store.read_bytes(key)).hexdigest()})
+    for rec in cohort_records:
+        for key in rec.get("outputs", []):
+            manifest.outputs.append({"path": key, "kind": "cohort", "step": rec["id"],
+                                     "sha256": hashlib.sha256(store.read_bytes(key)).hexdigest()})
     for index in sorted(results):
         res = results[index]
         manifest.outputs.append({"case": res.case, "kind": "case",

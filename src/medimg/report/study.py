@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from medimg.report.html import Figure, Section, Table, overlay_png, write_report
+from medimg.report.html import Figure, Section, Table, format_value, overlay_png, write_report
 
 __all__ = ["study_report", "robust_outliers", "strip_png", "scatter_png", "histograms_png"]
 
@@ -261,6 +261,44 @@ def _features(plan: list[dict[str, Any]], tables: dict[str, Any], study: dict[st
     return Section("Features", paragraphs, (), figures)
 
 
+_COHORT_HEADINGS = {"model": "Model", "evaluate": "Evaluation", "audit": "Subgroup audit",
+                    "embedding": "Embedding"}
+
+
+def _cohort_steps(store: Any, manifest: dict[str, Any]) -> list[Section]:
+    """One section per cohort step that ran: its metrics with intervals, its tables and figures
+    (all read from the step's ``result.json`` and the files it names)."""
+    sections = []
+    for record in manifest["parameters"].get("cohort", []):
+        if record.get("status") not in ("computed", "cached"):
+            continue
+        key = f"cohort/{record['id']}/result.json"
+        if not store.exists(key):
+            continue
+        result = json.loads(store.read_bytes(key))
+        heading = f"{_COHORT_HEADINGS.get(result['op'], result['op'])}: {record['id']}"
+        params = ", ".join(f"{k}={v}" for k, v in result.get("params", {}).items())
+        paragraphs = [f"Cohort step {record['id']!r} ({result['op']}; {params})."] + list(result.get("notes", []))
+        tabs: list[Table] = []
+        metrics = result.get("metrics", {})
+        if metrics:
+            rows = []
+            for name, m in metrics.items():
+                ci = m.get("ci")
+                rows.append([name, m.get("value"),
+                             f"{format_value(ci[0])} - {format_value(ci[1])}" if ci else ""])
+            tabs.append(Table(["metric", "value", "95 % CI"], rows))
+        for t in result.get("tables", []):
+            if store.exists(t["path"]):
+                frame = _read_table(store, t["path"])
+                tabs.append(Table(list(map(str, frame.columns)), frame.head(60).values.tolist(),
+                                  caption=t.get("caption", "")))
+        figures = [Figure(store.read_bytes(f["path"]), caption=f.get("caption", ""), alt=f.get("caption", ""))
+                   for f in result.get("figures", []) if store.exists(f["path"])]
+        sections.append(Section(heading, paragraphs, tabs, figures))
+    return sections
+
+
 def _failures(manifest: dict[str, Any]) -> Section | None:
     failures = manifest.get("failures", [])
     if not failures:
@@ -302,6 +340,7 @@ def study_report(out: str, *, max_overlays: int = 6, extra_sections: Sequence[Se
                  _features(plan, tables, study)):
         if part is not None:
             sections.append(part)
+    sections.extend(_cohort_steps(store, manifest))
     sections.extend(extra_sections)
     failures = _failures(manifest)
     if failures is not None:

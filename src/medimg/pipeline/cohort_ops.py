@@ -1,0 +1,145 @@
+"""The cohort operations a study may run (see :mod:`medimg.pipeline.cohort`).
+
+Each is a thin adapter: tables in, the library's function, files out. Models come from
+:mod:`medimg.ml`, statistics from :mod:`medimg.evaluation`.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Literal
+
+import numpy as np
+import pydantic
+
+from medimg.errors import ParameterError
+from medimg.pipeline.cohort import CohortContext, CohortOp, CohortOutput, cohort_op
+
+
+class _Params(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+def feature_matrix(frame: Any, context: CohortContext) -> tuple[np.ndarray, list[str]]:
+    """The numeric feature columns of a per-case table (the case's own columns left out) as a
+    float matrix (rows = cases) and their names; columns that are constant or never finite are
+    dropped."""
+    names = [c for c in frame.columns if c not in context.case_columns
+             and np.issubdtype(frame[c].dtype, np.number)]
+    if not names:
+        raise ParameterError("the table has no numeric feature columns")
+    x = frame[names].to_numpy(dtype=np.float64)
+    keep = [j for j in range(x.shape[1]) if np.isfinite(x[:, j]).any() and np.nanstd(x[:, j]) > 0]
+    return x[:, keep], [names[j] for j in keep]
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ embedding
+def embed(x: np.ndarray, *, method: str, y: np.ndarray | None = None, seed: int = 0,
+          perplexity: float = 10.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Two-dimensional embedding of the rows of ``x`` (missing values imputed by the column
+    median, columns standardised): ``pca`` (with the explained variance ratios), ``tsne`` or
+    ``lda`` (supervised by ``y``; one component when there are two classes, plotted against the
+    first principal component)."""
+    from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    z = StandardScaler().fit_transform(SimpleImputer(strategy="median").fit_transform(x))
+    if method == "pca":
+        pca = PCA(n_components=2, random_state=seed).fit(z)
+        return pca.transform(z), pca.explained_variance_ratio_
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(perplexity, max(1.0, (len(z) - 1) / 3))
+        return TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(z), None
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    if y is None:
+        raise ParameterError("lda needs labels")
+    n_classes = len(np.unique(y))
+    lda = LinearDiscriminantAnalysis(n_components=min(2, n_classes - 1)).fit(z, y)
+    coords = lda.transform(z)
+    if coords.shape[1] == 1:
+        coords = np.column_stack([coords[:, 0], PCA(n_components=1, random_state=seed).fit_transform(z)[:, 0]])
+    return coords, None
+
+
+def embedding_png(coords: np.ndarray, labels: np.ndarray | None, *, method: str, explained: np.ndarray | None,
+                  title: str) -> bytes:
+    """A scatter plot of an embedding, one colour per label value."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.8, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    groups = np.asarray(labels) if labels is not None else np.array(["all"] * len(coords))
+    for g in sorted(set(groups.tolist())):
+        sel = groups == g
+        ax.scatter(coords[sel, 0], coords[sel, 1], s=16, alpha=0.8, label=str(g))
+    axis = {"pca": "PC", "tsne": "t-SNE ", "lda": "LD"}[method]
+    xl, yl = f"{axis}1", f"{axis}2"
+    if explained is not None:
+        xl += f" ({100 * explained[0]:.0f} %)"
+        yl += f" ({100 * explained[1]:.0f} %)"
+    if method == "lda" and coords.shape[1] == 2:
+        yl = "PC1"
+    ax.set_xlabel(xl)
+    ax.set_ylabel(yl)
+    ax.set_title(title, fontsize=9)
+    if labels is not None:
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+class EmbeddingParams(_Params):
+    """``method``: pca, tsne or lda (lda needs the label); ``color_by``: a case column (default:
+    the label, else the first subgroup column); ``perplexity`` for t-SNE; ``seed``."""
+
+    method: Literal["pca", "tsne", "lda"] = "pca"
+    color_by: str | None = None
+    perplexity: float = pydantic.Field(default=10.0, gt=0)
+    seed: int = 0
+
+
+def _embedding(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
+    frame = context.inputs["table"]
+    x, names = feature_matrix(frame, context)
+    color_by = params["color_by"] or context.label_column or (context.subgroup_columns or [None])[0]
+    if color_by is not None and color_by not in frame.columns:
+        raise ParameterError(f"color_by: no column {color_by!r} in the table")
+    labels = frame[color_by].astype(str).to_numpy() if color_by else None
+    if params["method"] == "lda":
+        if not context.label_column:
+            raise ParameterError("method lda needs the study's label_column")
+        y = frame[context.label_column].to_numpy()
+    else:
+        y = None
+    coords, explained = embed(x, method=params["method"], y=y, seed=params["seed"], perplexity=params["perplexity"])
+    png = embedding_png(coords, labels, method=params["method"], explained=explained,
+                        title=f"{params['method'].upper()} of {len(names)} features, {len(frame)} cases"
+                              + (f", coloured by {color_by}" if color_by else ""))
+    out = CohortOutput()
+    key = context.write(f"{params['method']}.png", png)
+    out.figures.append({"path": key, "caption": f"{params['method'].upper()} embedding of the standardised "
+                                                f"features" + (f" coloured by {color_by}" if color_by else "")})
+    table = frame[list(context.case_columns)].copy()
+    table["dim1"], table["dim2"] = coords[:, 0], coords[:, 1]
+    out.table = table
+    if explained is not None:
+        out.metrics = {f"explained_variance_dim{k + 1}": {"value": float(v), "ci": None}
+                       for k, v in enumerate(explained)}
+    return out
+
+
+@cohort_op("embedding")
+def _embedding_op() -> CohortOp:
+    return CohortOp("embedding", ("table",), "table", EmbeddingParams, _embedding,
+                    summary="PCA, t-SNE or LDA of a feature table, plotted by label or subgroup",
+                    input_kinds={"table": ("table",)})

@@ -1,0 +1,74 @@
+"""Cohort steps of a study: validated with YAML paths, run once on the collected tables, cached,
+recorded in the manifest and shown in the report."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medimg.pipeline.runner import run_study
+from medimg.pipeline.study import StudyError, study_from_mapping
+
+from test_pipeline_study import STUDY, cohort  # noqa: F401  (the fixture)
+
+
+def _with_cohort(steps: list[dict]) -> dict:
+    data = copy.deepcopy(STUDY)
+    data["cohort"] = steps
+    return data
+
+
+@pytest.mark.parametrize(("steps", "where", "message"), [
+    ([{"id": "emb", "op": "embeding"}], "cohort[0].op", "did you mean 'embedding'"),
+    ([{"id": "emb", "op": "embedding", "params": {"method": "umap2"}}], "cohort[0].params.method", "pca"),
+    ([{"id": "emb", "op": "embedding", "params": {"methd": "pca"}}], "cohort[0].params.methd", "did you mean"),
+    ([{"id": "emb", "op": "embedding", "inputs": {"table": "smooth"}}], "cohort[0].inputs.table", "unknown input"),
+    ([{"id": "emb", "op": "embedding", "inputs": {"tabel": "radiomics"}}], "cohort[0].inputs.tabel", "takes no input"),
+    ([{"id": "radiomics", "op": "embedding"}], "cohort[0].id", "already the id"),
+])
+def test_a_bad_cohort_step_names_its_yaml_path(steps, where: str, message: str) -> None:
+    with pytest.raises(StudyError) as err:
+        study_from_mapping(_with_cohort(steps))
+    assert err.value.where == where
+    assert message in err.value.problem
+
+
+def test_an_embedding_step_runs_once_on_the_table_is_cached_and_reported(cohort: Path) -> None:  # noqa: F811
+    data = _with_cohort([{"id": "pca", "op": "embedding", "inputs": {"table": "radiomics"}}])
+    study = study_from_mapping(data)
+    out = cohort / "out"
+    result = run_study(study, out, base=cohort, scheduler="serial")
+    assert not result.failures
+    res = json.loads((out / "cohort/pca/result.json").read_text())
+    assert res["op"] == "embedding" and res["figures"]
+    table = pd.read_csv(out / "cohort/pca/table.csv", dtype={"case": str})
+    assert list(table["case"]) == ["p0", "p1", "p2", "p3"]
+    # the embedding equals a PCA of the standardised feature table computed here
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    radiomics = pd.read_csv(out / "tables/radiomics.csv")
+    feats = radiomics.drop(columns=["case", "outcome", "sex"])
+    feats = feats.loc[:, feats.std() > 0]
+    expected = PCA(n_components=2, random_state=7).fit_transform(StandardScaler().fit_transform(feats))
+    np.testing.assert_allclose(np.abs(table[["dim1", "dim2"]].to_numpy()), np.abs(expected), rtol=1e-6, atol=1e-9)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parameters"]["cohort"][0]["status"] == "computed"
+    assert any(o.get("kind") == "cohort" and o["path"].endswith("pca.png") for o in manifest["outputs"])
+    assert "PCA embedding" in (out / "report.html").read_text()
+    again = run_study(study, out, base=cohort, scheduler="serial")
+    assert not again.failures
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parameters"]["cohort"][0]["status"] == "cached"
+
+
+def test_a_failing_cohort_step_is_a_failure_of_the_run(cohort: Path) -> None:  # noqa: F811
+    data = _with_cohort([{"id": "lda", "op": "embedding", "params": {"method": "lda", "color_by": "nosuch"}}])
+    result = run_study(study_from_mapping(data), cohort / "out", base=cohort, scheduler="serial")
+    assert [f.key for f in result.failures] == ["cohort:lda"]
+    assert "color_by" in result.failures[0].error
