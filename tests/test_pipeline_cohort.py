@@ -72,3 +72,25 @@ def test_a_failing_cohort_step_is_a_failure_of_the_run(cohort: Path) -> None:  #
     result = run_study(study_from_mapping(data), cohort / "out", base=cohort, scheduler="serial")
     assert [f.key for f in result.failures] == ["cohort:lda"]
     assert "color_by" in result.failures[0].error
+
+
+def test_segmentation_metrics_step_equals_the_function_and_file_params_resolve(cohort: Path, tmp_path: Path) -> None:  # noqa: F811
+    from medimg import io
+    from medimg.evaluation.segmentation import segmentation_metrics
+
+    data = copy.deepcopy(STUDY)
+    data["steps"].append({"id": "accuracy", "op": "segmentation_metrics", "inputs": {"mask": "found", "truth": "mask"}})
+    result = run_study(study_from_mapping(data), cohort / "out", base=cohort, scheduler="serial")
+    assert not result.failures
+    table = pd.read_csv(cohort / "out/tables/accuracy.csv", dtype={"case": str})
+    found = io.read(cohort / "out/cases/p2/found.nii.gz")
+    expected = segmentation_metrics(found, io.read(cohort / "mask2.nii.gz"))
+    row = table[table["case"] == "p2"].iloc[0]
+    assert row["dice"] == pytest.approx(expected["dice"], rel=1e-12)
+    assert row["hd95"] == pytest.approx(expected["hd95"], rel=1e-12)
+    # a parameter that names an input file is resolved against the study's folder and must exist
+    data = copy.deepcopy(STUDY)
+    data["steps"].append({"id": "net", "op": "segmentation.unet", "params": {"checkpoint": "nosuch.pt"}})
+    with pytest.raises(StudyError) as err:
+        study_from_mapping(data, base=cohort)
+    assert err.value.where == "steps[4].params.checkpoint" and "no such file" in err.value.problem

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from medimg.pipeline.study import load_study
 
         study, base = load_study(study_file)
-        plan = resolve_plan(study)
+        plan = resolve_plan(study, base)
         if check:
             cases = gather_cases(study, base)
             typer.echo(f"study {study.name!r}: {len(cases)} cases, {len(plan.steps)} steps: "

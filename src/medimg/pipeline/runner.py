@@ -478,7 +478,7 @@ def run_study(
 
     t0 = time.perf_counter()
     base = Path(base).resolve()
-    plan = resolve_plan(study)
+    plan = resolve_plan(study, base)
     store = Store(out)
     if store.remote and (study.prepare or study.inputs.pacs is not None):
         raise StudyError("prepare" if study.prepare else "inputs.pacs",

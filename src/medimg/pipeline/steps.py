@@ -30,6 +30,7 @@ import functools
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from medimg.errors import ParameterError, UnknownNameError, UserInputError
@@ -55,6 +56,7 @@ class Op:
     image_params: tuple[str, ...] = ()  # parameters that take an image (a reference in the YAML)
     summary: str = ""
     param_names: tuple[str, ...] | None = None  # every parameter it takes (None: validate says)
+    file_params: tuple[str, ...] = ()  # parameters that name an input file (resolved against the study's folder)
 
 
 def _annotation_takes_image(annotation: Any) -> bool:
@@ -66,8 +68,11 @@ def _annotation_takes_image(annotation: Any) -> bool:
 
 
 def _registry_op(kind: str, entry: Any) -> Op:
+    from medimg.core.types import is_input_file
+
     image_params = tuple(n for n, info in entry.params.model_fields.items()
                          if _annotation_takes_image(info.annotation))
+    file_params = tuple(n for n, info in entry.params.model_fields.items() if is_input_file(info))
     if kind in _IMAGE_KINDS:
         if kind == "feature_filters":
             def run(inputs: dict[str, Any], params: dict[str, Any]) -> Any:
@@ -79,7 +84,8 @@ def _registry_op(kind: str, entry: Any) -> Op:
                 return entry(inputs["image"], **params)
 
         return Op(f"{kind}.{entry.name}", ("image",), _IMAGE_KINDS[kind], entry.validate, run,
-                  image_params=image_params, summary=entry.summary, param_names=tuple(entry.params.model_fields))
+                  image_params=image_params, summary=entry.summary, param_names=tuple(entry.params.model_fields),
+                  file_params=file_params)
     if kind == "quality":
         import inspect
 
@@ -133,8 +139,51 @@ def _features_op() -> Op:
               param_names=("preset", "config", "families", "label"))
 
 
+def _segmentation_metrics_op() -> Op:
+    allowed = {"label", "percentile", "tolerance_mm", "convention"}
+
+    def validate(params: Mapping[str, Any]) -> dict[str, Any]:
+        from medimg.errors import did_you_mean
+
+        for key in params:
+            if key not in allowed:
+                raise ParameterError(f"segmentation_metrics has no parameter {key!r}{did_you_mean(key, allowed)}; "
+                                     f"parameters: {', '.join(sorted(allowed))}")
+        label = params.get("label")
+        if label is not None and (not isinstance(label, int) or isinstance(label, bool)):
+            raise ParameterError(f"segmentation_metrics: parameter label: must be an integer, got {label!r}")
+        out = {"label": label, "percentile": float(params.get("percentile", 95.0)),
+               "tolerance_mm": float(params.get("tolerance_mm", 1.0)),
+               "convention": str(params.get("convention", "surface-distance"))}
+        if not 0 < out["percentile"] <= 100:
+            raise ParameterError("segmentation_metrics: parameter percentile: must be in (0, 100]")
+        if out["tolerance_mm"] < 0:
+            raise ParameterError("segmentation_metrics: parameter tolerance_mm: must be >= 0")
+        if out["convention"] not in ("surface-distance", "monai", "medpy"):
+            raise ParameterError("segmentation_metrics: parameter convention: one of surface-distance, monai, medpy")
+        return out
+
+    def run(inputs: dict[str, Any], params: dict[str, Any]) -> Any:
+        from medimg.evaluation.segmentation import segmentation_metrics
+
+        mask, truth = inputs["mask"], inputs["truth"]
+        if truth.shape != mask.shape:
+            from medimg.filters.resample import resample_to
+
+            truth = resample_to(truth, reference=mask, interpolator="nearest")
+        values = segmentation_metrics(mask, truth, label=params["label"], convention=params["convention"],
+                                      percentile=params["percentile"], tolerance_mm=params["tolerance_mm"])
+        return {k: float(v) for k, v in values.items() if not isinstance(v, str)}
+
+    return Op("segmentation_metrics", ("mask", "truth"), "values", validate, run,
+              summary="Dice, IoU, sensitivity, precision, volume difference and surface distances (mm) of a "
+                      "label map against a reference",
+              param_names=tuple(sorted(allowed)))
+
+
 #: Pipeline operations that are not entries of a registry kind, by name.
-_PIPELINE_OPS: dict[str, Callable[[], Op]] = {"features": _features_op}
+_PIPELINE_OPS: dict[str, Callable[[], Op]] = {"features": _features_op,
+                                              "segmentation_metrics": _segmentation_metrics_op}
 #: Registry kinds a step may name.
 _STEP_KINDS = ("filters", "feature_filters", "segmentation", "quality")
 
@@ -215,9 +264,10 @@ class Plan:
         raise KeyError(step_id)
 
 
-def resolve_plan(study: Any) -> Plan:
+def resolve_plan(study: Any, base: str | Path | None = None) -> Plan:
     """Find every step's op, validate its parameters and resolve its inputs; errors name the
-    YAML path (``steps[2].params.sigma_mm: ...``)."""
+    YAML path (``steps[2].params.sigma_mm: ...``). With ``base`` (the study's folder), parameters
+    that name an input file are made absolute against it and must exist."""
     from medimg.pipeline.study import StudyError
 
     roles = tuple(study.inputs.files)
@@ -237,6 +287,13 @@ def resolve_plan(study: Any) -> Plan:
                                      f"{_suggest(pname, list(op.param_names))}; parameters: "
                                      f"{', '.join(op.param_names) or 'none'}")
         given = {p: v for p, v in spec.params.items() if p not in op.image_params}
+        for pname in op.file_params:
+            if base is not None and isinstance(given.get(pname), str) and "://" not in given[pname]:
+                path = Path(given[pname]).expanduser()
+                path = path if path.is_absolute() else Path(base) / path
+                if not path.is_file():
+                    raise StudyError(f"{here}.params.{pname}", f"no such file: {path}")
+                given[pname] = str(path.resolve())
         if op.param_names is not None and "seed" in op.param_names and "seed" not in given:
             given["seed"] = study.seed  # randomness only through the study's seed
         image_params: dict[str, str] = {}

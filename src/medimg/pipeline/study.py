@@ -200,7 +200,7 @@ def study_from_mapping(data: Mapping[str, Any], *, base: str | Path | None = Non
     from medimg.pipeline.steps import resolve_plan
 
     check_prepare(study)
-    plan = resolve_plan(study)  # every op known, every parameter valid, every input reference defined
+    plan = resolve_plan(study, base)  # every op known, every parameter valid, every input reference defined
     if study.cohort:
         from medimg.pipeline.cohort import resolve_cohort
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from medimg.core import progress
 from medimg.core.files import atomic_path
+from medimg.core.types import InputFile
 from medimg.core.image import Image
 from medimg.core.optional import require
 from medimg.core.registry import registry
@@ -279,7 +280,7 @@ def predict(image: Image, model: UNetModel | str | Path, *, mask: Image | None =
 
 
 @_segmentation.register("unet", tags=("learned",))
-def unet_segment(image: Image, *, checkpoint: str, resample: bool = True, mask: Image | None = None) -> Image:
+def unet_segment(image: Image, *, checkpoint: InputFile, resample: bool = True, mask: Image | None = None) -> Image:
     """Segment with a trained U-Net checkpoint (a local file; see :func:`predict`).
 
     Parameters
