@@ -1,55 +1,55 @@
-"""The end-to-end demo: synthetic cohort -> DICOM read -> segmentation -> features -> model -> report.
+"""The end-to-end demo: ``examples/demo.yaml`` run as a study on a seeded synthetic CT cohort.
 
-This is the thin first slice through every room of the house (see DESIGN.md); later work deepens
-each step. Everything is seeded, and a provenance manifest is written beside the report.
+:func:`run_demo` makes the cohort (DICOM series with known lesion masks, a follow-up study for
+half the patients), a de-identification key, and a small U-Net trained on a *separate* synthetic
+training cohort (so that every study case is unseen by it); writes the case list; then runs the
+study: index -> de-identify -> denoise -> segment (threshold and U-Net, each scored against the
+true masks) -> register the follow-up to its baseline and measure lesion growth -> radiomics ->
+a model with imbalance handling and tuning -> evaluation with confidence intervals -> subgroup
+audit -> embedding -> the report. Everything is seeded; the study writes its manifest.
+
+:func:`segment_lesion` is the classical segmentation the study's threshold steps spell out, as
+one function for Python users.
 """
 
 from __future__ import annotations
 
-import functools
+import csv
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from medimg import io
 from medimg.core.image import Image
-from medimg.core.provenance import Manifest
 from medimg.errors import UserInputError
-from medimg.pipeline import run_cases
 
-__all__ = ["DemoConfig", "DemoResult", "segment_lesion", "analyse_case", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "segment_lesion", "run_demo", "demo_study_path",
+           "write_demo_cases"]
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of the demo analysis (recorded in the manifest)."""
+    """Settings of the classical lesion segmentation (:func:`segment_lesion`)."""
 
     body_threshold_hu: float = -300.0
     lesion_lower_hu: float = 70.0
     lesion_upper_hu: float = 300.0
     min_lesion_mm3: float = 50.0
-    histogram_bin_width_hu: float = 10.0
-    cv_folds: int = 5
-    n_bootstrap: int = 1000
 
 
 @dataclass
 class DemoResult:
-    """Where the demo wrote its outputs, and its headline numbers."""
+    """Where the demo wrote its outputs, and its headline numbers (read from the study's outputs)."""
 
     report_path: Path
     manifest_path: Path
     features_path: Path
-    auc: float
-    auc_ci: tuple[float, float]
-    dice_mean: float
     n_cases: int
     failures: list[str] = field(default_factory=list)
-    unet_test_dice: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def segment_lesion(image: Image, config: DemoConfig = DemoConfig()) -> Image:
@@ -69,19 +69,38 @@ def segment_lesion(image: Image, config: DemoConfig = DemoConfig()) -> Image:
     return seg.fill_holes(seg.largest_component(candidates))
 
 
-def analyse_case(root: Path, row: Any, *, config: DemoConfig = DemoConfig()) -> tuple[Image, Image, Image, dict[str, float], int]:
-    """Read one baseline study of the cohort at ``root``, segment its lesion and compute its
-    first-order features; return (CT, segmentation, true mask, features, number of files)."""
-    from medimg.features import extract
+def demo_study_path() -> Path:
+    """The demo's study: ``examples/demo.yaml`` of a source checkout, else the copy installed
+    with the package (the two are the same file; a test checks it)."""
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "examples" / "demo.yaml"
+    return checkout if checkout.is_file() else here.parent / "datasets" / "demo.yaml"
 
-    ct_dir = root / row.ct_dir
-    image = io.read(ct_dir)
-    truth = io.read(root / row.mask_path)
-    predicted = segment_lesion(image, config)
-    if not predicted.array.any():
-        raise UserInputError(f"{ct_dir}: no lesion found by thresholding")
-    features = extract(image, predicted, families=("firstorder",), bin_width=config.histogram_bin_width_hu)
-    return image, predicted, truth, features, int(image.meta.get("n_files") or 0)
+
+def _age_band(age: int) -> str:
+    return "<50" if age < 50 else ("50-64" if age < 65 else ">=65")
+
+
+def write_demo_cases(cohort: Any, path: Path) -> Path:
+    """The case list of the demo study: one row per patient's baseline study (``case`` a
+    pseudonymous id, ``image`` its CT series folder, ``mask`` the true lesion mask, ``followup``
+    the follow-up series or empty, ``malignant`` 0/1, ``patient`` the grouping id, ``sex``,
+    ``age_band``, ``scanner``); paths relative to the cohort folder."""
+    by_patient: dict[str, dict[int, Any]] = {}
+    for row in cohort.rows:
+        by_patient.setdefault(row.patient_id, {})[row.timepoint] = row
+    from medimg.core.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", "image", "mask", "followup", "malignant", "patient", "sex", "age_band", "scanner"])
+        for k, (_pid, rows) in enumerate(sorted(by_patient.items()), start=1):
+            base = rows[0]
+            follow = rows.get(1)
+            case = f"c{k:03d}"
+            writer.writerow([case, base.ct_dir, base.mask_path, follow.ct_dir if follow else "", base.label, case,
+                             base.sex, _age_band(base.age_years), base.scanner_model])
+    return path
 
 
 def run_demo(
@@ -89,182 +108,73 @@ def run_demo(
     *,
     n_patients: int = 40,
     seed: int = 0,
-    config: DemoConfig = DemoConfig(),
     unet: bool = True,
+    workers: int | None = None,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Run the whole demo into ``out_dir``; return where the report is and the headline numbers.
+    """Run the demo study (``examples/demo.yaml``) into ``out_dir``; return where the report is.
 
-    With ``unet=True`` a small 2-D U-Net is also trained on the cohort (about half a minute on
-    2 cores) and its Dice on held-out patients is reported next to the threshold segmentation.
+    ``unet=False`` leaves the U-Net steps out of the study (for quick runs).
     """
-    from medimg.datasets import make_cohort
-    from medimg.evaluation import dice
-    from medimg.ml import cross_validated_auc
-    from medimg.report import Figure, Section, Table, overlay_png, roc_png, write_report
+    import json
 
+    from medimg.core.yamlio import safe_load
+    from medimg.datasets import make_cohort
+    from medimg.deid.keys import generate_key_file
+    from medimg.pipeline.runner import run_study
+    from medimg.pipeline.study import study_from_mapping
+
+    if n_patients < 8:
+        raise UserInputError("the demo needs at least 8 patients (cross-validation folds of both classes)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(command="medimg demo", seed=seed,
-                        parameters={"n_patients": n_patients, "unet": unet, **asdict(config)})
-    steps = 6 if unet else 5
-    timings: dict[str, float] = {}
-
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     cohort_dir = out / "cohort"
-    log(f"[1/{steps}] generating a synthetic cohort of {n_patients} patients in {cohort_dir}")
+    log(f"[1/4] generating a synthetic cohort of {n_patients} patients in {cohort_dir}")
     if cohort_dir.exists():
-        import shutil
-
         shutil.rmtree(cohort_dir)
-    cohort = make_cohort(cohort_dir, n_patients=n_patients, seed=seed)
-    timings["generate cohort"] = time.perf_counter() - t0
-    baseline = [row for row in cohort.rows if row.timepoint == 0]
+    cohort = make_cohort(cohort_dir, n_patients=n_patients, seed=seed, followup_fraction=0.5,
+                         malignant_fraction=0.3)
+    write_demo_cases(cohort, cohort_dir / "cases.csv")
+    key = out / "deid.key"
+    if not key.exists():
+        generate_key_file(key)
+    seconds["cohort"] = time.perf_counter() - t0
 
-    log(f"[2/{steps}] reading {len(baseline)} CT series and segmenting the lesions")
-    t0 = time.perf_counter()
-    names: list[str] | None = None
-    feature_rows: list[list[float]] = []
-    labels: list[int] = []
-    cases: list[dict[str, object]] = []
-    examples: dict[int, tuple[Image, Image, Image]] = {}
-    analyse = functools.partial(analyse_case, cohort.root, config=config)
-    for outcome in run_cases(analyse, baseline, key=lambda r: r.patient_id, ordered=True):
-        row = baseline[outcome.index]
-        if not outcome.ok:  # one failed case is recorded; the batch goes on
-            manifest.add_failure(row.patient_id, outcome.error)
-            log(f"  skipped {row.patient_id}: {outcome.error}")
-            continue
-        image, predicted, truth, features, n_files = outcome.value
-        manifest.add_input(cohort.root / row.ct_dir, hash_file=False, n_files=n_files)
-        if names is None:
-            names = list(features)
-        feature_rows.append([float(features[n]) for n in names])
-        labels.append(int(row.label))
-        case_dice = dice(predicted, truth.with_array(truth.array != 0))
-        cases.append({"patient": row.patient_id, "label": "malignant" if row.label else "benign",
-                      "scanner": row.scanner_model, "dice": case_dice,
-                      "volume_mm3": float(features["firstorder.volume_mm3"])})
-        examples.setdefault(int(row.label), (image, predicted, truth))
-    timings["read + segment + features"] = time.perf_counter() - t0
-    if names is None or len(set(labels)) < 2:
-        raise UserInputError("the demo found too few usable cases to train a model")
-
-    features_path = out / "features.csv"
-    _write_csv(features_path, ["patient_id", "label", *names],
-               [[c["patient"], lab, *vals] for c, lab, vals in zip(cases, labels, feature_rows, strict=True)])
-    manifest.add_output(features_path)
-
-    log(f"[3/{steps}] {len(labels)} cases, {len(names)} features; cross-validating a logistic regression")
-    t0 = time.perf_counter()
-    x = np.asarray(feature_rows, dtype=float)
-    finite = np.all(np.isfinite(x), axis=0)
-    used = [n for n, ok in zip(names, finite, strict=True) if ok]
-    cv = cross_validated_auc(x[:, finite], np.asarray(labels), seed=seed, model="logistic",
-                             n_splits=config.cv_folds, n_bootstrap=config.n_bootstrap)
-    timings["cross-validation"] = time.perf_counter() - t0
-    dices = np.array([float(c["dice"]) for c in cases])
-
-    unet_result = None
+    data = safe_load(demo_study_path().read_text(encoding="utf-8"))
+    data["seed"] = seed
     if unet:
+        log("[2/4] training a 2-D U-Net on a separate synthetic training cohort (10 patients)")
+        t0 = time.perf_counter()
         from medimg.pipeline.unet import train_unet_on_cohort
 
-        log(f"[4/{steps}] training a 2-D U-Net on the cohort (held-out patients for testing)")
-        t0 = time.perf_counter()
-        unet_result = train_unet_on_cohort(cohort, out / "unet", seed=seed, log=lambda m: log(f"  {m}"))
-        timings["U-Net training + test"] = time.perf_counter() - t0
-        manifest.add_output(unet_result.checkpoint)
+        training = make_cohort(out / "unet-training-cohort", n_patients=10, seed=seed + 1000, followup_fraction=0.0)
+        trained = train_unet_on_cohort(training, out / "unet", n_val=2, n_test=2, seed=seed,
+                                       log=lambda m: log(f"  {m}"))
+        shutil.copyfile(trained.checkpoint, out / "unet.pt")
+        seconds["unet training"] = time.perf_counter() - t0
+    else:
+        log("[2/4] U-Net left out (--no-unet)")
+        data["steps"] = [s for s in data["steps"] if "unet" not in s["id"]]
+    study = study_from_mapping(data, base=out)
+    log(f"[3/4] running the study {study.name!r}: {len(study.steps)} case steps, {len(study.cohort)} cohort steps")
+    t0 = time.perf_counter()
 
-    log(f"[{steps - 1}/{steps}] writing the report")
-    sections = _report_sections(cohort, cases, names, used, x, labels, dices, cv, examples, timings, unet_result,
-                                Figure=Figure, Section=Section, Table=Table, overlay_png=overlay_png, roc_png=roc_png)
-    report_path = write_report(out / "report.html", title="medimg demo: lesion classification on a synthetic CT cohort",
-                               subtitle=f"{n_patients} patients, seed {seed}", sections=sections)
-    manifest.add_output(report_path)
-    manifest.parameters["features_used"] = used
-    manifest.parameters["results"] = {"auc": cv.auc, "auc_ci": list(cv.ci), "dice_mean": float(dices.mean())}
-    if unet_result is not None:
-        manifest.parameters["results"]["unet_test_dice"] = float(unet_result.mean_test_dice)
-    log(f"[{steps}/{steps}] writing the provenance manifest")
-    manifest_path = manifest.write(out / "manifest.json")
-    return DemoResult(report_path=report_path, manifest_path=manifest_path, features_path=features_path,
-                      auc=float(cv.auc), auc_ci=(float(cv.ci[0]), float(cv.ci[1])),
-                      dice_mean=float(dices.mean()), n_cases=len(labels),
-                      failures=[f["item"] for f in manifest.failures],
-                      unet_test_dice=None if unet_result is None else float(unet_result.mean_test_dice))
+    def progress(outcome: Any, done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            log(f"  {done}/{total} cases")
 
-
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    import csv
-
-    from medimg.core.files import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _report_sections(cohort, cases, names, used, x, labels, dices, cv, examples, timings, unet_result, *,
-                     Figure, Section, Table, overlay_png, roc_png) -> list:  # noqa: N803 - classes passed in
-    labels_a = np.asarray(labels)
-    n_mal = int(labels_a.sum())
-    scanners = sorted({str(c["scanner"]) for c in cases})
-    sections = [
-        Section(
-            heading="Cohort",
-            paragraphs=[
-                f"{len(cohort.rows)} CT studies of {len({r.patient_id for r in cohort.rows})} synthetic patients "
-                f"({sum(1 for r in cohort.rows if r.timepoint > 0)} follow-up studies), generated by "
-                "medimg.datasets as DICOM series with known lesion masks. The baseline studies are analysed: "
-                f"{n_mal} malignant and {len(labels) - n_mal} benign lesions, scanners: {', '.join(scanners)}.",
-            ],
-        )
-    ]
-    figures = []
-    for label, (image, pred, _truth) in sorted(examples.items(), key=lambda kv: kv[0]):
-        name = "malignant" if label else "benign"
-        figures.append(Figure(png=overlay_png(image, pred, title=f"{name}: threshold segmentation"),
-                              caption=f"A {name} lesion: axial slice with the largest segmented area, "
-                                      "window [-160, 240] HU; outline = segmentation."))
-    sections.append(Section(
-        heading="Segmentation",
-        paragraphs=[
-            "Lesions were segmented by thresholding (body above -300 HU, lesion 70..300 HU inside the body, "
-            "specks under 50 mm^3 removed, largest component kept, holes filled) and compared with the generator's masks.",
-            f"Dice against the true masks: mean {dices.mean():.3f}, median {np.median(dices):.3f}, "
-            f"minimum {dices.min():.3f} over {len(dices)} cases.",
-            *([] if unet_result is None else [
-                f"A 2-D U-Net (MONAI) trained on {len(unet_result.train_patients)} patients' axial slices "
-                f"({unet_result.steps} steps, {unet_result.train_seconds:.0f} s on this machine) reaches a Dice of "
-                f"{unet_result.mean_test_dice:.3f} on {len(unet_result.test_patients)} held-out patients "
-                f"(per patient: {', '.join(f'{d:.2f}' for d in unet_result.test_dice.values())})."]),
-        ],
-        figures=figures,
-    ))
-    rows = []
-    for j, name in enumerate(names):
-        col = x[:, j]
-        rows.append([name.split(".", 1)[-1], f"{np.nanmean(col[labels_a == 0]):.4g}",
-                     f"{np.nanmean(col[labels_a == 1]):.4g}", "yes" if name in used else "no (not finite)"])
-    sections.append(Section(
-        heading="Features",
-        paragraphs=["IBSI first-order intensity statistics and volume inside each segmented lesion (mean per class)."],
-        tables=[Table(header=["feature", "benign mean", "malignant mean", "used in model"], rows=rows)],
-    ))
-    sections.append(Section(
-        heading="Model",
-        paragraphs=[
-            f"Standardised features, logistic regression, stratified {len(cv.fold_aucs)}-fold cross-validation: "
-            f"pooled out-of-fold AUC {cv.auc:.3f} (95% bootstrap CI {cv.ci[0]:.3f} to {cv.ci[1]:.3f}); "
-            f"per-fold AUC {', '.join(f'{a:.2f}' for a in cv.fold_aucs)}.",
-        ],
-        figures=[Figure(png=roc_png(cv.fpr, cv.tpr, cv.auc, cv.ci), caption="Out-of-fold ROC curve.")],
-    ))
-    sections.append(Section(
-        heading="Run",
-        paragraphs=["Timings on this machine; the full provenance (inputs, parameters, seed, software versions) "
-                    "is in manifest.json beside this report."],
-        tables=[Table(header=["step", "seconds"], rows=[[k, f"{v:.1f}"] for k, v in timings.items()])],
-    ))
-    return sections
+    result = run_study(study, out / "study", base=out, scheduler="processes", workers=workers, progress=progress,
+                       command="medimg demo")
+    seconds["study"] = time.perf_counter() - t0
+    log("[4/4] done")
+    metrics: dict[str, Any] = {}
+    for step in ("performance", "fairness"):
+        path = out / "study" / "cohort" / step / "result.json"
+        if path.is_file():
+            metrics[step] = json.loads(path.read_text())["metrics"]
+    return DemoResult(report_path=Path(result.report or out / "study" / "report.html"),
+                      manifest_path=Path(result.manifest), features_path=out / "study" / "tables" / "radiomics.csv",
+                      n_cases=result.n_cases, failures=[f.key for f in result.failures], metrics=metrics,
+                      seconds=seconds)
