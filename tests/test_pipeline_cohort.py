@@ -14,6 +14,7 @@ import pytest
 from medimg.pipeline.runner import run_study
 from medimg.pipeline.study import StudyError, study_from_mapping
 
+from servers.fixtures import in_orthanc_netns, orthanc  # noqa: F401 - pytest fixtures
 from test_pipeline_study import STUDY, cohort  # noqa: F401  (the fixture)
 
 
@@ -94,3 +95,42 @@ def test_segmentation_metrics_step_equals_the_function_and_file_params_resolve(c
     with pytest.raises(StudyError) as err:
         study_from_mapping(data, base=cohort)
     assert err.value.where == "steps[4].params.checkpoint" and "no such file" in err.value.problem
+
+
+# ----------------------------------------------------------------------------- the examples
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_the_demo_study_ships_with_the_package_and_is_the_example() -> None:
+    from medimg.demo import demo_study_path
+
+    packaged = Path(__file__).resolve().parent.parent / "src/medimg/datasets/demo.yaml"
+    assert (EXAMPLES / "demo.yaml").read_bytes() == packaged.read_bytes()
+    assert demo_study_path().read_bytes() == packaged.read_bytes()
+
+
+@pytest.mark.tools
+def test_the_pacs_to_catalog_example_ingests_a_series(in_orthanc_netns, tmp_path: Path) -> None:  # noqa: F811
+    import yaml
+
+    from medimg import pacs
+    from medimg.catalog import Catalog
+    from medimg.catalog.query import query
+    from medimg.datasets import make_cohort
+
+    server = in_orthanc_netns
+    cohort_ = make_cohort(tmp_path / "cohort", n_patients=1, seed=5, shape_zyx=(6, 32, 32),
+                          spacing_mm=(2.0, 2.0, 6.0), followup_fraction=0.0)
+    row = cohort_.rows[0]
+    files = sorted((cohort_.root / row.ct_dir).glob("*.dcm"))
+    assert pacs.send(server.dimse, files).failures == []
+    data = yaml.safe_load((EXAMPLES / "pacs-to-catalog.yaml").read_text())
+    data["inputs"]["pacs"].update(server=server.dimse, patient_id=row.patient_id)
+    study = study_from_mapping(data)
+    result = run_study(study, tmp_path / "run", base=tmp_path, scheduler="serial")
+    assert not result.failures and result.n_cases == 1
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        rows = query(catalog)
+    assert [r["series_uid"] for r in rows] == [row.series_uid]
+    noise = pd.read_csv(tmp_path / "run/tables/noise.csv")
+    assert len(noise) == 1 and 0 < float(noise["noise"].iloc[0]) < 100
