@@ -181,9 +181,85 @@ def _segmentation_metrics_op() -> Op:
               param_names=tuple(sorted(allowed)))
 
 
+def _checked(params: Mapping[str, Any], spec: Mapping[str, tuple[Any, Callable[[Any], Any]]], op: str) -> dict[str, Any]:
+    """Resolve ``params`` against ``spec`` (name -> (default, converter that raises ValueError));
+    an unknown name or a bad value is a ParameterError naming the parameter."""
+    from medimg.errors import did_you_mean
+
+    for key in params:
+        if key not in spec:
+            raise ParameterError(f"{op} has no parameter {key!r}{did_you_mean(key, spec)}; "
+                                 f"parameters: {', '.join(sorted(spec))}")
+    out: dict[str, Any] = {}
+    for name, (default, convert) in spec.items():
+        value = params.get(name, default)
+        try:
+            out[name] = convert(value)
+        except (TypeError, ValueError) as err:
+            raise ParameterError(f"{op} {op!r}: parameter {name}: {err}") from err
+    return out
+
+
+def _one_of(*choices: Any) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+
+    return convert
+
+
+def _register_op() -> Op:
+    spec: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+        "transform": ("rigid", _one_of("rigid", "similarity", "affine", "bspline", "syn")),
+        "metric": (None, _one_of(None, "mi", "ncc", "ms")),
+        "task": ("mono-modal", _one_of("mono-modal", "multi-modal", "longitudinal")),
+        "seed": (0, int),
+    }
+
+    def run(inputs: dict[str, Any], params: dict[str, Any]) -> Any:
+        from medimg.registration import register
+
+        result = register(inputs["fixed"], inputs["moving"], transform=params["transform"], metric=params["metric"],
+                          task=params["task"], seed=params["seed"])
+        return result.resampled
+
+    return Op("register", ("fixed", "moving"), "image", lambda p: _checked(p, spec, "register"), run,
+              summary="the moving image registered to the fixed one and resampled onto its grid",
+              param_names=tuple(spec))
+
+
+def _longitudinal_op() -> Op:
+    spec: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+        "transform": ("rigid", _one_of("rigid", "affine")),
+        "stable_percent": (0.0, float),
+        "min_volume_mm3": (0.0, float),
+    }
+
+    def run(inputs: dict[str, Any], params: dict[str, Any]) -> Any:
+        from medimg.registration.longitudinal import longitudinal_change
+
+        result = longitudinal_change(inputs["baseline"], inputs["followup"], inputs["mask"],
+                                     transform_kind=params["transform"], stable_percent=params["stable_percent"],
+                                     min_volume_mm3=params["min_volume_mm3"])
+        summary = result.as_dict()["summary"]
+        values = {k: float("nan") if v is None else float(v) for k, v in summary.items()}
+        quality = result.registration or {}
+        if isinstance(quality.get("final_metric"), (int, float)):
+            values["registration_final_metric"] = float(quality["final_metric"])
+        return values
+
+    return Op("longitudinal", ("baseline", "followup", "mask"), "values", lambda p: _checked(p, spec, "longitudinal"),
+              run, summary="register the follow-up to its baseline, carry the lesion mask across and measure "
+                           "each lesion's volume change (mm^3, %), new and vanished lesions",
+              param_names=tuple(spec))
+
+
 #: Pipeline operations that are not entries of a registry kind, by name.
 _PIPELINE_OPS: dict[str, Callable[[], Op]] = {"features": _features_op,
-                                              "segmentation_metrics": _segmentation_metrics_op}
+                                              "segmentation_metrics": _segmentation_metrics_op,
+                                              "register": _register_op,
+                                              "longitudinal": _longitudinal_op}
 #: Registry kinds a step may name.
 _STEP_KINDS = ("filters", "feature_filters", "segmentation", "quality")
 
