@@ -1,0 +1,1 @@
+"""Registration: intensity-based, point-based (landmarks, ICP), longitudinal change, fusion views."""
