@@ -92,9 +92,6 @@ def _to_transform(matrix: np.ndarray) -> Transform:
 def _map_points(transform: Any, points: np.ndarray) -> np.ndarray:
     """Map points with a 4x4 matrix, a result of this module, or anything with
     ``transform_points`` (a :class:`Transform`)."""
-    if hasattr(transform, "matrix") and isinstance(getattr(transform, "matrix", None), np.ndarray) \
-            and not hasattr(transform, "transform_points"):
-        return apply_matrix(transform.matrix, points)
     if hasattr(transform, "transform_points"):
         return np.asarray(transform.transform_points(points), dtype=np.float64)
     m = np.asarray(transform, dtype=np.float64)
@@ -376,12 +373,12 @@ def _initial_matrix(init: Any, fixed: np.ndarray, moving: np.ndarray) -> np.ndar
         from medimg.errors import UnknownNameError
 
         raise UnknownNameError("ICP initialisation", init, ["identity", "centroid"])
-    if hasattr(init, "matrix") and not hasattr(init, "transform_points"):
-        init = init.matrix
-    if hasattr(init, "transform_points"):  # a Transform: its affine part from mapped points
-        probe = np.vstack([np.zeros(3), np.eye(3)])
-        mapped = np.asarray(init.transform_points(probe), dtype=np.float64)
-        return _homogeneous((mapped[1:] - mapped[0]).T, mapped[0])
+    if isinstance(init, (LandmarkResult, ICPResult)):
+        return init.matrix
+    if hasattr(init, "transform_points"):  # a Transform: its homogeneous matrix when linear
+        if not getattr(init, "is_linear", False):
+            raise ParameterError("init must be a linear transform (ICP fits linear maps)")
+        return np.asarray(init.homogeneous, dtype=np.float64)
     m = np.asarray(init, dtype=np.float64)
     if m.shape != (4, 4) or not np.all(np.isfinite(m)):
         raise ParameterError(f"init must be 'identity', 'centroid' or a 4x4 matrix, got shape {m.shape}")
