@@ -211,3 +211,87 @@ def test_landmark_transform_saves_and_maps_like_simpleitk(tmp_path):
     res2 = icp(fixed, apply_matrix(truth, fixed), method="point-to-point", kind="similarity",
                init=res.transform, max_iterations=2)
     np.testing.assert_allclose(res2.matrix, truth, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- fusion
+def _grid_image(values: np.ndarray, spacing=(0.5, 1.0, 2.5), origin=(0.0, 0.0, 0.0)) -> Image:
+    return Image.from_geometry(values.astype(np.float32), spacing=spacing, origin=origin)
+
+
+def test_fusion_pngs_decode_with_physical_aspect(tmp_path):
+    from PIL import Image as PILImage
+
+    from medimg.registration.fusion import FUSION_MODES, write_fusion_png
+
+    rng = np.random.default_rng(8)
+    a = _grid_image(rng.normal(0, 1, size=(20, 40, 50)))
+    b = _grid_image(rng.normal(0, 1, size=(20, 40, 50)))
+    # axial: rows = 40 voxels x 1.0 mm, columns 50 x 0.5 mm; pixel = 0.5 mm -> 80 x 50
+    # coronal: rows = 20 x 2.5 mm = 100 px, columns 50; sagittal (pixel = its finest spacing,
+    # 1 mm): rows 20 x 2.5 = 50, columns 40
+    expected = {"axial": (80, 50), "coronal": (100, 50), "sagittal": (50, 40)}
+    for mode in FUSION_MODES:
+        for axis, (rows, cols) in expected.items():
+            path = write_fusion_png(a, b, tmp_path / f"{mode}-{axis}.png", mode=mode, axis=axis)
+            with PILImage.open(path) as png:
+                assert png.format == "PNG" and png.mode == "RGB"
+                assert png.size == (cols, rows)
+            assert path.with_suffix(".json").exists()  # provenance sidecar
+
+
+def test_fusion_modes_known_pixels():
+    from medimg.registration.fusion import fusion_view, hot_colormap
+
+    zeros = _grid_image(np.zeros((4, 40, 40)), spacing=(1.0, 1.0, 1.0))
+    ones = _grid_image(np.ones((4, 40, 40)), spacing=(1.0, 1.0, 1.0))
+    win = {"window_a": (0, 1), "window_b": (0, 1)}
+    cb = fusion_view(zeros, ones, mode="checkerboard", checker_mm=10, **win)[..., 0]
+    assert cb.shape == (40, 40)
+    assert cb[0, 0] == 0 and cb[0, 10] == 255 and cb[10, 0] == 255 and cb[10, 10] == 0 and cb[9, 9] == 0
+    blend = fusion_view(zeros, ones, mode="blend", alpha=0.25, **win)
+    assert np.all(blend == 64)  # round(0.25 * 255)
+    same = fusion_view(ones, ones, mode="difference")
+    assert np.all(same == 128)
+    diff = fusion_view(ones, zeros, mode="difference", diff_window=2.0)
+    assert np.all(diff == 191)  # 0.5 + 0.5 * 1/2 -> 0.75 * 255
+    # colour: a grey at 0, b = SUV 2.5 in the 0-5 window -> hot(0.5) blended with alpha 0.6
+    suv = Image(np.full((4, 40, 40), 2.5, np.float32), zeros.affine, meta={"units": "g/ml"})
+    col = fusion_view(zeros, suv, mode="colour", alpha=0.6, window_a=(0, 1))
+    np.testing.assert_array_equal(col[5, 5], np.round(0.6 * hot_colormap(0.5) * 255).astype(np.uint8))
+    assert tuple(np.round(hot_colormap(np.array([0.0, 1.0])) * 255).astype(int).ravel()) == (0, 0, 0, 255, 255, 255)
+
+
+def test_fusion_resamples_b_and_refuses_bad_pairs():
+    from medimg.errors import GeometryMismatchError
+    from medimg.registration.fusion import fusion_view
+
+    zz, yy, xx = np.indices((10, 40, 40), dtype=np.float64)
+    a = _grid_image(xx + 2 * yy, spacing=(1.0, 1.0, 2.0))
+    # the same linear ramp sampled on a grid twice as coarse, shifted: b on a's grid == a
+    zz2, yy2, xx2 = np.indices((12, 22, 22), dtype=np.float64)
+    b = Image.from_geometry((2 * xx2 - 1 + 2 * (2 * yy2 - 1)).astype(np.float32), spacing=(2.0, 2.0, 2.0),
+                            origin=(-1.0, -1.0, 0.0))
+    d = fusion_view(a, b, mode="difference", diff_window=1.0)
+    assert np.abs(d[2:-2, 2:-2].astype(int) - 128).max() <= 1
+    with pytest.raises(GeometryMismatchError, match="3-D"):
+        fusion_view(a, Image(np.zeros((40, 40), np.float32)), mode="blend")
+    far = Image.from_geometry(np.zeros((5, 5, 5), np.float32), origin=(1000.0, 0.0, 0.0))
+    with pytest.raises(GeometryMismatchError, match="does not overlap"):
+        fusion_view(a, far)
+    with pytest.raises(ParameterError, match="unknown fusion mode"):
+        fusion_view(a, a, mode="overlay")
+
+
+def test_fusion_view_independent_of_storage_order():
+    """An image stored RAS (flipped x and y) gives the same picture as its LPS copy."""
+    from medimg.core.orient import reorient
+    from medimg.registration.fusion import fusion_view
+
+    rng = np.random.default_rng(9)
+    a = _grid_image(rng.uniform(0, 1, size=(6, 12, 16)), spacing=(1.0, 1.0, 2.0))
+    b = _grid_image(rng.uniform(0, 1, size=(6, 12, 16)), spacing=(1.0, 1.0, 2.0))
+    for axis in ("axial", "coronal", "sagittal"):
+        ref = fusion_view(a, b, mode="blend", axis=axis, window_a=(0, 1), window_b=(0, 1))
+        got = fusion_view(reorient(a, "RAS"), reorient(b, "RAS"), mode="blend", axis=axis,
+                          window_a=(0, 1), window_b=(0, 1))
+        np.testing.assert_array_equal(got, ref)
