@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from medimg.core.image import Image
-from medimg.errors import ParameterError
+from medimg.errors import GeometryMismatchError, ParameterError
 from medimg.registration.points import (
     apply_matrix,
     estimate_normals,
@@ -295,3 +295,92 @@ def test_fusion_view_independent_of_storage_order():
         got = fusion_view(reorient(a, "RAS"), reorient(b, "RAS"), mode="blend", axis=axis,
                           window_a=(0, 1), window_b=(0, 1))
         np.testing.assert_array_equal(got, ref)
+
+
+# --------------------------------------------------------------------------- longitudinal
+def _sphere_scan(shape, spacing, origin, to_baseline, spheres, rng, noise=5.0):
+    """A scan whose voxel at physical x shows the spheres (centre in baseline mm, radius mm,
+    value) at to_baseline(x); returns the image and the label map of the spheres."""
+    zz, yy, xx = np.indices(shape, dtype=np.float64)
+    idx = np.stack([xx, yy, zz], axis=-1).reshape(-1, 3)
+    pts = apply_matrix(to_baseline, idx * np.asarray(spacing) + np.asarray(origin))
+    values = np.zeros(len(pts))
+    labels = np.zeros(len(pts), dtype=np.uint8)
+    for k, (centre, radius, value) in enumerate(spheres, start=1):
+        inside = np.sum((pts - np.asarray(centre)) ** 2, axis=1) <= radius**2
+        values[inside] = value
+        labels[inside] = k
+    values = values.reshape(shape) + rng.normal(0, noise, size=shape)
+    img = Image.from_geometry(values.astype(np.float32), spacing=spacing, origin=origin)
+    return img, Image.from_geometry(labels.reshape(shape), spacing=spacing, origin=origin)
+
+
+def _ball(radius: float) -> float:
+    return 4.0 / 3.0 * np.pi * radius**3
+
+
+@pytest.fixture(scope="module")
+def lesion_pair():
+    """Baseline: lesion A (r 6 mm) and B (r 4 mm). Follow-up, scanned in another pose: A grown
+    to r 8 mm, B gone, a new lesion C (r 5 mm)."""
+    rng = np.random.default_rng(10)
+    spacing, origin = (0.8, 0.8, 1.0), (-30.0, -28.0, -20.0)
+    a, b, c = (-8.0, 0.0, 0.0), (14.0, 10.0, 4.0), (-4.0, -14.0, 8.0)
+    ident = np.eye(4)
+    baseline, base_mask = _sphere_scan((40, 70, 76), spacing, origin, ident,
+                                       [(a, 6.0, 100.0), (b, 4.0, 100.0)], rng)
+    to_baseline = _rigid((0.0, 0.0, 7.0), (3.1, -2.3, 1.7))  # follow-up point -> baseline point
+    followup, fu_mask = _sphere_scan((42, 72, 76), (0.75, 0.75, 1.0), (-30.0, -28.0, -22.0),
+                                     to_baseline, [(a, 8.0, 100.0), (c, 5.0, 100.0)], rng)
+    return baseline, (base_mask.array > 0).astype(np.uint8), followup, fu_mask, to_baseline
+
+
+@pytest.mark.parametrize("with_followup_mask", [True, False])
+def test_longitudinal_growth_and_flags(lesion_pair, with_followup_mask):
+    from medimg.registration.longitudinal import longitudinal_change
+    from medimg.registration.transform import Transform
+
+    baseline, base_arr, followup, fu_mask, to_baseline = lesion_pair
+    mask = baseline.with_array(base_arr)
+    res = longitudinal_change(baseline, followup, mask, transform=Transform.from_matrix(to_baseline),
+                              followup_mask=(fu_mask if with_followup_mask else None))
+    rows = {(r.status, r.lesion): r for r in res.lesions}
+    grown = [r for r in res.lesions if r.status == "grown"]
+    vanished = res.vanished_lesions
+    assert len(grown) == 1 and len(vanished) == 1
+    g = grown[0]
+    # voxelised spheres: within 3 % of the analytic ball volumes
+    assert g.baseline_volume_mm3 == pytest.approx(_ball(6.0), rel=0.03)
+    assert g.followup_volume_mm3 == pytest.approx(_ball(8.0), rel=0.03)
+    assert g.carried_volume_mm3 == pytest.approx(_ball(6.0), rel=0.05)
+    assert g.change_percent == pytest.approx(100 * (8**3 / 6**3 - 1), abs=6.0)
+    assert g.change_mm3 == pytest.approx(_ball(8.0) - _ball(6.0), rel=0.05)
+    np.testing.assert_allclose(g.baseline_centroid_mm, (-8.0, 0.0, 0.0), atol=0.1)
+    # the follow-up centroid, mapped to baseline space, is lesion A's centre
+    np.testing.assert_allclose(apply_matrix(to_baseline, np.array([g.followup_centroid_mm]))[0],
+                               (-8.0, 0.0, 0.0), atol=0.1)
+    assert vanished[0].baseline_volume_mm3 == pytest.approx(_ball(4.0), rel=0.05)
+    assert vanished[0].followup_volume_mm3 == 0.0 and vanished[0].change_percent == -100.0
+    if with_followup_mask:
+        (new,) = res.new_lesions
+        assert new.followup_volume_mm3 == pytest.approx(_ball(5.0), rel=0.04)
+        np.testing.assert_allclose(apply_matrix(to_baseline, np.array([new.followup_centroid_mm]))[0],
+                                   (-4.0, -14.0, 8.0), atol=0.1)
+    else:
+        assert res.new_lesions == []
+    record = res.as_dict()
+    assert record["summary"]["vanished_lesions"] == 1 and rows
+    assert set(np.unique(res.carried_mask.array)) <= {0, 1, 2}  # never a new label value
+
+
+def test_longitudinal_bad_input(lesion_pair):
+    from medimg.registration.longitudinal import longitudinal_change
+    from medimg.registration.transform import Transform
+
+    baseline, base_arr, followup, _fu, _t = lesion_pair
+    wrong_grid = Image(base_arr, followup.affine)
+    with pytest.raises(GeometryMismatchError):
+        longitudinal_change(baseline, followup, wrong_grid, transform=Transform.identity())
+    with pytest.raises(ParameterError, match="no lesion"):
+        longitudinal_change(baseline, followup, baseline.with_array(np.zeros_like(base_arr)),
+                            transform=Transform.identity())
