@@ -384,3 +384,82 @@ def test_longitudinal_bad_input(lesion_pair):
     with pytest.raises(ParameterError, match="no lesion"):
         longitudinal_change(baseline, followup, baseline.with_array(np.zeros_like(base_arr)),
                             transform=Transform.identity())
+
+
+# --------------------------------------------------------------------------- CLI
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ") and "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_cli_longitudinal_json_and_outputs(lesion_pair, tmp_path, capsys):
+    import json
+
+    from medimg import io
+    from medimg.cli.main import main
+    from medimg.registration.transform import Transform
+
+    baseline, base_arr, followup, fu_mask, to_baseline = lesion_pair
+    paths = {name: tmp_path / f"{name}.nii.gz" for name in ("base", "fu", "mask", "fumask")}
+    io.write(baseline, paths["base"])
+    io.write(followup, paths["fu"])
+    io.write(baseline.with_array(base_arr), paths["mask"])
+    io.write(fu_mask, paths["fumask"])
+    given = Transform.from_matrix(to_baseline).save(tmp_path / "given.tfm")
+    args = ["longitudinal", str(paths["base"]), str(paths["fu"]), "--mask", str(paths["mask"]),
+            "--followup-mask", str(paths["fumask"]), "--transform-file", str(given), "--json",
+            "--carried-mask", str(tmp_path / "carried.nii.gz"), "--transform-out", str(tmp_path / "out.tfm")]
+    assert main(args) == 0
+    record = json.loads(capsys.readouterr().out)
+    statuses = sorted(les["status"] for les in record["lesions"])
+    assert statuses == ["grown", "new", "vanished"]
+    assert record["summary"]["new_lesions"] == 1 and record["summary"]["vanished_lesions"] == 1
+    carried = io.read(tmp_path / "carried.nii.gz")
+    assert carried.same_grid(followup) and set(np.unique(carried.array)) <= {0, 1, 2}
+    np.testing.assert_allclose(Transform.load(tmp_path / "out.tfm").homogeneous, to_baseline, atol=1e-9)
+    # table output
+    assert main(args[:-5] + []) == 0 and "grown" in capsys.readouterr().out
+    # bad input: a mask on another grid, a file that is not a transform, an unknown choice
+    io.write(fu_mask, tmp_path / "wrong.nii.gz")
+    assert main(["longitudinal", str(paths["base"]), str(paths["fu"]), "--mask", str(tmp_path / "wrong.nii.gz"),
+                 "--transform-file", str(given)]) == 2
+    assert "grid" in _one_error_line(capsys)
+    (tmp_path / "bad.tfm").write_text("not a transform\n")
+    assert main(["longitudinal", str(paths["base"]), str(paths["fu"]), "--mask", str(paths["mask"]),
+                 "--transform-file", str(tmp_path / "bad.tfm")]) == 2
+    _one_error_line(capsys)
+    assert main(["longitudinal", str(paths["base"]), str(paths["fu"]), "--mask", str(paths["mask"]),
+                 "--transform", "bspline"]) == 2
+    assert "rigid" in _one_error_line(capsys)
+
+
+def test_cli_fuse(tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    from medimg import io
+    from medimg.cli.main import main
+
+    rng = np.random.default_rng(11)
+    a = _grid_image(rng.normal(0, 1, size=(20, 40, 50)))
+    b = Image.from_geometry(rng.uniform(0, 6, size=(10, 20, 25)).astype(np.float32), spacing=(1.0, 2.0, 5.0))
+    io.write(a, tmp_path / "a.nii.gz")
+    io.write(b, tmp_path / "b.nii.gz")
+    for mode in ("checkerboard", "blend", "colour", "difference"):
+        out = tmp_path / f"{mode}.png"
+        assert main(["fuse", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "-o", str(out),
+                     "--mode", mode, "--window-b", "0,5", "--axis", "coronal"]) == 0
+        with PILImage.open(out) as png:
+            assert png.size == (50, 100)
+    capsys.readouterr()
+    assert main(["fuse", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "-o", str(tmp_path / "x.png"),
+                 "--mode", "overlay"]) == 2
+    assert "unknown fusion mode" in _one_error_line(capsys)
+    assert main(["fuse", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "-o", str(tmp_path / "x.png"),
+                 "--window-a", "5,1"]) == 2
+    assert "--window-a" in _one_error_line(capsys)
+    io.write(Image(np.zeros((30, 30), np.float32)), tmp_path / "flat.nii.gz")
+    assert main(["fuse", str(tmp_path / "a.nii.gz"), str(tmp_path / "flat.nii.gz"), "-o", str(tmp_path / "y.png")]) == 2
+    assert "2-D" in _one_error_line(capsys)
