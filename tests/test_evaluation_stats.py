@@ -351,3 +351,112 @@ def test_plots_write_pngs(tmp_path) -> None:
         with PILImage.open(path) as im:
             assert im.format == "PNG" and min(im.size) > 100
     assert average_precision(y, s) > y.mean()
+
+
+# ---------------------------------------------------------------------- subgroup audit
+def _audit_frame(rng: np.random.Generator, n: int, shift_c: float) -> object:
+    pd = pytest.importorskip("pandas")
+    site = rng.choice(["A", "B", "C"], n)
+    y = rng.random(n) < 0.4
+    s = rng.normal(0, 1, n) + 1.5 * y
+    s = np.where((site == "C") & y, s - shift_c, s)  # planted: site C's positives score lower
+    return pd.DataFrame({"y_true": y.astype(int), "y_score": 1 / (1 + np.exp(-s)), "site": site,
+                         "sex": rng.choice(["F", "M"], n), "pid": np.arange(n) // 2})
+
+
+def test_audit_flags_a_planted_gap_and_only_it() -> None:
+    from medimg.evaluation.audit import subgroup_audit
+
+    frame = _audit_frame(np.random.default_rng(0), 1500, shift_c=1.2)
+    res = subgroup_audit(frame, ["site", "sex"], versus={"site": "A"}, n_bootstrap=1000, case_id="pid", seed=1)
+    flagged = {(g["column"], g["group"], g["metric"]) for g in res.flagged}
+    assert ("site", "C", "sensitivity") in flagged and ("site", "C", "auc") in flagged
+    assert not any(col == "sex" or grp == "B" or m == "specificity" for col, grp, m in flagged)
+    assert res.settings["n_comparisons"] == 9 and res.settings["correction"] == "holm"
+    # group values agree with the metrics computed on the subgroup alone
+    sub = frame[frame.site == "C"]
+    direct = binary_metrics(sub.y_true, sub.y_score, metrics=["sensitivity"], n_bootstrap=0)["sensitivity"].value
+    row = next(r for r in res.groups if r["group"] == "C" and r["metric"] == "sensitivity")
+    assert row["value"] == pytest.approx(direct) and row["n"] == len(sub)
+    gap = next(g for g in res.gaps if g["group"] == "C" and g["metric"] == "sensitivity")
+    ref = frame[frame.site == "A"]
+    ref_sens = binary_metrics(ref.y_true, ref.y_score, metrics=["sensitivity"], n_bootstrap=0)["sensitivity"].value
+    assert gap["gap"] == pytest.approx(direct - ref_sens)
+    assert gap["ci_level"] > 0.95 and gap["ci_high"] < 0
+    assert res.gap_table().shape[0] == 9 and set(res.to_dict()) == {"settings", "groups", "gaps"}
+
+
+def test_audit_flags_nothing_on_null_data_at_the_family_wise_level() -> None:
+    from medimg.evaluation.audit import subgroup_audit
+
+    rng = np.random.default_rng(42)
+    any_flag = {"holm": 0, "none": 0}
+    for k in range(20):
+        frame = _audit_frame(rng, 600, shift_c=0.0)
+        for corr in any_flag:
+            res = subgroup_audit(frame, "site", n_bootstrap=500, correction=corr, seed=k)
+            any_flag[corr] += bool(res.flagged)
+    assert any_flag["holm"] <= 3  # family-wise 5 %: about 1 of 20 expected
+    assert any_flag["holm"] <= any_flag["none"]
+
+
+def test_bonferroni_widens_every_interval() -> None:
+    from medimg.evaluation.audit import subgroup_audit
+
+    frame = _audit_frame(np.random.default_rng(3), 800, shift_c=0.5)
+    bon = subgroup_audit(frame, "site", n_bootstrap=800, correction="bonferroni")
+    none = subgroup_audit(frame, "site", n_bootstrap=800, correction="none")
+    m = bon.settings["n_comparisons"]
+    for b, n in zip(bon.gaps, none.gaps, strict=True):
+        assert b["ci_level"] == pytest.approx(1 - 0.05 / m) and n["ci_level"] == pytest.approx(0.95)
+        assert b["ci_low"] <= n["ci_low"] and b["ci_high"] >= n["ci_high"]
+
+
+# ---------------------------------------------------------------------- CLI
+def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from medimg.cli.main import main
+
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_evaluate_json_and_bad_input(tmp_path, capsys) -> None:
+    import json
+
+    frame = _audit_frame(np.random.default_rng(5), 400, shift_c=0.0)
+    csv = tmp_path / "pred.csv"
+    frame.to_csv(csv, index=False)
+    code, out, _ = _run_cli(["evaluate", str(csv), "--bootstrap", "300", "--seed", "3", "--id", "pid", "--json"], capsys)
+    assert code == 0
+    res = json.loads(out)
+    for key in ("auc", "sensitivity", "specificity", "accuracy", "f1", "brier", "calibration_slope"):
+        assert set(res[key]) >= {"value", "ci"} and len(res[key]["ci"]) == 2
+    direct = binary_metrics(frame.y_true, frame.y_score, cluster=frame.pid, n_bootstrap=300, seed=3)
+    assert res["auc"]["value"] == pytest.approx(direct["auc"].value)
+    assert res["auc"]["ci"] == pytest.approx(list(direct["auc"].ci))
+    code, out, _ = _run_cli(["evaluate", str(csv), "--bootstrap", "0", "--json"], capsys)
+    assert code == 0 and json.loads(out)["sensitivity"]["ci"] == [None, None]
+    (tmp_path / "bad.csv").write_text("y_true,y_score\n0,0.2\n3,0.5\n")
+    for args in (["evaluate", str(tmp_path / "bad.csv")], ["evaluate", str(csv), "--y-score", "nope"],
+                 ["evaluate", str(tmp_path / "missing.csv")], ["evaluate", str(csv), "--method", "bogus"],
+                 ["audit", str(csv), "--by", "nope"], ["audit", str(csv), "--by", "site", "--reference", "site=Z"]):
+        code, _, err = _run_cli(args, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_cli_audit_json_table_plot(tmp_path, capsys) -> None:
+    import json
+
+    frame = _audit_frame(np.random.default_rng(6), 900, shift_c=1.2)
+    csv = tmp_path / "pred.csv"
+    frame.to_csv(csv, index=False)
+    code, out, _ = _run_cli(["audit", str(csv), "--by", "site,sex", "--bootstrap", "1000", "--json",
+                             "--table", str(tmp_path / "gaps.csv"), "--plot", str(tmp_path / "gaps.png")], capsys)
+    assert code == 0
+    res = json.loads(out)
+    assert set(res["groups"]) == {"site", "sex"} and set(res["groups"]["site"]) == {"A", "B", "C"}
+    flagged = [(g["group"], g["metric"]) for g in res["gaps"] if g["flagged"]]
+    assert ("C", "sensitivity") in flagged
+    assert (tmp_path / "gaps.csv").read_text().startswith("column,group,versus,metric,gap")
+    assert (tmp_path / "gaps.png").stat().st_size > 1000

@@ -41,28 +41,34 @@ def _fit_logistic(x: np.ndarray | None, y: np.ndarray, offset: np.ndarray, w: np
                   iters: int = 50) -> np.ndarray:
     """Weighted ML logistic fit of y ~ a + b*x + offset for each row of weights w (rows, n).
 
-    Returns (rows, 2) [a, b] (b = nan when x is None). Newton-Raphson, vectorised over rows.
+    Returns (rows, 2) [a, b] (b = nan when x is None). Newton-Raphson with the 2x2 (or 1x1)
+    Hessian solved in closed form, vectorised over rows.
     """
     rows = w.shape[0]
-    k = 1 if x is None else 2
-    beta = np.zeros((rows, k))
-    design = np.ones((y.size, k))
-    if x is not None:
-        design[:, 1] = x
+    a = np.zeros(rows)
+    b = np.zeros(rows)
+    xx = np.zeros_like(y) if x is None else x
     for _ in range(iters):
-        eta = beta @ design.T + offset  # (rows, n)
+        eta = a[:, None] + b[:, None] * xx + offset
         mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -35, 35)))
-        grad = (w * (y - mu)) @ design  # (rows, k)
+        r = w * (y - mu)
         wv = w * mu * (1 - mu)
-        hess = np.einsum("rn,ni,nj->rij", wv, design, design)
-        hess = hess + 1e-12 * np.eye(k)
-        step = np.linalg.solve(hess, grad[..., None])[..., 0]
-        beta = beta + step
-        if np.nanmax(np.abs(step)) < 1e-10:
+        g0 = r.sum(axis=1)
+        h00 = wv.sum(axis=1) + 1e-12
+        if x is None:
+            da = g0 / h00
+            db = np.zeros(rows)
+        else:
+            g1 = r @ xx
+            h01 = wv @ xx
+            h11 = wv @ (xx * xx) + 1e-12
+            det = h00 * h11 - h01 * h01
+            da = (h11 * g0 - h01 * g1) / det
+            db = (h00 * g1 - h01 * g0) / det
+        a, b = a + da, b + db
+        if np.nanmax(np.abs(np.r_[da, db])) < 1e-10:
             break
-    if k == 1:
-        return np.column_stack([beta[:, 0], np.full(rows, np.nan)])
-    return beta
+    return np.column_stack([a, b if x is not None else np.full(rows, np.nan)])
 
 
 @dataclass(frozen=True)
