@@ -200,6 +200,7 @@ COMMAND_MODULES = (
     "medimg.cli.pipeline_cmd",
     "medimg.cli.pet_cmd",
     "medimg.cli.longitudinal_cmd",
+    "medimg.cli.evaluation_cmd",
 )
 
 

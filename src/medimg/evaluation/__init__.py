@@ -1,5 +1,17 @@
-"""Evaluation: segmentation overlap, volume and surface-distance metrics (mm, selectable conventions)."""
+"""Evaluation: classification metrics with bootstrap CIs; segmentation overlap, volume and surface-distance metrics."""
 
+from medimg.evaluation.classification import (
+    METRICS,
+    MetricCI,
+    average_precision,
+    binary_metrics,
+    bootstrap_ci,
+    mean_ci,
+    roc_auc,
+    roc_curve,
+    pr_curve,
+    summarize_cases,
+)
 from medimg.evaluation.segmentation import (
     dice,
     iou,
@@ -24,6 +36,16 @@ from medimg.evaluation.surface import (
 )
 
 __all__ = [
+    "METRICS",
+    "MetricCI",
+    "binary_metrics",
+    "bootstrap_ci",
+    "roc_auc",
+    "average_precision",
+    "roc_curve",
+    "pr_curve",
+    "mean_ci",
+    "summarize_cases",
     "dice",
     "iou",
     "sensitivity",

@@ -242,53 +242,27 @@ def _plain(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- AUC
+# The statistics live in medimg.evaluation; these names stay importable from here.
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC as the Mann-Whitney statistic (ties count one half).
 
-    Parameters
-    ----------
-    y
-        1 for positive, 0 for negative samples; both must occur.
-    score
-        Higher means more likely positive.
-
-    Returns
-    -------
-    float
-        The probability that a random positive scores above a random negative.
+    See :func:`medimg.evaluation.classification.roc_auc`.
     """
-    return float(_auc_rows(np.asarray(y, dtype=bool)[np.newaxis], np.asarray(score)[np.newaxis])[0])
+    from medimg.evaluation.classification import roc_auc as _roc_auc
 
-
-def _auc_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """AUC of each row of (n_rows, n) boolean labels and scores; NaN for a one-class row."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score, axis=1)
-    n_pos = y.sum(axis=1)
-    n_neg = y.shape[1] - n_pos
-    rank_sum = np.where(y, ranks, 0.0).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    return _roc_auc(np.asarray(y).astype(bool), score)
 
 
 def _bootstrap_ci(
     y: np.ndarray, score: np.ndarray, *, n_bootstrap: int, confidence: float, seed: int
 ) -> tuple[tuple[float, float], int]:
+    """Percentile interval of the AUC over plain bootstrap resamples (vectorised)."""
+    from medimg.evaluation.classification import BinaryData, plain_bootstrap_auc
+
     if n_bootstrap == 0:
         return (float("nan"), float("nan")), 0
-    rng = np.random.default_rng(seed)
-    n = y.size
-    aucs: list[np.ndarray] = []
-    chunk = max(1, min(n_bootstrap, 2_000_000 // max(n, 1)))
-    done = 0
-    while done < n_bootstrap:
-        rows = min(chunk, n_bootstrap - done)
-        idx = rng.integers(0, n, size=(rows, n))
-        aucs.append(_auc_rows(y[idx], score[idx]))
-        done += rows
-    values = np.concatenate(aucs)
+    data = BinaryData.from_arrays(np.asarray(y).astype(bool), score, threshold=0.0)
+    values = plain_bootstrap_auc(data, n_bootstrap, np.random.default_rng(seed))
     values = values[np.isfinite(values)]
     if values.size == 0:
         return (float("nan"), float("nan")), 0
