@@ -37,18 +37,22 @@ def test_mean_filter_matches_a_direct_average():
         FILTERS.get("mean").func(a, SP, support=4)
 
 
-def test_log_of_a_quadratic_is_its_laplacian_in_mm():
+def test_log_of_a_quadratic_is_its_laplacian():
     z, y, x = np.mgrid[0:24, 0:30, 0:30].astype(float)
     sp = (1.5, 0.8, 1.2)
     zz, yy, xx = z * sp[0], y * sp[1], x * sp[2]
-    f = xx**2 + 2 * yy**2 + 3 * zz**2  # Laplacian = 2 + 4 + 6
+    f = xx**2 + 2 * yy**2 + 3 * zz**2  # Laplacian = 2 + 4 + 6 per mm^2
+    log = FILTERS.get("log").func
     # a Gaussian wide enough (in voxels) and truncated far enough reproduces the exact Laplacian
-    out = FILTERS.get("log").func(f, sp, sigma_mm=2.0, truncate=6.0, boundary="nearest")
+    out = log(f, sp, sigma_mm=2.0, truncate=6.0, boundary="nearest", units="mm")
     assert out[12, 15, 15] == pytest.approx(12.0, rel=1e-4)
-    out2 = FILTERS.get("log").func(f, sp, sigma_mm=2.0, truncate=6.0, dims=2)
+    out2 = log(f, sp, sigma_mm=2.0, truncate=6.0, dims=2, units="mm")
     assert out2[12, 15, 15] == pytest.approx(6.0, rel=1e-4)
+    # the IBSI kernel is on the voxel grid: second derivatives per voxel^2
+    vox = log(f, sp, sigma_mm=2.0, truncate=6.0, boundary="nearest")
+    assert vox[12, 15, 15] == pytest.approx(2 * sp[2] ** 2 + 4 * sp[1] ** 2 + 6 * sp[0] ** 2, rel=1e-4)
     # the IBSI default truncation (4 sigma) loses a little of the kernel's second moment
-    assert FILTERS.get("log").func(f, sp, sigma_mm=2.0)[12, 15, 15] == pytest.approx(12.0, rel=0.05)
+    assert log(f, sp, sigma_mm=2.0, units="mm")[12, 15, 15] == pytest.approx(12.0, rel=0.05)
 
 
 def test_laws_kernels_and_rotation_invariance():
@@ -85,12 +89,11 @@ def test_wavelet_haar_matches_the_definition():
     f = FILTERS.get("wavelet").func
     out = f(a, SP, wavelet="haar", response="HLL", level=1, boundary="periodic")
     s = 1 / np.sqrt(2)
-    # correlation with dec_lo = [s, s] and dec_hi = [-s, s], origin at the first tap
-    lo = lambda v, ax: s * v + s * np.roll(v, -1, ax)  # noqa: E731
-    hi = lambda v, ax: -s * v + s * np.roll(v, -1, ax)  # noqa: E731
-    ref = lo(lo(hi(a, 2), 1), 0)
-    # scipy centres 2-tap filters at index 1: shift the reference accordingly
-    np.testing.assert_allclose(out, np.roll(ref, (1, 1, 1), axis=(0, 1, 2)), atol=1e-12)
+    # IBSI: convolution with dec_lo = [s, s] and dec_hi = [-s, s], made odd ([s, s, 0]) so the
+    # centre is the first tap: (k * v)[i] = k[0] v[i + 1] + k[1] v[i]
+    lo = lambda v, ax: s * np.roll(v, -1, ax) + s * v  # noqa: E731
+    hi = lambda v, ax: -s * np.roll(v, -1, ax) + s * v  # noqa: E731
+    np.testing.assert_allclose(out, lo(lo(hi(a, 2), 1), 0), atol=1e-12)
     lvl2 = f(a, SP, wavelet="db2", response="LLH", level=2, rotation_invariant=True)
     assert lvl2.shape == a.shape and np.isfinite(lvl2).all()
     with pytest.raises(ParameterError, match="L/H"):

@@ -2,28 +2,45 @@ r"""Convolutional filters of IBSI chapter 2, for features of filter response map
 
 Each filter is registered in ``registry("feature_filters")`` as a function
 ``func(array, spacing_zyx, **params) -> ndarray`` on a (z, y, x) float array with its voxel
-spacing in mm; :func:`filter_image` applies one to an :class:`~medimg.Image`. Spatial parameters
-are in mm where the IBSI defines them so (LoG and Gabor scales); kernel supports are in voxels.
-``boundary`` is the IBSI padding: ``"mirror"`` (symmetric, edge repeated), ``"nearest"``,
-``"periodic"`` or ``"zero"``.
+spacing in mm; :func:`filter_image` applies one to an :class:`~medimg.Image`. Spatial scales
+are in mm where the IBSI defines them so (LoG and Gabor); kernel supports and distances are in
+voxels. ``boundary`` is the IBSI padding, for every filter, 2-D and 3-D: ``"mirror"``
+(symmetric, the edge voxel repeated), ``"nearest"``, ``"periodic"`` or ``"zero"``.
+``dims=2`` filters each axial slice on its own (the IBSI "2D" configurations).
 
-* ``mean``: the average over a cube (3-D) or square (2-D, per slice) of ``support`` voxels.
-* ``log``: Laplacian of Gaussian :math:`\nabla^2 (G_\sigma * f)` with :math:`\sigma` in mm,
-  derivatives in mm (image units / mm^2), Gaussian truncated at 4 :math:`\sigma`; 2-D (per slice)
-  or 3-D.
-* ``laws``: separable Laws kernel (e.g. ``"L5E5E5"``: L5 along x, E5 along y, E5 along z; the
-  IBSI unit-norm kernels L3 E3 S3 L5 E5 S5 W5 R5), optionally pooled over the 24 (3-D) or 8 (2-D)
-  right-angle rotations, then the energy map: mean of the absolute response in a cube of
-  :math:`2\delta+1` voxels.
-* ``gabor``: 2-D Gabor filter per slice, :math:`g = \exp(-(\tilde x^2 + \gamma^2\tilde y^2)
-  /(2\sigma^2))\exp(i 2\pi\tilde x/\lambda)` with :math:`\sigma, \lambda` in mm and orientation
-  :math:`\theta`; the response is the modulus. Rotation invariance pools over orientations
-  :math:`\theta = 0, \Delta\theta, \dots < \pi`; ``planes="orthogonal"`` averages the responses in
-  the three orthogonal planes.
-* ``wavelet``: undecimated separable wavelet (Haar, Daubechies ``dbN``, Coiflet ``coifN``, from
-  PyWavelets' decomposition filters) with one low/high-pass choice per axis (``"LLH"``: x low,
-  y low, z high), at ``level`` (à trous: filters dilated by :math:`2^{level-1}` and applied to the
-  previous level's all-low-pass image), optionally averaged over the 24 right-angle rotations.
+The definitions follow the IBSI chapter 2 reference manual (arXiv:2006.05470) and reproduce
+its reference response maps (``validation/check_ibsi2.py``):
+
+* ``mean``: the average over a cube (3-D) or square (2-D) of ``support`` voxels.
+* ``log``: Laplacian of Gaussian. The IBSI kernel lives on the voxel grid: :math:`\sigma` in mm
+  is converted to voxels, :math:`\sigma_v = \sigma / \Delta`, and the kernel is
+  :math:`-\frac{1}{\sigma_v^2}(2\pi\sigma_v^2)^{-d/2}(d - r^2/\sigma_v^2)e^{-r^2/2\sigma_v^2}`
+  (r in voxels), truncated at ``truncate`` :math:`\sigma_v` (support
+  :math:`1 + 2\lfloor 4\sigma_v + 0.5\rfloor`). The response is therefore per voxel^2:
+  :math:`\Delta^2` times the Laplacian in mm^-2 (``units="mm"`` gives the latter).
+* ``laws``: separable Laws kernel (``"E5L5S5"``: E5 along x, L5 along y, S5 along z; the IBSI
+  unit-norm kernels), convolved; rotation invariance pools (max or average) the *signed*
+  responses over the 24 right-angle rotations (3-D) or the 4 in-plane rotations (2-D); with
+  ``energy=True`` the energy map :math:`\frac{1}{(2\delta+1)^d}\sum |R|` over a cube of
+  :math:`2\delta+1` voxels follows (``energy_distance`` :math:`\delta`).
+* ``gabor``: 2-D Gabor filter :math:`\exp(-(\tilde x^2 + \gamma^2\tilde y^2)/2\sigma^2)
+  \exp(i 2\pi\tilde x/\lambda)` with :math:`\sigma, \lambda` in mm; the response is the
+  modulus. Computed by FFT convolution. Rotation invariance pools orientations
+  :math:`\theta_0 + k\Delta\theta`; ``planes="orthogonal"`` pools the axial, coronal and
+  sagittal responses together with the orientations (IBSI 3-D Gabor).
+* ``wavelet``: undecimated (stationary) separable wavelet (``haar``, ``dbN``, ``coifN``,
+  ``symN``; PyWavelets decomposition filters, convolved) with one low/high-pass letter per axis
+  (``"LLH"``: x low, y low, z high). Level :math:`j > 1` by the *à trous* algorithm as the
+  manual builds it: the image is first filtered with the level :math:`1 \dots j-1` all-low-pass
+  filters, and the filters of level :math:`k+1` are those of level :math:`k` with a zero inserted
+  between taps — on the kernel made odd-length first (a trailing zero), so that its centre stays
+  on a tap. Rotation invariance pools (average or max) over the 24 (3-D) or 4 (2-D) right-angle
+  rotations.
+* ``simoncelli``: non-separable isotropic Simoncelli wavelet, defined in the Fourier domain,
+  :math:`\cos(\frac{\pi}{2}\log_2(2\lVert\omega\rVert/\omega_{max}))` on
+  :math:`\omega_{max}/4 \le \lVert\omega\rVert \le \omega_{max}`,
+  :math:`\omega_{max} = 2^{1-j}` at level :math:`j` (normalised frequency); its band-pass
+  response (real part).
 """
 
 from __future__ import annotations
@@ -47,16 +64,25 @@ __all__ = [
     "laws_filter",
     "gabor_filter",
     "wavelet_filter",
+    "simoncelli_filter",
     "LAWS_KERNELS",
+    "BOUNDARIES",
+    "rotations",
     "filter_margin_mm",
     "filtered_roi",
+    "filter_tag",
 ]
 
-#: The registry of image filters for radiomics (names: mean, log, laws, gabor, wavelet).
+#: The registry of image filters for radiomics (names: mean, log, laws, gabor, wavelet, simoncelli).
 FILTERS = registry("feature_filters")
 
 Boundary = Literal["mirror", "nearest", "periodic", "zero"]
+#: IBSI boundary condition -> scipy.ndimage mode.
 _MODES = {"mirror": "reflect", "nearest": "nearest", "periodic": "wrap", "zero": "constant"}
+#: IBSI boundary condition -> numpy.pad mode.
+_PAD = {"mirror": "symmetric", "nearest": "edge", "periodic": "wrap", "zero": "constant"}
+#: The IBSI boundary conditions.
+BOUNDARIES = tuple(_MODES)
 
 _S6, _S2, _S70, _S10 = math.sqrt(6), math.sqrt(2), math.sqrt(70), math.sqrt(10)
 #: The IBSI chapter 2 Laws kernels (unit norm).
@@ -83,21 +109,28 @@ def _dims(dims: int) -> None:
         raise ParameterError(f"dims must be 2 (per slice) or 3, got {dims}")
 
 
-def _rotations(ndim_rot: int) -> list[tuple[tuple[int, ...], tuple[bool, ...]]]:
-    """Right-angle rotations as (axis permutation, flips) of a (z, y, x) array: 24 proper
-    rotations in 3-D, or the 8 of the in-plane square (dihedral group) in 2-D."""
+def _pooling(pooling: str) -> None:
+    if pooling not in ("max", "average"):
+        raise ParameterError(f"pooling must be 'max' or 'average', got {pooling!r}")
+
+
+def rotations(dims: int) -> list[tuple[tuple[int, ...], tuple[bool, ...]]]:
+    """The IBSI rotation set as (axis permutation, flips) of a (z, y, x) array: the 24 proper
+    right-angle rotations of the cube (3-D), or the 4 proper in-plane rotations by 0, 90, 180
+    and 270 degrees (2-D). Reflections are not rotations and are not included."""
     out = []
-    if ndim_rot == 3:
+    if dims == 3:
         for perm in itertools.permutations(range(3)):
             sign = np.linalg.det(np.eye(3)[list(perm)])
             for flips in itertools.product((False, True), repeat=3):
-                det = sign * (-1) ** sum(flips)
-                if det > 0:
+                if sign * (-1) ** sum(flips) > 0:
                     out.append((perm, flips))
     else:
         for perm in ((0, 1, 2), (0, 2, 1)):
+            sign = 1 if perm == (0, 1, 2) else -1
             for flips in itertools.product((False, True), repeat=2):
-                out.append((perm, (False, *flips)))
+                if sign * (-1) ** sum(flips) > 0:
+                    out.append((perm, (False, *flips)))
     return out
 
 
@@ -116,6 +149,22 @@ def _unrotate(a: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]) -> 
     return np.transpose(a, np.argsort(perm))
 
 
+def _pool_rotations(arr: np.ndarray, apply: Any, dims: int, pooling: str) -> np.ndarray:
+    """Apply ``apply`` to every rotation of ``arr`` (rotated back) and pool voxel-wise."""
+    out: np.ndarray | None = None
+    rots = rotations(dims)
+    for perm, flips in rots:
+        r = np.ascontiguousarray(_unrotate(apply(np.ascontiguousarray(_rotate(arr, perm, flips))), perm, flips))
+        if out is None:
+            out = r.copy()
+        elif pooling == "max":
+            np.maximum(out, r, out=out)
+        else:
+            out += r
+    assert out is not None
+    return out if pooling == "max" else out / len(rots)
+
+
 @FILTERS.register("mean")
 def mean_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, support: int = 3,
                 dims: int = 3, boundary: Boundary = "mirror") -> np.ndarray:
@@ -131,24 +180,29 @@ def mean_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, s
 
 @FILTERS.register("log")
 def log_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, sigma_mm: float = 1.0,
-               dims: int = 3, truncate: float = 4.0, boundary: Boundary = "mirror") -> np.ndarray:
-    """Laplacian of Gaussian, scale ``sigma_mm`` (mm), derivatives per mm^2."""
+               dims: int = 3, truncate: float = 4.0, boundary: Boundary = "mirror",
+               units: Literal["voxel", "mm"] = "voxel") -> np.ndarray:
+    """IBSI Laplacian of Gaussian, scale ``sigma_mm`` (mm) converted to voxels per axis, kernel
+    truncated at ``truncate`` sigma. ``units="voxel"`` (IBSI): per voxel^2; ``"mm"``: per mm^2."""
     from scipy import ndimage
 
     _dims(dims)
     if not sigma_mm > 0:
         raise ParameterError(f"sigma_mm must be > 0 mm, got {sigma_mm}")
+    if units not in ("voxel", "mm"):
+        raise ParameterError(f"units must be 'voxel' (IBSI) or 'mm', got {units!r}")
     arr = np.asarray(array, dtype=np.float64)
     sig = [sigma_mm / s for s in spacing_zyx]
     axes = (1, 2) if dims == 2 else (0, 1, 2)
     if dims == 2:
         sig[0] = 0.0
+    mode = _mode(boundary)
     out = np.zeros_like(arr)
     for axis in axes:
         order = [0, 0, 0]
         order[axis] = 2
-        out += ndimage.gaussian_filter(arr, sig, order=order, mode=_mode(boundary), truncate=truncate) / (
-            spacing_zyx[axis] ** 2)
+        term = ndimage.gaussian_filter(arr, sig, order=order, mode=mode, truncate=truncate)
+        out += term / spacing_zyx[axis] ** 2 if units == "mm" else term
     return out
 
 
@@ -164,12 +218,14 @@ def _laws_names(kernel: str, dims: int) -> list[str]:
 @FILTERS.register("laws")
 def laws_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, kernel: str = "L5E5E5",
                 dims: int = 3, rotation_invariant: bool = True, pooling: Literal["max", "average"] = "max",
-                energy_distance: int = 7, boundary: Boundary = "mirror") -> np.ndarray:
-    """Laws texture energy: separable kernel (x first), rotation pooling, then the mean absolute
-    response over a cube of ``2 * energy_distance + 1`` voxels (in-plane square when ``dims=2``)."""
+                energy: bool = True, energy_distance: int = 7, boundary: Boundary = "mirror") -> np.ndarray:
+    """Laws filter: separable kernel (names x first) convolved with the image, signed response
+    pooled over the IBSI rotations; with ``energy`` the mean absolute pooled response over a cube
+    of ``2 * energy_distance + 1`` voxels (in-plane square when ``dims=2``)."""
     from scipy import ndimage
 
     _dims(dims)
+    _pooling(pooling)
     names = _laws_names(kernel, dims)
     if energy_distance < 0:
         raise ParameterError(f"energy_distance must be >= 0 voxels, got {energy_distance}")
@@ -183,26 +239,33 @@ def laws_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, k
             out = ndimage.convolve1d(out, k, axis=axis, mode=mode)
         return out
 
-    if rotation_invariant:
-        rots = _rotations(dims)
-        responses = [_unrotate(apply(_rotate(arr, p, f)), p, f) for p, f in rots]
-        stack = np.stack(responses)
-        response = stack.max(axis=0) if pooling == "max" else stack.mean(axis=0)
-    else:
-        response = apply(arr)
+    response = _pool_rotations(arr, apply, dims, pooling) if rotation_invariant else apply(arr)
+    if not energy:
+        return response
     size = 2 * energy_distance + 1
     return ndimage.uniform_filter(np.abs(response), size=(1 if dims == 2 else size, size, size), mode=mode)
 
 
-def _gabor_kernel(spacing_yx: tuple[float, float], sigma_mm: float, wavelength_mm: float, gamma: float,
-                  theta: float, truncate: float) -> np.ndarray:
-    extent = truncate * sigma_mm * max(1.0, 1.0 / gamma)
-    ry, rx = (int(math.ceil(extent / s)) for s in spacing_yx)
-    y = np.arange(-ry, ry + 1)[:, None] * spacing_yx[0]
-    x = np.arange(-rx, rx + 1)[None, :] * spacing_yx[1]
-    xt = x * math.cos(theta) + y * math.sin(theta)
-    yt = -x * math.sin(theta) + y * math.cos(theta)
-    return np.exp(-(xt**2 + gamma**2 * yt**2) / (2.0 * sigma_mm**2)) * np.exp(2j * math.pi * xt / wavelength_mm)
+def _gabor_kernel(spacing_rc: tuple[float, float], sigma_mm: float, wavelength_mm: float, gamma: float,
+                  theta: float, radius_rc: tuple[int, int]) -> np.ndarray:
+    """The complex Gabor kernel on a (rows, cols) grid, orientation as in the IBSI reference
+    implementation: :math:`\\tilde x = x\\cos\\theta + y\\sin\\theta`,
+    :math:`\\tilde y = x\\sin\\theta - y\\cos\\theta` (y the row offset, x the column offset, mm)."""
+    y = np.arange(-radius_rc[0], radius_rc[0] + 1)[:, None] * spacing_rc[0]
+    x = np.arange(-radius_rc[1], radius_rc[1] + 1)[None, :] * spacing_rc[1]
+    xt = np.sin(theta) * y + np.cos(theta) * x
+    yt = -np.cos(theta) * y + np.sin(theta) * x
+    return np.exp(-(xt**2 + gamma**2 * yt**2) / (2.0 * sigma_mm**2) + 2j * math.pi * xt / wavelength_mm)
+
+
+def _pad(a: np.ndarray, widths: list[tuple[int, int]], boundary: str) -> np.ndarray:
+    """Pad by ``widths`` with the IBSI boundary condition (repeatedly, when wider than the array)."""
+    mode = _PAD[boundary]
+    if mode in ("constant", "edge"):
+        return np.pad(a, widths, mode=mode)
+    out = a
+    # numpy's symmetric/wrap padding accepts any width; keep it in one call
+    return np.pad(out, widths, mode=mode)
 
 
 @FILTERS.register("gabor")
@@ -212,37 +275,52 @@ def gabor_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, 
                  pooling: Literal["max", "average"] = "average",
                  planes: Literal["axial", "orthogonal"] = "axial", truncate: float = 4.0,
                  boundary: Boundary = "mirror") -> np.ndarray:
-    """2-D Gabor filter modulus per slice (``sigma_mm``, ``wavelength_mm`` in mm; orientation in
-    degrees); rotation invariance pools orientations ``0, step, ... < 180``; ``orthogonal`` planes
-    averages the axial, coronal and sagittal responses."""
-    from scipy import ndimage
+    """2-D Gabor filter modulus (``sigma_mm``, ``wavelength_mm`` in mm; ``theta_deg`` in
+    degrees), by FFT convolution, kernel truncated at ``truncate`` sigma along its long axis.
+    Rotation invariance pools the orientations ``theta_deg + k * theta_step_deg``;
+    ``planes="orthogonal"`` pools the axial, coronal and sagittal responses as well."""
+    from scipy import fft
 
     if not sigma_mm > 0 or not wavelength_mm > 0 or not gamma > 0:
         raise ParameterError("gabor sigma_mm, wavelength_mm and gamma must be > 0")
     if rotation_invariant and not 0 < theta_step_deg <= 180:
         raise ParameterError(f"theta_step_deg must be in (0, 180], got {theta_step_deg}")
-    mode = _mode(boundary)
+    if planes not in ("axial", "orthogonal"):
+        raise ParameterError(f"planes must be 'axial' or 'orthogonal', got {planes!r}")
+    if not truncate > 0:
+        raise ParameterError(f"truncate must be > 0, got {truncate}")
+    _pooling(pooling)
+    _mode(boundary)
     arr = np.asarray(array, dtype=np.float64)
-    thetas = (np.deg2rad(np.arange(0.0, 180.0 - 1e-9, theta_step_deg)) if rotation_invariant
-              else [math.radians(theta_deg)])
+    # The modulus at theta + 180 degrees equals the one at theta (the kernel turns into its
+    # complex conjugate), so half a turn covers the IBSI full-circle orientation set.
+    thetas = ([math.radians(theta_deg + t) for t in np.arange(0.0, 180.0 - 1e-9, theta_step_deg)]
+              if rotation_invariant else [math.radians(theta_deg)])
+    extent_mm = truncate * sigma_mm * max(1.0, 1.0 / gamma)
 
-    def in_plane(a: np.ndarray, sp_yx: tuple[float, float]) -> np.ndarray:
-        responses = []
+    def in_plane(a: np.ndarray, sp_rc: tuple[float, float]) -> list[np.ndarray]:
+        # a: (stack, rows, cols); FFT convolution of every slice with each orientation's kernel
+        radius = tuple(int(math.ceil(extent_mm / s)) for s in sp_rc)
+        padded = _pad(a, [(0, 0), (radius[0], radius[0]), (radius[1], radius[1])], boundary)
+        # Circular convolution on the padded grid: its outputs 2r .. end do not wrap (overlap-save).
+        shape = tuple(fft.next_fast_len(n) for n in padded.shape[1:])
+        fa = fft.fft2(padded, s=shape, axes=(1, 2), workers=-1)
+        out = []
         for th in thetas:
-            k = _gabor_kernel(sp_yx, sigma_mm, wavelength_mm, gamma, th, truncate)[None]
-            re_part = ndimage.convolve(a, k.real, mode=mode)
-            im_part = ndimage.convolve(a, k.imag, mode=mode)
-            responses.append(np.hypot(re_part, im_part))
-        stack = np.stack(responses)
-        return stack.max(axis=0) if pooling == "max" else stack.mean(axis=0)
+            k = _gabor_kernel(sp_rc, sigma_mm, wavelength_mm, gamma, th, radius)
+            conv = fft.ifft2(fa * fft.fft2(k, s=shape), axes=(1, 2), workers=-1)
+            # output index j + 2r is voxel j of the input: the kernel centre sits at index r
+            r0, r1 = 2 * radius[0], 2 * radius[1]
+            out.append(np.abs(conv[:, r0:r0 + a.shape[1], r1:r1 + a.shape[2]]))
+        return out
 
     sz, sy, sx = spacing_zyx
-    axial = in_plane(arr, (sy, sx))
-    if planes == "axial":
-        return axial
-    coronal = np.transpose(in_plane(np.transpose(arr, (1, 0, 2)), (sz, sx)), (1, 0, 2))
-    sagittal = np.transpose(in_plane(np.transpose(arr, (2, 0, 1)), (sz, sy)), (1, 2, 0))
-    return (axial + coronal + sagittal) / 3.0
+    responses = in_plane(arr, (sy, sx))
+    if planes == "orthogonal":
+        responses += [np.transpose(r, (1, 0, 2)) for r in in_plane(np.transpose(arr, (1, 0, 2)), (sz, sx))]
+        responses += [np.transpose(r, (1, 2, 0)) for r in in_plane(np.transpose(arr, (2, 0, 1)), (sz, sy))]
+    stack = np.stack(responses)
+    return stack.max(axis=0) if pooling == "max" else stack.mean(axis=0)
 
 
 def _wavelet_filters(wavelet: str) -> tuple[np.ndarray, np.ndarray]:
@@ -258,48 +336,92 @@ def _wavelet_filters(wavelet: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(w.dec_lo, dtype=np.float64), np.asarray(w.dec_hi, dtype=np.float64)
 
 
-def _dilate(k: np.ndarray, level: int) -> np.ndarray:
-    if level == 1:
-        return k
-    step = 2 ** (level - 1)
-    out = np.zeros((k.size - 1) * step + 1)
-    out[::step] = k
+def _odd(k: np.ndarray) -> np.ndarray:
+    """An even-length kernel with a trailing zero (odd length: its centre is a tap)."""
+    return np.append(k, 0.0) if k.size % 2 == 0 else k
+
+
+def _a_trous(k: np.ndarray) -> np.ndarray:
+    """The next level's kernel: a zero inserted between the taps (length 2n - 1)."""
+    out = np.zeros(2 * k.size - 1)
+    out[::2] = k
     return out
 
 
 @FILTERS.register("wavelet")
 def wavelet_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, wavelet: str = "haar",
                    response: str = "LLH", level: int = 1, dims: int = 3, rotation_invariant: bool = False,
-                   boundary: Boundary = "mirror") -> np.ndarray:
-    """Undecimated separable wavelet response ``response`` (one L/H per axis, x first) at ``level``."""
+                   pooling: Literal["max", "average"] = "average", boundary: Boundary = "mirror") -> np.ndarray:
+    """Undecimated separable wavelet response ``response`` (one L/H per axis, x first) at
+    ``level`` (à trous), optionally pooled over the IBSI rotations."""
     from scipy import ndimage
 
     _dims(dims)
+    _pooling(pooling)
     response = response.upper()
     if len(response) != dims or set(response) - {"L", "H"}:
         raise ParameterError(f"wavelet response must be {dims} letters of L/H (x first), got {response!r}")
     if level < 1:
         raise ParameterError(f"wavelet level must be >= 1, got {level}")
-    lo, hi = _wavelet_filters(wavelet)
+    lo, hi = (_odd(k) for k in _wavelet_filters(wavelet))
     mode = _mode(boundary)
     axes = (2, 1, 0)[:dims]
 
     def apply(a: np.ndarray) -> np.ndarray:
-        approx = a
-        for lev in range(1, level):
-            lo_d = _dilate(lo, lev)
+        pre, kernels = lo, [lo if letter == "L" else hi for letter in response]
+        for _ in range(1, level):
             for axis in axes:
-                approx = ndimage.correlate1d(approx, lo_d, axis=axis, mode=mode)
-        out = approx
-        for letter, axis in zip(response, axes, strict=True):
-            out = ndimage.correlate1d(out, _dilate(lo if letter == "L" else hi, level), axis=axis, mode=mode)
-        return out
+                a = ndimage.convolve1d(a, pre, axis=axis, mode=mode)
+            pre, kernels = _a_trous(pre), [_a_trous(k) for k in kernels]
+        for k, axis in zip(kernels, axes, strict=True):
+            a = ndimage.convolve1d(a, k, axis=axis, mode=mode)
+        return a
 
     arr = np.asarray(array, dtype=np.float64)
-    if not rotation_invariant:
-        return apply(arr)
-    rots = _rotations(dims)
-    return np.mean([_unrotate(apply(_rotate(arr, p, f)), p, f) for p, f in rots], axis=0)
+    return _pool_rotations(arr, apply, dims, pooling) if rotation_invariant else apply(arr)
+
+
+def _simoncelli_response(shape: tuple[int, ...], level: int) -> np.ndarray:
+    """The Simoncelli band-pass transfer function on an FFT grid of ``shape`` (unshifted), as
+    the IBSI reference implementation samples it: axis coordinates (k - c)/c, c = (n - 1)/2."""
+    from scipy import fft
+
+    coords = [(np.arange(n, dtype=float) - (n - 1) / 2.0) / max((n - 1) / 2.0, 0.5) for n in shape]
+    grids = np.meshgrid(*coords, indexing="ij", sparse=True)
+    r = np.sqrt(sum(g**2 for g in grids))
+    wmax = 1.0 / 2.0 ** (level - 1)
+    h = np.zeros(r.shape)
+    band = (r >= wmax / 4.0) & (r <= wmax)
+    h[band] = np.cos(np.pi / 2.0 * np.log2(2.0 * r[band] / wmax))
+    return fft.ifftshift(h)
+
+
+@FILTERS.register("simoncelli")
+def simoncelli_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, level: int = 1,
+                      dims: int = 3, boundary: Boundary = "periodic") -> np.ndarray:
+    """Non-separable Simoncelli wavelet, band ``level`` (1 = highest frequencies), real
+    response; FFT-based (``periodic`` needs no padding; other boundaries pad by half the image)."""
+    from scipy import fft
+
+    _dims(dims)
+    if level < 1:
+        raise ParameterError(f"simoncelli level must be >= 1, got {level}")
+    _mode(boundary)
+    arr = np.asarray(array, dtype=np.float64)
+    axes = (1, 2) if dims == 2 else (0, 1, 2)
+    widths = [(0, 0)] * 3
+    if boundary != "periodic":
+        widths = [((n // 2, n // 2) if ax in axes else (0, 0)) for ax, n in enumerate(arr.shape)]
+    padded = _pad(arr, widths, boundary) if boundary != "periodic" else arr
+    h = _simoncelli_response(tuple(padded.shape[ax] for ax in axes), level)
+    if dims == 2:
+        h = h[None]
+    out = fft.ifftn(fft.fftn(padded, axes=axes, workers=-1) * h, axes=axes, workers=-1).real
+    return out[tuple(slice(w[0], w[0] + n) for w, n in zip(widths, arr.shape, strict=True))]
+
+
+#: The margin of a filter that reads the whole image (FFT-defined): no crop.
+GLOBAL_SUPPORT_MM = 1.0e6
 
 
 def _support_mm(name: str, params: dict[str, Any], spacing_zyx: tuple[float, float, float]) -> float:
@@ -319,6 +441,8 @@ def _support_mm(name: str, params: dict[str, Any], spacing_zyx: tuple[float, flo
         lo, _hi = _wavelet_filters(str(params.get("wavelet", "haar")))
         level = int(params.get("level", 1))
         return (lo.size * (2**level)) * smax
+    if name == "simoncelli":
+        return GLOBAL_SUPPORT_MM
     return 0.0
 
 
