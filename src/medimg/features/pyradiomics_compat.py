@@ -1,0 +1,592 @@
+"""PyRadiomics compatibility: PyRadiomics's extraction, value for value, from its own parameter files.
+
+:func:`extract_pyradiomics` reproduces ``radiomics.featureextractor.RadiomicsFeatureExtractor.execute``
+(PyRadiomics 3.x): its mask checks, normalisation, resampling, image types (Original, LoG, Wavelet,
+Square, SquareRoot, Logarithm, Exponential, Gradient), cropping, binning and the feature classes
+``firstorder``, ``shape``, ``glcm``, ``glrlm``, ``glszm``, ``gldm`` and ``ngtdm``
+(:mod:`medimg.features._pyradiomics_calc`), and names each value as PyRadiomics does
+(``original_firstorder_Mean``, ``log-sigma-2-0-mm-3D_glcm_Contrast``, ``wavelet-LLH_glrlm_RunEntropy``).
+
+:func:`load_params` reads a PyRadiomics parameter file (YAML/JSON with ``setting``, ``imageType``,
+``featureClass``, ``voxelSetting``); a key medimg does not honour is an error that names it.
+The PyRadiomics default (binWidth 25, Original, 3-D, the seven classes above: 107 features) is
+:data:`DEFAULT_PARAMS`, also the ``pyradiomics`` preset of :mod:`medimg.features.config`.
+
+The filters use what PyRadiomics uses (SimpleITK's recursive-Gaussian LoG and gradient magnitude,
+PyWavelets's ``swtn``), so their responses are the same arrays; see ``docs/pyradiomics.md`` for every
+difference from the IBSI and what the preset does about it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.core.image import Image
+from medimg.errors import FileFormatError, ParameterError, did_you_mean
+from medimg.features import _pyradiomics_calc as calc
+
+__all__ = ["DEFAULT_PARAMS", "SETTINGS", "IMAGE_TYPES", "load_params", "check_params", "extract_pyradiomics",
+           "pyradiomics_name_info", "IBSI_EQUIVALENT"]
+
+#: PyRadiomics's default parameter file, as medimg honours it.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "setting": {"binWidth": 25, "label": 1},
+    "imageType": {"Original": {}},
+    "featureClass": {name: None for name in calc.CLASSES},
+}
+
+#: Settings honoured (``setting`` section, or per image type), with their PyRadiomics defaults.
+SETTINGS: dict[str, Any] = {
+    "binWidth": 25, "binCount": None, "label": 1, "label_channel": 0,
+    "normalize": False, "normalizeScale": 1, "removeOutliers": None,
+    "resampledPixelSpacing": None, "interpolator": "sitkBSpline", "padDistance": 5, "preCrop": False,
+    "voxelArrayShift": 0, "force2D": False, "force2Ddimension": 0,
+    "distances": [1], "symmetricalGLCM": True, "weightingNorm": None, "gldm_a": 0,
+    "minimumROIDimensions": 2, "minimumROISize": None, "geometryTolerance": None, "correctMask": False,
+    "additionalInfo": True, "enableCExtensions": True,
+    "resegmentRange": None, "resegmentMode": "absolute", "resegmentShape": False,
+    "sigma": [], "wavelet": "coif1", "start_level": 0, "level": 1, "gradientUseSpacing": True,
+}
+#: Image types honoured.
+IMAGE_TYPES = ("Original", "LoG", "Wavelet", "Square", "SquareRoot", "Logarithm", "Exponential", "Gradient")
+_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
+
+_INTERPOLATORS = ("sitkNearestNeighbor", "sitkLinear", "sitkBSpline", "sitkGaussian", "sitkLabelGaussian",
+                  "sitkHammingWindowedSinc", "sitkCosineWindowedSinc", "sitkWelchWindowedSinc",
+                  "sitkLanczosWindowedSinc", "sitkBlackmanWindowedSinc")
+
+
+# ------------------------------------------------------------------------------------- parameter files
+
+def check_params(params: Mapping[str, Any], *, where: str = "pyradiomics params") -> dict[str, Any]:
+    """Validate a PyRadiomics parameter mapping; return it normalised (every section present).
+
+    Raises
+    ------
+    ParameterError
+        A section, setting, image type, feature class or feature medimg does not honour (named),
+        or a value of the wrong kind.
+    """
+    if not isinstance(params, Mapping):
+        raise ParameterError(f"{where}: a PyRadiomics parameter file is a mapping, got {type(params).__name__}")
+    for key in params:
+        if key not in _SECTIONS:
+            raise ParameterError(f"{where}: unknown section {key!r}{did_you_mean(str(key), _SECTIONS)}; "
+                                 f"sections: {', '.join(_SECTIONS)}")
+    if params.get("voxelSetting"):
+        raise ParameterError(f"{where}: 'voxelSetting' (voxel-based feature maps) is not supported by medimg's "
+                             "PyRadiomics mode; remove the section")
+    setting = dict(params.get("setting") or {})
+    _check_settings(setting, f"{where}: setting")
+    image_types = params.get("imageType")
+    image_types = {"Original": {}} if image_types is None else dict(image_types)
+    for name, custom in image_types.items():
+        if name not in IMAGE_TYPES:
+            raise ParameterError(f"{where}: image type {name!r} is not supported{did_you_mean(str(name), IMAGE_TYPES)}; "
+                                 f"supported: {', '.join(IMAGE_TYPES)}")
+        if custom is not None and not isinstance(custom, Mapping):
+            raise ParameterError(f"{where}: imageType.{name} must be a mapping of settings, got {custom!r}")
+        _check_settings(dict(custom or {}), f"{where}: imageType.{name}")
+    classes = params.get("featureClass")
+    classes = {c: None for c in calc.CLASSES} if classes is None else dict(classes)
+    for cls, feats in classes.items():
+        if cls not in calc.FEATURE_NAMES:
+            raise ParameterError(f"{where}: feature class {cls!r} is not supported{did_you_mean(str(cls), calc.CLASSES)}; "
+                                 f"supported: {', '.join(calc.CLASSES)}")
+        if feats:
+            known = calc.FEATURE_NAMES[cls] + calc.DEPRECATED.get(cls, ())
+            for feat in feats:
+                if feat not in known:
+                    raise ParameterError(f"{where}: featureClass.{cls}: feature {feat!r} is not computed by medimg's "
+                                         f"PyRadiomics mode{did_you_mean(str(feat), known)}")
+    return {"setting": setting, "imageType": image_types, "featureClass": classes}
+
+
+def _check_settings(setting: Mapping[str, Any], where: str) -> None:
+    for key, value in setting.items():
+        if key not in SETTINGS:
+            raise ParameterError(f"{where}: setting {key!r} is not honoured by medimg{did_you_mean(str(key), SETTINGS)}")
+        if key == "interpolator" and value not in _INTERPOLATORS and not isinstance(value, int):
+            raise ParameterError(f"{where}: interpolator {value!r} unknown; one of {', '.join(_INTERPOLATORS)}")
+        if key == "weightingNorm" and value not in (None, "manhattan", "euclidean", "infinity", "no_weighting"):
+            raise ParameterError(f"{where}: weightingNorm {value!r} unknown")
+        if key == "correctMask" and value:
+            raise ParameterError(f"{where}: correctMask: true (resampling a mask onto another grid) is not supported; "
+                                 "give the mask on the image's grid")
+        if key == "label_channel" and value not in (0, None):
+            raise ParameterError(f"{where}: label_channel {value!r}: vector (multi-channel) masks are not supported")
+        if key == "resegmentMode" and value not in ("absolute", "relative", "sigma"):
+            raise ParameterError(f"{where}: resegmentMode {value!r} unknown")
+        if key == "binCount" and value is not None and (not isinstance(value, int) or value < 1):
+            raise ParameterError(f"{where}: binCount must be a positive integer, got {value!r}")
+        if key == "binWidth" and not (isinstance(value, int | float) and value > 0):
+            raise ParameterError(f"{where}: binWidth must be > 0, got {value!r}")
+
+
+def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read (YAML or JSON file) and validate a PyRadiomics parameter file; see :func:`check_params`."""
+    if isinstance(source, Mapping):
+        return check_params(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileFormatError(path, "no such PyRadiomics parameter file")
+    try:
+        import yaml
+
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError) as err:
+        raise FileFormatError(path, f"cannot parse the parameter file: {err}") from err
+    except Exception as err:  # yaml.YAMLError
+        raise FileFormatError(path, f"cannot parse the parameter file: {err}") from err
+    return check_params(data or {}, where=str(path))
+
+
+# ----------------------------------------------------------------------------------------- extraction
+
+class _Vol:
+    """An array (z, y, x) with its geometry: the SimpleITK image's fields, without SimpleITK."""
+
+    __slots__ = ("array", "spacing", "origin", "direction")
+
+    def __init__(self, array: np.ndarray, spacing: Any, origin: Any, direction: Any) -> None:
+        self.array = array
+        self.spacing = np.asarray(spacing, dtype=float)  # (x, y, z)
+        self.origin = np.asarray(origin, dtype=float)
+        self.direction = np.asarray(direction, dtype=float).reshape(3, 3)
+
+    @classmethod
+    def from_image(cls, image: Image) -> _Vol:
+        arr = np.asarray(image.array)
+        if arr.ndim == 2:
+            arr = arr[None]
+        return cls(arr, image.spacing, image.origin, image.direction)
+
+    @classmethod
+    def from_sitk(cls, img: Any) -> _Vol:
+        import SimpleITK as sitk
+
+        return cls(sitk.GetArrayFromImage(img), img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+
+    def to_sitk(self, array: np.ndarray | None = None) -> Any:
+        import SimpleITK as sitk
+
+        img = sitk.GetImageFromArray(self.array if array is None else array)
+        img.SetSpacing(tuple(float(v) for v in self.spacing))
+        img.SetOrigin(tuple(float(v) for v in self.origin))
+        img.SetDirection(tuple(float(v) for v in self.direction.ravel()))
+        return img
+
+    def crop(self, lo: np.ndarray, hi: np.ndarray, array: np.ndarray | None = None) -> _Vol:
+        """Crop to index bounds (z, y, x) ``lo``..``hi`` inclusive; origin moved as SimpleITK's crop."""
+        arr = self.array if array is None else array
+        sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+        origin = self.origin + self.direction @ (np.asarray(lo[::-1], dtype=float) * self.spacing)
+        return _Vol(arr[sl], self.spacing, origin, self.direction)
+
+
+def _bbox(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = [], []
+    for axis in range(roi.ndim):
+        other = tuple(a for a in range(roi.ndim) if a != axis)
+        nz = np.flatnonzero(roi.any(axis=other))
+        lo.append(nz[0])
+        hi.append(nz[-1])
+    return np.asarray(lo), np.asarray(hi)
+
+
+def _check_mask(roi: np.ndarray, s: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """PyRadiomics's checkMask: bounding box, at least ``minimumROIDimensions`` dimensions > 1 voxel."""
+    if not roi.any():
+        raise ParameterError(f"label {s.get('label', 1)} not present in the mask")
+    lo, hi = _bbox(roi)
+    ndims = int(np.sum(hi - lo + 1 > 1))
+    if ndims == 0:
+        raise ParameterError("mask only contains 1 segmented voxel! Cannot extract features for a single voxel "
+                             "(PyRadiomics refuses it too)")
+    min_dims = s.get("minimumROIDimensions", 2)
+    if ndims < min_dims:
+        raise ParameterError(f"mask has too few dimensions (number of dimensions {ndims}, minimum required {min_dims})")
+    min_size = s.get("minimumROISize")
+    if min_size is not None and int(roi.sum()) <= min_size:
+        raise ParameterError(f"Size of the ROI is too small (minimum size: {min_size}, ROI size: {int(roi.sum())})")
+    return lo, hi
+
+
+def _normalize(vol: _Vol, s: Mapping[str, Any]) -> _Vol:
+    import SimpleITK as sitk
+
+    img = sitk.Normalize(vol.to_sitk())
+    outliers = s.get("removeOutliers")
+    if outliers is not None:
+        arr = sitk.GetArrayFromImage(img)
+        arr[arr > outliers] = outliers
+        arr[arr < -outliers] = -outliers
+        new = sitk.GetImageFromArray(arr)
+        new.CopyInformation(img)
+        img = new
+    img = img * s.get("normalizeScale", 1)
+    return _Vol.from_sitk(img)
+
+
+def _resample(vol: _Vol, mask: _Vol, s: Mapping[str, Any]) -> tuple[_Vol, _Vol]:
+    """PyRadiomics's resampleImage: a grid of the new spacing over the ROI's bounding box plus
+    ``padDistance`` voxels, origins aligned as it aligns them; image with ``interpolator``, mask
+    nearest neighbour."""
+    import SimpleITK as sitk
+
+    label = int(s.get("label", 1))
+    pad = s.get("padDistance", 5)
+    mask_spacing = mask.spacing
+    new_spacing = np.asarray(s["resampledPixelSpacing"], dtype=float)
+    if len(new_spacing) != 3:
+        raise ParameterError(f"resampledPixelSpacing needs 3 values (x, y, z), got {list(new_spacing)}")
+    new_spacing = np.where(new_spacing == 0, mask_spacing, new_spacing)
+    roi = mask.array == label
+    lo, hi = _bbox(roi)
+    bb_index = lo[::-1]
+    bb_size = (hi - lo + 1)[::-1]
+    size = np.asarray(mask.array.shape[::-1])
+    new_spacing = np.where(bb_size != 1, new_spacing, mask_spacing)
+    if np.allclose(vol.spacing, new_spacing):
+        clo = np.maximum(lo - pad, 0)
+        chi = np.minimum(hi + pad, np.asarray(mask.array.shape) - 1)
+        return vol.crop(clo, chi), mask.crop(clo, chi)
+    ratio = mask_spacing / new_spacing
+    new_lo = np.floor((bb_index - 0.5) * ratio - pad)
+    new_hi = np.ceil((bb_index + bb_size - 0.5) * ratio + pad)
+    max_hi = np.ceil(size * ratio) - 1
+    new_lo = np.where(new_lo < 0, 0, new_lo)
+    new_hi = np.where(new_hi > max_hi, max_hi, new_hi)
+    new_size = np.array(new_hi - new_lo + 1, dtype=int).tolist()
+    orig_lo = new_lo / ratio
+    origin_index = 0.5 * (new_spacing - mask_spacing) / mask_spacing + orig_lo
+    new_origin = mask.origin + mask.direction @ (origin_index * mask_spacing)
+    interp = s.get("interpolator", "sitkBSpline")
+    interp = getattr(sitk, interp) if isinstance(interp, str) else int(interp)
+    sitk_img = vol.to_sitk()
+    sitk_mask = mask.to_sitk()
+    rif = sitk.ResampleImageFilter()
+    rif.SetOutputSpacing(tuple(float(v) for v in new_spacing))
+    rif.SetOutputDirection(tuple(float(v) for v in mask.direction.ravel()))
+    rif.SetSize([int(v) for v in new_size])
+    rif.SetOutputOrigin(tuple(float(v) for v in new_origin))
+    rif.SetOutputPixelType(sitk_img.GetPixelID())
+    rif.SetInterpolator(interp)
+    out_img = rif.Execute(sitk_img)
+    rif.SetOutputPixelType(sitk_mask.GetPixelID())
+    rif.SetInterpolator(sitk.sitkNearestNeighbor)
+    out_mask = rif.Execute(sitk_mask)
+    return _Vol.from_sitk(out_img), _Vol.from_sitk(out_mask)
+
+
+def _resegment(image: np.ndarray, roi: np.ndarray, s: Mapping[str, Any]) -> np.ndarray:
+    rng = s["resegmentRange"]
+    mode = s.get("resegmentMode", "absolute")
+    if not 1 <= len(rng) <= 2:
+        raise ParameterError(f"resegmentRange needs 1 or 2 values, got {rng!r}")
+    vals = image[roi]
+    if mode == "absolute":
+        th = sorted(rng)
+    elif mode == "relative":
+        th = [np.max(vals) * t for t in sorted(rng)]
+    else:
+        th = [np.mean(vals) + np.std(vals) * t for t in sorted(rng)]
+    out = roi.copy()
+    out[out] = image[out] >= th[0]
+    if len(th) == 2:
+        out[out] = image[out] <= th[1]
+    if out.sum() <= 1:
+        raise ParameterError(f"Resegmentation excluded too many voxels (retained {int(out.sum())} voxel(s))")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- image types
+
+def _image_types(vol: _Vol, name: str, s: dict[str, Any]) -> Iterator[tuple[np.ndarray, str, dict[str, Any]]]:
+    """PyRadiomics's ``get<name>Image`` generators: (array, image type name, settings)."""
+    arr = vol.array
+    if name == "Original":
+        yield arr, "original", s
+    elif name == "LoG":
+        import SimpleITK as sitk
+
+        size = np.asarray(arr.shape[::-1])
+        if np.min(size) < 4:
+            return
+        img = None
+        for sigma in s.get("sigma", []):
+            if sigma > 0.0 and np.all(size >= np.ceil(sigma / vol.spacing) + 1):
+                img = vol.to_sitk() if img is None else img
+                f = sitk.LaplacianRecursiveGaussianImageFilter()
+                f.SetNormalizeAcrossScale(True)
+                f.SetSigma(sigma)
+                yield sitk.GetArrayFromImage(f.Execute(img)), "log-sigma-%s-mm-3D" % str(sigma).replace(".", "-"), s
+    elif name == "Wavelet":
+        yield from _wavelet(arr, s)
+    elif name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
+        im = arr.astype("float64")
+        mx = np.max(np.abs(im))
+        if name == "Square":
+            im = (1 / np.sqrt(mx) * im) ** 2
+            yield im, "square", s
+        elif name == "SquareRoot":
+            pos, neg = im > 0, im < 0
+            im[pos] = np.sqrt(im[pos] * mx)
+            im[neg] = -np.sqrt(-im[neg] * mx)
+            yield im, "squareroot", s
+        elif name == "Logarithm":
+            pos, neg = im > 0, im < 0
+            im[pos] = np.log(im[pos] + 1)
+            im[neg] = -np.log(-(im[neg] - 1))
+            im = im * (mx / np.max(np.abs(im)))
+            yield im, "logarithm", s
+        else:
+            coeff = np.log(mx) / mx
+            yield np.exp(coeff * im), "exponential", s
+    elif name == "Gradient":
+        import SimpleITK as sitk
+
+        f = sitk.GradientMagnitudeImageFilter()
+        f.SetUseImageSpacing(s.get("gradientUseSpacing", True))
+        yield sitk.GetArrayFromImage(f.Execute(vol.to_sitk())), "gradient", s
+    else:  # pragma: no cover - checked by check_params
+        raise ParameterError(f"image type {name!r} not supported")
+
+
+def _wavelet(arr: np.ndarray, s: Mapping[str, Any]) -> Iterator[tuple[np.ndarray, str, dict[str, Any]]]:
+    import pywt
+
+    axes = [2, 1, 0]
+    if s.get("force2D", False):
+        axes.remove(s.get("force2Ddimension", 0))
+    axes_t = tuple(axes)
+    wavelet = pywt.Wavelet(s.get("wavelet", "coif1"))
+    level = s.get("level", 1)
+    start = s.get("start_level", 0)
+    shape = arr.shape
+    padding = tuple((0, 1 if n % 2 != 0 else 0) for n in shape)
+    data = np.pad(np.asarray(arr).copy(), padding, "wrap")
+    unpad = tuple(slice(None, -1 if n % 2 != 0 else None) for n in shape)
+    approx_key = "a" * len(axes_t)
+    for _ in range(start):
+        data = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0][approx_key].copy()
+    levels = []
+    for _ in range(start, start + level):
+        dec = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0]
+        data = dec[approx_key].copy()
+        levels.append({k.replace("a", "L").replace("d", "H"): v[unpad] for k, v in dec.items() if k != approx_key})
+    for idx, decs in enumerate(levels, start=1):
+        for key, img in decs.items():
+            yield img, ("wavelet-%s" % key) if idx == 1 else ("wavelet%s-%s" % (idx, key)), dict(s)
+    low = "L" * len(axes_t)
+    yield data[unpad], ("wavelet-%s" % low) if len(levels) == 1 else ("wavelet%s-%s" % (len(levels), low)), dict(s)
+
+
+# ------------------------------------------------------------------------------------------- features
+
+def _class_features(cls: str, wanted: Any) -> tuple[str, ...]:
+    return tuple(wanted) if wanted else calc.FEATURE_NAMES[cls]
+
+
+def extract_pyradiomics(image: Image, mask: Image, params: Mapping[str, Any] | str | Path | None = None, *,
+                        label: int | None = None, diagnostics: dict[str, float] | None = None) -> dict[str, float]:
+    """PyRadiomics's features of ``mask == label`` in ``image``, named as PyRadiomics names them.
+
+    Parameters
+    ----------
+    image, mask
+        Intensity image (image units) and label map on the same grid, 3-D (a 2-D image is one slice).
+    params
+        A PyRadiomics parameter mapping or file (see :func:`load_params`); ``None``: its defaults.
+    label
+        Overrides ``setting.label``.
+    diagnostics
+        Filled with the values PyRadiomics gets wrong, each with the correct value
+        (``"<image type>_shape_MeshVolume.pyradiomics_negative_corrected"``, ...).
+
+    Returns
+    -------
+    dict[str, float]
+        ``"<imageType>_<class>_<Feature>"`` -> value, in PyRadiomics's order (shape first, then every
+        image type's classes).
+
+    Raises
+    ------
+    ParameterError
+        Invalid parameters, an empty or single-voxel ROI (as PyRadiomics refuses), too few dimensions.
+    GeometryMismatchError
+        ``image`` and ``mask`` are not on the same grid.
+    """
+    p = check_params(DEFAULT_PARAMS if params is None else
+                     (params if isinstance(params, Mapping) else load_params(params)))
+    s: dict[str, Any] = dict(p["setting"])
+    if label is not None:
+        s["label"] = label
+    lab = int(s.get("label", 1))
+    tol = s.get("geometryTolerance")
+    image.check_same_grid(mask, **({"tol_mm": float(tol)} if tol else {}))
+    vol = _Vol.from_image(image)
+    mvol = _Vol.from_image(mask)
+    if s.get("force2D") and not 0 <= s.get("force2Ddimension", 0) <= 2:
+        raise ParameterError(f"force2Ddimension must be 0, 1 or 2, got {s.get('force2Ddimension')}")
+    if not np.any(mvol.array == lab):
+        raise ParameterError(f"label {lab} not present in the mask")
+    if s.get("normalize", False):
+        vol = _normalize(vol, s)
+    if s.get("resampledPixelSpacing") is not None and s.get("interpolator", "sitkBSpline") is not None:
+        vol, mvol = _resample(vol, mvol, s)
+    elif s.get("preCrop", False):
+        roi0 = mvol.array == lab
+        lo, hi = _check_mask(roi0, s)
+        pad = s.get("padDistance", 0)
+        lo = np.maximum(lo - pad, 0)
+        hi = np.minimum(hi + pad, np.asarray(roi0.shape) - 1)
+        vol, mvol = vol.crop(lo, hi), mvol.crop(lo, hi)
+    roi = mvol.array == lab
+    lo, hi = _check_mask(roi, s)
+    reseg = None
+    if s.get("resegmentRange") is not None:
+        reseg = _resegment(vol.array, roi, s)
+        lo, hi = _check_mask(reseg, s)
+    sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+    spacing_zyx = tuple(float(v) for v in vol.spacing[::-1])
+    out: dict[str, float] = {}
+    diag = diagnostics if diagnostics is not None else {}
+    classes = p["featureClass"]
+    shape_roi = reseg if (reseg is not None and s.get("resegmentShape", False)) else roi
+    if "shape" in classes:
+        local: dict[str, float] = {}
+        vals = calc.shape(shape_roi[sl], spacing_zyx, _class_features("shape", classes["shape"]), local)
+        out.update({f"original_shape_{k}": v for k, v in vals.items()})
+        diag.update({f"original_{k}": v for k, v in local.items()})
+    if reseg is not None:
+        roi = reseg
+    roi_c = roi[sl]
+    for type_name, custom in p["imageType"].items():
+        args = dict(s)
+        args.update(custom or {})
+        for arr, tname, kw in _image_types(vol, type_name, args):
+            out.update(_features(arr[sl], roi_c, spacing_zyx, kw, classes, tname))
+    return out
+
+
+def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],
+              classes: Mapping[str, Any], tname: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    q = None
+    for cls, wanted in classes.items():
+        if cls == "shape":
+            continue
+        names = _class_features(cls, wanted)
+        if cls == "firstorder":
+            vals = calc.firstorder(arr, roi, spacing, s, names)
+        else:
+            if q is None:
+                q = calc.discretise(arr, roi, s)
+            vals = getattr(calc, cls)(q, spacing, s, names)
+        out.update({f"{tname}_{cls}_{k}": v for k, v in vals.items()})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- names
+
+#: PyRadiomics feature -> the medimg feature (``family.name``) of the same IBSI definition, where one
+#: exists. Equal definitions do not mean equal values: the binning, angles and mesh differ (see docs).
+IBSI_EQUIVALENT: dict[str, str] = {
+    "firstorder_Mean": "stat.mean", "firstorder_Variance": "stat.variance", "firstorder_Skewness": "stat.skewness",
+    "firstorder_Kurtosis": "stat.kurtosis", "firstorder_Median": "stat.median", "firstorder_Minimum": "stat.minimum",
+    "firstorder_10Percentile": "stat.percentile_10", "firstorder_90Percentile": "stat.percentile_90",
+    "firstorder_Maximum": "stat.maximum", "firstorder_InterquartileRange": "stat.interquartile_range",
+    "firstorder_Range": "stat.range", "firstorder_MeanAbsoluteDeviation": "stat.mean_absolute_deviation",
+    "firstorder_RobustMeanAbsoluteDeviation": "stat.robust_mean_absolute_deviation",
+    "firstorder_Energy": "stat.energy", "firstorder_RootMeanSquared": "stat.root_mean_square",
+    "firstorder_Entropy": "ih.entropy", "firstorder_Uniformity": "ih.uniformity",
+    "shape_MeshVolume": "morph.volume", "shape_VoxelVolume": "morph.volume_voxel_counting",
+    "shape_SurfaceArea": "morph.surface_area", "shape_SurfaceVolumeRatio": "morph.surface_to_volume_ratio",
+    "shape_Sphericity": "morph.sphericity", "shape_Compactness1": "morph.compactness_1",
+    "shape_Compactness2": "morph.compactness_2", "shape_SphericalDisproportion": "morph.spherical_disproportion",
+    "shape_Maximum3DDiameter": "morph.maximum_3d_diameter", "shape_MajorAxisLength": "morph.major_axis_length",
+    "shape_MinorAxisLength": "morph.minor_axis_length", "shape_LeastAxisLength": "morph.least_axis_length",
+    "shape_Elongation": "morph.elongation", "shape_Flatness": "morph.flatness",
+    "glcm_MaximumProbability": "glcm.joint_maximum", "glcm_JointAverage": "glcm.joint_average",
+    "glcm_SumSquares": "glcm.joint_variance", "glcm_JointEntropy": "glcm.joint_entropy",
+    "glcm_DifferenceAverage": "glcm.difference_average", "glcm_DifferenceVariance": "glcm.difference_variance",
+    "glcm_DifferenceEntropy": "glcm.difference_entropy", "glcm_SumAverage": "glcm.sum_average",
+    "glcm_ClusterTendency": "glcm.sum_variance", "glcm_SumEntropy": "glcm.sum_entropy",
+    "glcm_JointEnergy": "glcm.angular_second_moment", "glcm_Contrast": "glcm.contrast",
+    "glcm_Id": "glcm.inverse_difference", "glcm_Idn": "glcm.normalised_inverse_difference",
+    "glcm_Idm": "glcm.inverse_difference_moment", "glcm_Idmn": "glcm.normalised_inverse_difference_moment",
+    "glcm_InverseVariance": "glcm.inverse_variance", "glcm_Correlation": "glcm.correlation",
+    "glcm_Autocorrelation": "glcm.autocorrelation", "glcm_ClusterShade": "glcm.cluster_shade",
+    "glcm_ClusterProminence": "glcm.cluster_prominence", "glcm_Imc1": "glcm.information_correlation_1",
+    "glcm_Imc2": "glcm.information_correlation_2",
+    "glrlm_ShortRunEmphasis": "glrlm.short_runs_emphasis", "glrlm_LongRunEmphasis": "glrlm.long_runs_emphasis",
+    "glrlm_LowGrayLevelRunEmphasis": "glrlm.low_grey_level_run_emphasis",
+    "glrlm_HighGrayLevelRunEmphasis": "glrlm.high_grey_level_run_emphasis",
+    "glrlm_ShortRunLowGrayLevelEmphasis": "glrlm.short_run_low_grey_level_emphasis",
+    "glrlm_ShortRunHighGrayLevelEmphasis": "glrlm.short_run_high_grey_level_emphasis",
+    "glrlm_LongRunLowGrayLevelEmphasis": "glrlm.long_run_low_grey_level_emphasis",
+    "glrlm_LongRunHighGrayLevelEmphasis": "glrlm.long_run_high_grey_level_emphasis",
+    "glrlm_GrayLevelNonUniformity": "glrlm.grey_level_non_uniformity",
+    "glrlm_GrayLevelNonUniformityNormalized": "glrlm.normalised_grey_level_non_uniformity",
+    "glrlm_RunLengthNonUniformity": "glrlm.run_length_non_uniformity",
+    "glrlm_RunLengthNonUniformityNormalized": "glrlm.normalised_run_length_non_uniformity",
+    "glrlm_RunPercentage": "glrlm.run_percentage", "glrlm_GrayLevelVariance": "glrlm.grey_level_variance",
+    "glrlm_RunVariance": "glrlm.run_length_variance", "glrlm_RunEntropy": "glrlm.run_entropy",
+    "glszm_SmallAreaEmphasis": "glszm.small_zone_emphasis", "glszm_LargeAreaEmphasis": "glszm.large_zone_emphasis",
+    "glszm_LowGrayLevelZoneEmphasis": "glszm.low_grey_level_zone_emphasis",
+    "glszm_HighGrayLevelZoneEmphasis": "glszm.high_grey_level_zone_emphasis",
+    "glszm_SmallAreaLowGrayLevelEmphasis": "glszm.small_zone_low_grey_level_emphasis",
+    "glszm_SmallAreaHighGrayLevelEmphasis": "glszm.small_zone_high_grey_level_emphasis",
+    "glszm_LargeAreaLowGrayLevelEmphasis": "glszm.large_zone_low_grey_level_emphasis",
+    "glszm_LargeAreaHighGrayLevelEmphasis": "glszm.large_zone_high_grey_level_emphasis",
+    "glszm_GrayLevelNonUniformity": "glszm.grey_level_non_uniformity",
+    "glszm_GrayLevelNonUniformityNormalized": "glszm.normalised_grey_level_non_uniformity",
+    "glszm_SizeZoneNonUniformity": "glszm.zone_size_non_uniformity",
+    "glszm_SizeZoneNonUniformityNormalized": "glszm.normalised_zone_size_non_uniformity",
+    "glszm_ZonePercentage": "glszm.zone_percentage", "glszm_GrayLevelVariance": "glszm.grey_level_variance",
+    "glszm_ZoneVariance": "glszm.zone_size_variance", "glszm_ZoneEntropy": "glszm.zone_size_entropy",
+    "gldm_SmallDependenceEmphasis": "ngldm.low_dependence_emphasis",
+    "gldm_LargeDependenceEmphasis": "ngldm.high_dependence_emphasis",
+    "gldm_LowGrayLevelEmphasis": "ngldm.low_grey_level_count_emphasis",
+    "gldm_HighGrayLevelEmphasis": "ngldm.high_grey_level_count_emphasis",
+    "gldm_SmallDependenceLowGrayLevelEmphasis": "ngldm.low_dependence_low_grey_level_emphasis",
+    "gldm_SmallDependenceHighGrayLevelEmphasis": "ngldm.low_dependence_high_grey_level_emphasis",
+    "gldm_LargeDependenceLowGrayLevelEmphasis": "ngldm.high_dependence_low_grey_level_emphasis",
+    "gldm_LargeDependenceHighGrayLevelEmphasis": "ngldm.high_dependence_high_grey_level_emphasis",
+    "gldm_GrayLevelNonUniformity": "ngldm.grey_level_non_uniformity",
+    "gldm_DependenceNonUniformity": "ngldm.dependence_count_non_uniformity",
+    "gldm_DependenceNonUniformityNormalized": "ngldm.normalised_dependence_count_non_uniformity",
+    "gldm_GrayLevelVariance": "ngldm.grey_level_variance", "gldm_DependenceVariance": "ngldm.dependence_count_variance",
+    "gldm_DependenceEntropy": "ngldm.dependence_count_entropy",
+    "ngtdm_Coarseness": "ngtdm.coarseness", "ngtdm_Contrast": "ngtdm.contrast", "ngtdm_Busyness": "ngtdm.busyness",
+    "ngtdm_Complexity": "ngtdm.complexity", "ngtdm_Strength": "ngtdm.strength",
+}
+
+_CODES: dict[str, str] = {}
+
+
+def pyradiomics_name_info(key: str) -> tuple[str, str, str] | None:
+    """``(image type, medimg equivalent or "", IBSI code or "")`` of a PyRadiomics feature name
+    (``"original_glcm_Contrast"`` -> ``("original", "glcm.contrast", "ACUI")``); ``None`` if ``key``
+    is not one (e.g. a medimg key with dots)."""
+    if "." in key or key.count("_") < 2:
+        return None
+    parts = key.split("_")
+    cls, feat = parts[-2], parts[-1]
+    if cls not in calc.FEATURE_NAMES:
+        return None
+    image_type = "_".join(parts[:-2])
+    equiv = IBSI_EQUIVALENT.get(f"{cls}_{feat}", "")
+    if equiv and not _CODES:
+        from medimg.features import feature_specs
+
+        for spec in feature_specs():
+            _CODES[f"{spec.family}.{spec.name}"] = spec.ibsi_code
+    return image_type, equiv, _CODES.get(equiv, "")
