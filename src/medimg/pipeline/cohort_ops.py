@@ -143,3 +143,140 @@ def _embedding_op() -> CohortOp:
     return CohortOp("embedding", ("table",), "table", EmbeddingParams, _embedding,
                     summary="PCA, t-SNE or LDA of a feature table, plotted by label or subgroup",
                     input_kinds={"table": ("table",)})
+
+
+# ------------------------------------------------------------------------------ evaluate / audit
+def _file_png(write: Any, name: str, draw: Any) -> str:
+    """Run ``draw(path)`` (a plot function that writes a PNG) into a temporary file; store it."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        draw(path)
+        return write(name, path.read_bytes())
+
+
+def _prediction_columns(frame: Any) -> None:
+    missing = [c for c in ("y_true", "y_score") if c not in frame.columns]
+    if missing:
+        raise ParameterError(f"the predictions table has no column {', '.join(missing)} (a model step gives them)")
+
+
+def _finite(v: Any) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+class EvaluateParams(_Params):
+    """Bootstrap resamples and method, confidence level, decision threshold, seed."""
+
+    n_bootstrap: int = pydantic.Field(default=2000, ge=0)
+    method: Literal["percentile", "bca"] = "percentile"
+    ci: float = pydantic.Field(default=0.95, gt=0, lt=1)
+    threshold: float | None = None  # default: the model's y_pred, else 0.5
+    seed: int = 0
+
+
+def _evaluate(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
+    from medimg.evaluation.classification import binary_metrics
+    from medimg.evaluation.delong import delong_auc
+    from medimg.evaluation.plots import plot_calibration, plot_confusion, plot_pr, plot_roc
+
+    frame = context.inputs["predictions"]
+    _prediction_columns(frame)
+    y, score = frame["y_true"].to_numpy(), frame["y_score"].to_numpy(dtype=float)
+    y_pred = frame["y_pred"].to_numpy() if "y_pred" in frame.columns and params["threshold"] is None else None
+    cluster = frame[context.group_column].astype(str).to_numpy() if context.group_column in frame.columns else None
+    result = binary_metrics(y, score, y_pred, threshold=params["threshold"] if params["threshold"] is not None else 0.5,
+                            cluster=cluster, n_bootstrap=params["n_bootstrap"], ci=params["ci"],
+                            method=params["method"], seed=params["seed"])
+    out = CohortOutput()
+    for name, m in result.items():
+        lo, hi = m.ci
+        out.metrics[name] = {"value": _finite(m.value),
+                             "ci": [_finite(lo), _finite(hi)] if np.isfinite(lo) and np.isfinite(hi) else None}
+    dl = delong_auc(y, score, confidence=params["ci"])
+    out.metrics["auc_delong"] = {"value": _finite(dl.auc), "ci": [_finite(dl.ci[0]), _finite(dl.ci[1])]}
+    pred = y_pred if y_pred is not None else (score >= (params["threshold"] or 0.5)).astype(int)
+    for name, draw, caption in (
+        ("roc.png", lambda p: plot_roc(y, score, p), "Out-of-fold ROC curve"),
+        ("pr.png", lambda p: plot_pr(y, score, p), "Precision-recall curve"),
+        ("confusion.png", lambda p: plot_confusion(y, pred, p), "Confusion matrix at the decision threshold"),
+    ):
+        out.figures.append({"path": _file_png(context.write, name, draw), "caption": caption})
+    if np.all((score >= 0) & (score <= 1)):
+        out.figures.append({"path": _file_png(context.write, "calibration.png", lambda p: plot_calibration(y, score, p)),
+                            "caption": "Reliability diagram (calibration)"})
+    out.notes.append(f"{len(frame)} predictions ({int(np.sum(y))} positive); {params['method']} bootstrap with "
+                     f"{params['n_bootstrap']} resamples" + (f", clustered by {context.group_column}" if cluster is not None
+                                                              else "") + "; DeLong interval for the AUC.")
+    import json
+
+    context.write("metrics.json", json.dumps(out.metrics, indent=1).encode())
+    return out
+
+
+@cohort_op("evaluate")
+def _evaluate_op() -> CohortOp:
+    return CohortOp("evaluate", ("predictions",), "summary", EvaluateParams, _evaluate,
+                    summary="classification metrics with bootstrap (and DeLong) confidence intervals, ROC/PR/"
+                            "confusion/calibration plots", input_kinds={"predictions": ("predictions",)})
+
+
+class AuditParams(_Params):
+    """``by``: the subgroup columns (default: the study's subgroup_columns); the rest as
+    :func:`medimg.evaluation.audit.subgroup_audit`."""
+
+    by: list[str] | None = None
+    n_bootstrap: int = pydantic.Field(default=2000, ge=0)
+    ci: float = pydantic.Field(default=0.95, gt=0, lt=1)
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    seed: int = 0
+
+
+def _audit(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
+    from medimg.evaluation.audit import subgroup_audit
+
+    frame = context.inputs["predictions"]
+    _prediction_columns(frame)
+    by = params["by"] or context.subgroup_columns
+    if not by:
+        raise ParameterError("audit: name the subgroup columns (params.by or inputs.subgroup_columns)")
+    for column in by:
+        if column not in frame.columns:
+            raise ParameterError(f"audit: no column {column!r} in the predictions")
+    case_id = context.group_column if context.group_column in frame.columns else None
+    result = subgroup_audit(frame, by, y_pred="y_pred" if "y_pred" in frame.columns else None, case_id=case_id,
+                            n_bootstrap=params["n_bootstrap"], ci=params["ci"], correction=params["correction"],
+                            seed=params["seed"])
+    out = CohortOutput()
+    buf = io.StringIO()
+    result.group_table().to_csv(buf, index=False)
+    out.tables.append({"path": context.write("groups.csv", buf.getvalue().encode()),
+                       "caption": "Metrics per subgroup with their confidence intervals"})
+    gaps = result.gap_table()
+    buf = io.StringIO()
+    gaps.to_csv(buf, index=False)
+    out.tables.append({"path": context.write("gaps.csv", buf.getvalue().encode()),
+                       "caption": f"Gaps between each group and the rest; flagged when the {params['correction']}-"
+                                  "adjusted interval excludes 0"})
+    if len(gaps):
+        out.figures.append({"path": _file_png(context.write, "gaps.png", result.plot), "caption": "Subgroup gaps"})
+    out.table = gaps
+    flagged = result.flagged
+    out.notes.append(f"{len(flagged)} of {len(gaps)} gaps flagged ({params['correction']} correction, "
+                     f"{params['n_bootstrap']} resamples)." + ("" if not flagged else " Flagged: " + "; ".join(
+                         f"{g['column']}={g['group']} {g['metric']} {g['gap']:+.3f}" for g in flagged)))
+    import json
+
+    context.write("audit.json", json.dumps(result.to_dict(), indent=1, default=str).encode())
+    out.extra["n_flagged"] = len(flagged)
+    return out
+
+
+@cohort_op("audit")
+def _audit_op() -> CohortOp:
+    return CohortOp("audit", ("predictions",), "table", AuditParams, _audit,
+                    summary="the metrics per subgroup and the gaps between groups, with corrected intervals",
+                    input_kinds={"predictions": ("predictions",)})
