@@ -134,3 +134,55 @@ def test_the_pacs_to_catalog_example_ingests_a_series(in_orthanc_netns, tmp_path
     assert [r["series_uid"] for r in rows] == [row.series_uid]
     noise = pd.read_csv(tmp_path / "run/tables/noise.csv")
     assert len(noise) == 1 and 0 < float(noise["noise"].iloc[0]) < 100
+
+
+def _context(frame: pd.DataFrame, written: dict, **kw) -> object:
+    from medimg.pipeline.cohort import CohortContext
+
+    def write(name: str, data: bytes) -> str:
+        written[name] = data
+        return f"cohort/x/{name}"
+
+    return CohortContext(inputs={"predictions": frame}, id_column="case", label_column="y_true",
+                         group_column=kw.get("group"), subgroup_columns=kw.get("subgroups", []),
+                         case_columns=["case"], seed=0, write=write)
+
+
+def _predictions(n: int = 300, gap: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    sex = rng.choice(["F", "M"], n)
+    signal = np.where(sex == "F", 1.5, 1.5 - gap)
+    score = 1 / (1 + np.exp(-(y * signal + rng.normal(0, 1, n) - signal / 2)))
+    return pd.DataFrame({"case": [f"c{i}" for i in range(n)], "y_true": y, "y_score": score,
+                         "y_pred": (score >= 0.5).astype(int), "sex": sex})
+
+
+def test_the_evaluate_op_gives_the_library_metrics_and_plots() -> None:
+    from medimg.evaluation.classification import binary_metrics
+    from medimg.pipeline.cohort import find_cohort_op
+
+    frame = _predictions()
+    written: dict = {}
+    op = find_cohort_op("evaluate")
+    params = op.validate({"n_bootstrap": 200})
+    out = op.run(_context(frame, written), params)
+    direct = binary_metrics(frame["y_true"], frame["y_score"], frame["y_pred"], n_bootstrap=200, seed=0)
+    assert out.metrics["auc"]["value"] == pytest.approx(direct["auc"].value)
+    assert out.metrics["auc"]["ci"] == pytest.approx(list(direct["auc"].ci))
+    assert out.metrics["sensitivity"]["value"] == pytest.approx(direct["sensitivity"].value)
+    assert {"roc.png", "pr.png", "confusion.png", "calibration.png", "metrics.json"} <= set(written)
+    assert all(written[k].startswith(b"\x89PNG") for k in written if k.endswith(".png"))
+
+
+def test_the_audit_op_flags_a_planted_gap_and_not_a_null_one() -> None:
+    from medimg.pipeline.cohort import find_cohort_op
+
+    op = find_cohort_op("audit")
+    params = op.validate({"n_bootstrap": 400})
+    planted = op.run(_context(_predictions(n=1200, gap=1.4, seed=1), {}, subgroups=["sex"]), params)
+    assert planted.extra["n_flagged"] >= 1
+    null = op.run(_context(_predictions(n=1200, gap=0.0, seed=2), {}, subgroups=["sex"]), params)
+    assert null.extra["n_flagged"] == 0
+    with pytest.raises(Exception, match="subgroup columns"):
+        op.run(_context(_predictions(), {}), params)
