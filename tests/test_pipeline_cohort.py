@@ -89,6 +89,7 @@ def test_segmentation_metrics_step_equals_the_function_and_file_params_resolve(c
     row = table[table["case"] == "p2"].iloc[0]
     assert row["dice"] == pytest.approx(expected["dice"], rel=1e-12)
     assert row["hd95"] == pytest.approx(expected["hd95"], rel=1e-12)
+    assert "Segmentation accuracy" in (cohort / "out/report.html").read_text()
     # a parameter that names an input file is resolved against the study's folder and must exist
     data = copy.deepcopy(STUDY)
     data["steps"].append({"id": "net", "op": "segmentation.unet", "params": {"checkpoint": "nosuch.pt"}})

@@ -226,6 +226,98 @@ def _base_image(store: Any, manifest: dict[str, Any], case: dict[str, Any], step
     return None
 
 
+def _segmentation_accuracy(plan: list[dict[str, Any]], tables: dict[str, Any], study: dict[str, Any]) -> Section | None:
+    """Per ``segmentation_metrics`` step: the mean of each metric across cases with a bootstrap
+    interval (cases of one patient drawn together), and a strip plot of the Dice per case."""
+    from medimg.evaluation.classification import mean_ci
+
+    steps = [s for s in plan if s["op"] == "segmentation_metrics" and s["id"] in tables]
+    if not steps:
+        return None
+    group = study.get("inputs", {}).get("group_column")
+    rows, figures = [], []
+    for step in steps:
+        frame = tables[step["id"]]
+        cluster = frame[group].astype(str).to_numpy() if group and group in frame.columns else None
+        for metric in ("dice", "iou", "sensitivity", "precision", "hd95", "assd", "nsd"):
+            if metric in frame.columns:
+                m = mean_ci(frame[metric].to_numpy(dtype=float), cluster=cluster, n_bootstrap=1000, seed=0)
+                rows.append([step["id"], metric, int(np.isfinite(frame[metric].to_numpy(dtype=float)).sum()), m.value,
+                             f"{format_value(m.ci[0])} - {format_value(m.ci[1])}"])
+        if "dice" in frame.columns:
+            dice = frame["dice"].to_numpy(dtype=float)
+            flagged = robust_outliers(dice)
+            figures.append(Figure(strip_png(frame["case"].astype(str).tolist(), dice, flagged,
+                                            title=f"{step['id']}: Dice per case"),
+                                  caption=f"{step['id']}: Dice per case against {step['inputs'].get('truth')}; "
+                                          "outliers in red"))
+    return Section("Segmentation accuracy",
+                   ["Mean over cases with a 95 % bootstrap interval (1,000 resamples; the cases of one patient are "
+                    "drawn together)."],
+                   [Table(["step", "metric", "cases", "mean", "95 % CI"], rows)], figures)
+
+
+def _registration(store: Any, manifest: dict[str, Any], plan: list[dict[str, Any]], tables: dict[str, Any],
+                  study: dict[str, Any], max_cases: int) -> Section | None:
+    """Checkerboards of ``register`` steps (fixed vs registered moving) and the lesion volume
+    change of ``longitudinal`` steps (table and baseline-vs-follow-up plot)."""
+    from medimg.pipeline.runner import _cache_key, _load_image
+
+    reg_steps = [s for s in plan if s["op"] == "register"]
+    long_steps = [s for s in plan if s["op"] == "longitudinal" and s["id"] in tables]
+    if not reg_steps and not long_steps:
+        return None
+    figures, tabs, paragraphs = [], [], []
+    cases = [o for o in manifest.get("outputs", []) if o.get("kind") == "case"]
+    for step in reg_steps:
+        shown = 0
+        for case in cases:
+            if shown >= max_cases or step["id"] not in case.get("steps", {}):
+                continue
+            fixed = _base_image(store, manifest, case, {"inputs": {"image": step["inputs"]["fixed"]}}, plan)
+            try:
+                moved = _load_image(store, _cache_key(case["steps"][step["id"]]["key"], "image"))
+            except Exception:  # noqa: BLE001 - a figure that cannot be drawn is left out
+                continue
+            if fixed is None:
+                continue
+            from medimg.registration.fusion import fusion_view
+
+            rgb = fusion_view(fixed, moved, mode="checkerboard")
+            figures.append(Figure(_rgb_png(rgb), caption=f"{case['case']}: {step['inputs']['moving']} registered to "
+                                                         f"{step['inputs']['fixed']} ({step['params'].get('transform')}); "
+                                                         "checkerboard of the two"))
+            shown += 1
+    label = study.get("inputs", {}).get("label_column")
+    for step in long_steps:
+        frame = tables[step["id"]]
+        cols = [c for c in ("case", label, "baseline_total_mm3", "followup_total_mm3", "change_total_mm3",
+                            "change_total_percent", "new_lesions", "vanished_lesions") if c and c in frame.columns]
+        tabs.append(Table(cols, frame[cols].values.tolist(), caption=f"{step['id']}: lesion volume per case"))
+        if {"baseline_total_mm3", "followup_total_mm3"} <= set(frame.columns):
+            xy = frame[["baseline_total_mm3", "followup_total_mm3"]].to_numpy(dtype=float)
+            groups = frame[label].astype(str).tolist() if label in frame.columns else ["all"] * len(frame)
+            figures.append(Figure(scatter_png(xy, groups, title=f"{step['id']}: lesion volume",
+                                              xlabel="baseline (mm³)", ylabel="follow-up (mm³)"),
+                                  caption="Lesion volume at follow-up against baseline, per case (the follow-up "
+                                          "registered to its baseline and the lesion carried across)"))
+            change = frame["change_total_percent"].to_numpy(dtype=float) if "change_total_percent" in frame else []
+            if len(change):
+                paragraphs.append(f"{step['id']}: {len(frame)} cases with a follow-up; median volume change "
+                                  f"{np.nanmedian(change):+.1f} %.")
+    return Section("Registration and longitudinal change", paragraphs, tabs, figures)
+
+
+def _rgb_png(rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _features(plan: list[dict[str, Any]], tables: dict[str, Any], study: dict[str, Any]) -> Section | None:
     steps = [s for s in plan if s["op"] == "features" and s["id"] in tables]
     if not steps:
@@ -337,6 +429,8 @@ def study_report(out: str, *, max_overlays: int = 6, extra_sections: Sequence[Se
         sections.append(Section("Preparation", describe(manifest["parameters"]["prepare"])))
     sections.append(_steps(manifest))
     for part in (_quality(plan, tables), _segmentation(store, manifest, plan, max_overlays),
+                 _segmentation_accuracy(plan, tables, study),
+                 _registration(store, manifest, plan, tables, study, max_overlays),
                  _features(plan, tables, study)):
         if part is not None:
             sections.append(part)
