@@ -487,7 +487,7 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
     iterations = 0
     keep = np.arange(len(fixed))
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - read after the loop
-        dist, idx = tree.query(current, k=1, workers=-1)
+        dist, idx = tree.query(current, k=1)
         keep = _select(dist, max_distance_mm, trim_fraction)
         if len(keep) < 3:
             msg = (f"ICP kept {len(keep)} point pairs (max_distance_mm={max_distance_mm}): the clouds "
@@ -511,7 +511,7 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
             converged = True
             break
     # final residual of the returned transform
-    dist, idx = tree.query(current, k=1, workers=-1)
+    dist, idx = tree.query(current, k=1)
     keep = _select(dist, max_distance_mm, trim_fraction)
     if method == "point-to-plane" and normals is not None and len(keep):
         res = np.einsum("ij,ij->i", moving[idx[keep]] - current[keep], normals[idx[keep]])
