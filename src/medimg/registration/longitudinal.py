@@ -261,10 +261,15 @@ def _register(followup: Image, baseline: Image, transform_kind: str) -> tuple[Tr
     package = importlib.import_module("medimg.registration")
     register = getattr(package, "register", None)
     if register is not None:
-        result = register(followup, baseline, transform=transform_kind, task="longitudinal")
+        import inspect
+
+        accepted = inspect.signature(register).parameters
+        options = {k: v for k, v in (("transform", transform_kind), ("task", "longitudinal")) if k in accepted}
+        result = register(followup, baseline, **options)
         quality = getattr(result, "quality", None)
         record = quality if isinstance(quality, dict) else getattr(quality, "__dict__", {})
-        return result.transform, {"engine": "medimg.registration.register", **dict(record)}
+        record = {k: v for k, v in dict(record).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        return result.transform, {"engine": "medimg.registration.register", **record}
     return _register_sitk(followup, baseline, transform_kind)
 
 
