@@ -253,14 +253,17 @@ def target_registration_error(transform: Any, fixed_targets: np.ndarray,
 def estimate_normals(points: np.ndarray, *, neighbours: int = 10, tree: Any = None) -> np.ndarray:
     """Unit normals (N, 3) of a point cloud by local PCA: the direction of least variance of
     each point's ``neighbours`` nearest points. The sign is not oriented (point-to-plane ICP
-    does not need it)."""
+    does not need it). ``tree``: a ``cKDTree`` of ``points`` already built (reused)."""
     from scipy.spatial import cKDTree
 
     pts = _points(points, "points", min_count=3)
     k = int(min(max(neighbours, 3), len(pts)))
-    if tree is None:
+    if tree is None or not np.array_equal(np.asarray(tree.data), pts):
         tree = cKDTree(pts)
-    _d, idx = tree.query(pts, k=k, workers=-1)
+    order = tree.indices
+    _d, idx_sorted = tree.query(pts[order], k=k)  # in leaf order: faster, spatially coherent
+    idx = np.empty_like(idx_sorted)
+    idx[order] = idx_sorted
     nb = pts[idx]  # (N, k, 3)
     centred = nb - nb.mean(axis=1, keepdims=True)
     cov = np.einsum("nki,nkj->nij", centred, centred)
