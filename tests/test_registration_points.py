@@ -298,6 +298,11 @@ def test_fusion_view_independent_of_storage_order():
 
 
 # --------------------------------------------------------------------------- longitudinal
+#: Anatomy around the lesions (centre in baseline mm, radii mm, value): gives the registration
+#: something to align; not lesions.
+_ANATOMY = (((0.0, 0.0, 0.0), (24.0, 20.0, 15.0), 40.0), ((10.0, -12.0, -6.0), (7.0, 5.0, 4.0), 70.0))
+
+
 def _sphere_scan(shape, spacing, origin, to_baseline, spheres, rng, noise=5.0):
     """A scan whose voxel at physical x shows the spheres (centre in baseline mm, radius mm,
     value) at to_baseline(x); returns the image and the label map of the spheres."""
@@ -306,6 +311,8 @@ def _sphere_scan(shape, spacing, origin, to_baseline, spheres, rng, noise=5.0):
     pts = apply_matrix(to_baseline, idx * np.asarray(spacing) + np.asarray(origin))
     values = np.zeros(len(pts))
     labels = np.zeros(len(pts), dtype=np.uint8)
+    for centre, radii, value in _ANATOMY:
+        values[np.sum(((pts - np.asarray(centre)) / np.asarray(radii)) ** 2, axis=1) <= 1] = value
     for k, (centre, radius, value) in enumerate(spheres, start=1):
         inside = np.sum((pts - np.asarray(centre)) ** 2, axis=1) <= radius**2
         values[inside] = value
@@ -463,3 +470,18 @@ def test_cli_fuse(tmp_path, capsys):
     io.write(Image(np.zeros((30, 30), np.float32)), tmp_path / "flat.nii.gz")
     assert main(["fuse", str(tmp_path / "a.nii.gz"), str(tmp_path / "flat.nii.gz"), "-o", str(tmp_path / "y.png")]) == 2
     assert "2-D" in _one_error_line(capsys)
+
+
+def test_longitudinal_registers_the_followup(lesion_pair):
+    """No transform given: the follow-up is registered to the baseline (rigid) and the growth
+    of lesion A is still measured."""
+    from medimg.registration.longitudinal import longitudinal_change
+
+    baseline, base_arr, followup, fu_mask, to_baseline = lesion_pair
+    res = longitudinal_change(baseline, followup, baseline.with_array(base_arr), followup_mask=fu_mask)
+    probe = followup.index_to_physical(np.array([[10.0, 20.0, 10.0], [60.0, 50.0, 30.0], [38.0, 36.0, 21.0]]))
+    err = np.linalg.norm(res.transform.transform_points(probe) - apply_matrix(to_baseline, probe), axis=1)
+    assert err.max() < 0.5, err
+    (grown,) = [r for r in res.lesions if r.status == "grown"]
+    assert grown.change_percent == pytest.approx(100 * (8**3 / 6**3 - 1), abs=8.0)
+    assert sorted(r.status for r in res.lesions) == ["grown", "new", "vanished"]
