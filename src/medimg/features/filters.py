@@ -259,13 +259,8 @@ def _gabor_kernel(spacing_rc: tuple[float, float], sigma_mm: float, wavelength_m
 
 
 def _pad(a: np.ndarray, widths: list[tuple[int, int]], boundary: str) -> np.ndarray:
-    """Pad by ``widths`` with the IBSI boundary condition (repeatedly, when wider than the array)."""
-    mode = _PAD[boundary]
-    if mode in ("constant", "edge"):
-        return np.pad(a, widths, mode=mode)
-    out = a
-    # numpy's symmetric/wrap padding accepts any width; keep it in one call
-    return np.pad(out, widths, mode=mode)
+    """Pad by ``widths`` voxels with the IBSI boundary condition."""
+    return np.pad(a, widths, mode=_PAD[boundary])
 
 
 @FILTERS.register("gabor")
