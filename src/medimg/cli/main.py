@@ -22,14 +22,16 @@ from medimg.errors import MedimgError, UserInputError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="medimg",
-    help="Medical imaging analytics: from raw DICOM to a validated, reproducible result.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+_APP_SETTINGS: dict[str, Any] = {
+    "name": "medimg",
+    "help": "Medical imaging analytics: from raw DICOM to a validated, reproducible result.",
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,  # plain click help: rendering it with rich costs ~0.15 s a start
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+app = typer.Typer(**_APP_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -214,6 +216,59 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+# --------------------------------------------------------------------------- cold start
+# Registering a command only records its function (cheap); what costs is turning commands into
+# click commands: typer builds a pydantic adapter for every parameter of every command of the
+# app it runs. So each run builds an app holding only the command it runs (:func:`_app_for`),
+# and the top-level help an app of parameter-less stand-ins carrying each command's help text.
+# Command modules import nothing heavy at top level (tests/test_cli.py checks the imports).
+
+
+def _command_name(info: Any) -> str:
+    from typer.main import get_command_name
+
+    return info.name or get_command_name(info.callback.__name__)
+
+
+def _group_help(info: Any) -> str:
+    sub = info.typer_instance
+    for text in (info.help, sub.info.help,
+                 getattr(sub.registered_callback, "help", None),
+                 getattr(getattr(sub.registered_callback, "callback", None), "__doc__", None)):
+        if isinstance(text, str) and text:
+            return text
+    return ""
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app that runs ``args``: only the command named in them (its group, for a group), or,
+    without a known command name, stand-ins of every command for the top-level help."""
+    from typer.models import CommandInfo
+
+    name = next((a for a in args if not a.startswith("-")), None)
+    small = typer.Typer(**_APP_SETTINGS)
+    small.registered_callback = app.registered_callback
+    commands = [c for c in app.registered_commands if _command_name(c) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if commands or groups:
+        small.registered_commands = commands
+        small.registered_groups = groups
+        return small
+
+    def stand_in() -> None:  # pragma: no cover - listed in the help, never run
+        raise typer.Exit(2)
+
+    for info in app.registered_commands:
+        doc = info.help or info.callback.__doc__ or ""
+        small.registered_commands.append(CommandInfo(
+            _command_name(info), callback=stand_in, help=doc, short_help=info.short_help,
+            hidden=info.hidden, deprecated=info.deprecated, rich_help_panel=info.rich_help_panel))
+    for info in app.registered_groups:
+        small.registered_commands.append(CommandInfo(info.name, callback=stand_in, help=_group_help(info),
+                                                     hidden=bool(info.hidden) is True))
+    return small
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 2 user error, 1 other failure)."""
@@ -252,7 +307,7 @@ def _run(args: list[str], debug: bool) -> int:
 
     try:
         with invocation(args):  # progress bar on a terminal, one-line warnings, the command line
-            status = app(args=args, prog_name="medimg", standalone_mode=False)
+            status = _app_for(args)(args=args, prog_name="medimg", standalone_mode=False)
     except Exit as exc:
         return int(exc.exit_code or 0)
     except Abort:
