@@ -13,8 +13,8 @@ from medimg.cli.main import _app_for, _command_name, app, main
 
 
 def _imports_after(args: list[str]) -> set[str]:
-    code = ("import sys; from medimg.cli.main import main; main(%r); "
-            "print('MODULES:' + ','.join(sorted(sys.modules)))" % (args,))
+    code = (f"import sys; from medimg.cli.main import main; main({args!r}); "
+            "print('MODULES:' + ','.join(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False).stdout
     return set(out.strip().splitlines()[-1].removeprefix("MODULES:").split(","))
 
