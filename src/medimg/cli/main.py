@@ -101,10 +101,19 @@ def convert(
     series: Annotated[Optional[str], typer.Option("--series", help="Series Instance UID (or UID#n) when IN holds several.")] = None,  # noqa: UP045
     resample: Annotated[bool, typer.Option("--resample", help="Resample irregular series (gaps, unequal spacing, gantry tilt) onto a regular grid instead of failing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    ext: Annotated[str, typer.Option("--ext", help="With OUT a folder: the output format of every series (.nii.gz, .nii, .nrrd, .mha).")] = ".nii.gz",
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With OUT a folder: worker processes (default: the CPUs).")] = None,  # noqa: UP045
 ) -> None:
     """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension.
 
-    A provenance sidecar is written beside OUT (out.nii.gz -> out.json)."""
+    OUT without an image extension is a folder: every series of the DICOM folder IN is written
+    there (<SeriesNumber>_<SeriesInstanceUID><ext>), series in parallel.
+    A provenance sidecar is written beside each output (out.nii.gz -> out.json)."""
+    from medimg.core.files import full_suffix
+
+    if src.is_dir() and series is None and not full_suffix(dst):
+        _convert_folder(src, dst, ext, resample, overwrite, workers)
+        return
     from medimg import io
     from medimg.cli.params import check_output
     from medimg.cli.runtime import command_manifest
@@ -118,6 +127,27 @@ def convert(
     for warning in image.meta.get("warnings", []):
         err.print(f"warning: {warning}")
     typer.echo(f"wrote {dst}: {image.grid_summary()} {image.dtype}")
+
+
+def _convert_folder(src: Path, dst: Path, ext: str, resample: bool, overwrite: bool, workers: int | None) -> None:
+    from medimg.cli.runtime import command_argv
+    from medimg.io.convert import convert_folder
+
+    err = _console(stderr=True)
+    done = failed = 0
+    for out in convert_folder(src, dst, suffix=ext, on_irregular="resample" if resample else "error",
+                              overwrite=overwrite, workers=workers, argv=command_argv()):
+        if out.path is None:
+            failed += 1
+            err.print(f"error: series {out.key}: {out.error}")
+            continue
+        done += 1
+        for warning in out.warnings:
+            err.print(f"warning: {out.path.name}: {warning}")
+        typer.echo(f"wrote {out.path}: {out.summary}")
+    typer.echo(f"{done} series written to {dst}" + (f", {failed} failed" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- list
