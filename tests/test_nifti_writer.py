@@ -70,3 +70,13 @@ def test_io_write_uses_it_and_the_sidecar_hash_matches(tmp_path: Path) -> None:
     side = read_sidecar(out)
     assert side is not None
     assert hashlib.sha256(out.read_bytes()).hexdigest() in str(side)
+
+
+def test_gzip_without_isal_uses_zlib(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "isal", None)  # "not installed"
+    img = Image.from_geometry(np.arange(300, dtype=np.int16).reshape(3, 10, 10), spacing=(1.0, 1.0, 2.0))
+    write_nifti(img, tmp_path / "z.nii.gz")
+    nib.save(img.to_nibabel(), tmp_path / "n.nii.gz")
+    assert gzip.decompress((tmp_path / "z.nii.gz").read_bytes()) == gzip.decompress((tmp_path / "n.nii.gz").read_bytes())
