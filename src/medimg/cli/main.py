@@ -43,9 +43,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],  # noqa: UP045 - typer needs Optional here
+        bool,  # a plain bool flag: typer coerces it without loading pydantic (start-up cost)
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    ] = None,
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     """Medical imaging analytics: from raw DICOM to a validated, reproducible result."""
@@ -252,6 +252,34 @@ _register_command_modules()
 # app it runs. So each run builds an app holding only the command it runs (:func:`_app_for`),
 # and the top-level help an app of parameter-less stand-ins carrying each command's help text.
 # Command modules import nothing heavy at top level (tests/test_cli.py checks the imports).
+
+
+def _light_bool_flags() -> None:
+    """typer (0.2x) coerces each parameter value through a pydantic adapter built on first use;
+    a bool flag's value (True / False, or None when absent, as a group's ``--help``) needs none,
+    and building one loads pydantic (~0.12 s of every start). Bool parameters get typer's own
+    pass-through coercion instead (a bool passes, anything else is refused). Older typer
+    versions, without adapters, are left as they are."""
+    try:
+        from typer import _coercion
+        from typer import core as typer_core
+    except ImportError:  # pragma: no cover - another typer layout
+        return
+    build = getattr(typer_core, "build_runtime_param", None)
+    passthrough = getattr(_coercion, "PassThroughRuntimeParam", None)
+    if build is None or passthrough is None or getattr(build, "medimg_light", False):
+        return
+
+    def light(descriptor: Any) -> Any:
+        if descriptor.annotation is bool and getattr(descriptor, "file_annotation", None) is None:
+            return passthrough(annotation=bool, parameter_info=descriptor.parameter_info)
+        return build(descriptor)
+
+    light.medimg_light = True  # type: ignore[attr-defined]
+    typer_core.build_runtime_param = light
+
+
+_light_bool_flags()
 
 
 def _command_name(info: Any) -> str:
