@@ -35,6 +35,79 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
+#: Threads every tool gets in a benchmark (``pin_threads``): 1, so that ratios compare the
+#: computation, not how many of the shared machine's 2 cores a library grabs.
+THREADS = 1
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "NUMBA_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def pin_threads(n: int = THREADS) -> str:
+    """Pin every tool to ``n`` threads, the same way: the environment (inherited by the tools
+    run as processes: dcm2niix, PyRadiomics's CLI, medimg's CLI), the BLAS/OpenMP pools
+    already loaded in this process (threadpoolctl), SimpleITK's default and numba's. Returns a
+    one-line description for the benchmark's notes."""
+    for var in _THREAD_VARS:
+        os.environ[var] = str(n)
+    done = [f"env {'/'.join(v.split('_NUM')[0] for v in _THREAD_VARS[:3])}_NUM_THREADS={n}"]
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+        done.append("threadpoolctl")
+    except ImportError:
+        pass
+    try:
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+        done.append("SimpleITK")
+    except ImportError:
+        pass
+    import sys
+
+    if "numba" in sys.modules:
+        sys.modules["numba"].set_num_threads(n)
+        done.append("numba")
+    return f"threads pinned to {n} ({', '.join(done)})"
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, for the notes (the machine is shared)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unavailable"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min, {os.cpu_count()} cores)"
+
+
+def medians(funcs: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median wall time (s) of each function over ``repeats`` (>= 5 for a ratio) interleaved
+    rounds (A B C, A B C, ...) after ``warmup`` rounds: load from other processes on the shared
+    machine hits every tool alike."""
+    for _ in range(warmup):
+        for func in funcs.values():
+            func()
+    times: dict[str, list[float]] = {name: [] for name in funcs}
+    for _ in range(repeats):
+        for name, func in funcs.items():
+            t0 = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def run_process(argv: list[str], **kwargs: object) -> Callable[[], None]:
+    """A zero-argument callable that runs ``argv`` as a process (end to end: start-up, files in
+    and out), raising when it fails; output discarded."""
+    import subprocess
+
+    def call() -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+
+    return call
+
+
 def best_of(func: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
     """Median wall time (s) of ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):

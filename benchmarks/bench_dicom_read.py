@@ -2,7 +2,8 @@
 
 Data: 20 synthetic CT series x 100 slices of 256 x 256 int16 (2,000 files, Explicit VR Little
 Endian), written once by medimg's writer into .bench/ and reused. Each tool turns every series
-into a 3-D volume; times are the median of 3 runs after one warm-up (files in the page cache).
+into a 3-D volume; times are the median of 5 interleaved runs after one warm-up (files in the page cache),
+threads pinned to 1 in every tool.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import CACHE, best_of, cold, machine, write_section
+from _common import CACHE, cold, load_average, machine, medians, pin_threads, write_section
 
 N_SERIES, N_SLICES, SIZE = 20, 100, 256
 DATA = CACHE / "dicom-2000"
@@ -79,6 +80,7 @@ def run_dcm2niix(root: Path) -> None:
 
 
 def main() -> None:
+    threads = pin_threads()
     root = make_data()
     n_files = N_SERIES * N_SLICES
     images = run_medimg(root)
@@ -88,15 +90,21 @@ def main() -> None:
         tools.append(("dcm2niix (uncompressed NIfTI out, `-z n`)", lambda: run_dcm2niix(root), 3))
     tools.append(("SimpleITK `ImageSeriesReader` (GDCM)", lambda: run_sitk(root), 3))
     tools.append(("plain pydicom loop (`dcmread` + `pixel_array`, sort, stack)", lambda: run_pydicom(root), 1))
-    rows = [(name, best_of(func, repeats=rep), cold(func)) for name, func, rep in tools]
+    load_before = load_average()
+    warm = medians({name: func for name, func, _rep in tools}, repeats=5)
+    rows = [(name, warm[name], cold(func)) for name, func, _rep in tools]
+    load_after = load_average()
     medimg_rate = n_files / rows[0][1]
     medimg_cold = n_files / rows[0][2] if rows[0][2] else None
     lines = [
         "## Reading DICOM series into volumes",
         "",
-        f"Machine: {machine()}. Data: {N_SERIES} synthetic CT series x {N_SLICES} slices of "
+        f"Machine: {machine()}; {threads}; {load_before} before, {load_after} after. Data: {N_SERIES} synthetic CT series x {N_SLICES} slices of "
         f"{SIZE}x{SIZE} int16 ({n_files} files, 256 MB, Explicit VR LE, file names shuffled). "
-        "*Warm*: files in the page cache, median of 3 runs after a warm-up (pydicom: 1 run). "
+        "*Warm*: files in the page cache, median of 5 interleaved runs after a warm-up. Not the same "
+        "computation for every tool: medimg, SimpleITK and pydicom read in this process (no output), "
+        "dcm2niix is a whole process that also writes NIfTI files; the like-for-like end-to-end "
+        "comparison (both converting to NIfTI as processes) is the DICOM-to-NIfTI section. "
         "*Cold*: page cache dropped before each run (`/proc/sys/vm/drop_caches`), median of 2 runs. "
         "One process each (medimg and pydicom single-threaded). `python benchmarks/run.py bench_dicom_read`.",
         "",

@@ -29,7 +29,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _common import ROOT, machine, write_section
+from _common import ROOT, load_average, machine, pin_threads, write_section
 
 REPEATS = {"medimg": 7, "flash-radiomics": 3, "mirp": 1}
 
@@ -134,6 +134,8 @@ def batch_scaling(image: Path, mask: Path, n_cases: int = N_BATCH) -> dict[int, 
 
 
 def main() -> None:
+    threads = pin_threads()
+    load_before = load_average()
     data = reference_data()
     if data is None:
         write_section("radiomics", "## Radiomics\n\nReference data absent: not run.")
@@ -163,7 +165,7 @@ def main() -> None:
     lines = [
         "## Radiomics (IBSI features): medimg vs flash-radiomics and MIRP",
         "",
-        f"Machine: {machine()}. One CPU per process, one thread per pool; wall time of reading the image "
+        f"Machine: {machine()}; {threads}; {load_before} at the start, {load_average()} at the end. One CPU per process, one thread per pool; wall time of reading the image "
         "and mask files and computing every feature (median after a warm-up run); load average "
         f"{load_before:.1f} before and {load_after:.1f} after these runs (the machine is shared). "
         "Settings as in `benchmarks/bench_radiomics.py`: brain1 fixed bin number 32; CT phantom "

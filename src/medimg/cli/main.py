@@ -22,14 +22,16 @@ from medimg.errors import MedimgError, UserInputError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="medimg",
-    help="Medical imaging analytics: from raw DICOM to a validated, reproducible result.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+_APP_SETTINGS: dict[str, Any] = {
+    "name": "medimg",
+    "help": "Medical imaging analytics: from raw DICOM to a validated, reproducible result.",
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,  # plain click help: rendering it with rich costs ~0.15 s a start
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+app = typer.Typer(**_APP_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -41,9 +43,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],  # noqa: UP045 - typer needs Optional here
+        bool,  # a plain bool flag: typer coerces it without loading pydantic (start-up cost)
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    ] = None,
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     """Medical imaging analytics: from raw DICOM to a validated, reproducible result."""
@@ -99,10 +101,19 @@ def convert(
     series: Annotated[Optional[str], typer.Option("--series", help="Series Instance UID (or UID#n) when IN holds several.")] = None,  # noqa: UP045
     resample: Annotated[bool, typer.Option("--resample", help="Resample irregular series (gaps, unequal spacing, gantry tilt) onto a regular grid instead of failing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    ext: Annotated[str, typer.Option("--ext", help="With OUT a folder: the output format of every series (.nii.gz, .nii, .nrrd, .mha).")] = ".nii.gz",
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With OUT a folder: worker processes (default: the CPUs).")] = None,  # noqa: UP045
 ) -> None:
     """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension.
 
-    A provenance sidecar is written beside OUT (out.nii.gz -> out.json)."""
+    OUT without an image extension is a folder: every series of the DICOM folder IN is written
+    there (<SeriesNumber>_<SeriesInstanceUID><ext>), series in parallel.
+    A provenance sidecar is written beside each output (out.nii.gz -> out.json)."""
+    from medimg.core.files import full_suffix
+
+    if src.is_dir() and series is None and not full_suffix(dst):
+        _convert_folder(src, dst, ext, resample, overwrite, workers)
+        return
     from medimg import io
     from medimg.cli.params import check_output
     from medimg.cli.runtime import command_manifest
@@ -116,6 +127,27 @@ def convert(
     for warning in image.meta.get("warnings", []):
         err.print(f"warning: {warning}")
     typer.echo(f"wrote {dst}: {image.grid_summary()} {image.dtype}")
+
+
+def _convert_folder(src: Path, dst: Path, ext: str, resample: bool, overwrite: bool, workers: int | None) -> None:
+    from medimg.cli.runtime import command_argv
+    from medimg.io.convert import convert_folder
+
+    err = _console(stderr=True)
+    done = failed = 0
+    for out in convert_folder(src, dst, suffix=ext, on_irregular="resample" if resample else "error",
+                              overwrite=overwrite, workers=workers, argv=command_argv()):
+        if out.path is None:
+            failed += 1
+            err.print(f"error: series {out.key}: {out.error}")
+            continue
+        done += 1
+        for warning in out.warnings:
+            err.print(f"warning: {out.path.name}: {warning}")
+        typer.echo(f"wrote {out.path}: {out.summary}")
+    typer.echo(f"{done} series written to {dst}" + (f", {failed} failed" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- list
@@ -216,6 +248,87 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+# --------------------------------------------------------------------------- cold start
+# Registering a command only records its function (cheap); what costs is turning commands into
+# click commands: typer builds a pydantic adapter for every parameter of every command of the
+# app it runs. So each run builds an app holding only the command it runs (:func:`_app_for`),
+# and the top-level help an app of parameter-less stand-ins carrying each command's help text.
+# Command modules import nothing heavy at top level (tests/test_cli.py checks the imports).
+
+
+def _light_bool_flags() -> None:
+    """typer (0.2x) coerces each parameter value through a pydantic adapter built on first use;
+    a bool flag's value (True / False, or None when absent, as a group's ``--help``) needs none,
+    and building one loads pydantic (~0.12 s of every start). Bool parameters get typer's own
+    pass-through coercion instead (a bool passes, anything else is refused). Older typer
+    versions, without adapters, are left as they are."""
+    try:
+        from typer import _coercion
+        from typer import core as typer_core
+    except ImportError:  # pragma: no cover - another typer layout
+        return
+    build = getattr(typer_core, "build_runtime_param", None)
+    passthrough = getattr(_coercion, "PassThroughRuntimeParam", None)
+    if build is None or passthrough is None or getattr(build, "medimg_light", False):
+        return
+
+    def light(descriptor: Any) -> Any:
+        if descriptor.annotation is bool and getattr(descriptor, "file_annotation", None) is None:
+            return passthrough(annotation=bool, parameter_info=descriptor.parameter_info)
+        return build(descriptor)
+
+    light.medimg_light = True  # type: ignore[attr-defined]
+    typer_core.build_runtime_param = light
+
+
+_light_bool_flags()
+
+
+def _command_name(info: Any) -> str:
+    from typer.main import get_command_name
+
+    return info.name or get_command_name(info.callback.__name__)
+
+
+def _group_help(info: Any) -> str:
+    sub = info.typer_instance
+    for text in (info.help, sub.info.help,
+                 getattr(sub.registered_callback, "help", None),
+                 getattr(getattr(sub.registered_callback, "callback", None), "__doc__", None)):
+        if isinstance(text, str) and text:
+            return text
+    return ""
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app that runs ``args``: only the command named in them (its group, for a group), or,
+    without a known command name, stand-ins of every command for the top-level help."""
+    from typer.models import CommandInfo
+
+    name = next((a for a in args if not a.startswith("-")), None)
+    small = typer.Typer(**_APP_SETTINGS)
+    small.registered_callback = app.registered_callback
+    commands = [c for c in app.registered_commands if _command_name(c) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if commands or groups:
+        small.registered_commands = commands
+        small.registered_groups = groups
+        return small
+
+    def stand_in() -> None:  # pragma: no cover - listed in the help, never run
+        raise typer.Exit(2)
+
+    for info in app.registered_commands:
+        doc = info.help or info.callback.__doc__ or ""
+        small.registered_commands.append(CommandInfo(
+            _command_name(info), callback=stand_in, help=doc, short_help=info.short_help,
+            hidden=info.hidden, deprecated=info.deprecated, rich_help_panel=info.rich_help_panel))
+    for info in app.registered_groups:
+        small.registered_commands.append(CommandInfo(info.name, callback=stand_in, help=_group_help(info),
+                                                     hidden=bool(info.hidden) is True))
+    return small
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 2 user error, 1 other failure)."""
@@ -254,7 +367,7 @@ def _run(args: list[str], debug: bool) -> int:
 
     try:
         with invocation(args):  # progress bar on a terminal, one-line warnings, the command line
-            status = app(args=args, prog_name="medimg", standalone_mode=False)
+            status = _app_for(args)(args=args, prog_name="medimg", standalone_mode=False)
     except Exit as exc:
         return int(exc.exit_code or 0)
     except Abort:

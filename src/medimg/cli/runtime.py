@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from medimg.core.progress import reporting
 
-__all__ = ["invocation", "command_manifest", "RichReporter"]
+__all__ = ["invocation", "command_argv", "command_manifest", "RichReporter"]
 
 _ARGV: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("medimg_cli_argv", default=None)
 
@@ -125,6 +125,12 @@ def _is_terminal(stream: TextIO) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def command_argv() -> list[str] | None:
+    """The running command's arguments (without ``--debug``), ``None`` outside :func:`invocation`."""
+    argv = _ARGV.get()
+    return None if argv is None else [a for a in argv if a != "--debug"]
 
 
 def command_manifest(command: str, parameters: dict[str, Any], *, seed: int | None = None) -> Any:

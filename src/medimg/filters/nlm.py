@@ -13,7 +13,11 @@ with :math:`d^2` the mean squared difference of the two patches. The search loop
 once are a box filter of the squared difference image :math:`(u - u(\cdot + o))^2` (Darbon et
 al. 2008, the integral-image method). Since :math:`w(x, x + o) = w(x + o, x)`, each weight
 image serves offset :math:`o` and :math:`-o`, halving the work; offsets are shared out between
-threads (NumPy and SciPy release the GIL). Windows are given in mm, so on an anisotropic volume
+threads. The work for one offset runs in a compiled kernel (:mod:`medimg.filters._nlm_kernel`,
+numba, float64, plane by plane: the squared differences, their box sums, the weights and both
+accumulations in one sweep, nothing of the volume's size written but the two sums) when numba
+is installed, else in NumPy (the same sums). ``scheme="skimage"`` reproduces scikit-image's
+fast mode to rounding, for comparisons at equal windows. Windows are given in mm, so on an anisotropic volume
 (thick slices) the search reaches as far in every direction instead of as many voxels.
 
 For magnitude MR (``rician=True``) the squared magnitudes are averaged and the Rician bias
@@ -53,11 +57,73 @@ __all__ = ["nlm", "nlm_array"]
 _filters = registry("filters")
 
 
+SCHEMES = ("medimg", "skimage")
+
+
 def _half_offsets(search: np.ndarray) -> list[tuple[int, ...]]:
     """The offsets of the search box that are lexicographically positive (one of each +-o pair)."""
     zero = (0,) * search.size
     ranges = [range(-int(r), int(r) + 1) for r in search]
     return [o for o in itertools.product(*ranges) if o > zero]
+
+
+_EXP_A = 1512775.3951951856938  # 2**20 / ln 2 (Schraudolph 1999), as scikit-image's fast_exp.h
+_EXP_BC = 1072632447
+
+
+def _fast_exp(dist: np.ndarray) -> np.ndarray:
+    """Schraudolph's approximation of ``exp(-dist)`` (scikit-image's ``_fast_exp``), bit for bit:
+    the high word of a double set to ``int(-2**20/ln2 * dist) + 1072632447``, the low word 0."""
+    hw = (np.multiply(-_EXP_A, dist).astype(np.int32).astype(np.int64) + _EXP_BC) << 32
+    return hw.view(np.float64)
+
+
+def _weights(s: np.ndarray, a: float, b: float, cdiv: float, fast: bool) -> np.ndarray:
+    """Weights from box sums ``s`` of squared differences (see :func:`nlm_array`)."""
+    dist = s * a
+    dist -= b
+    np.maximum(dist, 0.0, out=dist)
+    dist /= cdiv
+    if not fast:
+        return np.exp(np.negative(dist, out=dist), out=dist)
+    w = _fast_exp(dist)
+    w[dist > 5.0] = 0.0  # scikit-image's DISTANCE_CUTOFF
+    return w
+
+
+def _box_sums(d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Sums of ``d`` over boxes of ``lengths`` voxels per axis ("valid" part only)."""
+    for ax, length in enumerate(int(v) for v in lengths):
+        c = np.cumsum(d, axis=ax)
+        head = [slice(None)] * d.ndim
+        head[ax] = slice(length - 1, length)
+        first = c[tuple(head)]
+        head[ax] = slice(length, None)
+        tail = [slice(None)] * d.ndim
+        tail[ax] = slice(None, -length)
+        d = np.concatenate([first, c[tuple(head)] - c[tuple(tail)]], axis=ax)
+    return d
+
+
+def _offset_numpy(P: np.ndarray, V: np.ndarray, num: np.ndarray, den: np.ndarray, t: np.ndarray,
+                  r0: np.ndarray, n: np.ndarray, lo: np.ndarray, hi: np.ndarray, a: float, b: float,
+                  cdiv: float, fast: bool) -> None:
+    """NumPy version of :func:`medimg.filters._nlm_kernel._offset_kernel` (the same sums)."""
+    b0 = r0 - np.maximum(t, 0)
+    b1 = r0 + n - np.minimum(t, 0)
+
+    def box(start: np.ndarray, stop: np.ndarray) -> tuple[slice, ...]:
+        return tuple(slice(int(i), int(j)) for i, j in zip(start, stop, strict=True))
+
+    d = P[box(b0 + lo, b1 + hi)] - P[box(b0 + lo + t, b1 + hi + t)]
+    np.multiply(d, d, out=d)
+    w = _weights(_box_sums(d, hi - lo + 1), a, b, cdiv, fast)
+    fwd = w[box(r0 - b0, r0 - b0 + n)]  # x in R: weight of (x, x + t)
+    num += fwd * V[box(r0 + t, r0 + t + n)]
+    den += fwd
+    back = w[box(r0 - t - b0, r0 - t - b0 + n)]  # x + t in R: the same weight at x + t
+    num += back * V[box(r0 - t, r0 - t + n)]
+    den += back
 
 
 def nlm_array(
@@ -69,64 +135,83 @@ def nlm_array(
     sigma: float,
     rician: bool = False,
     workers: int = 1,
+    scheme: str = "medimg",
+    compiled: bool | None = None,
 ) -> np.ndarray:
-    """Non-local means of a float array with radii in voxels per axis (see the module notes).
+    """Non-local means of a 2-D or 3-D array with radii in voxels per axis (see the module notes).
 
-    Returns a float32 array of ``values``' shape. :func:`nlm` is the public entry point. Progress
-    is reported per search offset (:mod:`medimg.core.progress`, ``what="nlm"``).
+    ``scheme="medimg"``: patches of ``2 r + 1`` voxels centred on the voxel, mean squared
+    difference, ``exp``. ``scheme="skimage"``: scikit-image's fast mode
+    (``denoise_nl_means(fast_mode=True)``, Darbon's integral images) reproduced to rounding:
+    mirror ("reflect") padding, the patch sum over the ``2 r`` voxels ``x - r + 1 .. x + r`` divided
+    by ``h^2 (2 r + 1)^ndim``, weight 0 beyond a distance of 5 and Schraudolph's fast ``exp``; the
+    patch radius must be >= 1 on every axis. ``compiled``: use the numba kernel (``None``: when
+    numba is installed; ``False``: the NumPy path, the same sums). Returns float32 of
+    ``values``' shape (``scheme="skimage"``: float64 unless ``values`` is float32, as scikit-image). Progress: one step per search offset (``what="nlm"``).
     """
-    u = np.asarray(values, dtype=np.float32)
-    p = np.asarray(patch_radius, dtype=int)
-    s = np.asarray(search_radius, dtype=int)
-    pad = 2 * s + p
-    padded = np.pad(u, [(int(a), int(a)) for a in pad], mode="symmetric")
+    if scheme not in SCHEMES:
+        raise ParameterError(f"nlm: scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+    u = np.asarray(values, dtype=np.float64)
+    if u.ndim not in (2, 3):
+        raise ParameterError(f"nlm: a 2-D or 3-D array is needed, got {u.ndim}-D")
+    p = np.asarray(patch_radius, dtype=np.int64).reshape(-1)
+    s = np.asarray(search_radius, dtype=np.int64).reshape(-1)
+    flat = u.ndim == 2
+    if flat:  # a 2-D image is one plane of a volume: no search, no patch across planes
+        u, p, s = u[None], np.concatenate([[0], p]), np.concatenate([[0], s])
+    spatial = slice(1, 3) if flat else slice(0, 3)
+    var2 = 2.0 * float(sigma) ** 2
+    if scheme == "skimage":
+        if np.any(p[spatial] < 1):
+            raise ParameterError("nlm: scheme 'skimage' needs a patch radius >= 1 voxel on every axis")
+        lo, hi = 1 - p, p.copy()
+        lo[0], hi[0] = (0, 0) if flat else (lo[0], hi[0])
+        pad = p + s + 1
+        pad[0] = 0 if flat else pad[0]
+        padded = np.pad(u, [(int(v), int(v)) for v in pad], mode="reflect")
+        a, b = 1.0, var2 * float(np.prod(hi - lo + 1))
+        cdiv = float(h) ** 2 * float(np.prod(2 * p[spatial] + 1))
+        fast = True
+    else:
+        lo, hi = -p, p.copy()
+        pad = 2 * s + p
+        padded = np.pad(u, [(int(v), int(v)) for v in pad], mode="symmetric")
+        a, b, cdiv, fast = 1.0 / float(np.prod(2 * p + 1)), var2, float(h) ** 2, False
+    padded = np.ascontiguousarray(padded)
     source = np.square(padded) if rician else padded  # what gets averaged
-    n = np.asarray(u.shape)
-    ext = n + 2 * s  # weights are needed on the domain grown by the search radius
-    span = ext + 2 * p  # ... and the squared differences on that grown by the patch radius
-    thr = np.float32(2.0 * sigma**2)
-    scale = np.float32(-1.0 / h**2)
-    offsets = _half_offsets(s)
-    axes = [ax for ax in range(u.ndim) if p[ax] > 0]
+    n = np.asarray(u.shape, dtype=np.int64)
+    offsets = np.asarray(_half_offsets(s), dtype=np.int64).reshape(-1, 3)
+    self_w = float(_weights(np.zeros(1), a, b, cdiv, fast)[0])  # the voxel itself (offset 0)
+    kernel = None
+    if compiled is None or compiled:
+        from medimg.filters import _nlm_kernel
 
-    def window(start: np.ndarray, length: np.ndarray) -> tuple[slice, ...]:
-        return tuple(slice(int(a), int(a + b)) for a, b in zip(start, length, strict=True))
-
-    base = padded[window(s, span)]
-    inner = window(p, ext)
-    centre = window(s, n)
+        kernel = _nlm_kernel.load()
+        if kernel is None and compiled:
+            raise ParameterError("nlm: compiled=True needs numba (pip install numba)")
     steps = Steps(len(offsets), "nlm")  # one step per search offset (reported from the threads)
 
-    def work(chunk: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
-        num = np.zeros(u.shape, np.float32)
-        den = np.zeros(u.shape, np.float32)
-        diff = np.empty(tuple(span), np.float32)
-        tmp = np.empty(tuple(span), np.float32)
-        prod = np.empty(u.shape, np.float32)
-        for off in chunk:
-            o = np.asarray(off)
-            np.subtract(base, padded[window(s + o, span)], out=diff)
-            np.multiply(diff, diff, out=diff)
-            box = diff
-            for ax in axes:  # separable box mean = mean squared patch difference
-                _uniform(box, int(2 * p[ax] + 1), ax, tmp)
-                box, tmp = tmp, box
-            w = box[inner]
-            np.subtract(w, thr, out=w)
-            np.maximum(w, 0, out=w)
-            np.multiply(w, scale, out=w)
-            np.exp(w, out=w)
-            w_fwd = w[centre]  # weight of (x, x + o) at x
-            np.multiply(w_fwd, source[window(pad + o, n)], out=prod)
-            num += prod
-            den += w_fwd
-            w_back = w[window(s - o, n)]  # weight of (y, y - o) at y
-            np.multiply(w_back, source[window(pad - o, n)], out=prod)
-            num += prod
-            den += w_back
-            if box is not diff:  # keep the two scratch buffers distinct for the next offset
-                diff, tmp = box, diff
-            steps.advance()
+    def work(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        num = np.zeros(u.shape, np.float64)
+        den = np.zeros(u.shape, np.float64)
+        if kernel is not None and len(chunk):
+            from medimg.filters._nlm_kernel import POW2
+
+            ext = n + np.abs(chunk).max(axis=0)
+            box = hi - lo + 1
+            sx = np.empty((int(ext[1] + box[1]), int(ext[2])), np.float64)
+            ring = np.empty((max(int(box[0]), 1), int(ext[1]), int(ext[2])), np.float64)
+            wbuf = np.empty((int(ext[1]), int(ext[2])), np.float64)
+            drow = np.empty(int(ext[2] + box[2]), np.float64)
+            escale = np.empty((1, int(ext[2])), np.float64)
+            for t in chunk:
+                kernel(padded, source, num, den, t, pad, n, lo, hi, a, b, cdiv, fast, POW2,
+                       sx, ring, wbuf, drow, escale)
+                steps.advance()
+        else:
+            for t in chunk:
+                _offset_numpy(padded, source, num, den, t, pad, n, lo, hi, a, b, cdiv, fast)
+                steps.advance()
         return num, den
 
     workers = max(1, min(int(workers), len(offsets) or 1))
@@ -136,22 +221,19 @@ def nlm_array(
     else:
         with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(work, chunks))
-    own = source[window(pad, n)]
-    num = own.copy()  # the voxel itself, weight 1
-    den = np.ones(u.shape, np.float32)
+    centre = tuple(slice(int(v), int(v + m)) for v, m in zip(pad, n, strict=True))
+    num = self_w * source[centre]
+    den = np.full(u.shape, self_w)
     for part_num, part_den in results:
         num += part_num
         den += part_den
     out = num / den
     if rician:
-        out = np.sqrt(np.maximum(out - thr, 0))
-    return out.astype(np.float32, copy=False)
-
-
-def _uniform(src: np.ndarray, size: int, axis: int, out: np.ndarray) -> None:
-    from scipy.ndimage import uniform_filter1d
-
-    uniform_filter1d(src, size, axis=axis, output=out, mode="nearest")
+        out = np.sqrt(np.maximum(out - var2, 0))
+    dtype = np.float32
+    if scheme == "skimage" and np.asarray(values).dtype != np.float32:
+        dtype = np.float64  # as scikit-image: float32 in, float32 out; other input, float64
+    return (out[0] if flat else out).astype(dtype)
 
 
 @_filters.register("nlm", tags=("denoiser",))
@@ -165,6 +247,7 @@ def nlm(
     sigma: float | None = None,
     rician: bool = False,
     workers: int | None = None,
+    scheme: str = "medimg",
 ) -> Image:
     """Non-local means denoising, 2-D or 3-D, with windows in mm (see the module notes).
 
@@ -187,6 +270,11 @@ def nlm(
         Treat the image as magnitude MR with Rician noise (bias-corrected average of squares).
     workers
         Threads sharing the search offsets; ``None``: the number of CPUs.
+    scheme
+        ``"medimg"``: centred patches, exact ``exp`` (the default). ``"skimage"``: scikit-image's
+        fast-mode weights (``denoise_nl_means(fast_mode=True)``, same result to rounding, see
+        :func:`nlm_array`): for comparisons at equal windows; needs a patch radius >= 1 voxel
+        on every axis.
 
     Returns
     -------
@@ -215,10 +303,12 @@ def nlm(
     if int(workers) != workers or workers < 1:
         raise ParameterError(f"nlm: workers must be an integer >= 1, got {workers!r}")
     out = nlm_array(float_array(image), patch_radius=patch, search_radius=search, h=h, sigma=sigma,
-                    rician=bool(rician), workers=int(workers))
+                    rician=bool(rician), workers=int(workers), scheme=scheme)
     step = {
         "op": "filters.nlm", "patch_radius_mm": float(patch_radius_mm),
         "search_radius_mm": float(search_radius_mm), "patch_radius_voxels_zyx": patch.tolist(),
         "search_radius_voxels_zyx": search.tolist(), "h": h, "sigma": sigma, "rician": bool(rician),
     }
+    if scheme != "medimg":
+        step["scheme"] = scheme
     return filter_output(image, out, step)

@@ -116,4 +116,9 @@ def write(image: Image, path: str | Path, *, provenance: Manifest | None = None,
         raise UnsupportedFormatError(msg)
     if not sidecar:
         return write_file(image, path)
+    if suffix in NIFTI_SUFFIXES:  # one pass; the file's SHA-256 comes from the bytes written
+        from medimg.io.nifti import write_nifti
+
+        return write_with_sidecar(image, path, lambda tmp: write_nifti(image, tmp, gzip=suffix == ".nii.gz"),
+                                  provenance=provenance)
     return write_with_sidecar(image, path, lambda tmp: write_file(image, tmp), provenance=provenance)

@@ -1,6 +1,7 @@
 """Non-DICOM formats: NIfTI (nibabel), NRRD / MHA / MHD (SimpleITK), PNG / JPEG / TIFF (Pillow).
 
-NIfTI goes through :meth:`Image.from_nibabel` / :meth:`Image.to_nibabel`, the one place where
+NIfTI is written in one pass by :mod:`medimg.io.nifti` (the same bytes nibabel writes) and read
+through :meth:`Image.from_nibabel` (:meth:`Image.to_nibabel` for nibabel users), the one place where
 RAS <-> LPS happens. NRRD and MetaImage are written, and but for the plain NRRD below read, by
 ITK, whose geometry is LPS already.
 PNG/JPEG are 2-D images with no patient geometry (``has_patient_geometry=False``).
@@ -55,10 +56,10 @@ def write_file(image: Image, path: Path) -> Path:
     """Write ``image`` to NIfTI / NRRD / MetaImage / PNG (by extension), atomically."""
     suffix = full_suffix(path)
     if suffix in NIFTI_SUFFIXES:
-        import nibabel as nib
+        from medimg.io.nifti import write_nifti
 
         with atomic_path(path) as tmp:
-            nib.save(image.to_nibabel(), tmp)
+            write_nifti(image, tmp, gzip=suffix == ".nii.gz")
     elif suffix in (".nrrd", ".mha"):
         import SimpleITK as sitk
 

@@ -279,7 +279,8 @@ def _third_party(caught: Iterable[warnings.WarningMessage]) -> list[str]:
 def write_with_sidecar(image: Image, path: str | Path, write: Callable[[Path], Any], *,
                        provenance: Manifest | None = None, capture_warnings: bool = False) -> Path:
     """Write ``image`` to ``path`` with ``write(temporary_path)`` and its sidecar beside it,
-    as one unit (see the module notes).
+    as one unit (see the module notes). A ``write`` that returns ``(sha256_hex, size_bytes)``
+    of what it wrote spares reading the file again to hash it.
 
     With ``capture_warnings``, warnings the writer raises (a third-party library's
     ``UserWarning``, e.g. highdicom's) are caught, recorded in the sidecar's ``"warnings"``
@@ -304,12 +305,16 @@ def write_with_sidecar(image: Image, path: str | Path, write: Callable[[Path], A
         if capture_warnings:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                write(tmp_image)
+                written = write(tmp_image)
             extra = _third_party(caught)
         else:
-            write(tmp_image)
+            written = write(tmp_image)
             extra = []
-        record = build_sidecar(image, path, sha256=sha256_file(tmp_image), size_bytes=tmp_image.stat().st_size,
+        if isinstance(written, tuple) and len(written) == 2:  # (sha256, size) hashed while writing
+            digest, size = written
+        else:
+            digest, size = sha256_file(tmp_image), tmp_image.stat().st_size
+        record = build_sidecar(image, path, sha256=digest, size_bytes=size,
                                provenance=provenance, warnings_=extra)
         with atomic_path(side) as tmp_side:
             tmp_side.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")

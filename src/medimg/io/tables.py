@@ -35,8 +35,6 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | Path, *, columns:
     Path
         ``path``.
     """
-    import pandas as pd
-
     path = Path(path)
     suffix = full_suffix(path)
     if suffix not in TABLE_SUFFIXES:
@@ -49,10 +47,71 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | Path, *, columns:
         columns = list(seen)
     tail = [c for c in last if c in columns]
     order = [c for c in columns if c not in tail] + tail
-    frame = pd.DataFrame(list(rows), columns=order)
+    rows = list(rows)
+    if suffix == ".csv":
+        cells = _plain_cells(rows, order)
+        if cells is not None:  # no pandas import for plain tables (a command's start-up cost)
+            import csv
+
+            with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(order)
+                writer.writerows(cells)
+            return path
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=order)
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
     return path
+
+
+def _plain_cells(rows: Sequence[Mapping[str, Any]], order: Sequence[str]) -> list[list[str]] | None:
+    """The CSV cells exactly as pandas writes them, for tables whose every column holds one
+    plain kind of value (non-empty str, bool, int or 64-bit float; every row has the key; NaN only in
+    float columns, written empty); ``None`` for anything else (pandas then writes the table)."""
+    import math
+    import numbers
+
+    if not rows:
+        return None
+    kinds = []
+    for name in order:
+        kind = None
+        for row in rows:
+            if name not in row:
+                return None
+            v = row[name]
+            if isinstance(v, bool) or type(v).__name__ == "bool_":
+                k = "bool"
+            elif isinstance(v, numbers.Integral):
+                k = "int"
+            elif isinstance(v, float):  # Python floats and float64 (float32 columns: pandas)
+                k = "float"
+            elif isinstance(v, str) and v:
+                k = "str"
+            else:
+                return None
+            if kind not in (None, k):
+                return None
+            kind = k
+        kinds.append(kind)
+    out = []
+    for row in rows:
+        cells = []
+        for name, kind in zip(order, kinds, strict=True):
+            v = row[name]
+            if kind == "float":
+                f = float(v)
+                cells.append("" if math.isnan(f) else repr(f))
+            elif kind == "bool":
+                cells.append(str(bool(v)))
+            elif kind == "int":
+                cells.append(str(int(v)))
+            else:
+                cells.append(v)
+        out.append(cells)
+    return out

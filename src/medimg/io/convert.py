@@ -1,0 +1,193 @@
+"""Convert every image series under a DICOM folder to one file each (``medimg convert IN OUTDIR``).
+
+Two parallel passes through :func:`medimg.pipeline.executor.run_cases` (worker processes): the
+file list, cut into contiguous chunks, is scanned (headers, and each file's SHA-256 for the
+provenance) and the frames grouped into series here; then each series is read, written and
+compressed by a worker. Each output gets its
+provenance sidecar; its input record is the SHA-256 of that series' files (the same scheme as
+:func:`medimg.core.provenance.tree_sha256`, over the series' files only). A series that fails
+(irregular spacing, an undecodable file) is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from medimg.errors import ParameterError, UserInputError
+
+__all__ = ["SeriesOutput", "convert_folder", "series_file_name"]
+
+OUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+@dataclass(frozen=True)
+class SeriesOutput:
+    """One converted series: where it was written, or why it failed."""
+
+    key: str
+    path: Path | None
+    summary: str = ""
+    error: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+def series_file_name(series: Any) -> str:
+    """``<SeriesNumber>_<SeriesInstanceUID>`` (``_n`` for volume n of a split series), as
+    dcm2niix's ``-f %s_%j``; characters other than letters, digits, ``.``, ``-`` become ``_``."""
+    number = series.get("SeriesNumber")
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        number = 0
+    return re.sub(r"[^A-Za-z0-9.\-]", "_", f"{number}_{series.key}")
+
+
+def _files_sha256(files: list[Path], root: Path, shas: dict[str, str] | None = None) -> str:
+    """SHA-256 over the files' relative POSIX paths and contents (tree_sha256's scheme); the
+    files' own SHA-256 are taken from ``shas`` (path -> hex) where given."""
+    from medimg.core.provenance import sha256_file
+
+    digest = hashlib.sha256()
+    rows = sorted((Path(os.path.relpath(f, root)).as_posix(), str(f)) for f in files)
+    for rel, full in rows:
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(((shas or {}).get(full) or sha256_file(full)).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _scan_chunk(files: list[Path]) -> tuple[list[Any], list[tuple[str, str]], dict[str, str]]:
+    """Headers of some files (runs in a worker): their image frames, the files that failed (path,
+    message) and the SHA-256 of each file holding frames (hashed here, in parallel, so that
+    the sidecars' input records need no second pass over the files)."""
+    from medimg.core.provenance import sha256_file
+    from medimg.io.dicom import scan
+
+    result = scan(files)
+    frames = [f for series in result.series for f in series.frames]
+    shas = {str(p): sha256_file(p) for p in dict.fromkeys(f.header.path for f in frames)}
+    return frames, [(str(p), str(e)) for p, e in result.failures], shas
+
+
+@dataclass(frozen=True)
+class _Job:
+    series: Any
+    out: Path
+    root: Path
+    on_irregular: str
+    argv: list[str] | None
+    shas: dict[str, str]
+
+
+def _convert_one(job: _Job) -> SeriesOutput:
+    """Read one series and write it with its sidecar (runs in a worker)."""
+    from medimg import io
+    from medimg.core.provenance import Manifest
+    from medimg.io.dicom import read_series
+
+    image = read_series(job.series, on_irregular=job.on_irregular)  # type: ignore[arg-type]
+    manifest = Manifest(command="medimg convert", parameters={"series": job.series.key,
+                                                              "resample": job.on_irregular == "resample"},
+                        argv=job.argv)
+    files = job.series.files
+    manifest.add_input(job.root, role="image", hash_file=False, n_files=len(files),
+                       sha256_files=_files_sha256(files, job.root, job.shas), series_uid=job.series.series_uid)
+    io.write(image, job.out, provenance=manifest)
+    return SeriesOutput(job.series.key, job.out, f"{image.grid_summary()} {image.dtype}", "",
+                        tuple(image.meta.get("warnings", [])))
+
+
+def convert_folder(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    suffix: str = ".nii.gz",
+    on_irregular: Literal["error", "resample"] = "error",
+    overwrite: bool = False,
+    workers: int | None = None,
+    argv: list[str] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Iterator[SeriesOutput]:
+    """Convert every image series under the DICOM folder ``src`` to ``dst/<name><suffix>``.
+
+    Parameters
+    ----------
+    src
+        A folder of DICOM files (searched recursively).
+    dst
+        The output folder (created). File names: :func:`series_file_name`.
+    suffix
+        ``.nii.gz`` (default), ``.nii``, ``.nrrd`` or ``.mha``.
+    on_irregular
+        ``"error"``: a series with unequal spacing or gantry tilt fails; ``"resample"``: it is
+        resampled onto a regular grid (see :func:`medimg.io.read`).
+    overwrite
+        Replace existing outputs (otherwise an existing output stops the run before any work).
+    workers
+        Worker processes (default: the CPUs this process may use; 1: in this process).
+    argv
+        The command line, recorded in each sidecar.
+    progress
+        ``progress(done, total)`` per finished series.
+
+    Yields
+    ------
+    SeriesOutput
+        One per series, in the order they finish.
+    """
+    from medimg.io.dicom.scan import group_frames, list_files
+    from medimg.pipeline.executor import default_workers, run_cases
+
+    if suffix not in OUT_SUFFIXES:
+        raise ParameterError(f"convert: output suffix must be one of {', '.join(OUT_SUFFIXES)}, got {suffix!r}")
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise UserInputError(f"{src}: not a folder (converting a folder of series needs a DICOM folder)")
+    if dst.exists() and not dst.is_dir():
+        raise UserInputError(f"{dst}: exists and is not a folder")
+    files = list_files(src)
+    n = default_workers() if workers is None else max(1, int(workers))
+    # 1. headers (and file hashes) in parallel over contiguous chunks of the file list
+    n_chunks = 1 if n == 1 else min(len(files), 4 * n)
+    chunks = [files[len(files) * i // n_chunks:len(files) * (i + 1) // n_chunks] for i in range(n_chunks)]
+    frames: list[Any] = []
+    failures: list[str] = []
+    shas: dict[str, str] = {}
+    for outcome in run_cases(_scan_chunk, chunks, scheduler="serial" if n == 1 else "processes", workers=n,
+                             chunk_size=1, ordered=True):
+        if not outcome.ok:
+            raise UserInputError(f"{src}: scanning failed: {outcome.error}")
+        part_frames, part_failures, part_shas = outcome.value  # type: ignore[misc]
+        frames.extend(part_frames)
+        failures.extend(part_failures)
+        shas.update(part_shas)
+    all_series = group_frames(frames)
+    if not all_series:
+        raise UserInputError(f"{src}: no DICOM image series found ({len(failures)} unreadable files)")
+    jobs: list[_Job] = []
+    seen: set[str] = set()
+    for series in all_series:
+        name = series_file_name(series)
+        while name in seen:
+            name += "_"
+        seen.add(name)
+        out = dst / f"{name}{suffix}"
+        if out.exists() and not overwrite:
+            raise UserInputError(f"{out}: exists already (pass --overwrite to replace it)")
+        jobs.append(_Job(series, out, src, on_irregular, argv,
+                         {str(p): shas[str(p)] for p in series.files if str(p) in shas}))
+    dst.mkdir(parents=True, exist_ok=True)
+    # 2. each series read and written by a worker
+    n = min(n, len(jobs))
+    scheduler = "serial" if n == 1 else "processes"
+    for outcome in run_cases(_convert_one, jobs, key=lambda j: j.series.key, scheduler=scheduler, workers=n,
+                             chunk_size=1, progress=progress, total=len(jobs)):
+        if outcome.ok:
+            yield outcome.value  # type: ignore[misc]
+        else:
+            yield SeriesOutput(outcome.key, None, error=outcome.error)
