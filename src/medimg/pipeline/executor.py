@@ -460,6 +460,7 @@ def _processes(fn: Callable[..., Any], chunks: Iterator[list[tuple[int, str, Any
     exhausted = False
     try:
         while True:
+            broken_at_submit = False
             while len(pending) < in_flight and not (cancel and cancel.is_set()):
                 if retry:  # suspects run alone, one at a time, so that a crash names its case
                     if pending:
@@ -473,11 +474,19 @@ def _processes(fn: Callable[..., Any], chunks: Iterator[list[tuple[int, str, Any
                         exhausted = True
                         break
                     again = False
-                pending[pool.submit(_run_chunk, fn, chunk, factory)] = (chunk, again)
-            if not pending or (cancel and cancel.is_set()):
-                return
-            finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
-            broken = False
+                try:
+                    pending[pool.submit(_run_chunk, fn, chunk, factory)] = (chunk, again)
+                except BrokenProcessPool:  # a worker died since the last wait: the pool takes no more
+                    retry.append((chunk, again))  # never started: it keeps its flag
+                    broken_at_submit = True
+                    break
+            if broken_at_submit:
+                finished, broken = set(), True
+            else:
+                if not pending or (cancel and cancel.is_set()):
+                    return
+                finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                broken = False
             for fut in finished:
                 chunk, again = pending.pop(fut)
                 try:
