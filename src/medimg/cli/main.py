@@ -199,6 +199,7 @@ COMMAND_MODULES = (
     "medimg.cli.features_cmd",
     "medimg.cli.pipeline_cmd",
     "medimg.cli.pet_cmd",
+    "medimg.cli.learning_cmd",
 )
 
 
