@@ -233,6 +233,7 @@ COMMAND_MODULES = (
     "medimg.cli.pet_cmd",
     "medimg.cli.longitudinal_cmd",
     "medimg.cli.evaluation_cmd",
+    "medimg.cli.learning_cmd",
 )
 
 

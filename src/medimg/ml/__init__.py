@@ -1,11 +1,24 @@
-"""Machine learning on feature tables: cross-validated classifiers with honest uncertainty.
+"""Machine learning: models on feature tables and on images.
 
-Classifiers are registered by name in ``registry("classifiers")`` (``"logistic"``,
-``"random_forest"``). scikit-learn is imported only when a model is built or evaluated.
+- :mod:`medimg.ml.pipelines` — imputation, scaling, feature selection (variance, correlation,
+  mRMR, LASSO), class-imbalance handling (SMOTE, ADASYN, under-sampling, class weights) and the
+  classifiers registered in ``registry("classifiers")`` as one imbalanced-learn pipeline;
+- :mod:`medimg.ml.validation` — grouped, nested cross-validation with grid, random and Bayesian
+  (Optuna) tuning;
+- :mod:`medimg.ml.models` — the pipeline refitted on all rows, saved and loaded;
+- :mod:`medimg.ml.reduce` — PCA, LDA, t-SNE (UMAP) embeddings and their plots;
+- :mod:`medimg.ml.explain` — permutation importance and per-case Shapley contributions;
+- :mod:`medimg.ml.study` — the ``medimg model`` study (predictions, metrics, model);
+- :mod:`medimg.ml.deep` — CNN classifiers (2-D/3-D), transfer learning, sequence models,
+  Grad-CAM and occlusion (PyTorch + MONAI, imported lazily).
+
+scikit-learn, imbalanced-learn, Optuna and torch are imported only when a model is built.
 """
 
 from __future__ import annotations
 
+from medimg.ml import pipelines as _pipelines  # noqa: F401  (registers the classifiers)
 from medimg.ml.classify import CVResult, cross_validated_auc, roc_auc
+from medimg.ml.validation import CrossValidation, cross_validate
 
-__all__ = ["CVResult", "cross_validated_auc", "roc_auc"]
+__all__ = ["CVResult", "cross_validated_auc", "roc_auc", "CrossValidation", "cross_validate"]
