@@ -6,6 +6,7 @@ See ``docs/registration.md``.
 """
 
 from medimg.core.resample import INTERPOLATORS, resample_image, resample_like, warp_points
+from medimg.registration.intensity import TASKS, RegistrationError, RegistrationResult, jacobian_stats, register
 from medimg.registration.points import (
     ICPResult,
     LandmarkResult,
@@ -18,6 +19,7 @@ from medimg.registration.points import (
 )
 from medimg.registration.transform import TRANSFORM_SUFFIXES, Transform
 
-__all__ = ["Transform", "TRANSFORM_SUFFIXES", "INTERPOLATORS", "resample_image", "resample_like", "warp_points",
+__all__ = ["register", "RegistrationResult", "RegistrationError", "TASKS", "jacobian_stats",
+           "Transform", "TRANSFORM_SUFFIXES", "INTERPOLATORS", "resample_image", "resample_like", "warp_points",
            "ICPResult", "LandmarkResult", "TargetError", "icp", "register_landmarks", "register_surfaces",
            "surface_points", "target_registration_error"]

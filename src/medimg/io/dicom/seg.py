@@ -273,10 +273,6 @@ def read_seg(path: str | Path, *, reference: Image | None = None) -> Image:
 
 def _nearest_on(image: Image, reference: Image) -> np.ndarray:
     """``image``'s values at ``reference``'s voxel centres (nearest neighbour, 0 outside)."""
-    import SimpleITK as sitk
+    from medimg.core.resample import resample_like
 
-    resampler = sitk.ResampleImageFilter()
-    resampler.SetReferenceImage(reference.to_sitk())
-    resampler.SetInterpolator(sitk.sitkNearestNeighbor)
-    resampler.SetDefaultPixelValue(0)
-    return sitk.GetArrayFromImage(resampler.Execute(image.to_sitk()))
+    return resample_like(image, reference, interpolator="nearest", default_value=0).array

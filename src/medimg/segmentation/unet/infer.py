@@ -132,27 +132,18 @@ def load_checkpoint(path: str | Path) -> UNetModel:
 
 def _resample(image: Image, spacing_xyz: Sequence[float], *, reference: Image | None = None,
               nearest: bool = False) -> Image:
-    """``image`` on a grid of ``spacing_xyz`` covering the same extent, or on ``reference``'s grid."""
-    import SimpleITK as sitk
+    """``image`` on a grid of ``spacing_xyz`` covering the same extent, or on ``reference``'s grid
+    (the package's one resampler, :mod:`medimg.core.resample`)."""
+    from medimg.core.resample import grid_for_spacing, resample_image
 
-    src = image.to_sitk()
-    resampler = sitk.ResampleImageFilter()
     if reference is not None:
-        resampler.SetReferenceImage(reference.to_sitk())
+        affine, size = reference.affine, reference.size
     else:
-        nd = image.spatial_ndim
-        old_size = np.asarray(image.size, dtype=float)
-        old_sp = np.asarray(image.spacing[:nd])
-        new_sp = np.asarray(spacing_xyz[:nd], dtype=float)
-        new_size = np.maximum(1, np.round(old_size * old_sp / new_sp)).astype(int)
-        resampler.SetOutputSpacing(tuple(new_sp))
-        resampler.SetSize([int(v) for v in new_size])
-        resampler.SetOutputOrigin(src.GetOrigin())
-        resampler.SetOutputDirection(src.GetDirection())
-    resampler.SetInterpolator(sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear)
-    resampler.SetDefaultPixelValue(0 if nearest else float(np.nanmin(image.array)))
-    out = resampler.Execute(src if nearest else sitk.Cast(src, sitk.sitkFloat32))
-    return Image.from_sitk(out, meta=image.meta)
+        affine, size = grid_for_spacing(image, list(spacing_xyz)[: image.spatial_ndim])
+    if nearest:
+        return resample_image(image, affine, size, interpolator="nearest", default_value=0)
+    src = image if not image.is_label else image.with_array(image.array.astype(np.float32))
+    return resample_image(src, affine, size, interpolator="linear", default_value=float(np.nanmin(image.array)))
 
 
 def _probabilities(values: np.ndarray, model: UNetModel) -> np.ndarray:

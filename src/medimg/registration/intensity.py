@@ -1,0 +1,491 @@
+"""Intensity-based registration: rigid, similarity, affine, B-spline FFD and diffeomorphic demons.
+
+Engine: SimpleITK's ``ImageRegistrationMethod`` (linear and B-spline) and
+``DiffeomorphicDemonsRegistrationFilter`` (``"syn"``, dense diffeomorphic), driven by our own
+multi-resolution scheme: the images are smoothed (Gaussian, sigma in mm) and resampled onto
+coarser grids whose spacing is chosen in mm per axis (a thick-slice axis is not shrunk further),
+the metric is evaluated on a fixed random subset of the fixed voxels (seeded), and the optimiser
+scales come from the physical shift of each parameter. Why this engine and not elastix: see
+``docs/registration.md`` (measured in ``benchmarks/bench_registration.py``).
+
+Convention: the returned :class:`~medimg.core.transform.Transform` maps fixed-image points
+(LPS mm) to moving-image points; ``result.resampled`` is the moving image on the fixed grid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from medimg.core.image import Image
+from medimg.core.registry import registry
+from medimg.core.resample import resample_like
+from medimg.core.transform import Transform
+from medimg.errors import GeometryMismatchError, ParameterError, UserInputError
+
+if TYPE_CHECKING:
+    import SimpleITK
+
+__all__ = ["register", "RegistrationResult", "RegistrationError", "TASKS", "TransformKind", "Metric",
+           "jacobian_stats"]
+
+TransformKind = Literal["rigid", "similarity", "affine", "bspline", "syn"]
+Metric = Literal["mi", "ncc", "ms"]
+Task = Literal["mono-modal", "multi-modal", "longitudinal"]
+Init = Literal["moments", "geometry", "none"]
+
+#: Defaults per task: metric and the transform a user gets when passing only two images.
+TASKS: dict[str, dict[str, str]] = {
+    "mono-modal": {"metric": "ncc", "transform": "affine"},
+    "multi-modal": {"metric": "mi", "transform": "rigid"},
+    "longitudinal": {"metric": "ncc", "transform": "rigid"},
+}
+
+_registration = registry("registration")
+
+
+class RegistrationError(UserInputError):
+    """Registration cannot run or did not produce a transform (no overlap, bad input)."""
+
+
+@dataclass
+class RegistrationResult:
+    """What :func:`register` returns.
+
+    Attributes
+    ----------
+    transform
+        Maps fixed-image points (LPS mm) to moving-image points.
+    resampled
+        The moving image warped onto the fixed grid (float32; linear interpolation).
+    quality
+        ``metric`` (name), ``final_metric`` (value at the end, on the finest level; lower is
+        better for every metric as SimpleITK defines them), ``metric_trace`` (one value per
+        iteration, all levels), ``levels`` (per level: spacing mm, iterations, stop condition),
+        ``time_s``, and for deformable transforms ``jacobian`` (:func:`jacobian_stats`).
+    """
+
+    transform: Transform
+    resampled: Image
+    quality: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _float_sitk(image: Image) -> SimpleITK.Image:
+    import SimpleITK as sitk
+
+    return sitk.Cast(image.to_sitk(), sitk.sitkFloat32)
+
+
+def _check_inputs(fixed: Image, moving: Image, fixed_mask: Image | None, moving_mask: Image | None) -> None:
+    for name, im in (("fixed", fixed), ("moving", moving)):
+        if not isinstance(im, Image):
+            raise ParameterError(f"register: {name} must be a medimg.Image, got {type(im).__name__}")
+        if im.n_channels != 1:
+            raise ParameterError(f"register: {name} image has {im.n_channels} channels; give one scalar image")
+    if fixed.spatial_ndim != moving.spatial_ndim:
+        raise RegistrationError(f"register: fixed image is {fixed.spatial_ndim}-D but moving image is "
+                                f"{moving.spatial_ndim}-D; both must have the same dimension")
+    if fixed_mask is not None:
+        fixed.check_same_grid(fixed_mask, names=("fixed image", "fixed mask"), tol_mm=1e-3)
+        if not np.any(fixed_mask.array):
+            raise RegistrationError("register: the fixed mask is empty")
+    if moving_mask is not None:
+        moving.check_same_grid(moving_mask, names=("moving image", "moving mask"), tol_mm=1e-3)
+        if not np.any(moving_mask.array):
+            raise RegistrationError("register: the moving mask is empty")
+
+
+def _level_grid(img: SimpleITK.Image, spacing_mm: float) -> list[int]:
+    """Integer shrink factors per axis so that the spacing approaches ``spacing_mm`` (never below native)."""
+    return [max(1, int(round(spacing_mm / s))) for s in img.GetSpacing()]
+
+
+def _pyramid_level(img: SimpleITK.Image, spacing_mm: float, *, label: bool = False) -> SimpleITK.Image:
+    """``img`` smoothed (sigma = half the target spacing, mm) and shrunk towards ``spacing_mm``."""
+    import SimpleITK as sitk
+
+    factors = _level_grid(img, spacing_mm)
+    if all(f == 1 for f in factors):
+        return img
+    if label:
+        return sitk.Shrink(img, factors)
+    sigmas = [0.5 * (f - 1) * s for f, s in zip(factors, img.GetSpacing(), strict=True)]
+    smooth = img
+    if max(sigmas) > 0:
+        smooth = sitk.SmoothingRecursiveGaussian(img, [max(s, 1e-3) for s in sigmas])
+    return sitk.Shrink(smooth, factors)
+
+
+def _default_levels(fixed: Image, kind: str) -> list[float]:
+    """Pyramid spacings (mm), coarse to fine; the last is the native grid (0 = native)."""
+    finest = float(min(fixed.spacing[: fixed.spatial_ndim]))
+    if kind in ("rigid", "similarity", "affine"):
+        return [v for v in (4.0, 2.0) if v > 1.5 * finest] + [0.0]
+    return [v for v in (4.0, 2.0) if v > 1.5 * finest] + [0.0]
+
+
+def _initial_linear(kind: str, fixed: SimpleITK.Image, moving: SimpleITK.Image, init: str,
+                    initial: Transform | None) -> SimpleITK.Transform:
+    import SimpleITK as sitk
+
+    nd = fixed.GetDimension()
+    base = {
+        "rigid": sitk.Euler3DTransform() if nd == 3 else sitk.Euler2DTransform(),
+        "similarity": sitk.Similarity3DTransform() if nd == 3 else sitk.Similarity2DTransform(),
+        "affine": sitk.AffineTransform(nd),
+    }[kind]
+    if initial is not None:
+        if not initial.is_linear:
+            raise ParameterError("register: initial transform for a linear registration must be linear")
+        a, offset = initial.matrix, initial.offset
+        c = np.asarray(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
+        if kind == "affine":
+            base.SetMatrix(tuple(a.ravel()))
+        else:
+            try:
+                base.SetMatrix(tuple(a.ravel()))
+            except RuntimeError as err:
+                raise ParameterError(f"register: the initial transform is not a {kind} transform ({err})") from None
+        base.SetCenter(tuple(c))
+        base.SetTranslation(tuple(offset - c + a @ c))
+        return base
+    if init == "none":
+        c = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()])
+        base.SetCenter(c)
+        return base
+    mode = (sitk.CenteredTransformInitializerFilter.MOMENTS if init == "moments"
+            else sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    return sitk.CenteredTransformInitializer(fixed, moving, base, mode)
+
+
+def _overlap_fraction(fixed: SimpleITK.Image, moving: SimpleITK.Image, tfm: SimpleITK.Transform,
+                      mask: np.ndarray | None) -> float:
+    """Fraction of (a sample of) the fixed foreground that maps inside the moving image."""
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayViewFromImage(fixed)
+    sel = mask if mask is not None else np.ones(arr.shape, bool)
+    idx = np.argwhere(sel)
+    if idx.shape[0] == 0:
+        return 0.0
+    rng = np.random.default_rng(0)
+    idx = idx[rng.choice(idx.shape[0], size=min(2000, idx.shape[0]), replace=False)]
+    size = np.asarray(moving.GetSize())
+    inside = 0
+    for zyx in idx:
+        p = fixed.TransformIndexToPhysicalPoint([int(v) for v in zyx[::-1]])
+        q = moving.TransformPhysicalPointToContinuousIndex(tfm.TransformPoint(p))
+        if np.all(np.asarray(q) >= -0.5) and np.all(np.asarray(q) <= size - 0.5):
+            inside += 1
+    return inside / idx.shape[0]
+
+
+def _set_metric(R: SimpleITK.ImageRegistrationMethod, metric: str, bins: int = 32) -> None:
+    if metric == "mi":
+        R.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    elif metric == "ncc":
+        R.SetMetricAsCorrelation()
+    elif metric == "ms":
+        R.SetMetricAsMeanSquares()
+    else:  # pragma: no cover - validated before
+        raise ParameterError(f"register: unknown metric {metric!r}")
+
+
+def _run_levels(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, tfm: SimpleITK.Transform, *,
+                metric: str, levels: list[float], samples: int, iterations: list[int], seed: int,
+                fmask: SimpleITK.Image | None, mmask: SimpleITK.Image | None, optimizer: str,
+                trace: list[float], level_log: list[dict[str, Any]],
+                moving_initial: SimpleITK.Transform | None = None) -> float:
+    """Optimise ``tfm`` in place over the pyramid; returns the final metric value."""
+    import SimpleITK as sitk
+
+    final = float("nan")
+    for li, spacing in enumerate(levels):
+        f = _pyramid_level(fixed_s, spacing) if spacing > 0 else fixed_s
+        m = _pyramid_level(moving_s, spacing) if spacing > 0 else moving_s
+        R = sitk.ImageRegistrationMethod()
+        _set_metric(R, metric)
+        n_vox = int(np.prod(f.GetSize()))
+        if fmask is not None:
+            fm = _pyramid_level(fmask, spacing, label=True) if spacing > 0 else fmask
+            R.SetMetricFixedMask(fm)
+            n_vox = int(np.count_nonzero(sitk.GetArrayViewFromImage(fm)))
+        if mmask is not None:
+            R.SetMetricMovingMask(_pyramid_level(mmask, spacing, label=True) if spacing > 0 else mmask)
+        pct = min(1.0, samples / max(n_vox, 1))
+        if pct < 1.0:
+            R.SetMetricSamplingStrategy(R.RANDOM)
+            R.SetMetricSamplingPercentage(pct, seed + li)
+        else:
+            R.SetMetricSamplingStrategy(R.NONE)
+        R.SetInterpolator(sitk.sitkLinear)
+        n_it = iterations[min(li, len(iterations) - 1)]
+        if optimizer == "lbfgsb":
+            R.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=n_it,
+                                   maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * n_it,
+                                   costFunctionConvergenceFactor=1e7)
+        else:
+            min_step = 0.0002 if li == len(levels) - 1 else 0.005
+            R.SetOptimizerAsRegularStepGradientDescent(
+                learningRate=2.0 if li == 0 else 0.5, minStep=min_step, numberOfIterations=n_it,
+                relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
+            R.SetOptimizerScalesFromPhysicalShift()
+        if moving_initial is not None:
+            R.SetMovingInitialTransform(moving_initial)
+        R.SetInitialTransform(tfm, inPlace=True)
+        start = len(trace)
+        R.AddCommand(sitk.sitkIterationEvent, lambda R=R: trace.append(float(R.GetMetricValue())))
+        try:
+            R.Execute(f, m)
+        except RuntimeError as err:
+            text = str(err)
+            if "outside" in text.lower() or "too many samples" in text.lower() or "no valid points" in text.lower():
+                raise RegistrationError(
+                    "register: the images do not overlap enough after initialisation (the metric "
+                    "samples map outside the moving image); check that both images show the same "
+                    "anatomy and their origins/directions") from None
+            raise
+        final = float(R.GetMetricValue())
+        level_log.append({"spacing_mm": [float(v) for v in f.GetSpacing()], "size": list(f.GetSize()),
+                          "iterations": len(trace) - start, "samples": int(min(samples, n_vox)),
+                          "stop": R.GetOptimizerStopConditionDescription()})
+    return final
+
+
+def jacobian_stats(transform: Transform, reference: Image, mask: Image | None = None) -> dict[str, float]:
+    """Determinant of the Jacobian of ``transform`` sampled at ``reference``'s voxels.
+
+    Returns min, max, mean, std (within ``mask`` when given) and ``folding_voxels``, the number
+    of voxels with det <= 0 (where the map folds: not invertible there).
+    """
+    import SimpleITK as sitk
+
+    ref = sitk.Image([int(v) for v in reference.size], sitk.sitkUInt8)
+    nd = reference.spatial_ndim
+    ref.SetSpacing(reference.spacing[:nd])
+    ref.SetOrigin(reference.origin[:nd])
+    ref.SetDirection(tuple(reference.direction[:nd, :nd].ravel()))
+    conv = sitk.TransformToDisplacementFieldFilter()
+    conv.SetReferenceImage(ref)
+    conv.SetOutputPixelType(sitk.sitkVectorFloat64)
+    fieldimg = conv.Execute(transform.to_sitk())
+    det = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(fieldimg))
+    sel = det[mask.array.astype(bool)] if mask is not None else det.ravel()
+    return {"min": float(sel.min()), "max": float(sel.max()), "mean": float(sel.mean()),
+            "std": float(sel.std()), "folding_voxels": int(np.count_nonzero(sel <= 0)),
+            "n_voxels": int(sel.size)}
+
+
+def _bspline_stage(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, linear: SimpleITK.Transform, *,
+                   metric: str, grid_spacing_mm: float, levels: list[float], samples: int,
+                   iterations: list[int], seed: int, fmask: SimpleITK.Image | None, mmask: SimpleITK.Image | None,
+                   trace: list[float], level_log: list[dict[str, Any]]) -> tuple[SimpleITK.Transform, float]:
+    """A cubic B-spline FFD (control points ``grid_spacing_mm`` apart) composed with ``linear``
+    (which stays fixed), optimised with L-BFGS-B over the pyramid."""
+    import SimpleITK as sitk
+
+    extent = [sz * sp for sz, sp in zip(fixed_s.GetSize(), fixed_s.GetSpacing(), strict=True)]
+    mesh = [max(1, int(round(e / grid_spacing_mm))) for e in extent]
+    bs = sitk.BSplineTransformInitializer(fixed_s, mesh, order=3)
+    final = _run_levels(fixed_s, moving_s, bs, metric=metric, levels=levels, samples=samples,
+                        iterations=iterations, seed=seed + 100, fmask=fmask, mmask=mmask,
+                        optimizer="lbfgsb", trace=trace, level_log=level_log, moving_initial=linear)
+    comp = sitk.CompositeTransform(fixed_s.GetDimension())
+    comp.AddTransform(linear)
+    comp.AddTransform(bs)  # applied first: x -> x + u(x), then the linear map
+    return comp, final
+
+
+def _demons_stage(fixed_s: SimpleITK.Image, moving_lin: SimpleITK.Image, *, levels: list[float],
+                  iterations: list[int], smoothing_mm: float, level_log: list[dict[str, Any]],
+                  trace: list[float]) -> SimpleITK.Image:
+    """Multi-resolution diffeomorphic demons; returns the displacement field on the fixed grid."""
+    import SimpleITK as sitk
+
+    field = None
+    for li, spacing in enumerate(levels):
+        f = _pyramid_level(fixed_s, spacing) if spacing > 0 else fixed_s
+        m = _pyramid_level(moving_lin, spacing) if spacing > 0 else moving_lin
+        m = sitk.HistogramMatching(m, f, numberOfHistogramLevels=256, numberOfMatchPoints=15, thresholdAtMeanIntensity=True)
+        demons = sitk.DiffeomorphicDemonsRegistrationFilter()
+        demons.SetNumberOfIterations(iterations[min(li, len(iterations) - 1)])
+        sigma_vox = max(0.5, smoothing_mm / min(f.GetSpacing()))
+        demons.SetStandardDeviations(sigma_vox)
+        demons.SetSmoothDisplacementField(True)
+        demons.SetUseGradientType(demons.Symmetric)
+        demons.SetMaximumUpdateStepLength(2.0)
+        demons.AddCommand(sitk.sitkIterationEvent, lambda d=demons: trace.append(float(d.GetMetric())))
+        start = len(trace)
+        if field is None:
+            out = demons.Execute(f, m)
+        else:
+            init = sitk.Resample(field, f, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+            out = demons.Execute(f, m, init)
+        field = out
+        level_log.append({"spacing_mm": [float(v) for v in f.GetSpacing()], "size": list(f.GetSize()),
+                          "iterations": len(trace) - start, "stop": "iterations"})
+    assert field is not None
+    if list(field.GetSize()) != list(fixed_s.GetSize()):
+        field = sitk.Resample(field, fixed_s, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+    return field
+
+
+# ---------------------------------------------------------------------------- entry point
+def register(
+    fixed: Image,
+    moving: Image,
+    *,
+    transform: TransformKind | None = None,
+    metric: Metric | None = None,
+    task: Task = "mono-modal",
+    fixed_mask: Image | None = None,
+    moving_mask: Image | None = None,
+    init: Init = "moments",
+    initial_transform: Transform | None = None,
+    levels_mm: list[float] | None = None,
+    samples: int = 20000,
+    iterations: int | None = None,
+    grid_spacing_mm: float = 30.0,
+    demons_smoothing_mm: float = 3.0,
+    seed: int = 0,
+    threads: int | None = None,
+) -> RegistrationResult:
+    """Register ``moving`` to ``fixed``: find T with ``moving(T(x)) ~ fixed(x)``.
+
+    Parameters
+    ----------
+    fixed, moving
+        Scalar images of the same dimension (2-D or 3-D), any grids.
+    transform
+        ``"rigid"``, ``"similarity"``, ``"affine"``, ``"bspline"`` (affine then a cubic B-spline
+        free-form deformation) or ``"syn"`` (affine then multi-resolution diffeomorphic demons; a
+        dense, invertible displacement field). ``None``: the task's default (:data:`TASKS`).
+    metric
+        ``"mi"`` (Mattes mutual information, 32 bins; multi-modal), ``"ncc"`` (normalised
+        correlation) or ``"ms"`` (mean squares; same intensities). ``None``: the task's default.
+        ``"syn"`` uses the demons force (intensity differences after histogram matching) for its
+        deformable part, ``metric`` for the affine part.
+    task
+        ``"mono-modal"``, ``"multi-modal"`` or ``"longitudinal"``: the defaults for ``transform``
+        and ``metric``.
+    fixed_mask, moving_mask
+        Optional masks on the fixed / moving grid: the metric counts only voxels inside.
+    init
+        Initial alignment: ``"moments"`` (centres of mass), ``"geometry"`` (image centres) or
+        ``"none"``; ignored when ``initial_transform`` is given.
+    initial_transform
+        A linear transform to start from (fixed to moving).
+    levels_mm
+        Pyramid spacings in mm, coarse to fine; 0 means the native grid. Each level smooths with
+        sigma = half the shrink (mm) and shrinks each axis by ``round(level / spacing)`` (>= 1).
+        Default: 4, 2 (those coarser than 1.5x the finest spacing) and native.
+    samples
+        Metric samples per level (a seeded random subset of the fixed voxels in the mask).
+    iterations
+        Maximum optimiser iterations per level (default 200 linear, 60 B-spline, demons 50/30/15).
+    grid_spacing_mm
+        B-spline control-point spacing on the finest level (mm); the coarse levels use twice it.
+    demons_smoothing_mm
+        Gaussian regularisation of the demons field (mm).
+    seed
+        Seed of the metric sampling.
+    threads
+        SimpleITK worker threads for this call (default: SimpleITK's global default).
+
+    Returns
+    -------
+    RegistrationResult
+        ``transform`` (fixed to moving), ``resampled`` (moving on the fixed grid), ``quality``.
+    """
+    import SimpleITK as sitk
+
+    t0 = time.perf_counter()
+    if task not in TASKS:
+        from medimg.errors import UnknownNameError
+
+        raise UnknownNameError("task", str(task), TASKS)
+    kind = transform or TASKS[task]["transform"]
+    metric = metric or TASKS[task]["metric"]
+    if kind not in ("rigid", "similarity", "affine", "bspline", "syn"):
+        from medimg.errors import UnknownNameError
+
+        raise UnknownNameError("transform", str(kind), ("rigid", "similarity", "affine", "bspline", "syn"))
+    if metric not in ("mi", "ncc", "ms"):
+        from medimg.errors import UnknownNameError
+
+        raise UnknownNameError("metric", str(metric), ("mi", "ncc", "ms"))
+    if init not in ("moments", "geometry", "none"):
+        from medimg.errors import UnknownNameError
+
+        raise UnknownNameError("init", str(init), ("moments", "geometry", "none"))
+    _check_inputs(fixed, moving, fixed_mask, moving_mask)
+    if samples < 100:
+        raise ParameterError(f"register: samples must be at least 100, got {samples}")
+    if grid_spacing_mm <= 0 or demons_smoothing_mm <= 0:
+        raise ParameterError("register: grid_spacing_mm and demons_smoothing_mm must be positive (mm)")
+    levels = list(levels_mm) if levels_mm is not None else _default_levels(fixed, kind)
+    if not levels or any((not np.isfinite(v)) or v < 0 for v in levels):
+        raise ParameterError(f"register: levels_mm must be non-negative spacings in mm, got {levels_mm!r}")
+    previous_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    if threads is not None:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    try:
+        fixed_s, moving_s = _float_sitk(fixed), _float_sitk(moving)
+        fmask = sitk.Cast(fixed_mask.to_sitk(), sitk.sitkUInt8) if fixed_mask is not None else None
+        mmask = sitk.Cast(moving_mask.to_sitk(), sitk.sitkUInt8) if moving_mask is not None else None
+        linear_kind = kind if kind in ("rigid", "similarity", "affine") else "affine"
+        tfm = _initial_linear(linear_kind, fixed_s, moving_s, init, initial_transform)
+        overlap = _overlap_fraction(fixed_s, moving_s, tfm,
+                                    fixed_mask.array.astype(bool) if fixed_mask is not None else None)
+        if overlap < 0.05:
+            raise RegistrationError(
+                f"register: only {100 * overlap:.1f}% of the fixed image maps inside the moving image "
+                f"after '{init}' initialisation: the images do not overlap (check origins/directions)")
+        trace: list[float] = []
+        level_log: list[dict[str, Any]] = []
+        lin_its = [iterations or 200]
+        final = _run_levels(fixed_s, moving_s, tfm, metric=metric, levels=levels, samples=samples,
+                            iterations=lin_its, seed=seed, fmask=fmask, mmask=mmask, optimizer="rsgd",
+                            trace=trace, level_log=level_log)
+        result_tfm: SimpleITK.Transform = tfm
+        if kind == "bspline":
+            result_tfm, final = _bspline_stage(
+                fixed_s, moving_s, tfm, metric=metric, grid_spacing_mm=grid_spacing_mm, levels=levels,
+                samples=max(samples, 20000), iterations=[iterations or 60], seed=seed, fmask=fmask,
+                mmask=mmask, trace=trace, level_log=level_log)
+        elif kind == "syn":
+            moving_lin = sitk.Resample(moving_s, fixed_s, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            demons_its = [iterations] if iterations else [50, 30, 15]
+            dfield = _demons_stage(fixed_s, moving_lin, levels=levels, iterations=demons_its,
+                                   smoothing_mm=demons_smoothing_mm, level_log=level_log, trace=trace)
+            comp = sitk.CompositeTransform(fixed.spatial_ndim)
+            comp.AddTransform(tfm)
+            comp.AddTransform(sitk.DisplacementFieldTransform(sitk.Cast(dfield, sitk.sitkVectorFloat64)))
+            result_tfm = comp
+            final = float(trace[-1]) if trace else float("nan")
+        out_tfm = Transform(result_tfm)
+        resampled = resample_like(moving.with_array(moving.array.astype(np.float32)) if moving.is_label else moving,
+                                  fixed, transform=out_tfm, interpolator="linear",
+                                  default_value=float(np.min(moving.array)))
+    finally:
+        if threads is not None:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous_threads)
+    quality: dict[str, Any] = {
+        "engine": f"SimpleITK {sitk.Version.VersionString()}",
+        "transform": kind, "metric": metric, "task": task, "init": init if initial_transform is None else "given",
+        "final_metric": final, "metric_trace": trace, "levels": level_log,
+        "overlap_after_init": overlap,
+    }
+    if kind in ("bspline", "syn"):
+        quality["jacobian"] = jacobian_stats(out_tfm, fixed, fixed_mask)
+    quality["time_s"] = time.perf_counter() - t0
+    return RegistrationResult(transform=out_tfm, resampled=resampled, quality=quality)
+
+
+for _name in ("rigid", "similarity", "affine", "bspline", "syn"):
+    _registration.register(_name, fixed={"transform": _name})(register)
+del _name
