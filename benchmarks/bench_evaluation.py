@@ -13,6 +13,7 @@ import os
 import time
 
 import numpy as np
+
 from _common import interleaved, machine, write_section
 
 

@@ -43,7 +43,7 @@ def test_imputer_in_a_pipeline_is_fitted_on_training_folds_only() -> None:
     x, y, _ = _table(1)
     cv = KFold(4, shuffle=True, random_state=0)
     res = cross_validate(imputation_pipeline("mean", LogisticRegression()), x, y, cv=cv, return_estimator=True)
-    for est, (train, test) in zip(res["estimator"], cv.split(x), strict=True):
+    for est, (train, _test) in zip(res["estimator"], cv.split(x), strict=True):
         stats = est.named_steps["impute"].statistics_
         assert np.allclose(stats, np.nanmean(x[train], axis=0))
         assert not np.allclose(stats, np.nanmean(x, axis=0))  # the validation fold did not leak
