@@ -460,3 +460,17 @@ def test_cli_audit_json_table_plot(tmp_path, capsys) -> None:
     assert ("C", "sensitivity") in flagged
     assert (tmp_path / "gaps.csv").read_text().startswith("column,group,versus,metric,gap")
     assert (tmp_path / "gaps.png").stat().st_size > 1000
+
+
+def test_closed_form_jackknife_equals_leave_one_out_weights() -> None:
+    from medimg.evaluation.classification import _jackknife_weights, jackknife_metrics
+
+    rng = np.random.default_rng(12)
+    y, s = _binormal(rng, 30, 40, 0.8)
+    s = np.round(1 / (1 + np.exp(-s)), 2)  # ties, probabilities
+    data = BinaryData.from_arrays(y, s)
+    names = ("auc", "sensitivity", "f1", "balanced_accuracy", "brier", "auc_pr")
+    fast = jackknife_metrics(data, names)
+    slow = _weighted_metrics(data, _jackknife_weights(data.n, None, 0, data.n), names)
+    for m in names:
+        assert np.allclose(fast[m], slow[m], equal_nan=True), m

@@ -31,9 +31,9 @@ def _json_value(value: Any) -> Any:
 
 
 def _read_predictions(path: Path, required: list[str]) -> Any:
-    from medimg.errors import FileFormatError, ParameterError
-
     import pandas as pd
+
+    from medimg.errors import FileFormatError, ParameterError
 
     if not path.is_file():
         raise FileFormatError(path, "no such file")

@@ -7,9 +7,9 @@ from medimg.evaluation.classification import (
     binary_metrics,
     bootstrap_ci,
     mean_ci,
+    pr_curve,
     roc_auc,
     roc_curve,
-    pr_curve,
     summarize_cases,
 )
 from medimg.evaluation.segmentation import (

@@ -295,6 +295,28 @@ def _group_sums(w: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
     return w if starts is None else np.add.reduceat(w, starts, axis=1)
 
 
+def _from_counts(tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray,
+                 names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Confusion-matrix metrics from (weighted) counts; NaN where a denominator is 0."""
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sens = tp / (tp + fn)
+        spec = tn / (tn + fp)
+        metric = {
+            "accuracy": lambda: (tp + tn) / (tp + fn + fp + tn),
+            "sensitivity": lambda: sens,
+            "specificity": lambda: spec,
+            "precision": lambda: tp / (tp + fp),
+            "npv": lambda: tn / (tn + fn),
+            "f1": lambda: 2 * tp / (2 * tp + fp + fn),
+            "balanced_accuracy": lambda: (sens + spec) / 2,
+        }
+        for name in names:
+            if name in metric:
+                out[name] = metric[name]()
+    return out
+
+
 def _weighted_metrics(data: BinaryData, w: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Each metric for each row of weights ``w`` (rows, n) in sorted order; NaN where undefined."""
     out: dict[str, np.ndarray] = {}
@@ -323,21 +345,7 @@ def _weighted_metrics(data: BinaryData, w: np.ndarray, names: Sequence[str]) -> 
             fn = w @ (y & ~p).astype(np.float64)
             fp = w @ (~y & p).astype(np.float64)
             tn = w @ (~y & ~p).astype(np.float64)
-            total = tp + fn + fp + tn
-            sens = tp / (tp + fn)
-            spec = tn / (tn + fp)
-            metric = {
-                "accuracy": lambda: (tp + tn) / total,
-                "sensitivity": lambda: sens,
-                "specificity": lambda: spec,
-                "precision": lambda: tp / (tp + fp),
-                "npv": lambda: tn / (tn + fn),
-                "f1": lambda: 2 * tp / (2 * tp + fp + fn),
-                "balanced_accuracy": lambda: (sens + spec) / 2,
-            }
-            for name in names:
-                if name in metric:
-                    out[name] = metric[name]()
+            out.update(_from_counts(tp, fn, fp, tn, names))
         if "brier" in names and data.score is not None:
             sq = (data.score - yf) ** 2
             out["brier"] = (w @ sq) / w.sum(axis=1)
@@ -507,16 +515,52 @@ def resample_metrics(
 
 
 def jackknife_metrics(data: BinaryData, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Leave-one-case-out values of each metric (one per case; for the BCa acceleration)."""
+    """Leave-one-case-out values of each metric (one per case; for the BCa acceleration).
+
+    Without clusters, AUC (from DeLong's structural components), the confusion-matrix metrics and
+    the Brier score have closed forms (O(n)); the others (and clustered data) are recomputed with
+    leave-one-case-out weights, in chunks.
+    """
     n = data.n
-    k = n if data.cluster is None else int(data.cluster.max()) + 1
-    step = _chunk_rows(k, n)
-    pieces: dict[str, list[np.ndarray]] = {m: [] for m in names}
-    for start in range(0, k, step):
-        w = _jackknife_weights(n, data.cluster, start, min(k, start + step))
-        for m, v in _weighted_metrics(data, w, names).items():
-            pieces[m].append(v)
-    return {m: np.concatenate(v) for m, v in pieces.items()}
+    out: dict[str, np.ndarray] = {}
+    generic = list(names)
+    if data.cluster is None:
+        yb = data.y
+        if "auc" in names and data.score is not None and 0 < yb.sum() < n:
+            from medimg.evaluation.delong import delong_components
+
+            m_pos, m_neg = int(yb.sum()), int(n - yb.sum())
+            aucs, v10, v01 = delong_components(yb, data.score)
+            a = float(aucs[0])
+            jack = np.empty(n)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                jack[yb] = (m_pos * a - v10[0]) / (m_pos - 1) if m_pos > 1 else np.nan
+                jack[~yb] = (m_neg * a - v01[0]) / (m_neg - 1) if m_neg > 1 else np.nan
+            out["auc"] = jack
+            generic.remove("auc")
+        conf = [m for m in generic if m in ("accuracy", "sensitivity", "specificity", "precision", "npv",
+                                            "f1", "balanced_accuracy")]
+        if conf and data.pred is not None:
+            p = data.pred
+            cells = [(yb & p), (yb & ~p), (~yb & p), (~yb & ~p)]
+            totals = [float(c.sum()) for c in cells]
+            tp, fn, fp, tn = (t - c.astype(np.float64) for t, c in zip(totals, cells, strict=True))
+            out.update(_from_counts(tp, fn, fp, tn, conf))
+            generic = [m for m in generic if m not in conf]
+        if "brier" in generic and data.score is not None:
+            sq = (data.score - yb.astype(np.float64)) ** 2
+            out["brier"] = (sq.sum() - sq) / (n - 1) if n > 1 else np.full(n, np.nan)
+            generic.remove("brier")
+    if generic:
+        k = n if data.cluster is None else int(data.cluster.max()) + 1
+        step = _chunk_rows(k, n)
+        pieces: dict[str, list[np.ndarray]] = {m: [] for m in generic}
+        for start in range(0, k, step):
+            w = _jackknife_weights(n, data.cluster, start, min(k, start + step))
+            for m, v in _weighted_metrics(data, w, generic).items():
+                pieces[m].append(v)
+        out.update({m: np.concatenate(v) for m, v in pieces.items()})
+    return out
 
 
 def plain_bootstrap_auc(
