@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _common import reference_data, write_section
 
 HERE = Path(__file__).resolve().parent
