@@ -255,3 +255,40 @@ def test_configuration_tables():
     assert image_label(*PHASE2["1b"]) == "original"
     for c in PHASE1.values():
         FILTERS.get(c.filter).validate(c.params)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def test_response_map_command_and_long_table(tmp_path):
+    import csv
+
+    from medimg import io
+    from medimg.cli.main import main
+
+    out = tmp_path / "log.nii.gz"
+    assert main(["response-map", str(DATA / "impulse.nii.gz"), str(out), "--preset", "ibsi2-ph1-2a"]) == 0
+    got = np.asarray(io.read(out).array, dtype=np.float64)
+    _assert_matches_reference("2a", got)
+    out2 = tmp_path / "log2.nii.gz"
+    assert main(["response-map", str(DATA / "impulse.nii.gz"), str(out2), "--filter", "log",
+                 "-p", "sigma_mm=3", "-p", "boundary=zero"]) == 0
+    np.testing.assert_allclose(np.asarray(io.read(out2).array), got, atol=1e-9)
+    assert main(["response-map", str(DATA / "impulse.nii.gz"), str(tmp_path / "x.nii.gz"),
+                 "--preset", "ibsi2-ph1-9z"]) == 2
+    assert main(["response-map", str(DATA / "impulse.nii.gz"), str(tmp_path / "x.nii.gz")]) == 2
+    # features of the response map: the long table names the image each value was computed on
+    img = io.read(DATA / "sphere.nii.gz")
+    mask = img.with_array((np.asarray(img.array) > 0).astype(np.uint8))
+    io.write(mask, tmp_path / "mask.nii.gz")
+    table = tmp_path / "f.csv"
+    assert main(["features", str(DATA / "sphere.nii.gz"), str(tmp_path / "mask.nii.gz"), "--preset", "ibsi2-ph1-3c3",
+                 "--long", "-o", str(table)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    images = {r["image"] for r in rows}
+    assert images == {"original", "laws-l5s5-energy-7-invariant"}
+    mean = next(r for r in rows if r["image"] != "original" and r["feature"].endswith("stat.mean"))
+    inside = np.asarray(mask.array) > 0
+    c = PHASE1["3c3"]
+    arr, sp = _phantom("sphere")
+    expect = FILTERS.get(c.filter).func(arr, sp, **c.params)[inside].mean()
+    assert float(mean["value"]) == pytest.approx(expect, rel=1e-9)

@@ -73,9 +73,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv or .parquet.")],
         label: Annotated[int, typer.Option("--label", help="Mask value of the region of interest.")] = 1,
         config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (YAML or JSON).")] = None,  # noqa: UP045
-        preset: Annotated[Optional[str], typer.Option("--preset", help="Named settings: default, ibsi-dig, ibsi-ct-a, ibsi-ct-b, ibsi-ct-c.")] = None,  # noqa: UP045
+        preset: Annotated[Optional[str], typer.Option("--preset", help="Named settings: default, ibsi-dig, ibsi-ct-a ... ibsi-ct-e, ibsi2-ph1-<id>, ibsi2-ph2-<id>.")] = None,  # noqa: UP045
         families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated families (default: the config's).")] = None,  # noqa: UP045
-        long: Annotated[bool, typer.Option("--long", help="One row per value: feature, ibsi_code, aggregation_code, value.")] = False,
+        long: Annotated[bool, typer.Option("--long", help="One row per value: image, feature, ibsi_code, aggregation_code, value.")] = False,
         case: Annotated[Optional[str], typer.Option("--case", help="Case name in the table (default: the image file name).")] = None,  # noqa: UP045
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:

@@ -229,6 +229,7 @@ COMMAND_MODULES = (
     "medimg.cli.filters_cmd",
     "medimg.cli.segmentation_cmd",
     "medimg.cli.features_cmd",
+    "medimg.cli.response_map_cmd",
     "medimg.cli.pipeline_cmd",
     "medimg.cli.pet_cmd",
     "medimg.cli.longitudinal_cmd",

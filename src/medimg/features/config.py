@@ -7,7 +7,9 @@ their own features. The keys of the YAML form are the field names below, nested 
 an unknown key is an error that names its path and suggests the closest known key.
 
 Presets (:data:`PRESETS`) reproduce the IBSI chapter 1 configurations: ``ibsi-dig`` (digital
-phantom) and ``ibsi-ct-a``, ``ibsi-ct-b``, ``ibsi-ct-c`` (CT phantom configurations A-C);
+phantom) and ``ibsi-ct-a`` ... ``ibsi-ct-e`` (CT phantom configurations A-E); the IBSI chapter 2 ones,
+``ibsi2-ph1-<id>`` (phase 1 configurations 1a1 ... 8a3) and ``ibsi2-ph2-<id>`` (phase 2 filter
+ids 1a ... 9b);
 ``default`` is a general 3-D configuration.
 """
 
@@ -336,7 +338,55 @@ PRESETS: dict[str, dict[str, Any]] = {
         "family_params": {**_IBSI_TEXTURE,
                           "ivh": {"discretisation": "fixed_bin_size", "bin_width": 2.5, "lower_bound": -1000.0}},
     },
+    # IBSI chapter 1 CT configurations D and E: D filters outliers (3 sigma) without a range, E
+    # applies the range [-1000, 400] HU and then the outlier filter.
+    "ibsi-ct-d": {
+        "interpolation": {"spacing_mm": [2.0, 2.0, 2.0], "image_method": "linear",
+                          "mask_method": "linear", "mask_threshold": 0.5, "round_intensities": True},
+        "resegmentation": {"outlier_sigma": 3.0},
+        "discretisation": {"method": "fixed_bin_number", "n_bins": 32},
+        "aggregations": ["3d_avg", "3d_comb", "3d"],
+        "family_params": {**_IBSI_TEXTURE, "ivh": {"discretisation": "none"}},
+    },
+    "ibsi-ct-e": {
+        "interpolation": {"spacing_mm": [2.0, 2.0, 2.0], "image_method": "cubic",
+                          "mask_method": "linear", "mask_threshold": 0.5, "round_intensities": True},
+        "resegmentation": {"range": [-1000.0, 400.0], "outlier_sigma": 3.0},
+        "discretisation": {"method": "fixed_bin_number", "n_bins": 32},
+        "aggregations": ["3d_avg", "3d_comb", "3d"],
+        "family_params": {**_IBSI_TEXTURE, "ivh": {"discretisation": "fixed_bin_number", "n_bins": 1000}},
+    },
 }
+
+
+def _ibsi2_presets() -> dict[str, dict[str, Any]]:
+    """``ibsi2-ph1-<id>``: the filter of each IBSI chapter 2 phase 1 configuration (no image
+    processing; intensity statistics of the response); ``ibsi2-ph2-<id>``: the phase 2 settings
+    (``a``: 2-D, CT grid; ``b``: 1 mm isotropic, cubic spline, rounded; both re-segmented to
+    [-1000, 400] HU) with intensity statistics of the original image and of the response map."""
+    from medimg.features.ibsi2 import PHASE1, PHASE2, image_label
+
+    out: dict[str, dict[str, Any]] = {}
+    for cid, c in PHASE1.items():
+        out[f"ibsi2-ph1-{cid}"] = {
+            "families": ["stat"], "discretisation": {"method": "none"},
+            "filters": [{"name": c.filter, "params": dict(c.params), "families": ["stat"],
+                         "label": image_label(c.filter, c.params)}],
+        }
+    for fid, (name, params) in PHASE2.items():
+        cfg: dict[str, Any] = {"families": ["stat"], "resegmentation": {"range": [-1000.0, 400.0]},
+                               "aggregations": ["2d", "3d"] if fid.endswith("a") else ["3d"]}
+        if fid.endswith("b"):
+            cfg["interpolation"] = {"spacing_mm": [1.0, 1.0, 1.0], "image_method": "cubic",
+                                    "mask_method": "linear", "mask_threshold": 0.5, "round_intensities": True}
+        if name is not None:
+            cfg["filters"] = [{"name": name, "params": dict(params), "families": ["stat"],
+                               "label": image_label(name, params)}]
+        out[f"ibsi2-ph2-{fid}"] = cfg
+    return out
+
+
+PRESETS.update(_ibsi2_presets())
 
 
 def preset_summary(name: str) -> str:

@@ -3,7 +3,8 @@
 A wide row holds ``case``, ``label``, the feature keys of :func:`~medimg.features.extract` and,
 from a batch (:func:`medimg.pipeline.extract_features`), ``status``, ``error`` and the
 provenance columns :data:`PROVENANCE`. The long form has one row per value with the columns
-``case``, ``label``, ``feature``, ``ibsi_code``, ``aggregation_code`` (empty where the family has
+``case``, ``label``, ``image`` (``original`` or the filter response map the value was computed
+on, e.g. ``log-sigma-1.5mm-2d``), ``feature``, ``ibsi_code``, ``aggregation_code`` (empty where the family has
 none) and ``value`` — the codes of the IBSI reference tables. Tables are written with
 :func:`medimg.io.tables.write_table`.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from medimg.features.compliance import long_rows
 
-__all__ = ["to_long", "PROVENANCE", "TAIL_COLUMNS", "LONG_COLUMNS"]
+__all__ = ["to_long", "image_of", "PROVENANCE", "TAIL_COLUMNS", "LONG_COLUMNS"]
 
 #: Provenance columns of a wide row.
 PROVENANCE = ("prov.medimg_version", "prov.config", "prov.image", "prov.mask", "prov.image_sha256",
@@ -23,7 +24,17 @@ PROVENANCE = ("prov.medimg_version", "prov.config", "prov.image", "prov.mask", "
 #: Columns written last in a wide table, in this order.
 TAIL_COLUMNS = ("status", "error", *PROVENANCE)
 #: Columns of the long table.
-LONG_COLUMNS = ("case", "label", "feature", "ibsi_code", "aggregation_code", "value")
+LONG_COLUMNS = ("case", "label", "image", "feature", "ibsi_code", "aggregation_code", "value")
+
+
+def image_of(feature: str) -> str:
+    """What a feature key was computed on: ``original``, or the filter label that prefixes it
+    (``"log-sigma-1.5mm-2d.stat.mean"`` -> ``"log-sigma-1.5mm-2d"``)."""
+    from medimg.features._base import FAMILIES
+
+    parts = feature.split(".")
+    fam_pos = next((i for i, p in enumerate(parts) if p in FAMILIES), 0)
+    return ".".join(parts[:fam_pos]) or "original"
 
 
 def to_long(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -33,6 +44,7 @@ def to_long(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         values = {k: v for k, v in row.items() if k not in skip}
         for lr in long_rows(values):
-            out.append({"case": row.get("case", ""), "label": row.get("label", ""), "feature": lr.feature,
+            out.append({"case": row.get("case", ""), "label": row.get("label", ""), "image": image_of(lr.feature),
+                        "feature": lr.feature,
                         "ibsi_code": lr.ibsi_code, "aggregation_code": lr.aggregation_code, "value": lr.value})
     return out
