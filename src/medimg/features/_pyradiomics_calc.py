@@ -286,9 +286,13 @@ def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, fl
         order = np.argsort(twice[:, axis], kind="stable")
         splits = np.flatnonzero(np.diff(twice[order, axis])) + 1
         rest = [d for d in range(3) if d != axis]
-        for group in np.split(order, splits):
-            if len(group) > 1:
-                best = max(best, _max_sq_distance(pts[group][:, rest]))
+        groups = [g for g in np.split(order, splits) if len(g) > 1]
+        # Largest bounding-box diagonal first; stop when no plane can beat the best distance.
+        bounds = [float(np.sum((pts[g][:, rest].max(0) - pts[g][:, rest].min(0)) ** 2)) for g in groups]
+        for k in np.argsort(bounds)[::-1]:
+            if bounds[k] <= best:
+                break
+            best = max(best, _max_sq_distance(pts[groups[k]][:, rest]))
         planes.append(best)
     return (float(np.sqrt(planes[0])), float(np.sqrt(planes[1])), float(np.sqrt(planes[2])), float(np.sqrt(d3)))
 
