@@ -20,7 +20,7 @@ def _config(config: Path | None, preset: str | None, pyradiomics_params: Path | 
     from medimg.features import preset as get_preset
 
     if sum(v is not None for v in (config, preset, pyradiomics_params)) > 1:
-        raise UserInputError("give one of --config FILE, --preset NAME or --pyradiomics-params FILE")
+        raise UserInputError("give either --config FILE, --preset NAME or --pyradiomics-params FILE, only one")
     if pyradiomics_params is not None:
         from medimg.features.pyradiomics_compat import load_params
 
