@@ -104,14 +104,15 @@ def test_table_wide_and_long_csv_and_parquet(tmp_path):
                                        "prov.image_sha256", "prov.mask_sha256"]
     assert pd.read_parquet(tmp_path / "wide.parquet").shape == wide.shape
     long = pd.read_csv(tmp_path / "long.csv", keep_default_na=False)
-    assert list(long.columns) == ["case", "label", "image", "feature", "ibsi_code", "aggregation_code", "value"]
+    assert list(long.columns) == ["case", "label", "image", "feature", "ibsi_code", "aggregation_code", "value",
+                                    "pyradiomics_name"]
     assert len(long) == 487
     hit = long[(long.ibsi_code == "GYBY") & (long.aggregation_code == "IAZD")]
     assert float(hit.value.iloc[0]) == pytest.approx(0.509, abs=5e-4)
     assert (long[long.feature == "morph.volume"].aggregation_code == "").all()
     assert to_long([{"case": "x", "label": 1, "stat.mean": 2.0}]) == [
         {"case": "x", "label": 1, "image": "original", "feature": "stat.mean", "ibsi_code": "Q4LE",
-         "aggregation_code": "", "value": 2.0}]
+         "aggregation_code": "", "value": 2.0, "pyradiomics_name": ""}]
     with pytest.raises(ParameterError, match="csv or .parquet"):
         write_table([row], tmp_path / "t.xlsx")
 

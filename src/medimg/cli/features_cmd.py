@@ -14,13 +14,17 @@ import typer
 __all__ = ["register"]
 
 
-def _config(config: Path | None, preset: str | None) -> Any:
+def _config(config: Path | None, preset: str | None, pyradiomics_params: Path | None = None) -> Any:
     from medimg.errors import UserInputError
     from medimg.features import RadiomicsConfig, load_config
     from medimg.features import preset as get_preset
 
-    if config is not None and preset is not None:
-        raise UserInputError("give either --config FILE or --preset NAME, not both")
+    if sum(v is not None for v in (config, preset, pyradiomics_params)) > 1:
+        raise UserInputError("give either --config FILE, --preset NAME or --pyradiomics-params FILE, only one")
+    if pyradiomics_params is not None:
+        from medimg.features.pyradiomics_compat import load_params
+
+        return RadiomicsConfig(pyradiomics=load_params(pyradiomics_params))
     if config is not None:
         return load_config(config)
     if preset is not None:
@@ -73,7 +77,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv or .parquet.")],
         label: Annotated[int, typer.Option("--label", help="Mask value of the region of interest.")] = 1,
         config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (YAML or JSON).")] = None,  # noqa: UP045
-        preset: Annotated[Optional[str], typer.Option("--preset", help="Named settings: default, ibsi-dig, ibsi-ct-a ... ibsi-ct-e, ibsi2-ph1-<id>, ibsi2-ph2-<id>.")] = None,  # noqa: UP045
+        preset: Annotated[Optional[str], typer.Option("--preset", help="Named settings: default, ibsi-dig, ibsi-ct-a ... ibsi-ct-e, ibsi2-ph1-<id>, ibsi2-ph2-<id>, pyradiomics.")] = None,  # noqa: UP045
+        pyradiomics_params: Annotated[Optional[Path], typer.Option("--pyradiomics-params", help="A PyRadiomics parameter file (YAML/JSON): PyRadiomics's extraction, value for value, with its feature names.")] = None,  # noqa: UP045
         families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated families (default: the config's).")] = None,  # noqa: UP045
         long: Annotated[bool, typer.Option("--long", help="One row per value: image, feature, ibsi_code, aggregation_code, value.")] = False,
         case: Annotated[Optional[str], typer.Option("--case", help="Case name in the table (default: the image file name).")] = None,  # noqa: UP045
@@ -84,7 +89,7 @@ def register(app: typer.Typer) -> None:
         from medimg.pipeline import Case, feature_row
 
         _check_out(out, overwrite)
-        cfg = _config(config, preset)
+        cfg = _config(config, preset, pyradiomics_params)
         row = feature_row(Case(case or image.name, image, mask, label), cfg, families=_families(families))
         del row["status"], row["error"]
         _write([row], out, long)

@@ -203,6 +203,16 @@ def extract(
     3.5
     """
     config = _resolve_config(config)
+    if config.pyradiomics is not None:
+        from medimg.features.pyradiomics_compat import extract_pyradiomics
+
+        if families is not None or params:
+            raise ParameterError("extract: with a PyRadiomics configuration, choose features in its featureClass "
+                                 "section, not with `families` or family parameters")
+        diagnostics: dict[str, float] = {}
+        values = extract_pyradiomics(image, mask, config.pyradiomics, label=label, diagnostics=diagnostics)
+        values.update({f"diagnostics.{k}": v for k, v in diagnostics.items()})
+        return values
     fams = config.families if families is None else ((families,) if isinstance(families, str) else tuple(families))
     calls = _family_calls(fams, config, params)  # validate before any work
     from medimg.features.filters import filter_margin_mm, filtered_roi

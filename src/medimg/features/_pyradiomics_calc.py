@@ -232,7 +232,10 @@ def _mesh(mask: np.ndarray, spacing: np.ndarray) -> tuple[float, float, np.ndarr
     a, b, c = verts[:, 0], verts[:, 1], verts[:, 2]
     volume = float(np.sum(sgn[cube_of_tri] * np.einsum("ij,ij->i", np.cross(a, b), c))) / 6.0
     area = float(np.sum(0.5 * np.linalg.norm(np.cross(a - c, b - c), axis=1)))
-    twice = np.unique(np.rint(vox.reshape(-1, 3) * 2).astype(np.int64), axis=0)
+    t = np.rint(vox.reshape(-1, 3) * 2).astype(np.int64)
+    n1, n2 = 2 * mask.shape[1] + 1, 2 * mask.shape[2] + 1
+    key = np.unique((t[:, 0] * n1 + t[:, 1]) * n2 + t[:, 2])
+    twice = np.stack([key // (n1 * n2), (key // n2) % n1, key % n2], axis=1)
     return area, volume, twice
 
 
@@ -254,7 +257,7 @@ def _max_sq_distance(points: np.ndarray) -> float:
     """Largest squared distance between two of ``points`` (convex hull first when there are many)."""
     if len(points) < 2:
         return 0.0
-    if len(points) > 64:
+    if len(points) > 3 * points.shape[1] + 8:
         try:
             from scipy.spatial import ConvexHull, QhullError
 
@@ -282,9 +285,14 @@ def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, fl
         best = 0.0
         order = np.argsort(twice[:, axis], kind="stable")
         splits = np.flatnonzero(np.diff(twice[order, axis])) + 1
-        for group in np.split(order, splits):
-            if len(group) > 1:
-                best = max(best, _max_sq_distance(pts[group]))
+        rest = [d for d in range(3) if d != axis]
+        groups = [g for g in np.split(order, splits) if len(g) > 1]
+        # Largest bounding-box diagonal first; stop when no plane can beat the best distance.
+        bounds = [float(np.sum((pts[g][:, rest].max(0) - pts[g][:, rest].min(0)) ** 2)) for g in groups]
+        for k in np.argsort(bounds)[::-1]:
+            if bounds[k] <= best:
+                break
+            best = max(best, _max_sq_distance(pts[groups[k]][:, rest]))
         planes.append(best)
     return (float(np.sqrt(planes[0])), float(np.sqrt(planes[1])), float(np.sqrt(planes[2])), float(np.sqrt(d3)))
 

@@ -180,6 +180,10 @@ class RadiomicsConfig(pydantic.BaseModel):
     ] = ("3d_avg", "3d_comb", "3d")
     family_params: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
     filters: tuple[FilterConfig, ...] = ()
+    #: A PyRadiomics parameter mapping (``setting``, ``imageType``, ``featureClass``): when set, the
+    #: extraction is PyRadiomics's (:mod:`medimg.features.pyradiomics_compat`) and the other fields
+    #: are not used.
+    pyradiomics: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the YAML form)."""
@@ -199,6 +203,11 @@ class RadiomicsConfig(pydantic.BaseModel):
 
 def _validate_names(config: RadiomicsConfig) -> RadiomicsConfig:
     from medimg.features._base import FAMILIES
+
+    if config.pyradiomics is not None:
+        from medimg.features.pyradiomics_compat import check_params
+
+        check_params(config.pyradiomics)
 
     for fam in config.families:
         FAMILIES.get(fam)  # UnknownNameError with suggestions
@@ -315,6 +324,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "aggregations": list(_ALL_AGGREGATIONS),
         "family_params": {**_IBSI_TEXTURE, "ivh": {"discretisation": "texture"}},
     },
+    # PyRadiomics's default extraction (binWidth 25, Original, 3-D, 107 features), value for value.
+    "pyradiomics": {"pyradiomics": {"setting": {"binWidth": 25, "label": 1}, "imageType": {"Original": {}},
+                                    "featureClass": {c: None for c in ("firstorder", "shape", "glcm", "glrlm",
+                                                                         "glszm", "gldm", "ngtdm")}}},
     "ibsi-ct-a": {
         "resegmentation": {"range": [-500.0, 400.0]},
         "discretisation": {"method": "fixed_bin_size", "bin_width": 25.0, "lower_bound": -500.0},

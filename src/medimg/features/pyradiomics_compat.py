@@ -93,6 +93,9 @@ def check_params(params: Mapping[str, Any], *, where: str = "pyradiomics params"
             raise ParameterError(f"{where}: imageType.{name} must be a mapping of settings, got {custom!r}")
         _check_settings(dict(custom or {}), f"{where}: imageType.{name}")
     classes = params.get("featureClass")
+    if classes is None and setting.get("force2D"):
+        raise ParameterError(f"{where}: with force2D and no featureClass PyRadiomics also computes shape2D, "
+                             "which medimg does not; list the feature classes in featureClass")
     classes = {c: None for c in calc.CLASSES} if classes is None else dict(classes)
     for cls, feats in classes.items():
         if cls not in calc.FEATURE_NAMES:

@@ -1,0 +1,144 @@
+"""medimg's PyRadiomics mode vs PyRadiomics itself, in process, one thread, files read each time.
+
+Cases: brain1 (full 256 x 256 x 25 MRI, 4,137-voxel label), the IBSI CT phantom (125,256-voxel ROI),
+a compact 143-voxel ROI and a 168-voxel ROI of 55 fragments (both drawn on the brain1 image;
+written to a temporary folder) and a batch of brain1 crops with shifted labels. Both tools run
+the same computation: PyRadiomics's default settings (binWidth 25, 3-D, no resampling) with
+image type Original only, and with Original + LoG (sigma 1, 3 mm) + Wavelet (coif1, level 1).
+Wall time per case is the median of interleaved runs, after one warm-up each. Every feature is
+compared, and the largest relative difference is reported. Usage: ``python benchmarks/bench_pyradiomics.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT, interleaved, machine, write_section
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+DATA = Path(os.environ.get("MEDIMG_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
+if not DATA.exists():
+    DATA = Path("/work/shared/data")
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+BATCH = int(os.environ.get("BENCH_BATCH", "20"))
+
+
+def _small_rois(tmp: Path) -> dict[str, tuple[str, str]]:
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(DATA / "mri-brain1" / "brain1_image.nrrd"))
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "mri-brain1" / "brain1_label.nrrd")))
+    z, y, x = (int(v) for v in np.argwhere(lab == 1).mean(0).round())
+    compact = np.zeros(lab.shape, np.uint8)
+    zz, yy, xx = np.ogrid[:lab.shape[0], :lab.shape[1], :lab.shape[2]]
+    dist = ((zz - z) * 8.3) ** 2 + (yy - y) ** 2 + (xx - x) ** 2
+    compact.ravel()[np.argsort(dist, axis=None, kind="stable")[:143]] = 1
+    rng = np.random.default_rng(7)
+    frag = np.zeros(lab.shape, np.uint8)
+    sizes = [3] * 52 + [4] * 3  # 55 fragments, 168 voxels
+    for n in sizes:
+        while True:
+            c = (int(rng.integers(z - 2, z + 3)), int(rng.integers(y - 30, y + 30)), int(rng.integers(x - 30, x + 30)))
+            if not frag[c[0] - 1:c[0] + 2, c[1] - 1:c[1] + 2, c[2] - 1:c[2] + n + 1].any():
+                frag[c[0], c[1], c[2]:c[2] + n] = 1
+                break
+    out = {}
+    for name, arr in (("compact-143", compact), ("fragments-55", frag)):
+        m = sitk.GetImageFromArray(arr)
+        m.CopyInformation(img)
+        p = tmp / f"{name}_label.nrrd"
+        sitk.WriteImage(m, str(p))
+        out[name] = (str(DATA / "mri-brain1" / "brain1_image.nrrd"), str(p))
+    return out
+
+
+def main() -> None:
+    import radiomics
+    from radiomics import featureextractor
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from medimg.features.pyradiomics_compat import extract_pyradiomics
+    from medimg.io import read
+
+    radiomics.setVerbosity(logging.ERROR)
+    load_before = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp())
+    cases = {"brain1": (str(DATA / "mri-brain1" / "brain1_image.nrrd"), str(DATA / "mri-brain1" / "brain1_label.nrrd")),
+             "ibsi-ct": (str(DATA / "ibsi1-ct-phantom" / "nifti" / "image" / "phantom.nii.gz"),
+                         str(DATA / "ibsi1-ct-phantom" / "nifti" / "mask" / "mask.nii.gz"))}
+    cases.update(_small_rois(tmp))
+    filtered = {"setting": {"binWidth": 25}, "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 3.0]}, "Wavelet": {}}}
+    rows = []
+    for case, (img, msk) in cases.items():
+        for label, params in (("Original", None), ("Original + LoG + Wavelet", filtered)):
+            if case == "ibsi-ct" and params is not None:
+                continue  # PyRadiomics takes minutes per run there on this machine
+            ex = featureextractor.RadiomicsFeatureExtractor(params) if params else featureextractor.RadiomicsFeatureExtractor()
+            ex.settings["additionalInfo"] = False
+            res: dict = {}
+            funcs = {"pyradiomics": lambda ex=ex, img=img, msk=msk: res.__setitem__("p", ex.execute(img, msk)),
+                     "medimg": lambda img=img, msk=msk, params=params: res.__setitem__(
+                         "m", extract_pyradiomics(read(img), read(msk), params))}
+            reps = REPEATS if case != "ibsi-ct" else 3
+            t = interleaved(funcs, reps)
+            ref = {k: float(v) for k, v in res["p"].items() if not k.startswith("diagnostics")}
+            got = res["m"]
+            assert set(ref) == set(got), set(ref) ^ set(got)
+            worst = max(abs(got[k] - v) / max(abs(v), 1e-12) for k, v in ref.items()
+                        if not (np.isnan(v) and np.isnan(got[k])))
+            rows.append((case, label, len(ref), t["pyradiomics"], t["medimg"], worst))
+            print(rows[-1], flush=True)
+    # Batch: brain1 crops with the label shifted, Original only.
+    import SimpleITK as sitk
+
+    full = sitk.ReadImage(cases["brain1"][0])
+    lab = sitk.ReadImage(cases["brain1"][1])
+    batch = []
+    for k in range(BATCH):
+        dy, dx = (k % 5) - 2, (k // 5) % 5 - 2
+        arr = np.roll(sitk.GetArrayFromImage(lab), (dy, dx), axis=(1, 2))
+        m = sitk.GetImageFromArray(arr)
+        m.CopyInformation(lab)
+        p = tmp / f"batch{k}.nrrd"
+        sitk.WriteImage(m, str(p))
+        batch.append(str(p))
+    ex = featureextractor.RadiomicsFeatureExtractor()
+    ex.settings["additionalInfo"] = False
+    t0 = time.perf_counter()
+    refs = [ex.execute(cases["brain1"][0], p) for p in batch]
+    t_p = (time.perf_counter() - t0) / BATCH
+    t0 = time.perf_counter()
+    gots = [extract_pyradiomics(read(cases["brain1"][0]), read(p)) for p in batch]
+    t_m = (time.perf_counter() - t0) / BATCH
+    worst = max(abs(g[k] - float(v)) / max(abs(float(v)), 1e-12) for r, g in zip(refs, gots, strict=True)
+                for k, v in r.items() if not k.startswith("diagnostics"))
+    rows.append((f"batch of {BATCH} brain1 labels", "Original", 107, t_p, t_m, worst))
+    load_after = os.getloadavg()
+    lines = [
+        "## PyRadiomics mode: medimg vs PyRadiomics (same computation)",
+        "",
+        f"Machine: {machine()}. In process, one thread, image and mask files read in every run; both tools "
+        f"run PyRadiomics's default settings (additionalInfo off in PyRadiomics), same image types; median of "
+        f"{REPEATS} interleaved runs (3 for the CT phantom) after a warm-up; the batch is one sequential pass. "
+        f"Load average {load_before[0]:.1f} before and {load_after[0]:.1f} after (the machine is shared by other "
+        f"jobs, so the times are noisy). `benchmarks/bench_pyradiomics.py`.",
+        "",
+        "| case | image types | features | PyRadiomics (s) | medimg (s) | medimg faster by | largest relative difference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case, label, n, tp, tm, w in rows:
+        lines.append(f"| {case} | {label} | {n} | {tp:.4f} | {tm:.4f} | {tp / tm:.1f}x | {w:.1e} |")
+    write_section("pyradiomics", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

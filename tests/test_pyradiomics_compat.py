@@ -1,0 +1,145 @@
+"""medimg's PyRadiomics mode against PyRadiomics itself (pyradiomics-bhklab, a test dependency):
+every feature within 1e-6 relative, on brain1 (tests/data/mri-brain1) and synthetic shapes, under
+several parameter files and every supported image type."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+radiomics = pytest.importorskip("radiomics")
+sitk = pytest.importorskip("SimpleITK")
+from radiomics import featureextractor  # noqa: E402
+
+from medimg import Image  # noqa: E402
+from medimg.errors import ParameterError  # noqa: E402
+from medimg.features import extract, preset  # noqa: E402
+from medimg.features.pyradiomics_compat import extract_pyradiomics, load_params  # noqa: E402
+from medimg.features.table import to_long  # noqa: E402
+
+radiomics.setVerbosity(logging.ERROR)
+DATA = Path(__file__).parent / "data" / "mri-brain1"
+CLASSES = {c: None for c in ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")}
+
+
+def _brain() -> tuple[sitk.Image, sitk.Image]:
+    return (sitk.ReadImage(str(DATA / "brain1_roi_image.nrrd")), sitk.ReadImage(str(DATA / "brain1_roi_label.nrrd")))
+
+
+def _reference(img: sitk.Image, msk: sitk.Image, params: dict | None) -> dict[str, float]:
+    ex = featureextractor.RadiomicsFeatureExtractor(params) if params else featureextractor.RadiomicsFeatureExtractor()
+    return {k: float(v) for k, v in ex.execute(img, msk).items() if not k.startswith("diagnostics")}
+
+
+def _assert_same(img: sitk.Image, msk: sitk.Image, params: dict | None, n: int | None = None) -> dict[str, float]:
+    ref = _reference(img, msk, params)
+    got = extract_pyradiomics(Image.from_sitk(img), Image.from_sitk(msk), params)
+    assert set(got) == set(ref)
+    if n is not None:
+        assert len(ref) == n
+    bad = {k: (got[k], v) for k, v in ref.items()
+           if not (np.isnan(v) and np.isnan(got[k])) and abs(got[k] - v) > 1e-6 * max(abs(v), 1e-12)}
+    assert not bad, bad
+    return got
+
+
+def test_default_brain1_107_features():
+    img, msk = _brain()
+    _assert_same(img, msk, None, n=107)
+
+
+@pytest.mark.parametrize("setting", [
+    {"binCount": 16},
+    {"binWidth": 10, "resampledPixelSpacing": [2, 2, 2], "interpolator": "sitkBSpline"},
+    {"binWidth": 5, "normalize": True, "normalizeScale": 100, "removeOutliers": 3},
+    {"force2D": True, "force2Ddimension": 0, "distances": [1, 2], "symmetricalGLCM": False, "gldm_a": 1},
+    {"voxelArrayShift": 1000, "weightingNorm": "manhattan", "binWidth": 40},
+])
+def test_parameter_files_brain1(setting):
+    img, msk = _brain()
+    _assert_same(img, msk, {"setting": setting, "featureClass": CLASSES}, n=107)
+
+
+@pytest.mark.slow
+def test_every_image_type_brain1():
+    img, msk = _brain()
+    params = {"setting": {"binWidth": 10},
+              "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 2.5]}, "Wavelet": {}, "Square": {},
+                            "SquareRoot": {}, "Logarithm": {}, "Exponential": {}, "Gradient": {}},
+              "featureClass": CLASSES}
+    got = _assert_same(img, msk, params)
+    assert "log-sigma-2-5-mm-3D_glcm_Contrast" in got and "wavelet-LLH_glrlm_RunEntropy" in got
+
+
+def _synthetic(mask: np.ndarray, seed: int = 0, spacing=(0.8, 0.9, 2.0)) -> tuple[sitk.Image, sitk.Image]:
+    rng = np.random.default_rng(seed)
+    arr = rng.normal(100, 40, mask.shape).round().astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    m = sitk.GetImageFromArray(mask.astype(np.uint8))
+    for x in (img, m):
+        x.SetSpacing(spacing)
+        x.SetOrigin((-3.0, 4.0, 10.0))
+    return img, m
+
+
+def _sphere() -> np.ndarray:
+    z, y, x = np.ogrid[:12, :24, :24]
+    return ((z - 6) * 2.0) ** 2 + (y - 12) ** 2 + (x - 11.5) ** 2 <= 64
+
+
+def _plate() -> np.ndarray:
+    m = np.zeros((5, 20, 20), bool)
+    m[2, 3:17, 4:15] = True
+    return m
+
+
+def _fragments() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    m = np.zeros((10, 30, 30), bool)
+    for _ in range(55):
+        z, y, x = rng.integers(1, 9), rng.integers(1, 29), rng.integers(1, 29)
+        m[z, y, x] = True
+        if rng.random() < 0.5:
+            m[z, y, x + 1 if x < 28 else x - 1] = True
+    return m
+
+
+@pytest.mark.parametrize("make", [_sphere, _plate, _fragments], ids=["sphere", "plate", "fragments"])
+@pytest.mark.parametrize("setting", [{}, {"binCount": 8}], ids=["default", "bincount"])
+def test_synthetic_shapes(make, setting):
+    img, msk = _synthetic(make())
+    _assert_same(img, msk, {"setting": setting, "featureClass": CLASSES}, n=107)
+
+
+def test_single_voxel_roi_refused_like_pyradiomics():
+    m = np.zeros((5, 5, 5), bool)
+    m[2, 2, 2] = True
+    img, msk = _synthetic(m)
+    with pytest.raises(ValueError):
+        _reference(img, msk, None)
+    with pytest.raises(ParameterError, match="1 segmented voxel"):
+        extract_pyradiomics(Image.from_sitk(img), Image.from_sitk(msk))
+
+
+def test_preset_and_names_in_long_table():
+    img, msk = _brain()
+    values = extract(Image.from_sitk(img), Image.from_sitk(msk), config=preset("pyradiomics"))
+    assert len(values) == 107
+    rows = {r["feature"]: r for r in to_long([{"case": "b", "label": 1, **values}])}
+    assert rows["original_glcm_Contrast"]["ibsi_code"] == "ACUI"
+    assert rows["original_glcm_Contrast"]["pyradiomics_name"] == "original_glcm_Contrast"
+    assert rows["original_glcm_MCC"]["ibsi_code"] == ""
+
+
+def test_unknown_keys_are_errors(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("setting:\n  binWidht: 10\n")
+    with pytest.raises(ParameterError, match="binWidht.*binWidth"):
+        load_params(bad)
+    with pytest.raises(ParameterError, match="image type 'LBP3D'"):
+        load_params({"imageType": {"LBP3D": {}}})
+    with pytest.raises(ParameterError, match="voxelSetting"):
+        load_params({"voxelSetting": {"kernelRadius": 2}})
