@@ -112,10 +112,11 @@ def convert(
     manifest = command_manifest("medimg convert", {"series": series, "resample": resample})
     manifest.add_input(src, role="image")
     io.write(image, dst, provenance=manifest)
-    err = _console(stderr=True)
-    for warning in image.meta.get("warnings", []):
-        err.print(f"warning: {warning}")
+    for warning in image.meta.get("warnings", []):  # plain lines: paths unwrapped, no markup
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {dst}: {image.grid_summary()} {image.dtype}")
+    if image.meta.get("n_unreadable_files"):  # written, but files of IN were skipped: say so in the status
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- list
