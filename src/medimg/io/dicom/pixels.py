@@ -198,7 +198,7 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            array = ds.pixel_array
+            array = _pixel_array(ds, path, ts)
     except (NotImplementedError, RuntimeError) as err:
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise UnsupportedTransferSyntaxError(path, ts, name, detail) from err
@@ -228,6 +228,87 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
     if samples == 1 and array.ndim == 4:  # should not happen; keep shapes honest
         array = array[..., 0]
     return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+#: pydicom pixel plugins that are never run in this process: GDCM turns a corrupt codestream or a
+#: header it disagrees with into an uncaught C++ exception, which aborts the whole process.
+#: They run last, in a child process (:func:`_decode_in_child`).
+UNSAFE_PLUGINS = ("gdcm",)
+#: Plugins tried after the others: pyjpegls (CharLS) spends over 10 s on some corrupt JPEG-LS
+#: streams that pylibjpeg rejects or decodes in milliseconds (found by the fuzzer).
+SLOW_PLUGINS = ("pyjpegls",)
+
+
+def _pixel_array(ds: Any, path: Path, ts: str) -> np.ndarray:
+    """``ds.pixel_array`` with the in-process plugins first, then the unsafe ones in a child process."""
+    try:
+        from pydicom.pixels import get_decoder
+
+        plugins = list(get_decoder(ts).available_plugins) if ts else []
+    except (NotImplementedError, ValueError, KeyError):
+        plugins = []
+    unsafe = [p for p in plugins if p in UNSAFE_PLUGINS]
+    if not unsafe:
+        return ds.pixel_array
+    failures: list[tuple[str, Exception]] = []
+    safe = sorted((p for p in plugins if p not in UNSAFE_PLUGINS), key=lambda p: p in SLOW_PLUGINS)
+    for plugin in safe:
+        try:
+            ds.pixel_array_options(decoding_plugin=plugin)
+            return ds.pixel_array
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the next plugin may do better
+            failures.append((plugin, err))
+    if failures and all(isinstance(err, (ValueError, AttributeError)) for _p, err in failures):
+        raise failures[0][1]  # the data themselves are wrong (short, inconsistent): no decoder will do
+    try:
+        return _decode_in_child(path, ts, unsafe[0])
+    except RuntimeError as err:
+        detail = "; ".join(f"{p}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__}"
+                           for p, e in [*failures, (unsafe[0], err)])
+        raise RuntimeError(f"no installed decoder could decode it ({detail})") from err
+
+
+_CHILD = """
+import sys, warnings
+import numpy as np
+import pydicom
+warnings.simplefilter("ignore")
+path, ts, plugin, out = sys.argv[1:5]
+ds = pydicom.dcmread(path, force=True)
+if not getattr(ds.file_meta, "TransferSyntaxUID", None):
+    ds.file_meta.TransferSyntaxUID = ts
+ds.pixel_array_options(decoding_plugin=plugin)
+np.save(out, ds.pixel_array, allow_pickle=False)
+"""
+
+
+def _decode_in_child(path: Path, ts: str, plugin: str) -> np.ndarray:
+    """Decode with ``plugin`` in a child process: if the native code aborts, only the child dies.
+
+    Raises :class:`FileFormatError` when the child is killed by a signal, ``RuntimeError``
+    (with the child's last error line) when the plugin cannot decode the file.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="medimg-decode-") as tmp:
+        out = Path(tmp) / "pixels.npy"
+        try:
+            done = subprocess.run([sys.executable, "-c", _CHILD, str(path), ts, plugin, str(out)],
+                                  capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as err:
+            raise FileFormatError(path, f"the {plugin} decoder did not finish within 600 s") from err
+        if done.returncode < 0:
+            raise FileFormatError(
+                path, f"the {plugin} decoder aborted on its pixel data (signal {-done.returncode}): the "
+                "codestream is corrupt or disagrees with the header")
+        if done.returncode != 0 or not out.exists():
+            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+            raise RuntimeError(lines[-1][:300] if lines else f"{plugin} failed (status {done.returncode})")
+        return np.load(out, allow_pickle=False)
 
 
 def _check_before_decoding(path: Path, header: Header, ds: Any) -> None:
