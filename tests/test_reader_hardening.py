@@ -341,3 +341,33 @@ def test_an_intact_file_reads_as_before(tmp_path: Path) -> None:
         image = mio.read(CORPUS / name)
         assert not image.meta.get("warnings"), (name, image.meta.get("warnings"))
         assert math.isfinite(float(np.asarray(image.array, dtype=float).sum()))
+
+
+# ------------------------------------------------------------------------------ 15: what a new user hit
+def test_info_shows_each_series_uid_for_series(tmp_path: Path, capsys) -> None:
+    folder = _series(tmp_path / "s")
+    uid = scan(folder).series[0].key
+    capsys.readouterr()
+    assert main(["info", str(folder)]) == 0
+    assert f"--series {uid}" in capsys.readouterr().out  # whole, on one line
+
+
+def test_convert_to_png_takes_a_single_slice_volume_and_a_slice_option(tmp_path: Path, capsys) -> None:
+    from PIL import Image as PILImage
+
+    one = tmp_path / "one"
+    z, y, x = np.indices((1, 12, 10))
+    write_series(Image.from_geometry((x + 10 * y).astype(np.uint16), spacing=(1.0, 1.0, 2.0)), one, seed=1)
+    assert main(["convert", str(one), str(tmp_path / "one.png")]) == 0
+    np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "one.png")), (x + 10 * y)[0])
+    folder = _series(tmp_path / "s")  # 5 slices, values x + 10 y + 100 z
+    volume = mio.read(folder)
+    assert main(["convert", str(folder), str(tmp_path / "three.nii.gz"), "--slice", "3"]) == 0
+    got = mio.read(tmp_path / "three.nii.gz")
+    np.testing.assert_array_equal(np.squeeze(got.array), volume.array[3])
+    np.testing.assert_allclose(got.origin, volume.index_to_physical([0, 0, 3]), atol=1e-4)
+    capsys.readouterr()
+    assert main(["convert", str(folder), str(tmp_path / "x.png"), "--slice", "5"]) == 2
+    assert "outside" in capsys.readouterr().err
+    assert main(["convert", str(folder), str(tmp_path / "all.png")]) == 2
+    assert "--slice" in capsys.readouterr().err
