@@ -170,6 +170,12 @@ def check_encapsulated(path: Path, transfer_syntax: str, values: dict[str, Any],
                     raise FileFormatError(
                         path, f"RLE frame header holds {found.segments} segment(s); Samples per Pixel {samples} "
                         f"x Bits Allocated {bits} need {expected}")
+                # PackBits expands 2 bytes to at most 128: a frame cannot decode to more than 64 x its bytes.
+                frame_bytes = int(rows or 0) * int(columns or 0) * expected
+                if frame_bytes > 64 * len(fragment):
+                    raise FileFormatError(
+                        path, f"header says {rows} x {columns} pixels ({frame_bytes} bytes a frame), but an RLE "
+                        f"frame of {len(fragment)} bytes decodes to at most {64 * len(fragment)} bytes")
             elif index == 0:
                 raise FileFormatError(path, f"transfer syntax {syntax}, but the first fragment is too short "
                                       "for an RLE header")
