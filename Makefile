@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench validate lint clean
+.PHONY: install demo test test-fast bench validate lint clean fuzz
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .bench .pytest_cache
+
+## make fuzz: mutate real DICOM files and read them (FUZZ_SECONDS, FUZZ_SEED, FUZZ_OUT); findings in fuzz-findings/
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python tests/fuzzing.py --out $${FUZZ_OUT:-fuzz-findings}

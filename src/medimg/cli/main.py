@@ -103,6 +103,7 @@ def convert(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ext: Annotated[str, typer.Option("--ext", help="With OUT a folder: the output format of every series (.nii.gz, .nii, .nrrd, .mha).")] = ".nii.gz",
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With OUT a folder: worker processes (default: the CPUs).")] = None,  # noqa: UP045
+    slice_: Annotated[Optional[int], typer.Option("--slice", min=0, help="Write only this slice (0-based, along the slowest axis) of a 3-D image, e.g. to a PNG.")] = None,  # noqa: UP045
 ) -> None:
     """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension.
 
@@ -120,13 +121,33 @@ def convert(
 
     check_output(dst, overwrite)
     image = io.read(src, series_uid=series, on_irregular="resample" if resample else "error")
-    manifest = command_manifest("medimg convert", {"series": series, "resample": resample})
+    if slice_ is not None:
+        image = _one_slice(image, slice_)
+    manifest = command_manifest("medimg convert", {"series": series, "resample": resample, "slice": slice_})
     manifest.add_input(src, role="image")
     io.write(image, dst, provenance=manifest)
-    err = _console(stderr=True)
-    for warning in image.meta.get("warnings", []):
-        err.print(f"warning: {warning}")
+    for warning in image.meta.get("warnings", []):  # plain lines: paths unwrapped, no markup
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {dst}: {image.grid_summary()} {image.dtype}")
+    if image.meta.get("n_unreadable_files"):  # written, but files of IN were skipped: say so in the status
+        raise typer.Exit(1)
+
+
+def _one_slice(image: Any, k: int) -> Any:
+    """Slice ``k`` (array axis 0) of a 3-D image as a 2-D image placed where that slice lies."""
+    from medimg import Image
+    from medimg.errors import ParameterError
+
+    if image.spatial_ndim != 3:
+        raise ParameterError(f"--slice needs a 3-D image; this one is {image.spatial_ndim}-D")
+    n = image.spatial_shape[0]
+    if not 0 <= k < n:
+        raise ParameterError(f"--slice {k} is outside the image's {n} slice(s) (0 to {n - 1})")
+    affine = image.affine.copy()
+    affine[:3, 3] = affine[:3, 3] + k * affine[:3, 2]
+    meta = dict(image.meta, slice_index=k)
+    return Image(image.array[k], affine, meta=meta, channel_axis=-1 if image.n_channels > 1 else None,
+                 has_patient_geometry=image.has_patient_geometry)
 
 
 def _convert_folder(src: Path, dst: Path, ext: str, resample: bool, overwrite: bool, workers: int | None) -> None:

@@ -161,6 +161,9 @@ def render_summary(summary: dict[str, Any], console: Any) -> int:
                               _fmt(s.get("spacing_mm"), " x "), str(s.get("orientation") or ""),
                               _fmt_range(s.get("value_range")), "; ".join(notes))
             console.print(table)
+            for s in study["series"]:  # whole, unwrapped: what --series takes
+                console.print(f"  series #{s.get('series_number') or '?'}: --series {s['series_key']}",
+                              soft_wrap=True, markup=False)
     others = summary.get("other_objects", [])
     if others:
         console.print(f"{len(others)} non-image object(s): " + ", ".join(sorted({o['sop_class'] for o in others})))

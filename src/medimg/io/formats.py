@@ -307,10 +307,13 @@ def _read_raster(path: Path) -> Image:
 def _write_png(image: Image, path: Path) -> None:
     from PIL import Image as PILImage
 
-    if image.spatial_ndim != 2:
-        msg = f"{path}: PNG holds a 2-D image; this image is {image.spatial_ndim}-D (take a slice first)"
-        raise UnsupportedFormatError(msg)
     array = image.array
+    if image.spatial_ndim == 3 and image.spatial_shape[0] == 1:  # a single-slice volume is a 2-D image
+        array = array[0]
+    elif image.spatial_ndim != 2:
+        msg = (f"{path}: PNG holds a 2-D image; this image is {image.spatial_ndim}-D with "
+               f"{image.spatial_shape[0]} slices (medimg convert --slice K writes one)")
+        raise UnsupportedFormatError(msg)
     if array.dtype not in (np.uint8, np.uint16) or (array.ndim == 3 and array.dtype != np.uint8):
         msg = (
             f"{path}: PNG stores uint8 (grey or RGB) or uint16 (grey) pixels; got {array.dtype}. "

@@ -11,15 +11,18 @@ different answer: the tests compare both on every file of the corpus.
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medimg.errors import NotDicomError, TruncatedFileError
+from medimg.errors import FileFormatError, MedimgError, NotDicomError, TruncatedFileError
 
-__all__ = ["Header", "read_header", "read_header_pydicom", "WANTED", "TS_NAMES"]
+__all__ = ["Header", "read_header", "read_header_pydicom", "open_bounded", "WANTED", "TS_NAMES"]
 
 # tag -> (keyword, kind). kinds: str, strs (backslash list), ds, dss, is, us, fd, uid
 WANTED: dict[int, tuple[str, str]] = {
@@ -142,6 +145,14 @@ class Header:
     markers: frozenset[str] = frozenset()
     file_size: int = 0
     via_pydicom: bool = False
+    #: Bytes of pixel data present in the file: the defined length, or for encapsulated
+    #: (undefined-length) pixel data the bytes from its start to the end of the data; ``None``
+    #: when unknown. Size claims (frames x rows x columns x ...) are checked against it.
+    pixel_bytes: int | None = None
+    #: True when the pixel data is encapsulated (undefined length: compressed fragments).
+    encapsulated: bool = False
+    #: Values present in the file but unusable (not numbers, wrong count): said, never dropped silently.
+    problems: list[str] = field(default_factory=list)
 
     def get(self, keyword: str, default: Any = None) -> Any:
         """``values.get(keyword, default)``."""
@@ -301,6 +312,8 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
             header.pixel_keyword = pixel_tags[tag]
             if length == _UNDEFINED:
                 header.pixel_vr = "OB"
+                header.encapsulated = True
+                header.pixel_bytes = max(0, file_size - vpos)
             else:
                 if vpos + length > file_size:
                     header.markers = frozenset(markers)
@@ -310,6 +323,7 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
                     raise TruncatedFileError(header.path, msg)
                 header.pixel_offset = vpos
                 header.pixel_length = length
+                header.pixel_bytes = length
                 header.pixel_vr = vr.decode() if vr else None
             break
         if length == _UNDEFINED:
@@ -329,7 +343,7 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
                 if tag == 0x00080005:
                     codec = _codec(buf[vpos:end])
                 value = _decode(buf[vpos:end], spec[1], codec)
-            except (ValueError, struct.error, UnicodeDecodeError) as err:
+            except (ValueError, OverflowError, struct.error, UnicodeDecodeError, LookupError) as err:
                 raise _FallBack from err
             if value is not None and value != "" and value != [""]:
                 values[spec[0]] = value
@@ -342,8 +356,10 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
 def read_header(path: str | Path) -> Header:
     """Read the attributes medimg uses from a DICOM file (fast path, pydicom fallback).
 
-    Raises :class:`NotDicomError` when the file is not DICOM and :class:`TruncatedFileError`
-    when it ends early.
+    Raises :class:`NotDicomError` when the file is not DICOM, :class:`TruncatedFileError`
+    when it ends early and :class:`FileFormatError` for any other damage: whatever the bytes,
+    no other exception leaves this function (but :class:`OSError` when the file cannot be
+    opened, and :class:`MemoryError`).
     """
     path = Path(path)
     with open(path, "rb") as fh:
@@ -367,6 +383,8 @@ def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
         if group != 0x0002:
             break
         if vr in _LONG_VRS:
+            if pos + 12 > len(buf):
+                raise _FallBack
             length = _U32.unpack_from(buf, pos + 8)[0]
             vpos = pos + 12
         else:
@@ -375,6 +393,8 @@ def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
         if elem == 0x0010:
             ts = buf[vpos : vpos + length].decode("latin-1").strip(" \x00")
         pos = vpos + length
+    if ts == TS_DEFLATED:
+        return _read_deflated(path, pos, size, fh)
     if ts not in NATIVE_LE and not _is_encapsulated_le(ts):
         raise _FallBack
     header = Header(path=path, transfer_syntax=ts, file_size=size)
@@ -385,7 +405,41 @@ def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
         fh.seek(0)
         buf = fh.read()
         header.values.clear()
-        _parse(buf, pos, explicit, size, header)
+        try:
+            _parse(buf, pos, explicit, size, header)
+        except _NeedMore:  # the whole file is in ``buf``: an element or sequence runs past its end
+            msg = f"the file is cut short: the data set ends inside an element or sequence ({size} bytes)"
+            raise TruncatedFileError(path, msg) from None
+    return header
+
+
+#: A deflated data set may inflate to at most this many times its file's size (and 64 MiB at least):
+#: a "deflate bomb" is refused before it takes the memory.
+_MAX_INFLATE_RATIO = 200
+
+
+def _read_deflated(path: Path, pos: int, size: int, fh: Any) -> Header:
+    """Deflated Explicit VR Little Endian: inflate the data set (bounded) and walk it like any other."""
+    import zlib
+
+    fh.seek(pos)
+    packed = fh.read()
+    limit = max(64 << 20, _MAX_INFLATE_RATIO * size)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(packed, limit)
+    except zlib.error as err:
+        raise FileFormatError(path, f"the deflated data set is corrupt ({err})") from err
+    if inflater.unconsumed_tail:
+        raise FileFormatError(path, f"the deflated data set inflates to more than {limit} bytes: refused")
+    if not inflater.eof:
+        raise TruncatedFileError(path, "the deflated data set is cut short (the deflate stream does not end)")
+    header = Header(path=path, transfer_syntax=TS_DEFLATED, file_size=size)
+    try:
+        _parse(data, 0, True, len(data), header)
+    except _NeedMore:
+        raise TruncatedFileError(path, "the deflated data set ends inside an element or sequence") from None
+    header.pixel_offset = None  # offsets of the inflated stream, not of the file
     return header
 
 
@@ -397,26 +451,94 @@ def _is_encapsulated_le(ts: str | None) -> bool:
     ) and ts != "1.2.840.10008.1.2.8.1"  # deflated image frames: let pydicom judge
 
 
+class _BoundedReader(io.BufferedReader):
+    """A buffered file whose ``read(n)`` never asks for more than the bytes left in the file.
+
+    pydicom reads an element's value with ``read(length)``; CPython allocates ``length`` bytes
+    before reading, so a damaged length field of 4 GB would allocate 4 GB for a 40 kB file.
+    Clamped, the read comes back short and pydicom reports the file as cut short.
+    """
+
+    def __init__(self, name: str | Path, mode: str = "rb") -> None:
+        raw = io.FileIO(os.fspath(name), "rb")
+        super().__init__(raw, buffer_size=65536)
+        self._size = os.fstat(raw.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:  # noqa: D102 - see the class
+        if size is not None and size > 65536:
+            size = min(size, max(0, self._size - self.tell()))
+        return super().read(size)
+
+
+def open_bounded(path: str | Path) -> io.BufferedReader:
+    """Open ``path`` for pydicom so that no length field can make it allocate more than the file holds."""
+    return _BoundedReader(path)
+
+
 def read_header_pydicom(path: str | Path) -> Header:
     """The same :class:`Header`, read with pydicom (any transfer syntax, files without File Meta)."""
+    import zlib
+
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
     size = path.stat().st_size
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_bounded(path) as fh:
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, defer_size=1024)
+            ds = pydicom.dcmread(fh, defer_size=1024)
+            _check_extents(ds, path, size)
+            header = header_from_dataset(ds, path, size)
     except InvalidDicomError:
         ds = _read_forced(path)
+        _check_extents(ds, path, size)
+        header = _header_or_error(ds, path, size)
+    except MedimgError:
+        raise
     except (EOFError, struct.error) as err:
         raise TruncatedFileError(path, f"file ends inside the DICOM header ({err})") from err
-    except (ValueError, TypeError, KeyError, OSError, NotImplementedError) as err:
-        raise NotDicomError(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from err
+    except zlib.error as err:
+        raise FileFormatError(path, f"the deflated data set is corrupt or cut short ({err})") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on damaged input
+        raise NotDicomError(path, f"not a readable DICOM file ({type(err).__name__}: {_short(err)})") from err
     if len(ds) == 0:
         raise TruncatedFileError(path, "holds no data set after the preamble and File Meta: the file is cut short")
-    return header_from_dataset(ds, path, size)
+    return header
+
+
+def _check_extents(ds: Any, path: Path, size: int) -> None:
+    """A deferred (large) top-level value whose length runs past the end of the file: pydicom
+    skips it and stops there, silently; say that the file is cut short (or its length field damaged)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("TransferSyntaxUID", "") or "") == TS_DEFLATED:
+        return  # offsets refer to the inflated stream
+    for key in list(ds.keys()):
+        elem = ds.get_item(key, keep_deferred=True)
+        length, tell = getattr(elem, "length", None), getattr(elem, "value_tell", None)
+        if isinstance(length, int) and isinstance(tell, int) and length != _UNDEFINED and tell + length > size:
+            tag = elem.tag
+            raise TruncatedFileError(
+                path, f"element ({tag.group:04X},{tag.element:04X}) claims {length} bytes, but only "
+                f"{max(0, size - tell)} remain in the file: it is cut short or its length field is damaged")
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _header_or_error(ds: Any, path: Path, size: int) -> Header:
+    try:
+        return header_from_dataset(ds, path, size)
+    except MedimgError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - values of a damaged data set
+        raise NotDicomError(path, f"not a readable DICOM file ({type(err).__name__}: {_short(err)})") from err
 
 
 def _read_forced(path: Path) -> Any:
@@ -424,10 +546,12 @@ def _read_forced(path: Path) -> Any:
     import pydicom
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_bounded(path) as fh:
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, defer_size=1024)
+            ds = pydicom.dcmread(fh, force=True, defer_size=1024)
             keys = list(ds.keys())  # forces parsing of the element headers
+    except MemoryError:
+        raise
     except Exception as err:  # noqa: BLE001 - pydicom raises many types on garbage
         raise NotDicomError(path, "not a DICOM file (no 'DICM' prefix and no readable data set)") from err
     if not keys or not any(0x0008 <= k.group <= 0x7FE0 for k in keys) or keys[0].group > 0x0030:
@@ -447,24 +571,59 @@ def header_from_dataset(ds: Any, path: Path, size: int) -> Header:
             warnings.simplefilter("ignore")
             try:
                 raw = ds.get(keyword)
-            except Exception:  # noqa: BLE001 - a malformed value is treated as absent
+            except Exception:  # noqa: BLE001 - a malformed value is treated as absent, and said
+                header.problems.append(f"{keyword} {_TAG_TEXT[keyword]} cannot be decoded: ignored")
                 continue
         if raw is None:
             continue
         try:
             value = _convert(raw, kind)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError, IndexError):
+            header.problems.append(f"{keyword} {_TAG_TEXT[keyword]} = {_show_raw(raw)} is not a valid value: ignored")
             continue
         if value is not None and value != "" and value != [""]:
             header.values[keyword] = value
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:
             header.pixel_keyword = keyword
+            _pixel_extent(ds, keyword, header)
             break
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         header.markers = frozenset(k for k in _MARKERS.values() if k in ds)
     return header
+
+
+_TAG_TEXT = {name: f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag, (name, _kind) in WANTED.items()}
+
+
+def _show_raw(raw: Any) -> str:
+    text = "\\".join(str(v) for v in raw) if isinstance(raw, (list, tuple)) or type(raw).__name__ == "MultiValue" else str(raw)
+    return repr(text[:64])
+
+
+def _pixel_extent(ds: Any, keyword: str, header: Header) -> None:
+    """Record how many bytes of pixel data a pydicom data set holds (``pixel_bytes``), and whether
+    they are encapsulated; deferred values are not read."""
+    try:
+        elem = ds.get_item(keyword, keep_deferred=True)
+    except Exception:  # noqa: BLE001
+        return
+    length = getattr(elem, "length", None)
+    undefined = bool(getattr(elem, "is_undefined_length", False)) or length == _UNDEFINED
+    value = getattr(elem, "value", None)
+    if undefined:
+        header.encapsulated = True
+        if isinstance(value, (bytes, bytearray)):
+            header.pixel_bytes = len(value)
+    elif isinstance(length, int):
+        header.pixel_bytes = length
+        tell = getattr(elem, "value_tell", None)
+        if isinstance(tell, int) and header.transfer_syntax != TS_DEFLATED and tell + length > header.file_size:
+            present = max(0, header.file_size - tell)
+            raise TruncatedFileError(header.path, f"pixel data is cut short: {present} of {length} bytes present")
+    elif isinstance(value, (bytes, bytearray)):
+        header.pixel_bytes = len(value)
 
 
 def _guess_syntax(ds: Any) -> str:

@@ -9,6 +9,7 @@ GDCM, pyjpegls, Pillow). A syntax that no installed plugin decodes raises
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from medimg.errors import (
 )
 from medimg.io.dicom.header import NATIVE_LE, TS_NAMES, Header
 
-__all__ = ["raw_dtype", "can_read_raw", "read_raw_frames_into", "decode_pixels", "syntax_name"]
+__all__ = ["raw_dtype", "can_read_raw", "read_raw_frames_into", "decode_pixels", "syntax_name",
+           "check_size_claims"]
+
+#: Fewest bytes one encapsulated frame takes: an item header (8 bytes) and a codestream of at
+#: least a start and an end marker (JPEG SOI + EOI, 4 bytes).
+_MIN_ENCAPSULATED_FRAME = 12
 
 
 def syntax_name(uid: str) -> str:
@@ -37,6 +43,52 @@ def syntax_name(uid: str) -> str:
         return name or uid
     except Exception:  # noqa: BLE001
         return uid
+
+
+def check_size_claims(header: Header) -> None:
+    """Check the image size the header claims against the pixel bytes the file holds.
+
+    Rows x Columns x Samples per Pixel x Bits Allocated / 8 x Number of Frames must fit in native
+    pixel data; encapsulated pixel data must hold at least a minimal fragment per claimed frame.
+    Called before anything is allocated for the frames, so that a file claiming a billion frames
+    (or 65535 x 65535 pixels) fails at once, naming the claim, instead of exhausting memory.
+    Raises :class:`FileFormatError`.
+    """
+    path = header.path
+    values = header.values
+    n = values.get("NumberOfFrames")
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise FileFormatError(path, f"Number of Frames (0028,0008) = {n}: must be 1 or more")
+    rows, cols = values.get("Rows"), values.get("Columns")
+    if not rows or not cols:
+        return
+    frames = header.number_of_frames
+    present = header.pixel_bytes
+    if present is None:
+        return
+    if header.encapsulated:
+        if frames * _MIN_ENCAPSULATED_FRAME > present:
+            raise FileFormatError(
+                path, f"claims {frames} frames, but its encapsulated pixel data holds only {present} "
+                f"bytes (at least {_MIN_ENCAPSULATED_FRAME} bytes per frame)")
+        return
+    samples = int(values.get("SamplesPerPixel") or 1)
+    if header.pixel_keyword == "FloatPixelData":
+        bits = 32
+    elif header.pixel_keyword == "DoubleFloatPixelData":
+        bits = 64
+    else:
+        bits = int(values.get("BitsAllocated") or 0)
+    if bits <= 0:
+        return
+    if samples == 3 and str(values.get("PhotometricInterpretation", "")).startswith("YBR_") and \
+            str(values.get("PhotometricInterpretation", "")).endswith(("_422", "_420")):
+        samples = 2  # chroma subsampled: two samples per pixel on average (at most)
+    expected = (rows * cols * samples * bits * frames + 7) // 8
+    if present < expected:
+        raise FileFormatError(
+            path, f"claims {frames} frame(s) of {rows} x {cols} pixels, {samples} sample(s) of {bits} bits "
+            f"({expected} bytes), but its pixel data holds {present} bytes")
 
 
 def raw_dtype(header: Header) -> np.dtype | None:
@@ -115,23 +167,40 @@ def decode_pixels(path: str | Path, header: Header | None = None, *, dataset: An
 def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray:
     import pydicom
 
+    from medimg.io.dicom.header import open_bounded
+
     ts = header.transfer_syntax
     name = syntax_name(ts)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dataset if dataset is not None else pydicom.dcmread(path, force=header.via_pydicom)
+            if dataset is not None:
+                ds = dataset
+            else:
+                with open_bounded(path) as fh:
+                    ds = pydicom.dcmread(fh, force=header.via_pydicom)
+                    ds.PixelData if "PixelData" in ds else None  # noqa: B018 - read it while the file is open
+    except MemoryError:
+        raise
     except Exception as err:  # noqa: BLE001
         raise FileFormatError(path, f"cannot be read by pydicom ({type(err).__name__}: {err})") from err
-    if ts and not getattr(ds.file_meta, "TransferSyntaxUID", None):
-        # File Meta without a Transfer Syntax UID: use the encoding the data set was read with.
-        ds.file_meta.TransferSyntaxUID = ts
+    try:
+        if ts and not getattr(ds.file_meta, "TransferSyntaxUID", None):
+            # File Meta without a Transfer Syntax UID: use the encoding the data set was read with.
+            ds.file_meta.TransferSyntaxUID = ts
+        _check_before_decoding(path, header, ds)
+    except FileFormatError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - damaged values met while checking
+        raise FileFormatError(path, f"pixel data cannot be decoded ({type(err).__name__}: {err})") from err
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            array = ds.pixel_array
+            array = _pixel_array(ds, path, ts)
     except (NotImplementedError, RuntimeError) as err:
-        detail = str(err).strip().splitlines()[0][:200]
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise UnsupportedTransferSyntaxError(path, ts, name, detail) from err
     except ValueError as err:
         msg = str(err)
@@ -144,8 +213,14 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
             msg = "encapsulated pixel data has no sequence delimiter: the file is cut short"
             raise TruncatedFileError(path, msg) from err
         raise FileFormatError(path, f"pixel data cannot be decoded: {err}") from err
+    except MemoryError:
+        raise
     except Exception as err:  # noqa: BLE001 - plugins raise anything
         raise FileFormatError(path, f"pixel data cannot be decoded ({type(err).__name__}: {err})") from err
+    except BaseException as err:
+        if type(err).__name__ != "PanicException":  # a Rust decoder (pyo3) panicked: not ours to stop
+            raise
+        raise FileFormatError(path, f"pixel data cannot be decoded (decoder panic: {err})") from err
     frames = header.number_of_frames
     samples = header.get("SamplesPerPixel", 1)
     if frames == 1:
@@ -153,3 +228,113 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
     if samples == 1 and array.ndim == 4:  # should not happen; keep shapes honest
         array = array[..., 0]
     return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+#: pydicom pixel plugins that are never run in this process: GDCM turns a corrupt codestream or a
+#: header it disagrees with into an uncaught C++ exception, which aborts the whole process.
+#: They run last, in a child process (:func:`_decode_in_child`).
+UNSAFE_PLUGINS = ("gdcm",)
+#: Plugins tried after the others: pyjpegls (CharLS) spends over 10 s on some corrupt JPEG-LS
+#: streams that pylibjpeg rejects or decodes in milliseconds (found by the fuzzer).
+SLOW_PLUGINS = ("pyjpegls",)
+
+
+def _pixel_array(ds: Any, path: Path, ts: str) -> np.ndarray:
+    """``ds.pixel_array`` with the in-process plugins first, then the unsafe ones in a child process."""
+    try:
+        from pydicom.pixels import get_decoder
+
+        plugins = list(get_decoder(ts).available_plugins) if ts else []
+    except (NotImplementedError, ValueError, KeyError):
+        plugins = []
+    unsafe = [p for p in plugins if p in UNSAFE_PLUGINS]
+    if not unsafe:
+        return ds.pixel_array
+    failures: list[tuple[str, Exception]] = []
+    safe = sorted((p for p in plugins if p not in UNSAFE_PLUGINS), key=lambda p: p in SLOW_PLUGINS)
+    for plugin in safe:
+        try:
+            ds.pixel_array_options(decoding_plugin=plugin)
+            return ds.pixel_array
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the next plugin may do better
+            failures.append((plugin, err))
+    if failures and all(isinstance(err, (ValueError, AttributeError)) for _p, err in failures):
+        raise failures[0][1]  # the data themselves are wrong (short, inconsistent): no decoder will do
+    try:
+        return _decode_in_child(path, ts, unsafe[0])
+    except RuntimeError as err:
+        detail = "; ".join(f"{p}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__}"
+                           for p, e in [*failures, (unsafe[0], err)])
+        raise RuntimeError(f"no installed decoder could decode it ({detail})") from err
+
+
+_CHILD = """
+import sys, warnings
+import numpy as np
+import pydicom
+warnings.simplefilter("ignore")
+path, ts, plugin, out = sys.argv[1:5]
+ds = pydicom.dcmread(path, force=True)
+if not getattr(ds.file_meta, "TransferSyntaxUID", None):
+    ds.file_meta.TransferSyntaxUID = ts
+ds.pixel_array_options(decoding_plugin=plugin)
+np.save(out, ds.pixel_array, allow_pickle=False)
+"""
+
+
+def _decode_in_child(path: Path, ts: str, plugin: str) -> np.ndarray:
+    """Decode with ``plugin`` in a child process: if the native code aborts, only the child dies.
+
+    Raises :class:`FileFormatError` when the child is killed by a signal, ``RuntimeError``
+    (with the child's last error line) when the plugin cannot decode the file.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="medimg-decode-") as tmp:
+        out = Path(tmp) / "pixels.npy"
+        try:
+            done = subprocess.run([sys.executable, "-c", _CHILD, str(path), ts, plugin, str(out)],
+                                  capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as err:
+            raise FileFormatError(path, f"the {plugin} decoder did not finish within 600 s") from err
+        if done.returncode < 0:
+            raise FileFormatError(
+                path, f"the {plugin} decoder aborted on its pixel data (signal {-done.returncode}): the "
+                "codestream is corrupt or disagrees with the header")
+        if done.returncode != 0 or not out.exists():
+            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+            raise RuntimeError(lines[-1][:300] if lines else f"{plugin} failed (status {done.returncode})")
+        return np.load(out, allow_pickle=False)
+
+
+def _check_before_decoding(path: Path, header: Header, ds: Any) -> None:
+    """Size claims against the bytes present, and encapsulated codestreams against the header
+    (:func:`~medimg.io.dicom.codestream.check_encapsulated`), before a decoder allocates anything."""
+    from io import BytesIO
+
+    from medimg.io.dicom.codestream import check_encapsulated
+
+    data = ds.get("PixelData") if "PixelData" in ds else None
+    elem = ds["PixelData"] if data is not None else None
+    if elem is None or not getattr(elem, "is_undefined_length", False):
+        if header.pixel_bytes is None and isinstance(data, (bytes, bytearray)):
+            header.pixel_bytes = len(data)
+        check_size_claims(header)
+        return
+    header.encapsulated = True
+    header.pixel_bytes = len(data)
+    check_size_claims(header)
+    ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or header.transfer_syntax)
+    from pydicom.encaps import generate_fragments, parse_basic_offsets
+
+    fp = BytesIO(data)
+    try:
+        parse_basic_offsets(fp)
+        fragments = list(generate_fragments(fp))
+    except (ValueError, struct.error, EOFError) as err:
+        raise FileFormatError(path, f"encapsulated pixel data is malformed ({err})") from err
+    check_encapsulated(path, ts, header.values, fragments, header.number_of_frames)

@@ -10,6 +10,7 @@ first of Acquisition Number, Trigger Time, Acquisition Time or Image Type that s
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,15 @@ import numpy as np
 from medimg.errors import EmptyInputError, FileFormatError, UserInputError
 from medimg.io.dicom.header import Header, read_header
 
-__all__ = ["Frame", "SeriesInfo", "ScanResult", "scan", "list_files", "frames_of"]
+__all__ = ["Frame", "SeriesInfo", "ScanResult", "scan", "list_files", "frames_of", "UnexpectedReadError"]
+
+
+class UnexpectedReadError(FileFormatError):
+    """A file made the reader fail in a way it does not foresee (a bug to report, with the file).
+
+    :func:`scan` records it as the file's failure and goes on with the folder; the original
+    exception is the ``__cause__``. The fuzz tests assert that no input ever produces one.
+    """
 
 #: File names never worth opening as DICOM.
 _SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
@@ -181,10 +190,22 @@ def scan(
             result.failures.append((file, err))
         except OSError as err:
             result.failures.append((file, FileFormatError(file, f"cannot be read ({err.strerror or err})")))
+        except Exception as err:  # noqa: BLE001 - one bad file never ends the folder
+            result.failures.append((file, unexpected(file, err)))
         if progress is not None and (done % 64 == 0 or done == total):
             progress(done, total)
     result.series = group_frames(frames)
     return result
+
+
+def unexpected(file: Path, err: BaseException) -> UnexpectedReadError:
+    """Wrap an exception the reader does not foresee as the file's :class:`UnexpectedReadError`."""
+    text = str(err).strip().splitlines()
+    detail = f": {text[0][:200]}" if text else ""
+    wrapped = UnexpectedReadError(file, f"cannot be read: unexpected {type(err).__name__}{detail} "
+                                        "(please report this file)")
+    wrapped.__cause__ = err
+    return wrapped
 
 
 def _read_one(file: Path) -> Header | BaseException:
@@ -192,6 +213,8 @@ def _read_one(file: Path) -> Header | BaseException:
         return read_header(file)
     except (UserInputError, OSError) as err:
         return err
+    except Exception as err:  # noqa: BLE001 - recorded as the file's failure by scan
+        return unexpected(file, err)
 
 
 def _prefetch(file: Path) -> None:
@@ -221,28 +244,35 @@ def _read_headers(files: list[Path], prefetch: int) -> Iterable[tuple[Path, Head
 
 
 def frames_of(header: Header) -> list[Frame]:
-    """The frames of one image file, with their geometry and rescale."""
+    """The frames of one image file, with their geometry and rescale.
+
+    The size the header claims is checked against the pixel bytes present first
+    (:func:`~medimg.io.dicom.pixels.check_size_claims`); a Rescale Slope or Intercept that is
+    not a finite number is an error; a position, orientation or pixel spacing that cannot be
+    used is dropped *with* a problem in ``header.problems`` (it reaches the image's warnings).
+    """
+    from medimg.io.dicom.pixels import check_size_claims
+
     for keyword, tag in (("Rows", "0028,0010"), ("Columns", "0028,0011")):
         if not header.get(keyword):
             raise FileFormatError(header.path, f"has Pixel Data but no {keyword} ({tag}): image size unknown")
     if header.pixel_keyword == "PixelData" and not header.get("BitsAllocated"):
         raise FileFormatError(header.path, "has Pixel Data but no Bits Allocated (0028,0100)")
+    check_size_claims(header)
     if header.is_enhanced_multiframe:
         from medimg.io.dicom.multiframe import enhanced_frames
 
         return enhanced_frames(header)
     values = header.values
-    ipp = values.get("ImagePositionPatient")
-    iop = values.get("ImageOrientationPatient")
-    position = np.asarray(ipp, dtype=float) if ipp and len(ipp) == 3 else None
-    orientation = tuple(float(v) for v in iop) if iop and len(iop) == 6 else None
-    ps = values.get("PixelSpacing")
-    spacing = (float(ps[0]), float(ps[1])) if ps and len(ps) == 2 and min(ps) > 0 else None
+    position = checked_position(header, values.get("ImagePositionPatient"))
+    orientation = checked_orientation(header, values.get("ImageOrientationPatient"))
+    spacing = checked_spacing(header, values.get("PixelSpacing"))
+    slope_tag = "RescaleSlope"
     slope = values.get("RescaleSlope")
     if slope is None:
-        slope = values.get("DoseGridScaling")
-    slope = 1.0 if slope in (None, 0.0) else float(slope)
-    intercept = float(values.get("RescaleIntercept") or 0.0)
+        slope, slope_tag = values.get("DoseGridScaling"), "DoseGridScaling"
+    slope = 1.0 if slope in (None, 0.0) else finite_value(header, slope_tag, slope)
+    intercept = finite_value(header, "RescaleIntercept", values.get("RescaleIntercept") or 0.0)
     keys = {
         "EchoNumbers": values.get("EchoNumbers"),
         "EchoTime": values.get("EchoTime"),
@@ -255,6 +285,9 @@ def frames_of(header: Header) -> list[Frame]:
         return [Frame(header, 0, position, orientation, spacing, slope, intercept, thickness, keys)]
     offsets = values.get("GridFrameOffsetVector")
     frames = []
+    if offsets and not all(math.isfinite(v) for v in offsets):
+        header.problems.append("Grid Frame Offset Vector (3004,000C) holds values that are not finite numbers: ignored")
+        offsets = None
     if position is not None and orientation is not None and offsets and len(offsets) == n:
         normal = np.cross(orientation[:3], orientation[3:])
         for k in range(n):
@@ -265,6 +298,67 @@ def frames_of(header: Header) -> list[Frame]:
             frames.append(Frame(header, k, None, None, spacing, slope, intercept, thickness,
                                 dict(keys, frame_stack=str(header.path))))
     return frames
+
+
+_TAGS = {"RescaleSlope": "(0028,1053)", "RescaleIntercept": "(0028,1052)", "DoseGridScaling": "(3004,000E)",
+         "ImagePositionPatient": "(0020,0032)", "ImageOrientationPatient": "(0020,0037)",
+         "PixelSpacing": "(0028,0030)"}
+
+
+def finite_value(header: Header, keyword: str, value: Any) -> float:
+    """``value`` as a float; :class:`FileFormatError` naming the file and tag when it is NaN or infinite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise FileFormatError(header.path, f"{keyword} {_TAGS.get(keyword, '')} = {value!r} is not a finite "
+                              "number: the pixel values cannot be rescaled")
+    return number
+
+
+def checked_position(header: Header, ipp: Any) -> np.ndarray | None:
+    """Image Position (Patient) as an array, or ``None`` (with a problem recorded when present but unusable)."""
+    if ipp is None:
+        if any("ImagePositionPatient" in p for p in header.problems):
+            header.problems.append(_DROPPED)
+        return None
+    if len(ipp) != 3 or not all(math.isfinite(v) for v in ipp):
+        header.problems.append(f"Image Position (Patient) (0020,0032) = {list(ipp)} is not three finite numbers: "
+                               "ignored. " + _DROPPED)
+        return None
+    return np.asarray(ipp, dtype=float)
+
+
+def checked_orientation(header: Header, iop: Any) -> tuple[float, ...] | None:
+    """Image Orientation (Patient) as six floats, or ``None`` (with a problem recorded when present but unusable)."""
+    if iop is None:
+        if any("ImageOrientationPatient" in p for p in header.problems):
+            header.problems.append(_DROPPED)
+        return None
+    if len(iop) == 6 and all(math.isfinite(v) for v in iop):
+        row, col = np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float)
+        nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+        if 0.5 < nr < 1.5 and 0.5 < nc < 1.5 and float(np.linalg.norm(np.cross(row / nr, col / nc))) > 0.5:
+            return tuple(float(v) for v in iop)
+    header.problems.append(f"Image Orientation (Patient) (0020,0037) = {list(iop)} is not two unit, "
+                           "non-parallel direction cosines: ignored. " + _DROPPED)
+    return None
+
+
+def checked_spacing(header: Header, ps: Any) -> tuple[float, float] | None:
+    """Pixel Spacing as (row, column) mm, or ``None`` (with a problem recorded when present but unusable)."""
+    if ps is None:
+        return None
+    if len(ps) == 2 and all(math.isfinite(v) and v > 0 for v in ps):
+        return (float(ps[0]), float(ps[1]))
+    header.problems.append(f"Pixel Spacing (0028,0030) = {list(ps)} is not two positive numbers: ignored "
+                           "(1 mm assumed in-plane)")
+    return None
+
+
+_DROPPED = ("The image is read without patient geometry (no position or orientation: "
+            "array order as stored, spacing from Pixel Spacing or 1 mm, no LPS placement).")
 
 
 def _round(value: Any, ndigits: int) -> Any:

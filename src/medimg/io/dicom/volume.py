@@ -293,6 +293,15 @@ def series_meta(series: SeriesInfo) -> dict[str, Any]:
     return meta
 
 
+def header_problems(series: SeriesInfo) -> list[str]:
+    """The header problems of a series' files (unusable values that were ignored), each once, naming the file."""
+    out: dict[str, None] = {}
+    for path, problems in {f.header.path: f.header.problems for f in series.frames}.items():
+        for problem in problems:
+            out[f"{path}: {problem}"] = None
+    return list(out)
+
+
 def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"] = "error") -> Image:
     """Read one series (from :func:`scan`) into an :class:`Image`.
 
@@ -304,13 +313,15 @@ def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"
     if on_irregular not in ("error", "resample"):
         raise ParameterError(f"on_irregular must be 'error' or 'resample', got {on_irregular!r}")
     meta = series_meta(series)
-    warnings_: list[str] = []
+    warnings_: list[str] = header_problems(series)
     if not series.has_geometry:
         frames = series.frames
         stored = _stack_pixels(frames)
         values, rescale = _apply_rescale(stored, frames)
         ps = frames[0].pixel_spacing or (1.0, 1.0)
         meta["rescale"] = rescale
+        if warnings_:
+            meta["warnings"] = warnings_
         channel = -1 if values.ndim == 4 else None
         if values.shape[0] == 1:
             values = values[0]
@@ -392,9 +403,11 @@ def read_dicom(
     image = read_series(series[0], on_irregular=on_irregular)
     if result.failures:
         first_path, first_err = result.failures[0]
-        image.meta.setdefault("warnings", []).append(
-            f"{len(result.failures)} file(s) under {path} could not be read and were skipped; first: {first_err}"
+        image.meta.setdefault("warnings", []).extend(
+            [f"{len(result.failures)} file(s) under {path} could not be read and were skipped; first: {first_err}"]
+            + [f"also skipped: {err}" for _p, err in result.failures[1:20]]
         )
+        image.meta["n_unreadable_files"] = len(result.failures)
     return image
 
 
