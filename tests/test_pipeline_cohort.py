@@ -13,7 +13,6 @@ import pytest
 
 from medimg.pipeline.runner import run_study
 from medimg.pipeline.study import StudyError, study_from_mapping
-
 from servers.fixtures import in_orthanc_netns, orthanc  # noqa: F401 - pytest fixtures
 from test_pipeline_study import STUDY, cohort  # noqa: F401  (the fixture)
 

@@ -52,7 +52,7 @@ def to_long(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             info = pyradiomics_name_info(key) if not key.startswith("diagnostics.") else ("", "", "")
             if info is not None:
                 pyrad[key] = info
-        for key, (_, equiv, code) in pyrad.items():
+        for key, (_, _equiv, code) in pyrad.items():
             # PyRadiomics mode: the feature is the PyRadiomics name; the IBSI code of the same definition.
             image = "original" if key.startswith("diagnostics.") else key.split("_", 1)[0]
             out.append({"case": row.get("case", ""), "label": row.get("label", ""), "image": image, "feature": key,

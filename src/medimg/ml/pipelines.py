@@ -88,9 +88,9 @@ def svm(
         ``"balanced"``: each class weighted by its inverse frequency.
     """
     require("sklearn", extra="ml")
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import SVC
 
     if not C > 0:

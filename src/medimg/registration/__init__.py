@@ -6,7 +6,13 @@ See ``docs/registration.md``.
 """
 
 from medimg.core.resample import INTERPOLATORS, resample_image, resample_like, warp_points
-from medimg.registration.intensity import TASKS, RegistrationError, RegistrationResult, jacobian_stats, register
+from medimg.registration.intensity import (
+    TASKS,
+    RegistrationError,
+    RegistrationResult,
+    jacobian_stats,
+    register,
+)
 from medimg.registration.points import (
     ICPResult,
     LandmarkResult,

@@ -24,7 +24,7 @@ from medimg.core.image import Image
 from medimg.core.registry import registry
 from medimg.core.resample import resample_like
 from medimg.core.transform import Transform
-from medimg.errors import GeometryMismatchError, ParameterError, UserInputError
+from medimg.errors import ParameterError, UserInputError
 
 if TYPE_CHECKING:
     import SimpleITK

@@ -12,7 +12,6 @@ different answer: the tests compare both on every file of the corpus.
 from __future__ import annotations
 
 import io
-import math
 import os
 import struct
 import warnings

@@ -11,8 +11,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
-
 from medimg.errors import FileFormatError
 from medimg.io.dicom.header import Header
 
@@ -75,7 +73,13 @@ def enhanced_frames(header: Header) -> list[Any]:
 
 
 def _frames(header: Header, ds: Any) -> list[Any]:
-    from medimg.io.dicom.scan import Frame, checked_orientation, checked_position, checked_spacing, finite_value
+    from medimg.io.dicom.scan import (
+        Frame,
+        checked_orientation,
+        checked_position,
+        checked_spacing,
+        finite_value,
+    )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

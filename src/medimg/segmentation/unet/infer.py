@@ -26,10 +26,10 @@ import numpy as np
 
 from medimg.core import progress
 from medimg.core.files import atomic_path
-from medimg.core.types import InputFile
 from medimg.core.image import Image
 from medimg.core.optional import require
 from medimg.core.registry import registry
+from medimg.core.types import InputFile
 from medimg.errors import FileFormatError, ParameterError
 from medimg.segmentation.morphology import _check_scalar, _label_output, _region
 from medimg.segmentation.unet.config import UNetConfig
