@@ -186,3 +186,49 @@ def test_the_audit_op_flags_a_planted_gap_and_not_a_null_one() -> None:
     assert null.extra["n_flagged"] == 0
     with pytest.raises(Exception, match="subgroup columns"):
         op.run(_context(_predictions(), {}), params)
+
+
+def test_model_evaluate_audit_and_embedding_run_as_cohort_steps(tmp_path: Path) -> None:
+    from medimg import Image, io
+
+    rng = np.random.default_rng(3)
+    rows = ["case,image,mask,outcome,patient,sex"]
+    z, y, x = np.indices((8, 20, 20))
+    sphere = ((z - 4) * 2.0) ** 2 + (y - 10.0) ** 2 + (x - 10.0) ** 2 < 30
+    for k in range(30):
+        label = k % 3 == 0
+        contrast = 40.0 + 15.0 * label + rng.normal(0, 8)
+        array = (100.0 + contrast * sphere + rng.normal(0, 5, sphere.shape)).astype(np.float32)
+        image = Image.from_geometry(array, spacing=(1.0, 1.0, 2.0))
+        io.write(image, tmp_path / f"i{k}.nii.gz")
+        io.write(image.with_array(sphere.astype(np.uint8), meta={}), tmp_path / f"m{k}.nii.gz")
+        rows.append(f"c{k},i{k}.nii.gz,m{k}.nii.gz,{int(label)},p{k // 2},{'FM'[k % 2]}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    data = {"name": "cohort-ops", "seed": 1,
+            "inputs": {"cases": "cases.csv", "label_column": "outcome", "group_column": "patient",
+                       "subgroup_columns": ["sex"]},
+            "steps": [{"id": "radiomics", "op": "features", "params": {"preset": "default", "families": ["stat"]}}],
+            "cohort": [{"id": "clf", "op": "model", "params": {"imbalance": "smote", "tune": "random", "trials": 3,
+                                                               "folds": 3, "n_bootstrap": 200}},
+                       {"id": "perf", "op": "evaluate", "params": {"n_bootstrap": 200}},
+                       {"id": "fair", "op": "audit", "params": {"n_bootstrap": 200}},
+                       {"id": "pca", "op": "embedding", "inputs": {"table": "radiomics"}}]}
+    result = run_study(study_from_mapping(data), tmp_path / "out", base=tmp_path, scheduler="serial")
+    assert not result.failures
+    out = tmp_path / "out"
+    predictions = pd.read_csv(out / "cohort/clf/predictions.csv", dtype={"case": str})
+    assert sorted(predictions["case"]) == sorted(f"c{k}" for k in range(30))
+    assert {"y_true", "y_score", "y_pred", "fold", "patient", "sex"} <= set(predictions.columns)
+    # no patient is split across folds
+    assert (predictions.groupby("patient")["fold"].nunique() == 1).all()
+    perf = json.loads((out / "cohort/perf/result.json").read_text())
+    from medimg.evaluation.classification import binary_metrics
+
+    direct = binary_metrics(predictions["y_true"], predictions["y_score"], predictions["y_pred"],
+                            cluster=predictions["patient"].astype(str).to_numpy(), n_bootstrap=200, seed=0)
+    assert perf["metrics"]["auc"]["value"] == pytest.approx(direct["auc"].value)
+    assert perf["metrics"]["auc"]["value"] > 0.7  # the contrast carries the label
+    assert (out / "cohort/fair/gaps.csv").is_file()
+    html = (out / "report.html").read_text()
+    for heading in ("Model: clf", "Evaluation: perf", "Subgroup audit: fair", "Embedding: pca"):
+        assert heading in html

@@ -280,3 +280,85 @@ def _audit_op() -> CohortOp:
     return CohortOp("audit", ("predictions",), "table", AuditParams, _audit,
                     summary="the metrics per subgroup and the gaps between groups, with corrected intervals",
                     input_kinds={"predictions": ("predictions",)})
+
+
+# ------------------------------------------------------------------------------ model
+class ModelParams(_Params):
+    """As ``medimg model``: the classifier, class-imbalance handling, tuning (nested), feature
+    selection, imputation (fitted inside the folds), folds, bootstrap resamples and seed; ``label``
+    overrides the study's label_column, ``exclude`` names numeric columns that are not features."""
+
+    model: str = "logistic"
+    imbalance: Literal["none", "smote", "adasyn", "undersample", "weights"] = "none"
+    tune: Literal["none", "grid", "random", "bayes"] = "none"
+    select: list[Literal["variance", "correlation", "mrmr", "lasso"]] = []
+    impute: Literal["none", "mean", "median", "knn"] = "median"
+    folds: int = pydantic.Field(default=5, ge=2)
+    inner_folds: int = pydantic.Field(default=3, ge=2)
+    trials: int = pydantic.Field(default=20, ge=1)
+    n_bootstrap: int = pydantic.Field(default=2000, ge=0)
+    label: str | None = None
+    exclude: list[str] = []
+    seed: int = 0
+
+    @pydantic.field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from medimg.ml.pipelines import resolve_model
+
+        try:
+            resolve_model(value)
+        except ParameterError as err:
+            raise ValueError(str(err)) from err
+        return value
+
+
+def _model(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from medimg.ml.study import model_study, split_table
+
+    frame = context.inputs["table"]
+    label = params["label"] or context.label_column
+    if not label:
+        raise ParameterError("model: the study names no label_column")
+    keep = [c for c in context.case_columns if c in frame.columns and c not in ("case", label, context.group_column)]
+    table = split_table(frame, label=label, group=context.group_column, case_id="case", keep=keep,
+                        exclude=[c for c in params["exclude"] if c in frame.columns])
+    out = CohortOutput()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        record = model_study(table, folder, model=params["model"], imbalance=params["imbalance"],
+                             tune_method=params["tune"], selection=params["select"], impute=params["impute"],
+                             folds=params["folds"], inner_folds=params["inner_folds"], n_trials=params["trials"],
+                             seed=params["seed"], n_bootstrap=params["n_bootstrap"])
+        import pandas as pd
+
+        predictions = pd.read_csv(folder / "predictions.csv", dtype={"case": str})
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name != "predictions.csv":
+                key = context.write(str(path.relative_to(folder)).replace("/", "__"), path.read_bytes())
+                if path.name == "roc.png":
+                    out.figures.append({"path": key, "caption": "Out-of-fold ROC curve, coloured by fold"})
+    out.table = predictions
+    for name, m in record["metrics"].items():
+        ci = m.get("ci")
+        out.metrics[name] = {"value": m.get("value"),
+                             "ci": list(ci) if ci and all(v is not None for v in ci) else None}
+    cv = record["cross_validation"]["settings"]
+    out.notes.append(f"{len(frame)} cases, {table.features.shape[1]} features; {cv.get('model', params['model'])}, "
+                     f"{params['folds']}-fold cross-validation grouped by {context.group_column or 'case'}"
+                     + (f", nested {params['tune']} tuning" if params["tune"] != "none" else "")
+                     + (f", {params['imbalance']} inside the training folds" if params["imbalance"] != "none" else "")
+                     + "; the model refitted on all cases is stored beside this step's outputs.")
+    out.extra["best_params"] = json.loads(json.dumps(record["model"].get("best_params"), default=str))
+    return out
+
+
+@cohort_op("model")
+def _model_op() -> CohortOp:
+    return CohortOp("model", ("table",), "predictions", ModelParams, _model,
+                    summary="a cross-validated classifier on a feature table (grouped, nested when tuning): out-of-"
+                            "fold predictions", input_kinds={"table": ("table",)})
