@@ -157,6 +157,7 @@ def run_demo(
     else:
         log("[2/4] U-Net left out (--no-unet)")
         data["steps"] = [s for s in data["steps"] if "unet" not in s["id"]]
+        data["outputs"]["tables"] = [t for t in data["outputs"]["tables"] if "unet" not in t]
     study = study_from_mapping(data, base=out)
     log(f"[3/4] running the study {study.name!r}: {len(study.steps)} case steps, {len(study.cohort)} cohort steps")
     t0 = time.perf_counter()
