@@ -73,3 +73,34 @@ def test_a_saved_transform_maps_points_like_simpleitk(fixed: Image, tmp_path: Pa
         ours = result.transform.transform_points(POINTS)
         theirs = np.array([read.TransformPoint(tuple(p)) for p in POINTS])
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_register_and_warp_commands(fixed: Image, tmp_path: Path, capsys) -> None:
+    import json
+
+    from medimg import io
+    from medimg.cli.main import main
+
+    true = Transform.from_matrix(np.eye(3), translation=[3.0, -2.0, 1.0])
+    io.write(fixed, tmp_path / "fixed.nii.gz")
+    io.write(_moved(fixed, true), tmp_path / "moving.nii.gz")
+    rc = main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--transform", "rigid",
+               "--metric", "ms", "-o", str(tmp_path / "t.tfm"), "--resampled", str(tmp_path / "r.nii.gz"), "--json"])
+    assert rc == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["transform"] == "rigid" and record["iterations"] > 0
+    tfm = Transform.load(tmp_path / "t.tfm")
+    assert np.abs(tfm.transform_points(POINTS) - true.transform_points(POINTS)).max() < 0.3
+    labels = fixed.with_array((fixed.array > 40).astype(np.uint8) * 3)
+    io.write(labels, tmp_path / "labels.nii.gz")
+    assert main(["warp", str(tmp_path / "labels.nii.gz"), str(tmp_path / "t.tfm"), "--reference",
+                 str(tmp_path / "fixed.nii.gz"), "-o", str(tmp_path / "w.nii.gz"), "--label"]) == 0
+    warped = io.read(tmp_path / "w.nii.gz")
+    assert set(np.unique(warped.array)) <= {0, 3}
+    capsys.readouterr()
+    assert main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--transform",
+                 "rigidd", "-o", str(tmp_path / "x.tfm")]) == 2
+    assert main(["warp", str(tmp_path / "labels.nii.gz"), str(tmp_path / "fixed.nii.gz"), "--reference",
+                 str(tmp_path / "fixed.nii.gz"), "-o", str(tmp_path / "y.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error:") for line in err)

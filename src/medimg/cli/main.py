@@ -254,6 +254,7 @@ COMMAND_MODULES = (
     "medimg.cli.pipeline_cmd",
     "medimg.cli.pet_cmd",
     "medimg.cli.longitudinal_cmd",
+    "medimg.cli.registration_cmd",
     "medimg.cli.evaluation_cmd",
     "medimg.cli.learning_cmd",
 )
