@@ -329,7 +329,7 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any]) -> Iterator[tuple[np.n
                 f = sitk.LaplacianRecursiveGaussianImageFilter()
                 f.SetNormalizeAcrossScale(True)
                 f.SetSigma(sigma)
-                yield sitk.GetArrayFromImage(f.Execute(img)), "log-sigma-%s-mm-3D" % str(sigma).replace(".", "-"), s
+                yield sitk.GetArrayFromImage(f.Execute(img)), "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-")), s
     elif name == "Wavelet":
         yield from _wavelet(arr, s)
     elif name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
@@ -386,9 +386,9 @@ def _wavelet(arr: np.ndarray, s: Mapping[str, Any]) -> Iterator[tuple[np.ndarray
         levels.append({k.replace("a", "L").replace("d", "H"): v[unpad] for k, v in dec.items() if k != approx_key})
     for idx, decs in enumerate(levels, start=1):
         for key, img in decs.items():
-            yield img, ("wavelet-%s" % key) if idx == 1 else ("wavelet%s-%s" % (idx, key)), dict(s)
+            yield img, f"wavelet-{key}" if idx == 1 else f"wavelet{idx}-{key}", dict(s)
     low = "L" * len(axes_t)
-    yield data[unpad], ("wavelet-%s" % low) if len(levels) == 1 else ("wavelet%s-%s" % (len(levels), low)), dict(s)
+    yield data[unpad], f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
 
 
 # ------------------------------------------------------------------------------------------- features
