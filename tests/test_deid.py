@@ -246,9 +246,13 @@ def test_run_counts_quarantine_and_failures(cohort_in: Path, basic_run) -> None:
     assert report.n_failed == 1  # the truncated file; the run went on
     quarantine = report.quarantine_dir
     assert quarantine.is_dir() and not str(quarantine).startswith(str(out) + "/")
-    reasons = [json.loads(line)["reason"] for line in (quarantine / "quarantine.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (quarantine / "quarantine.jsonl").read_text().splitlines()]
+    reasons = [r["reason"] for r in records if not r["failed"]]
     assert sorted(reasons) == ["BurnedInAnnotation absent for modality US", "BurnedInAnnotation is YES"]
-    assert len(list(quarantine.glob("*.dcm"))) == 2
+    # the input that failed is quarantined too, with its reason, and still counts as failed
+    (failed,) = [r for r in records if r["failed"]]
+    assert failed["reason"].startswith("could not be read") and (quarantine / failed["copy"]).is_file()
+    assert len(list(quarantine.glob("*.dcm"))) == 3  # the two quarantined for identity and the failed one
     for action in ("D", "Z", "X", "K", "U"):  # every action type of the Basic Profile was applied
         assert report.counts[action] > 0, action
     assert report.counts["private_removed"] >= 4

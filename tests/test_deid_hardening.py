@@ -150,8 +150,17 @@ def test_run_counts_only_complete_outputs(tmp_path: Path, capsys) -> None:
     assert captured.err.count("cut short") == 7
     outputs = list((tmp_path / "out").rglob("*.dcm"))
     assert len(outputs) == 1 and _pixels(_read(outputs[0])) == _pixels(_read(CORPUS / "CT_small.dcm"))
-    problems = {r.get("problem", "") for r in read_records(tmp_path / "out" / AUDIT_NAME) if r.get("status") == "failed"}
+    failed = [r for r in read_records(tmp_path / "out" / AUDIT_NAME) if r.get("status") == "failed"]
+    problems = {r.get("problem", "") for r in failed}
     assert all("cut short" in p for p in problems) and problems
+    # each one is quarantined with its reason (never passed on), byte for byte
+    quarantine = tmp_path / "out-quarantine"
+    logged = [json.loads(line) for line in (quarantine / "quarantine.jsonl").read_text().splitlines()]
+    assert len(logged) == 7 and all(r["failed"] and "cut short" in r["reason"] for r in logged)
+    copies = {r["quarantine_copy"] for r in failed}
+    assert copies == {r["copy"] for r in logged} and len(copies) == 7
+    kept = {(quarantine / c).read_bytes() for c in copies}
+    assert kept == {p.read_bytes() for p in src.iterdir() if p.name != "CT_small.dcm"}
 
 
 def _key_file(tmp_path: Path) -> Path:

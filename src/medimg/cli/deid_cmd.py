@@ -81,6 +81,7 @@ def run(
         f"{report.n_inputs} input files: {report.n_done} de-identified (new files{shared}){renamed}, "
         f"{report.n_duplicate} identical to an output already there (no new file), {report.n_skipped} already "
         f"done, {report.n_quarantined} quarantined ({report.quarantine_dir}), {report.n_failed} failed"
+        + (" (copied to the quarantine folder with their reasons)" if report.n_failed else "")
     )
     typer.echo(f"audit: {report.audit_path}: {report.audit_records} records, last hash {report.audit_last_hash} "
                "(keep this line elsewhere to detect a rollback)")

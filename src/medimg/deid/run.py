@@ -206,6 +206,29 @@ def _stage(ds: Any, out_root: Path, plain: str) -> tuple[Path, str]:
     return staged, digest
 
 
+def _quarantine_copy(in_path: Path, quarantine_s: str, out: dict[str, Any], reason: str, *, failed: bool) -> None:
+    """Copy an input to the quarantine folder (named by its SHA-256) and log why in
+    ``quarantine.jsonl``: files that may show identity (``failed=False``) and inputs that could
+    not be de-identified (``failed=True``; they also count as failed). Sets ``out["quarantine_copy"]``.
+    A file that could not even be read (no hash) is not copied."""
+    digest = out.get("input_sha256")
+    if not digest:
+        return
+    try:
+        target = confined_path(quarantine_s, f"{digest[:32]}.dcm")
+        with atomic_path(target) as tmp:
+            shutil.copyfile(in_path, tmp)
+        with open(Path(quarantine_s) / "quarantine.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"input": str(in_path), "copy": target.name, "reason": reason,
+                                 "failed": failed}) + "\n")
+    except OSError as err:  # the quarantine copy is best effort for a failed file; the failure stands
+        if not failed:
+            raise
+        out["console"] = f"{out.get('console', in_path)} (quarantine copy failed: {err})"
+        return
+    out["quarantine_copy"] = target.name
+
+
 def process_file(task: FileTask, deidentifier: Deidentifier) -> dict[str, Any]:
     """De-identify one file; stage its output (or write its quarantine copy); report without PHI.
 
@@ -223,21 +246,18 @@ def process_file(task: FileTask, deidentifier: Deidentifier) -> dict[str, Any]:
         problem = getattr(err, "problem", None)
         out.update(status="failed", error_type=type(err).__name__, problem=problem or "",
                    console=str(err))
+        _quarantine_copy(in_path, quarantine_s, out, f"could not be read: {problem or err}", failed=True)
         return out
     except Exception as err:  # noqa: BLE001 - a failing file is recorded, the run goes on
         out.update(status="failed", error_type=type(err).__name__, problem="",
                    console=f"{in_path}: {type(err).__name__}: {err}")
+        _quarantine_copy(in_path, quarantine_s, out, f"could not be read: {type(err).__name__}: {err}", failed=True)
         return out
     out["counts"] = dict(result.counts)
     out["mapping"] = {"patient_key": result.patient_key, "pseudonym": result.pseudonym,
                       "date_shift_days": result.date_shift_days, "uids": result.uids}
     if result.quarantine_reason:
-        target = confined_path(quarantine_s, f"{out['input_sha256'][:32]}.dcm")
-        with atomic_path(target) as tmp:
-            shutil.copyfile(in_path, tmp)
-        with open(Path(quarantine_s) / "quarantine.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"input": in_path_s, "copy": target.name,
-                                 "reason": result.quarantine_reason}) + "\n")
+        _quarantine_copy(in_path, quarantine_s, out, result.quarantine_reason, failed=False)
         out.update(status="quarantined", reason=result.quarantine_reason)
         return out
     plain = plain_output_name(result.pseudonym, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
@@ -247,10 +267,13 @@ def process_file(task: FileTask, deidentifier: Deidentifier) -> dict[str, Any]:
     except UserInputError as err:
         out.update(status="failed", error_type=type(err).__name__, problem="unsafe output name",
                    console=f"{in_path}: {err}")
+        _quarantine_copy(in_path, quarantine_s, out, f"unsafe output name: {err}", failed=True)
         return out
     except Exception as err:  # noqa: BLE001 - an unwritable object is a failure of this file
         out.update(status="failed", error_type=type(err).__name__, problem="output could not be encoded",
                    console=f"{in_path}: writing failed: {type(err).__name__}: {err}")
+        _quarantine_copy(in_path, quarantine_s, out, f"output could not be encoded: {type(err).__name__}: {err}",
+                         failed=True)
         return out
     out.update(status="ok", output=plain, staged=str(staged), output_sha256=digest)
     return out
@@ -498,6 +521,8 @@ def _record(outcome: dict[str, Any], audit: AuditTrail, report: DeidReport, stat
         fields["error_type"] = outcome["error_type"]
         if outcome.get("problem"):
             fields["problem"] = outcome["problem"]
+        if outcome.get("quarantine_copy"):
+            fields["quarantine_copy"] = outcome["quarantine_copy"]
         report.n_failed += 1
         report.failures.append((rel, outcome.get("console", "")))
     if "counts" in outcome:
