@@ -227,6 +227,13 @@ def _decode_with_pydicom(path: Path, header: Header, dataset: Any) -> np.ndarray
         array = array[np.newaxis]
     if samples == 1 and array.ndim == 4:  # should not happen; keep shapes honest
         array = array[..., 0]
+    rows, cols = int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0)
+    expected = (frames, rows, cols) if samples == 1 else (frames, rows, cols, samples)
+    if tuple(array.shape) != expected:
+        # a decoder that trusts the codestream (or the data length) over the header: the header
+        # does not describe these pixels, so neither can be trusted
+        raise FileFormatError(path, f"pixel data decodes to shape {tuple(array.shape)}, but the header "
+                                    f"describes {expected} (frames, rows, columns[, samples])")
     return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
