@@ -292,3 +292,68 @@ def test_response_map_command_and_long_table(tmp_path):
     arr, sp = _phantom("sphere")
     expect = FILTERS.get(c.filter).func(arr, sp, **c.params)[inside].mean()
     assert float(mean["value"]) == pytest.approx(expect, rel=1e-9)
+
+
+# ------------------------------------------------------------------ rotation invariance, fast path
+def _rotate_then_filter(arr, apply, dims, pooling):
+    """The rotation-invariance definition, literally: rotate the image, filter, rotate back, pool."""
+    from medimg.features.filters import rotations
+
+    out = None
+    rots = rotations(dims)
+    for perm, flips in rots:
+        r = np.transpose(arr, perm)
+        for axis, f in enumerate(flips):
+            r = np.flip(r, axis) if f else r
+        r = apply(np.ascontiguousarray(r))
+        for axis, f in enumerate(flips):
+            r = np.flip(r, axis) if f else r
+        r = np.transpose(r, np.argsort(perm))
+        out = r.copy() if out is None else (np.maximum(out, r) if pooling == "max" else out + r)
+    return out if pooling == "max" else out / len(rots)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("pooling", ["max", "average"])
+@pytest.mark.parametrize("boundary", ["zero", "nearest", "periodic", "mirror"])
+def test_separable_rotation_pooling_equals_rotating_the_image(dims, pooling, boundary):
+    """Laws and wavelet responses (levels 1 and 2, asymmetric db3 kernels) pooled over the IBSI
+    rotations without rotating the image equal the rotate-filter-rotate-back definition."""
+    from scipy import ndimage
+
+    from medimg.features.filters import _a_trous, _mode, _odd, _wavelet_filters, laws_filter, wavelet_filter
+
+    rng = np.random.default_rng(3)
+    arr = rng.normal(size=(9, 11, 10))
+    mode = _mode(boundary)
+    axes = (2, 1, 0)[:dims]
+    lo, hi = (_odd(k) for k in _wavelet_filters("db3"))
+    for level, response in ((1, "LHH"[:dims] if dims == 3 else "LH"), (2, "HHH"[:dims])):
+        def apply(a, level=level, response=response):
+            pre, kernels = lo, [lo if c == "L" else hi for c in response]
+            for _ in range(1, level):
+                for axis in axes:
+                    a = ndimage.convolve1d(a, pre, axis=axis, mode=mode)
+                pre, kernels = _a_trous(pre), [_a_trous(k) for k in kernels]
+            for k, axis in zip(kernels, axes, strict=True):
+                a = ndimage.convolve1d(a, k, axis=axis, mode=mode)
+            return a
+
+        want = _rotate_then_filter(arr, apply, dims, pooling)
+        got = wavelet_filter(arr, (1.0, 1.0, 1.0), wavelet="db3", response=response, level=level, dims=dims,
+                             rotation_invariant=True, pooling=pooling, boundary=boundary)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    from medimg.features.filters import LAWS_KERNELS
+
+    kernel = "E5L5S5"[: 2 * dims]
+    names = [kernel[i:i + 2] for i in range(0, 2 * dims, 2)]
+
+    def laws(a):
+        for n, axis in zip(names, (2, 1, 0), strict=False):
+            a = ndimage.convolve1d(a, LAWS_KERNELS[n], axis=axis, mode=mode)
+        return a
+
+    want = _rotate_then_filter(arr, laws, dims, pooling)
+    got = laws_filter(arr, (1.0, 1.0, 1.0), kernel=kernel, dims=dims, rotation_invariant=True, pooling=pooling,
+                      energy=False, boundary=boundary)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

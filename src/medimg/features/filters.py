@@ -134,33 +134,51 @@ def rotations(dims: int) -> list[tuple[tuple[int, ...], tuple[bool, ...]]]:
     return out
 
 
-def _rotate(a: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]) -> np.ndarray:
-    out = np.transpose(a, perm)
-    for axis, f in enumerate(flips):
-        if f:
-            out = np.flip(out, axis)
-    return out
+def _pool_separable(arr: np.ndarray, chains: dict[int, list[np.ndarray]], dims: int, pooling: str,
+                    mode: str) -> np.ndarray:
+    """Apply a separable filter to every IBSI rotation of ``arr`` (rotated back), pool voxel-wise
+    (``max`` or ``average``), without rotating the image.
 
+    ``chains[j]`` are the odd-length 1-D kernels applied, in order, along axis ``j`` (0 = z, 1 = y,
+    2 = x) of the rotated image. Rotating the image by (perm, flips), filtering and rotating
+    back equals filtering the unrotated image with ``chains[j]`` along axis ``perm[j]``, each
+    kernel reversed when ``flips[j]`` (exact for odd kernels and the boundary modes here, which
+    are symmetric under reversal). Passes along different axes commute, so the rotations that
+    share a prefix of per-axis chains share its passes, and equal kernels are computed once:
+    the 24 3-D rotations of a db3 HHH wavelet cost 14 one-dimensional passes instead of 72."""
+    from scipy import ndimage
 
-def _unrotate(a: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]) -> np.ndarray:
-    for axis, f in enumerate(flips):
-        if f:
-            a = np.flip(a, axis)
-    return np.transpose(a, np.argsort(perm))
-
-
-def _pool_rotations(arr: np.ndarray, apply: Any, dims: int, pooling: str) -> np.ndarray:
-    """Apply ``apply`` to every rotation of ``arr`` (rotated back) and pool voxel-wise."""
-    out: np.ndarray | None = None
     rots = rotations(dims)
+    keys: dict[tuple[tuple[tuple[float, ...], ...], ...], int] = {}
     for perm, flips in rots:
-        r = np.ascontiguousarray(_unrotate(apply(np.ascontiguousarray(_rotate(arr, perm, flips))), perm, flips))
-        if out is None:
-            out = r.copy()
-        elif pooling == "max":
-            np.maximum(out, r, out=out)
-        else:
-            out += r
+        per_axis: list[tuple[tuple[float, ...], ...]] = [(), (), ()]
+        for j, chain in chains.items():
+            per_axis[perm[j]] = tuple(tuple((k[::-1] if flips[j] else k).tolist()) for k in chain)
+        key = tuple(per_axis)
+        keys[key] = keys.get(key, 0) + 1
+    out: np.ndarray | None = None
+
+    def descend(a: np.ndarray, axis: int, group: list[tuple[tuple[tuple[float, ...], ...], ...]]) -> None:
+        nonlocal out
+        if axis == 3:
+            (key,) = group
+            if out is None:
+                out = a.copy() if pooling == "max" else a * keys[key]
+            elif pooling == "max":
+                np.maximum(out, a, out=out)
+            else:
+                out += a * keys[key]
+            return
+        by_chain: dict[tuple[tuple[float, ...], ...], list[tuple[tuple[tuple[float, ...], ...], ...]]] = {}
+        for key in group:
+            by_chain.setdefault(key[axis], []).append(key)
+        for chain, sub in by_chain.items():
+            b = a
+            for k in chain:
+                b = ndimage.convolve1d(b, np.asarray(k), axis=axis, mode=mode)
+            descend(b, axis + 1, sub)
+
+    descend(arr, 0, list(keys))
     assert out is not None
     return out if pooling == "max" else out / len(rots)
 
@@ -233,13 +251,14 @@ def laws_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, k
     arr = np.asarray(array, dtype=np.float64)
     kernels = [LAWS_KERNELS[n] for n in names]  # x, y[, z]
 
-    def apply(a: np.ndarray) -> np.ndarray:
-        out = a
-        for k, axis in zip(kernels, (2, 1, 0), strict=False):
-            out = ndimage.convolve1d(out, k, axis=axis, mode=mode)
-        return out
-
-    response = _pool_rotations(arr, apply, dims, pooling) if rotation_invariant else apply(arr)
+    chains = {axis: [np.asarray(k, dtype=np.float64)] for k, axis in zip(kernels, (2, 1, 0), strict=False)}
+    if rotation_invariant:
+        response = _pool_separable(arr, chains, dims, pooling, mode)
+    else:
+        response = arr
+        for axis, chain in chains.items():
+            for k in chain:
+                response = ndimage.convolve1d(response, k, axis=axis, mode=mode)
     if not energy:
         return response
     size = 2 * energy_distance + 1
@@ -362,18 +381,22 @@ def wavelet_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *
     mode = _mode(boundary)
     axes = (2, 1, 0)[:dims]
 
-    def apply(a: np.ndarray) -> np.ndarray:
-        pre, kernels = lo, [lo if letter == "L" else hi for letter in response]
-        for _ in range(1, level):
-            for axis in axes:
-                a = ndimage.convolve1d(a, pre, axis=axis, mode=mode)
-            pre, kernels = _a_trous(pre), [_a_trous(k) for k in kernels]
-        for k, axis in zip(kernels, axes, strict=True):
-            a = ndimage.convolve1d(a, k, axis=axis, mode=mode)
-        return a
-
+    # per axis (x first): the low-pass of each coarser level (a trous), then the level's L or H
+    pre, kernels = lo, [lo if letter == "L" else hi for letter in response]
+    chains: dict[int, list[np.ndarray]] = {axis: [] for axis in axes}
+    for _ in range(1, level):
+        for axis in axes:
+            chains[axis].append(pre)
+        pre, kernels = _a_trous(pre), [_a_trous(k) for k in kernels]
+    for k, axis in zip(kernels, axes, strict=True):
+        chains[axis].append(k)
     arr = np.asarray(array, dtype=np.float64)
-    return _pool_rotations(arr, apply, dims, pooling) if rotation_invariant else apply(arr)
+    if rotation_invariant:
+        return _pool_separable(arr, chains, dims, pooling, mode)
+    for axis, chain in chains.items():
+        for k in chain:
+            arr = ndimage.convolve1d(arr, k, axis=axis, mode=mode)
+    return arr
 
 
 def _simoncelli_response(shape: tuple[int, ...], level: int) -> np.ndarray:
