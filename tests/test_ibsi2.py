@@ -321,7 +321,14 @@ def test_separable_rotation_pooling_equals_rotating_the_image(dims, pooling, bou
     rotations without rotating the image equal the rotate-filter-rotate-back definition."""
     from scipy import ndimage
 
-    from medimg.features.filters import _a_trous, _mode, _odd, _wavelet_filters, laws_filter, wavelet_filter
+    from medimg.features.filters import (
+        _a_trous,
+        _mode,
+        _odd,
+        _wavelet_filters,
+        laws_filter,
+        wavelet_filter,
+    )
 
     rng = np.random.default_rng(3)
     arr = rng.normal(size=(9, 11, 10))
