@@ -364,3 +364,29 @@ def test_separable_rotation_pooling_equals_rotating_the_image(dims, pooling, bou
     got = laws_filter(arr, (1.0, 1.0, 1.0), kernel=kernel, dims=dims, rotation_invariant=True, pooling=pooling,
                       energy=False, boundary=boundary)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("boundary", ["periodic", "mirror", "zero"])
+def test_simoncelli_real_ffts_equal_the_complex_definition(dims, boundary):
+    """The Simoncelli response by real FFTs (Hermitian part of the transfer function) equals
+    the real part of the complex FFT convolution, on odd and even grid sizes."""
+    from scipy import fft
+
+    from medimg.features.filters import _pad, _simoncelli_response, simoncelli_filter
+
+    rng = np.random.default_rng(5)
+    for shape in ((9, 11, 10), (8, 12, 7)):
+        a = rng.normal(size=shape)
+        axes = (1, 2) if dims == 2 else (0, 1, 2)
+        widths = [(0, 0)] * 3
+        if boundary != "periodic":
+            widths = [((n // 2, n // 2) if ax in axes else (0, 0)) for ax, n in enumerate(shape)]
+        padded = _pad(a, widths, boundary) if boundary != "periodic" else a
+        for level in (1, 2):
+            h = _simoncelli_response(tuple(padded.shape[ax] for ax in axes), level)
+            h = h[None] if dims == 2 else h
+            want = fft.ifftn(fft.fftn(padded, axes=axes) * h, axes=axes).real
+            want = want[tuple(slice(w[0], w[0] + n) for w, n in zip(widths, shape, strict=True))]
+            got = simoncelli_filter(a, (1.0, 1.0, 1.0), level=level, dims=dims, boundary=boundary)
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

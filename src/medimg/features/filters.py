@@ -312,29 +312,40 @@ def gabor_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, 
               if rotation_invariant else [math.radians(theta_deg)])
     extent_mm = truncate * sigma_mm * max(1.0, 1.0 / gamma)
 
-    def in_plane(a: np.ndarray, sp_rc: tuple[float, float]) -> list[np.ndarray]:
+    pooled: np.ndarray | None = None
+    n_responses = 0
+
+    def pool(r: np.ndarray) -> None:  # running max / sum: never a stack of every response
+        nonlocal pooled, n_responses
+        n_responses += 1
+        if pooled is None:
+            pooled = np.ascontiguousarray(r)
+        elif pooling == "max":
+            np.maximum(pooled, r, out=pooled)
+        else:
+            pooled += r
+
+    def in_plane(a: np.ndarray, sp_rc: tuple[float, float], back: tuple[int, int, int]) -> None:
         # a: (stack, rows, cols); FFT convolution of every slice with each orientation's kernel
         radius = tuple(int(math.ceil(extent_mm / s)) for s in sp_rc)
         padded = _pad(a, [(0, 0), (radius[0], radius[0]), (radius[1], radius[1])], boundary)
         # Circular convolution on the padded grid: its outputs 2r .. end do not wrap (overlap-save).
         shape = tuple(fft.next_fast_len(n) for n in padded.shape[1:])
         fa = fft.fft2(padded, s=shape, axes=(1, 2), workers=-1)
-        out = []
         for th in thetas:
             k = _gabor_kernel(sp_rc, sigma_mm, wavelength_mm, gamma, th, radius)
             conv = fft.ifft2(fa * fft.fft2(k, s=shape), axes=(1, 2), workers=-1)
             # output index j + 2r is voxel j of the input: the kernel centre sits at index r
             r0, r1 = 2 * radius[0], 2 * radius[1]
-            out.append(np.abs(conv[:, r0:r0 + a.shape[1], r1:r1 + a.shape[2]]))
-        return out
+            pool(np.transpose(np.abs(conv[:, r0:r0 + a.shape[1], r1:r1 + a.shape[2]]), back))
 
     sz, sy, sx = spacing_zyx
-    responses = in_plane(arr, (sy, sx))
+    in_plane(arr, (sy, sx), (0, 1, 2))
     if planes == "orthogonal":
-        responses += [np.transpose(r, (1, 0, 2)) for r in in_plane(np.transpose(arr, (1, 0, 2)), (sz, sx))]
-        responses += [np.transpose(r, (1, 2, 0)) for r in in_plane(np.transpose(arr, (2, 0, 1)), (sz, sy))]
-    stack = np.stack(responses)
-    return stack.max(axis=0) if pooling == "max" else stack.mean(axis=0)
+        in_plane(np.transpose(arr, (1, 0, 2)), (sz, sx), (1, 0, 2))
+        in_plane(np.transpose(arr, (2, 0, 1)), (sz, sy), (1, 2, 0))
+    assert pooled is not None
+    return pooled if pooling == "max" else pooled / n_responses
 
 
 def _wavelet_filters(wavelet: str) -> tuple[np.ndarray, np.ndarray]:
@@ -431,10 +442,15 @@ def simoncelli_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float]
     if boundary != "periodic":
         widths = [((n // 2, n // 2) if ax in axes else (0, 0)) for ax, n in enumerate(arr.shape)]
     padded = _pad(arr, widths, boundary) if boundary != "periodic" else arr
-    h = _simoncelli_response(tuple(padded.shape[ax] for ax in axes), level)
+    shape = tuple(padded.shape[ax] for ax in axes)
+    h = _simoncelli_response(shape, level)
+    # The real part of ifft(fft(x) h) for a real x is ifft(fft(x) h_even), h_even(k) = (h(k) + h(-k))/2,
+    # whose spectrum is Hermitian: computed with real FFTs (half the work), the same numbers.
+    h_neg = np.roll(np.flip(h), 1, axis=tuple(range(h.ndim)))
+    h_even = 0.5 * (h + h_neg)[..., : shape[-1] // 2 + 1]
     if dims == 2:
-        h = h[None]
-    out = fft.ifftn(fft.fftn(padded, axes=axes, workers=-1) * h, axes=axes, workers=-1).real
+        h_even = h_even[None]
+    out = fft.irfftn(fft.rfftn(padded, axes=axes, workers=-1) * h_even, s=shape, axes=axes, workers=-1)
     return out[tuple(slice(w[0], w[0] + n) for w, n in zip(widths, arr.shape, strict=True))]
 
 
