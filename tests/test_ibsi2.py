@@ -390,3 +390,66 @@ def test_simoncelli_real_ffts_equal_the_complex_definition(dims, boundary):
             want = want[tuple(slice(w[0], w[0] + n) for w, n in zip(widths, shape, strict=True))]
             got = simoncelli_filter(a, (1.0, 1.0, 1.0), level=level, dims=dims, boundary=boundary)
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ Riesz transform
+def _plane_wave(shape, spacing_zyx, k_zyx):
+    """cos(w.x) on a periodic grid (w on the FFT grid, rad/mm) and w."""
+    idx = np.indices(shape).astype(float)
+    w = 2 * np.pi * np.asarray(k_zyx) / (np.asarray(shape) * np.asarray(spacing_zyx))
+    theta = sum(w[a] * idx[a] * spacing_zyx[a] for a in range(3))
+    return np.cos(theta), np.sin(theta), w
+
+
+@pytest.mark.parametrize("orders", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (2, 0, 0), (1, 1, 0), (1, 1, 1), (0, 2, 1)])
+def test_riesz_of_a_plane_wave_is_known(orders):
+    """R^l cos(w.x) = Re(c_l (-i)^L prod(u_j^l_j) e^{i w.x}), u = w/|w|: for L = 1, 2, 3 that
+    is c P sin, -c P cos, -c P sin (anisotropic voxels: the direction is physical)."""
+    from medimg.features.filters import riesz_filter
+
+    spacing = (2.0, 0.8, 1.0)
+    cos, sin, w = _plane_wave((9, 15, 17), spacing, (1, 2, -3))
+    ox, oy, oz = orders
+    u = w / np.linalg.norm(w)  # (z, y, x)
+    total = ox + oy + oz
+    c = np.sqrt(math.factorial(total) / (math.factorial(ox) * math.factorial(oy) * math.factorial(oz)))
+    p = u[2] ** ox * u[1] ** oy * u[0] ** oz
+    want = {0: c * p * cos, 1: c * p * sin, 2: -c * p * cos, 3: -c * p * sin}[total % 4]
+    got = riesz_filter(cos, spacing, order_x=ox, order_y=oy, order_z=oz)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("total", [1, 2])
+def test_riesz_components_of_one_order_keep_the_energy(total):
+    """sum over |l| = L of ||R^l f||^2 = ||f - mean(f)||^2 (odd grid sizes: no Nyquist term)."""
+    from itertools import product as cartesian
+
+    from medimg.features.filters import riesz_filter
+
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(7, 9, 11))
+    energy = 0.0
+    for ox, oy, oz in cartesian(range(total + 1), repeat=3):
+        if ox + oy + oz == total:
+            energy += float(np.sum(riesz_filter(f, (1.0, 0.7, 0.7), order_x=ox, order_y=oy, order_z=oz) ** 2))
+    assert energy == pytest.approx(float(np.sum((f - f.mean()) ** 2)), rel=1e-10)
+
+
+def test_riesz_in_2d_by_slice_and_of_a_log_response():
+    from medimg.features.filters import log_filter, riesz_filter
+
+    spacing = (3.0, 1.0, 1.0)
+    cos, sin, w = _plane_wave((4, 15, 17), spacing, (0, 2, -3))
+    got = riesz_filter(cos, spacing, order_x=1, dims=2)
+    np.testing.assert_allclose(got, (w[2] / np.linalg.norm(w)) * sin, atol=1e-12)
+    with pytest.raises(ParameterError, match="order_z must be 0"):
+        riesz_filter(cos, spacing, order_z=1, dims=2)
+    with pytest.raises(ParameterError, match="sum >= 1"):
+        riesz_filter(cos, spacing, order_x=0)
+    # Riesz of the LoG response: the transform of the base filter's response (they commute)
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=(8, 12, 10))
+    np.testing.assert_allclose(
+        riesz_filter(f, (1.0, 1.0, 1.0), order_y=1, base="log", sigma_mm=1.5, boundary="mirror"),
+        riesz_filter(log_filter(f, (1.0, 1.0, 1.0), sigma_mm=1.5, boundary="mirror"), (1.0, 1.0, 1.0),
+                     order_y=1, boundary="mirror"))

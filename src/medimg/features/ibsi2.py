@@ -146,4 +146,10 @@ def image_label(name: str | None, params: dict[str, Any]) -> str:
         return tag + ("-invariant" if params.get("rotation_invariant") else "")
     if name == "simoncelli":
         return f"simoncelli-level-{params.get('level', 1)}-{d}"
+    if name == "riesz":
+        orders = f"{params.get('order_x', 1)}{params.get('order_y', 0)}{params.get('order_z', 0)}"
+        base = params.get("base", "none")
+        of = {"none": "", "log": f"-log-sigma-{params.get('sigma_mm', 1.0):g}mm",
+              "simoncelli": f"-simoncelli-level-{params.get('level', 1)}"}.get(base, f"-{base}")
+        return f"riesz-{orders}{of}-{d}"
     return name
