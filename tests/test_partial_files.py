@@ -99,8 +99,12 @@ def test_a_command_stopped_by_a_signal_removes_its_partial_output(tmp_path: Path
     """The CLI turns SIGTERM/SIGHUP into an orderly exit (Ctrl-C already is one): the partial
     output is removed, the exit status says the command was stopped."""
     target = tmp_path / "out.nii.gz"
+    # A shell starts background jobs with SIGINT ignored, and the child inherits that (Python then
+    # keeps ignoring Ctrl-C, as it should in a background job): give the command the disposition
+    # of an interactive one, whatever launched the tests.
     proc = subprocess.Popen([sys.executable, "-c", _COMMAND, str(target)], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "writing"
     assert len(_partials(tmp_path)) == 1
     proc.send_signal(sig)
