@@ -222,3 +222,68 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(ParameterError, match="did you mean 'epochs'"):
         CNNConfig.from_dict({"epocs": 3})
     assert CNNConfig.from_dict(CNNConfig(image_size=(20, 20)).to_dict()) == CNNConfig(image_size=(20, 20))
+
+
+def _write_cases(folder: Path, n: int, seed: int) -> Path:
+    images, labels = blobs(n, np.random.default_rng(seed), size=16, amp=2.5)
+    rows = ["image,label,patient"]
+    for i, img in enumerate(images):
+        io.write(Image(img, np.diag([0.7, 0.7, 1.0, 1.0])), folder / f"img{i:02d}.nii.gz", sidecar=False)
+        rows.append(f"img{i:02d}.nii.gz,{labels[i]},pat{i // 2}")
+    (folder / "cases.csv").write_text("\n".join(rows) + "\n")
+    return folder / "cases.csv"
+
+
+def test_cli_train_writes_model_metrics_predictions_overlays_and_predict_reads_it_back(tmp_path: Path, capsys) -> None:
+    import json
+
+    import pandas as pd
+
+    from medimg.cli.main import main
+
+    _write_cases(tmp_path, 24, 0)
+    (tmp_path / "train.yaml").write_text(
+        "data:\n  table: cases.csv\n  patient_column: patient\n"
+        "model:\n  architecture: resnet_tiny\n  image_size: [16, 16]\n  epochs: 3\n  learning_rate: 0.003\n"
+        "seed: 1\nexplain:\n  cases: 2\n")
+    out = tmp_path / "run"
+    assert main(["train", str(tmp_path / "train.yaml"), "--check"]) == 0
+    assert "valid; resnet_tiny" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "train.yaml"), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    for name in ("model.pt", "metrics.json", "history.csv", "validation_predictions.csv", "manifest.json"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "explain").glob("*.png"))) == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seed"] == 1 and metrics["epochs_run"] == 3 and len(metrics["data_sha256"]["train"]) == 64
+    val = pd.read_csv(out / "validation_predictions.csv")
+    assert {"case", "patient", "y_true", "y_score", "y_pred"} <= set(val.columns)
+    train_patients = set(pd.read_csv(tmp_path / "cases.csv").patient) - set(val.patient)
+    assert train_patients and not train_patients & set(val.patient)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {r["role"] for r in manifest["inputs"]} == {"train config", "case table"}
+    # predict: the same probabilities as the model gives in Python
+    assert main(["predict", str(out / "model.pt"), str(tmp_path / "cases.csv"), "-o", str(tmp_path / "p.csv"),
+                 "--label-column", "label"]) == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    merged = val.merge(pred, on="case", suffixes=("", "_again"))
+    np.testing.assert_allclose(merged.y_score, merged.y_score_again, rtol=1e-6)
+    assert main(["evaluate", str(tmp_path / "p.csv"), "--bootstrap", "50"]) == 0  # the CSV feeds `medimg evaluate`
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ("data:\n  table: cases.csv\nmodel:\n  architecure: resnet_tiny\n", "did you mean 'architecture'"),
+    ("data:\n  table: cases.csv\nmodel:\n  epochs: ten\n", "model.epochs"),
+    ("data:\n  table: cases.csv\nmodel:\n  architecture: resnet99\n", "unknown architecture 'resnet99'"),
+    ("data:\n  tabel: cases.csv\n", "data.tabel: unknown key"),
+    ("data:\n  table: cases.csv\nmodel:\n  pretrained: missing.pt\n", "no such weights file"),
+    ("data:\n  table: cases.csv\n  patient_column: patients\nmodel:\n  image_size: [16, 16]\n", "did you mean 'patient'"),
+])
+def test_cli_train_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys, yaml_text: str, message: str) -> None:
+    from medimg.cli.main import main
+
+    _write_cases(tmp_path, 4, 0)
+    (tmp_path / "t.yaml").write_text(yaml_text)
+    assert main(["train", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

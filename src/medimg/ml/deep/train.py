@@ -49,6 +49,8 @@ class TrainResult:
         Wall time of the training.
     images_per_second
         Training images (time points) per second of optimisation, validation excluded.
+    validation
+        The validation cases (``None`` without validation), for predictions and explanations.
     """
 
     model: CNNModel
@@ -59,6 +61,7 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     images_per_second: float = 0.0
+    validation: CaseSet | None = None
 
 
 def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -272,4 +275,4 @@ def train_classifier(
         path = save_model(model, checkpoint_path) if checkpoint_path is not None else None
     finally:
         torch.set_num_threads(previous_threads)
-    return TrainResult(model, path, metrics, history, epoch, stopped_early, seconds, rate)
+    return TrainResult(model, path, metrics, history, epoch, stopped_early, seconds, rate, val)
