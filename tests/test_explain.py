@@ -164,3 +164,21 @@ def test_forest_contributions_match_shapley_values_enumerated_over_all_coalition
     estimate = shapley_contributions(forest, cases, background=background, n_permutations=400, seed=0)
     np.testing.assert_allclose(estimate.base + estimate.values.sum(1), f(cases), atol=1e-9)  # efficiency, exact
     np.testing.assert_allclose(estimate.values, exact, atol=0.08 * np.abs(exact).max())
+
+
+def test_maps_of_a_3d_network_lie_on_the_volume_grid() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from medimg.ml.deep import CNNConfig, train_classifier
+    from medimg.ml.explain import grad_cam, occlusion_sensitivity
+
+    rng = np.random.default_rng(4)
+    zz, yy, xx = np.mgrid[:10, :20, :20]
+    affine = np.diag([0.6, 0.6, 2.5, 1.0])
+    vols = [Image((rng.normal(0, 1, (10, 20, 20)) + 3.0 * (i % 2) * (((zz - 3) ** 2 + (yy - 5) ** 2 + (xx - 5) ** 2) <= 6)
+                   ).astype(np.float32), affine) for i in range(16)]
+    cfg = CNNConfig(spatial_dims=3, image_size=(8, 16, 16), epochs=3, learning_rate=3e-3, val_fraction=0.0, flip=False)
+    model = train_classifier(vols, np.arange(16) % 2, config=cfg, seed=0).model
+    for heat in (grad_cam(model, vols[1]), occlusion_sensitivity(model, vols[1], patch_mm=4.0)):
+        assert heat.shape == (10, 20, 20) and np.allclose(heat.affine, affine)
+        assert np.all(np.isfinite(heat.array))
