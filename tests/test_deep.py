@@ -204,6 +204,13 @@ def test_augmentation_transforms_are_exact_where_an_exact_answer_exists() -> Non
     exact = torch.rot90(x, 1, dims=(2, 3))  # ... equals the quarter turn (one direction or the other)
     other = torch.rot90(x, -1, dims=(2, 3))
     assert min(float((turned - exact).abs().max()), float((turned - other).abs().max())) < 1e-5
+    from monai.transforms import Rotate
+
+    y = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 1, 24, 32)).astype(np.float32))
+    cfg = CNNConfig(image_size=(24, 32), **_QUIET, flip=False)
+    one = dict(sample_params(np.random.default_rng(0), 1, cfg, (24, 32)), angle_rad=np.array([0.3]))
+    monai = Rotate(angle=0.3, keep_size=True, mode="bilinear", padding_mode="border", align_corners=False)(y[0])
+    np.testing.assert_allclose(apply_params(y, one)[0].numpy(), np.asarray(monai), atol=1e-4)  # non-square too
     params = dict(params, angle_rad=np.zeros(3), flip=np.array([[True, False]] * 3))
     assert torch.equal(apply_params(x, params), torch.flip(x, dims=[2]))
     params = dict(params, flip=np.zeros((3, 2), bool), scale=np.array([2.0, 1.0, 1.0]), shift=np.array([1.0, 0.0, 0.0]))

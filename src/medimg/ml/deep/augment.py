@@ -71,7 +71,8 @@ def apply_params(x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     if np.any(angles != 0) or params["elastic"] is not None:
         theta = torch.zeros(n, nd, nd + 1, dtype=torch.float32)
         theta[:, :, :-1] = torch.eye(nd)
-        c, s = torch.tensor(np.cos(angles), dtype=torch.float32), torch.tensor(np.sin(angles), dtype=torch.float32)
+        # the sign convention of MONAI's ``Rotate`` (angle in the (y, x) plane; tested equal)
+        c, s = torch.tensor(np.cos(angles), dtype=torch.float32), torch.tensor(-np.sin(angles), dtype=torch.float32)
         # in-plane rotation about the image centre; grid coordinates are (x, y[, z]), normalised
         # per axis, so the y/x aspect ratio is applied to keep the rotation rigid in voxels
         ratio = shape[-1] / shape[-2]
