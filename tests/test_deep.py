@@ -294,3 +294,50 @@ def test_cli_train_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys, yam
     assert main(["train", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_plain_monai_state_dict_and_a_cnn_checkpoint_initialise_other_models(tmp_path: Path) -> None:
+    from medimg.core.progress import reporting
+    from medimg.ml.deep.networks import build_network
+
+    images, labels = blobs(12, np.random.default_rng(7), size=16)
+    cfg = CNNConfig(image_size=(16, 16), epochs=2, val_fraction=0.0)
+    calls: list[tuple[int, int | None, str]] = []
+    with reporting(lambda done, total, what: calls.append((done, total, what))):
+        single = train_classifier(images, labels, config=cfg, seed=0, checkpoint_path=tmp_path / "cnn.pt")
+    assert calls[-1] == (2, 2, "training")
+    # the backbone's own (MONAI) state dict, as another tool would save it
+    torch.save(single.model.network.backbone.state_dict(), tmp_path / "monai_resnet.pt")
+    net = build_network(CNNConfig(image_size=(16, 16)))
+    from medimg.ml.deep.model import load_weights
+
+    info = load_weights(net, tmp_path / "monai_resnet.pt")
+    assert info["loaded"] == len(single.model.network.backbone.state_dict()) and info["skipped"] == 0
+    state = single.model.network.backbone.state_dict()
+    assert all(torch.equal(net.backbone.state_dict()[k], state[k]) for k in state)
+    # a sequence model starts from the single-image CNN: the encoder loads, the LSTM/head do not exist there
+    seq_cfg = CNNConfig(image_size=(16, 16), epochs=2, val_fraction=0.0, sequence="gru", hidden_size=8,
+                        pretrained=str(tmp_path / "cnn.pt"), freeze_epochs=1)
+    seq = train_classifier([[a, b] for a, b in zip(images[::2], images[1::2], strict=True)], np.arange(6) % 2,
+                           config=seq_cfg, seed=0)
+    transfer = seq.model.info["transfer"]
+    assert transfer["loaded"] == len(state) and transfer["skipped"] == 2  # the image head (weight, bias)
+    with pytest.raises(FileFormatError, match="no tensor matches"):
+        load_weights(build_network(CNNConfig(architecture="densenet_tiny", image_size=(16, 16))), tmp_path / "monai_resnet.pt")
+
+
+def test_sequence_table_orders_each_case_by_time(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    rows = ["path,label,patient,visit"]
+    for p in range(3):
+        for visit in (2, 0, 1):  # written out of order
+            img = np.full((16, 16), float(10 * p + visit), dtype=np.float32)
+            io.write(Image(img + rng.normal(0, 0.01, img.shape).astype(np.float32)), tmp_path / f"p{p}v{visit}.nii.gz",
+                     sidecar=False)
+            rows.append(f"p{p}v{visit}.nii.gz,{p % 2},p{p},{visit}")
+    (tmp_path / "seq.csv").write_text("\n".join(rows) + "\n")
+    cases, y, groups, ids, _ = read_case_table(tmp_path / "seq.csv", image_column="path", patient_column="patient",
+                                               time_column="visit")
+    assert ids == ["p0", "p1", "p2"] and list(y) == [0, 1, 0] and list(groups) == ids
+    for p, case in enumerate(cases):
+        assert [round(float(np.mean(img.array))) for img in case] == [10 * p, 10 * p + 1, 10 * p + 2]

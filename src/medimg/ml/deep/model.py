@@ -152,7 +152,7 @@ def load_model(path: str | Path) -> CNNModel:
 def load_weights(network: Any, path: str | Path) -> dict[str, Any]:
     """Load the tensors of a local weights file into ``network`` wherever a name and shape match
     (transfer learning; the classification layer of another task is skipped when its shape
-    differs). The file is a medimg CNN checkpoint or a ``torch.save``'d state dict; keys may
+    differs: a layer loads whole or not at all). The file is a medimg CNN checkpoint or a ``torch.save``'d state dict; keys may
     carry a ``module.`` prefix (DataParallel) and may be the backbone's own (MONAI) names.
 
     Returns ``{"path", "loaded", "skipped"}`` (counts of tensors). Raises
@@ -175,6 +175,23 @@ def load_weights(network: Any, path: str | Path) -> dict[str, Any]:
                 break
         else:
             skipped += 1
+    # a layer loads whole or not at all (a classification layer of another shape keeps its own bias too)
+    matched_per_module: dict[str, int] = {}
+    for key in loaded:
+        module = key.rsplit(".", 1)[0]
+        matched_per_module[module] = matched_per_module.get(module, 0) + 1
+    offered: dict[str, int] = {}
+    for key in state:
+        name = str(key).removeprefix("module.")
+        for candidate in (name, f"backbone.{name}"):
+            if candidate in own:
+                module = candidate.rsplit(".", 1)[0]
+                offered[module] = offered.get(module, 0) + 1
+                break
+    partial = {m for m, n in matched_per_module.items() if n < offered.get(m, 0)}
+    for key in [k for k in loaded if k.rsplit(".", 1)[0] in partial]:
+        del loaded[key]
+        skipped += 1
     if not loaded:
         raise FileFormatError(path, "no tensor matches the network's layers by name and shape (another architecture?)")
     network.load_state_dict(loaded, strict=False)
