@@ -194,15 +194,19 @@ def run_training(config_path: str | Path, out: str | Path | None = None, *,
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ParameterError(f"output folder {target} exists and is not empty; choose another")
     table = _table_path(spec.data.table, base)
-    images, labels, groups, ids, _ = _read(spec.data, table)
+    images, labels, groups, ids, frame = _read(spec.data, table)
     if log:
         log(f"read {len(images)} cases from {table}")
     data = prepare_cases(images, config, labels=labels, groups=groups, ids=ids)
+    paths = _paths(frame, spec.data, ids, table)
+    del images  # the prepared inputs are kept; the explained images are read again
     validation = None
     if spec.data.validation_table:
         vt = _table_path(spec.data.validation_table, base)
-        v_images, v_labels, v_groups, v_ids, _ = _read(spec.data, vt)
+        v_images, v_labels, v_groups, v_ids, v_frame = _read(spec.data, vt)
         validation = prepare_cases(v_images, config, labels=v_labels, groups=v_groups, ids=v_ids)
+        paths.update(_paths(v_frame, spec.data, v_ids, vt))
+        del v_images
     target.mkdir(parents=True, exist_ok=True)
     result = train_classifier(data, validation=validation, config=config, seed=spec.seed,
                               checkpoint_path=target / "model.pt", log=log)
@@ -222,7 +226,7 @@ def run_training(config_path: str | Path, out: str | Path | None = None, *,
     if result.validation is not None:
         write_table(_prediction_rows(result.model, result.validation), target / "validation_predictions.csv")
         outputs.append(target / "validation_predictions.csv")
-        outputs += _explain(result, spec.explain, target / "explain", images, data)
+        outputs += _explain(result, spec.explain, target / "explain", paths)
     record = {"metrics": result.metrics, "epochs_run": result.epochs, "stopped_early": result.stopped_early,
               "train_seconds": result.seconds, "images_per_second": result.images_per_second,
               "n_train": result.model.info["n_train"], "n_validation": result.model.info["n_validation"],
@@ -238,25 +242,34 @@ def run_training(config_path: str | Path, out: str | Path | None = None, *,
     return record
 
 
-def _explain(result: Any, spec: ExplainSpec, folder: Path, images: list[Any], data: Any) -> list[Path]:
+def _paths(frame: Any, spec: DataSpec, ids: list[str], table: Path) -> dict[str, Path]:
+    """Image file of each case id (one-image cases only)."""
+    if spec.time_column is not None:
+        return {}
+    files = [Path(str(v)) for v in frame[spec.image_column]]
+    return {case: (f if f.is_absolute() else table.parent / f) for case, f in zip(ids, files, strict=True)}
+
+
+def _explain(result: Any, spec: ExplainSpec, folder: Path, paths: dict[str, Path]) -> list[Path]:
     """Overlays for up to ``spec.cases`` validation cases (alternating classes)."""
     if spec.cases == 0 or result.model.config.sequence != "none":
         return []
+    from medimg import io
     from medimg.ml.explain import grad_cam, occlusion_sensitivity, save_overlay
 
     val = result.validation
-    by_id = {data.ids[i]: images[i] for i in range(len(data))}
-    order = np.argsort(np.arange(len(val)) % 2 if val.labels is None else -val.labels, kind="stable")
-    picked = [int(i) for i in order[: spec.cases]]
+    order = list(range(len(val)))
+    if val.labels is not None:  # alternate the classes: positive, negative, positive, ...
+        pos = [i for i in order if val.labels[i] == 1]
+        neg = [i for i in order if val.labels[i] != 1]
+        order = [i for pair in zip(pos, neg, strict=False) for i in pair] + pos[len(neg):] + neg[len(pos):]
     written = []
     folder.mkdir(parents=True, exist_ok=True)
-    for i in picked:
+    for k, i in enumerate(order[: spec.cases]):
         case = val.ids[i]
-        image = by_id.get(case)
-        if image is None:  # a separate validation table: the prepared input itself
-            image = val.inputs[i][0]
+        image = io.read(paths[case]) if case in paths else val.inputs[i][0]
         label = "" if val.labels is None else f" (label {int(val.labels[i])})"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in case)[:60]
+        safe = f"{k:02d}_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in case)[:60]
         if spec.method in ("grad_cam", "both"):
             written.append(save_overlay(image, grad_cam(result.model, image), folder / f"{safe}_gradcam.png",
                                         title=f"Grad-CAM, case {case}{label}"))
