@@ -153,7 +153,8 @@ Machine: {machine()}; {threads}; {before} before, {after} after (shared machine,
 CNN training on the CPU (images per second over whole training epochs, {how}). Same network (`resnet_tiny`,
 MONAI ResNet), data, batch size 16, AdamW, cross-entropy, 1 thread. MONAI column: `Dataset` + `Compose` of
 dictionary random transforms + `DataLoader`, the usual tutorial loop. medimg: `train_classifier`
-(batched augmentation).
+(batched augmentation). medimg and MONAI alternate within a row; rows are measured at different moments of
+a shared machine, so compare within a row.
 
 | data | augmentation | medimg (images/s) | MONAI loop (images/s) | medimg / MONAI |
 |---|---|---:|---:|---:|

@@ -285,6 +285,7 @@ def test_cli_train_writes_model_metrics_predictions_overlays_and_predict_reads_i
     ("data:\n  tabel: cases.csv\n", "data.tabel: unknown key"),
     ("data:\n  table: cases.csv\nmodel:\n  pretrained: missing.pt\n", "no such weights file"),
     ("data:\n  table: cases.csv\n  patient_column: patients\nmodel:\n  image_size: [16, 16]\n", "did you mean 'patient'"),
+    ("data:\n  table: missing.csv\n", "data.table: no such file"),
 ])
 def test_cli_train_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys, yaml_text: str, message: str) -> None:
     from medimg.cli.main import main

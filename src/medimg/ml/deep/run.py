@@ -143,7 +143,29 @@ def load_train_spec(path: str | Path) -> tuple[TrainSpec, CNNConfig, Path]:
         raise ParameterError(f"{err} (in {path})") from err
     if config.pretrained and not Path(config.pretrained).is_file():
         raise FileFormatError(config.pretrained, "model.pretrained: no such weights file")
+    for key in ("table", "validation_table"):
+        value = getattr(spec.data, key)
+        if value is not None:
+            _check_columns(_table_path(value, base), spec.data, f"data.{key}")
     return spec, config, base
+
+
+def _check_columns(table: Path, spec: DataSpec, where: str) -> None:
+    """The table exists and its header has the columns the spec names (before any work)."""
+    import csv
+
+    if not table.is_file():
+        raise FileFormatError(table, f"{where}: no such file")
+    try:
+        with table.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise FileFormatError(table, f"{where}: cannot read the header ({err})") from err
+    for key in ("image_column", "label_column", "patient_column", "time_column", "id_column"):
+        column = getattr(spec, key)
+        if column is not None and column not in header:
+            raise ParameterError(f"data.{key}: no column {column!r} in {table}{did_you_mean(column, header)}; "
+                                 f"columns are {header[:20]}")
 
 
 def _table_path(value: str, base: Path) -> Path:
