@@ -276,6 +276,15 @@ def test_cli_train_writes_model_metrics_predictions_overlays_and_predict_reads_i
     merged = val.merge(pred, on="case", suffixes=("", "_again"))
     np.testing.assert_allclose(merged.y_score, merged.y_score_again, rtol=1e-6)
     assert main(["evaluate", str(tmp_path / "p.csv"), "--bootstrap", "50"]) == 0  # the CSV feeds `medimg evaluate`
+    # explain: a map on the image's grid with its sidecar, and an overlay
+    assert main(["explain", str(out / "model.pt"), str(tmp_path / "img01.nii.gz"), "-o", str(tmp_path / "occ.nii.gz"),
+                 "--patch-mm", "3", "--png", str(tmp_path / "occ.png")]) == 0
+    heat, source = io.read(tmp_path / "occ.nii.gz"), io.read(tmp_path / "img01.nii.gz")
+    assert heat.shape == source.shape and np.allclose(heat.affine, source.affine)
+    assert (tmp_path / "occ.json").is_file() and (tmp_path / "occ.png").stat().st_size > 1000
+    assert main(["explain", str(out / "model.pt"), str(tmp_path / "img01.nii.gz"), "-o", str(tmp_path / "g.nii.gz"),
+                 "--method", "gradcam"]) == 2
+    assert "did you mean 'grad-cam'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("yaml_text", "message"), [
