@@ -257,6 +257,7 @@ COMMAND_MODULES = (
     "medimg.cli.registration_cmd",
     "medimg.cli.evaluation_cmd",
     "medimg.cli.learning_cmd",
+    "medimg.cli.deep_cmd",
 )
 
 
