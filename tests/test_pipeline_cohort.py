@@ -27,7 +27,8 @@ def _with_cohort(steps: list[dict]) -> dict:
     ([{"id": "emb", "op": "embeding"}], "cohort[0].op", "did you mean 'embedding'"),
     ([{"id": "emb", "op": "embedding", "params": {"method": "umap2"}}], "cohort[0].params.method", "pca"),
     ([{"id": "emb", "op": "embedding", "params": {"methd": "pca"}}], "cohort[0].params.methd", "did you mean"),
-    ([{"id": "emb", "op": "embedding", "inputs": {"table": "smooth"}}], "cohort[0].inputs.table", "unknown input"),
+    ([{"id": "emb", "op": "embedding", "inputs": {"table": "smooth"}}], "cohort[0].inputs.table", "gives images"),
+    ([{"id": "emb", "op": "embedding", "inputs": {"table": "smoth"}}], "cohort[0].inputs.table", "unknown input"),
     ([{"id": "emb", "op": "embedding", "inputs": {"tabel": "radiomics"}}], "cohort[0].inputs.tabel", "takes no input"),
     ([{"id": "radiomics", "op": "embedding"}], "cohort[0].id", "already the id"),
 ])

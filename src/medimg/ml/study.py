@@ -40,6 +40,7 @@ class FeatureTable:
     labels: Any
     groups: Any
     carried: Any
+    empty_columns: tuple[str, ...] = ()  # feature columns with no value in any row: left out
 
 
 def read_feature_table(path: str | Path) -> Any:
@@ -99,7 +100,13 @@ def split_table(frame: Any, *, label: str, group: str | None = None, case_id: st
     groups = frame[group] if group else None
     if groups is not None and groups.isna().any():
         raise ParameterError(f"--group {group!r}: {int(groups.isna().sum())} row(s) have no group")
-    return FeatureTable(frame[feature_cols], labels, groups, frame[carried_cols].copy())
+    # a column without a single value (e.g. a feature undefined for every ROI) carries no
+    # information; dropping it looks at no label, so it cannot leak
+    empty = tuple(c for c in feature_cols if frame[c].isna().all())
+    kept = [c for c in feature_cols if c not in empty]
+    if not kept:
+        raise ParameterError("every feature column is empty (no values in any row)")
+    return FeatureTable(frame[kept], labels, groups, frame[carried_cols].copy(), empty)
 
 
 def _near(name: str, columns: Sequence[str]) -> str:

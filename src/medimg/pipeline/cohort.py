@@ -2,8 +2,10 @@
 
 A study's ``cohort:`` list names them like per-case steps (``id``, ``op``, ``inputs``,
 ``params``). Their inputs are tables: a per-case values step (``radiomics``: one row per case,
-the case's columns first) or an earlier cohort step's output (the out-of-fold predictions of a
-``model`` step). Each op writes into ``cohort/<id>/`` of the run's output:
+the case's columns first), an earlier cohort step's output (the out-of-fold predictions of a
+``model`` step), or the images of a kept per-case image step (``keep: true``; a table of case,
+stored key and SHA-256, read with ``context.read_image``). Each op writes into
+``cohort/<id>/`` of the run's output:
 
 * ``result.json``: ``{"op", "key", "metrics": {name: {"value", "ci"}}, "figures": [{"path",
   "caption"}], "tables": [{"path", "caption"}], "notes": [...]}`` — the report draws its section
@@ -33,6 +35,10 @@ __all__ = ["CohortOp", "CohortContext", "CohortOutput", "PlannedCohortStep", "co
            "resolve_cohort", "run_cohort"]
 
 CohortOutputKind = Literal["table", "predictions", "summary"]
+#: The kind of a cohort input that is a kept per-case image step (one stored image per case).
+IMAGES = "images"
+_PHRASE = {"table": "a table", "predictions": "predictions", "summary": "a summary",
+           IMAGES: "images (a per-case image or label step)"}
 
 
 @dataclass
@@ -48,6 +54,7 @@ class CohortContext:
     case_columns: list[str]  # the columns that came from the case list, not from a step
     seed: int
     write: Callable[[str, bytes], str]
+    read_image: Callable[[str], Any] | None = None  # a stored key of an ``images`` input -> Image
 
 
 @dataclass
@@ -143,12 +150,16 @@ class PlannedCohortStep:
                 "params": self.params}
 
 
-def resolve_cohort(study: Any, value_steps: Sequence[str]) -> list[PlannedCohortStep]:
+def resolve_cohort(study: Any, value_steps: Sequence[str],
+                   image_steps: Mapping[str, bool] | None = None) -> list[PlannedCohortStep]:
     """Validate the study's cohort steps (op known, parameters valid, inputs defined and of the
-    right kind); errors name the YAML path (``cohort[1].params.folds: ...``)."""
+    right kind); errors name the YAML path (``cohort[1].params.folds: ...``). ``image_steps``:
+    the per-case steps that give an image or a label map, each with whether it is kept."""
     from medimg.pipeline.study import StudyError
 
     outputs: dict[str, str] = {s: "table" for s in value_steps}
+    kept_images = dict(image_steps or {})
+    outputs.update({s: IMAGES for s in kept_images})
     planned: list[PlannedCohortStep] = []
     for k, spec in enumerate(study.cohort):
         here = f"cohort[{k}]"
@@ -180,7 +191,7 @@ def resolve_cohort(study: Any, value_steps: Sequence[str]) -> list[PlannedCohort
                 candidates = [s for s, kind in outputs.items() if kind in accepted]
                 if not candidates:
                     raise StudyError(f"{here}.inputs.{role}", f"{op.name} needs an input {role!r}: a step that "
-                                     f"gives a {' or '.join(accepted)}")
+                                     f"gives {' or '.join(_PHRASE[k] for k in accepted)}")
                 ref = candidates[-1]
             if ref not in outputs:
                 from medimg.errors import did_you_mean
@@ -188,10 +199,13 @@ def resolve_cohort(study: Any, value_steps: Sequence[str]) -> list[PlannedCohort
                 raise StudyError(f"{here}.inputs.{role}", f"unknown input {ref!r}: not a values step nor an earlier "
                                  f"cohort step{did_you_mean(ref, list(outputs))}")
             if outputs[ref] not in accepted:
-                raise StudyError(f"{here}.inputs.{role}", f"{ref!r} gives a {outputs[ref]}; {op.name} needs a "
-                                 f"{' or '.join(accepted)}")
+                raise StudyError(f"{here}.inputs.{role}", f"{ref!r} gives {_PHRASE[outputs[ref]]}; {op.name} needs "
+                                 f"{' or '.join(_PHRASE[k] for k in accepted)}")
+            if outputs[ref] == IMAGES and not kept_images.get(ref):
+                raise StudyError(f"{here}.inputs.{role}", f"{ref!r} must be kept (keep: true) for a cohort step "
+                                 "to read its images")
             inputs[role] = ref
-        if op.name in ("model",) and not (params.get("label") or study.inputs.label_column):
+        if op.name in ("model", "cnn") and not (params.get("label") or study.inputs.label_column):
             raise StudyError(f"{here}.params.label", "a model needs the outcome: set inputs.label_column or "
                                                      "params.label")
         planned.append(PlannedCohortStep(spec.id, op.name, op.output, inputs, params))
@@ -212,10 +226,12 @@ def run_cohort(
     version: str,
     case_columns: Sequence[str] = (),
     log: Any | None = None,
+    images: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the cohort steps in order on the written ``tables`` (step id -> stored key); return
-    one record per step (id, op, key, status, seconds, outputs, error). A failing step is
-    recorded and the steps that need its output are skipped; the others go on."""
+    one record per step (id, op, key, status, seconds, outputs, error). ``images``: kept image
+    step id -> a table (case, key, sha256) of its stored images. A failing step is recorded and
+    the steps that need its output are skipped; the others go on."""
     import io as _io
     import time
 
@@ -223,11 +239,19 @@ def run_cohort(
 
     case_roles = set(study.inputs.files)
     available: dict[str, str] = dict(tables)  # step id -> stored key of its table
+    image_tables: dict[str, Any] = dict(images or {})
+
+    def read_image(key: str) -> Any:
+        from medimg import io as mio
+
+        with store.reading(key) as local:
+            return mio.read(local)
+
     records: list[dict[str, Any]] = []
     for step in planned:
         t0 = time.perf_counter()
         record: dict[str, Any] = {"id": step.id, "op": step.op_name, "status": "", "seconds": 0.0}
-        missing = [ref for ref in step.inputs.values() if ref not in available]
+        missing = [ref for ref in step.inputs.values() if ref not in available and ref not in image_tables]
         if missing:
             record.update(status="skipped", error=f"no output from {', '.join(missing)}")
             records.append(record)
@@ -237,6 +261,12 @@ def run_cohort(
                                        "inputs": sorted(step.inputs)}).encode())
         frames: dict[str, Any] = {}
         for role, ref in sorted(step.inputs.items()):
+            if ref in image_tables:  # the images' hashes stand for their bytes
+                frame = image_tables[ref]
+                data = frame[["case", "sha256"]].to_csv(index=False).encode()
+                digest.update(role.encode() + b"\0" + hashlib.sha256(data).digest())
+                frames[role] = frame
+                continue
             data = store.read_bytes(available[ref])
             digest.update(role.encode() + b"\0" + hashlib.sha256(data).digest())
             frames[role] = pd.read_csv(_io.BytesIO(data), dtype={study.inputs.id_column: str, "case": str})
@@ -271,7 +301,7 @@ def run_cohort(
                                 subgroup_columns=list(study.inputs.subgroup_columns),
                                 case_columns=["case", *[c for c in case_columns if c not in case_roles]],
                                 seed=study.seed,
-                                write=write)
+                                write=write, read_image=read_image)
         try:
             output = find_cohort_op(step.op_name).run(context, dict(step.params))
         except Exception as err:  # noqa: BLE001 - one failing cohort step must not lose the others

@@ -353,6 +353,9 @@ def _model(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
                      + (f", nested {params['tune']} tuning" if params["tune"] != "none" else "")
                      + (f", {params['imbalance']} inside the training folds" if params["imbalance"] != "none" else "")
                      + "; the model refitted on all cases is stored beside this step's outputs.")
+    if table.empty_columns:
+        out.notes.append(f"{len(table.empty_columns)} feature column(s) without a value in any case left out: "
+                         f"{', '.join(table.empty_columns[:8])}{' ...' if len(table.empty_columns) > 8 else ''}.")
     out.extra["best_params"] = json.loads(json.dumps(record["model"].get("best_params"), default=str))
     return out
 
@@ -362,3 +365,115 @@ def _model_op() -> CohortOp:
     return CohortOp("model", ("table",), "predictions", ModelParams, _model,
                     summary="a cross-validated classifier on a feature table (grouped, nested when tuning): out-of-"
                             "fold predictions", input_kinds={"table": ("table",)})
+
+
+class CNNParams(_Params):
+    """A CNN classifier (:mod:`medimg.ml.deep`) cross-validated over the cases' kept images:
+    network, input size (voxels, array order), intensity window (None: z-score), training
+    settings (``class_weight="balanced"``: a cost-sensitive loss for the minority class), folds (grouped by the study's group_column), seed, and how many saliency maps
+    (Grad-CAM on each case's held-out fold model) the report shows."""
+
+    architecture: str = "resnet_tiny"
+    spatial_dims: Literal[2, 3] = 3
+    image_size: list[int] = [16, 32, 32]
+    intensity_window: list[float] | None = None
+    epochs: int = pydantic.Field(default=15, ge=1)
+    batch_size: int = pydantic.Field(default=8, ge=1)
+    learning_rate: float = pydantic.Field(default=1e-3, gt=0)
+    patience: int = pydantic.Field(default=5, ge=1)
+    class_weight: Literal["none", "balanced"] = "balanced"
+    folds: int = pydantic.Field(default=5, ge=2)
+    n_saliency: int = pydantic.Field(default=4, ge=0)
+    label: str | None = None
+    seed: int = 0
+
+    @pydantic.model_validator(mode="after")
+    def _valid_config(self) -> CNNParams:
+        try:
+            self.config()
+        except ParameterError as err:
+            raise ValueError(str(err)) from err
+        return self
+
+    def config(self) -> Any:
+        from medimg.ml.deep.config import CNNConfig
+
+        return CNNConfig(architecture=self.architecture, spatial_dims=self.spatial_dims,
+                         image_size=tuple(self.image_size),
+                         intensity_window=tuple(self.intensity_window) if self.intensity_window else None,
+                         epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                         patience=self.patience, class_weight=self.class_weight)
+
+
+def _cnn(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from medimg.ml.deep import predict_proba, train_classifier
+    from medimg.ml.explain import grad_cam, save_overlay
+
+    frame = context.inputs["images"].reset_index(drop=True)
+    label = params["label"] or context.label_column
+    if not label or label not in frame.columns:
+        raise ParameterError(f"cnn: no label column {label!r} among the case columns")
+    config = CNNParams(**params).config()
+    y = frame[label].to_numpy().astype(int)
+    groups = frame[context.group_column].astype(str).to_numpy() if context.group_column in frame.columns \
+        else frame["case"].astype(str).to_numpy()
+    n_groups = len(set(groups))
+    folds = min(params["folds"], n_groups, int(np.bincount(y).min()) if y.size else 0)
+    if folds < 2:
+        raise ParameterError(f"cnn: {len(frame)} cases of {n_groups} patients cannot make 2 folds with both classes")
+    images = [context.read_image(k) for k in frame["key"]]
+    scores = np.full(len(frame), np.nan)
+    fold_of = np.full(len(frame), -1)
+    models: dict[int, Any] = {}
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=params["seed"])
+    for fold, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+        result = train_classifier([images[i] for i in train], y[train], groups=groups[train], config=config,
+                                  seed=params["seed"] + fold)
+        scores[test] = predict_proba(result.model, [images[i] for i in test])[:, 1]
+        fold_of[test] = fold
+        models[fold] = result.model
+    keep = [c for c in frame.columns if c not in ("key", "sha256")]
+    table = frame[keep].copy()
+    table["y_true"], table["y_score"], table["fold"] = y, scores, fold_of
+    out = CohortOutput(table=table)
+    # saliency: the most confident true positives first, then the most confident true negative
+    order = [int(i) for i in np.argsort(-scores) if y[i] == 1][: max(params["n_saliency"] - 1, 0)]
+    negatives = [int(i) for i in np.argsort(scores) if y[i] == 0]
+    if params["n_saliency"] and negatives:
+        order.append(negatives[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in order[: params["n_saliency"]]:
+            case = str(frame.loc[i, "case"])
+            cam = grad_cam(models[int(fold_of[i])], images[i])
+            name = f"saliency_{pd.Series([case]).str.replace(r'[^A-Za-z0-9_.-]', '_', regex=True)[0]}.png"
+            path = save_overlay(images[i], cam, Path(tmp) / name,
+                                title=f"{case}: class {y[i]}, score {scores[i]:.2f}")
+            key = context.write(name, Path(path).read_bytes())
+            out.figures.append({"path": key, "caption": f"Grad-CAM saliency of case {case} (true class {y[i]}, "
+                                                        f"out-of-fold score {scores[i]:.2f}) from the model of the "
+                                                        f"fold that held it out, on the slice where it is largest"})
+    from medimg.evaluation.classification import binary_metrics
+
+    auc = binary_metrics(y, scores, None, n_bootstrap=1000, seed=params["seed"],
+                         cluster=groups if context.group_column in frame.columns else None)["auc"]
+    out.metrics["auc"] = {"value": _finite(auc.value),
+                          "ci": [_finite(auc.ci[0]), _finite(auc.ci[1])] if np.all(np.isfinite(auc.ci)) else None}
+    out.notes.append(f"{len(frame)} cases ({int(y.sum())} positive), {config.architecture} {config.spatial_dims}-D "
+                     f"on {tuple(config.image_size)} voxels, {folds}-fold cross-validation grouped by "
+                     f"{context.group_column or 'case'}; each fold's training cases hold out "
+                     f"{config.val_fraction:.0%} of their patients for early stopping.")
+    return out
+
+
+@cohort_op("cnn")
+def _cnn_op() -> CohortOp:
+    return CohortOp("cnn", ("images",), "predictions", CNNParams, _cnn,
+                    summary="a CNN classifier cross-validated on the kept images of a case step (grouped by "
+                            "patient): out-of-fold predictions and Grad-CAM saliency maps",
+                    input_kinds={"images": ("images",)})

@@ -431,6 +431,23 @@ class StepFailed(UserInputError):
 
 
 # ----------------------------------------------------------------------------- the study
+def _kept_image_tables(cohort_plan: Any, results: dict[int, CaseResult], cases: list[Any]) -> dict[str, Any]:
+    """For each kept image step a cohort step reads: a table of case, stored key, the image's
+    SHA-256 and the case's columns (input order; cases without it are left out)."""
+    import pandas as pd
+
+    wanted = {ref for step in cohort_plan for ref in step.inputs.values()}
+    tables: dict[str, Any] = {}
+    for index in sorted(results):
+        res = results[index]
+        sha = {r.step: r.output_sha256 for r in res.steps}
+        for step_id, key in res.kept.items():
+            if step_id in wanted:
+                tables.setdefault(step_id, []).append({"case": res.case, "key": key, "sha256": sha.get(step_id, ""),
+                                                       **cases[index].columns})
+    return {step_id: pd.DataFrame(rows).astype({"case": str}) for step_id, rows in tables.items()}
+
+
 def _write_table(store: Store, key: str, rows: list[dict[str, Any]]) -> str:
     from medimg.io.tables import write_table
 
@@ -532,7 +549,8 @@ def run_study(
     if study.cohort:
         from medimg.pipeline.cohort import resolve_cohort
 
-        cohort_plan = resolve_cohort(study, value_steps)
+        cohort_plan = resolve_cohort(study, value_steps,
+                                     {s.id: s.keep for s in plan.steps if s.output in ("image", "labels")})
     wanted = value_steps if study.outputs.tables is None else list(study.outputs.tables)
     wanted += [ref for c in cohort_plan for ref in c.inputs.values() if ref in value_steps and ref not in wanted]
     for step_id in wanted:
@@ -550,10 +568,11 @@ def run_study(
         from medimg.pipeline.runlog import RunLog
 
         case_columns = sorted({c for case in cases for c in case.columns})
+        image_tables = _kept_image_tables(cohort_plan, results, cases)
         cohort_log = RunLog(local_work / "run-log.jsonl")
         try:
             cohort_records = run_cohort(cohort_plan, study=study, store=store, tables=tables, version=__version__,
-                                        case_columns=case_columns, log=cohort_log)
+                                        case_columns=case_columns, log=cohort_log, images=image_tables)
         finally:
             cohort_log.close()
         for rec in cohort_records:

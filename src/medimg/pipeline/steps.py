@@ -255,11 +255,25 @@ def _longitudinal_op() -> Op:
               param_names=tuple(spec))
 
 
+def _crop_op() -> Op:
+    spec: dict[str, tuple[Any, Callable[[Any], Any]]] = {"margin_mm": (10.0, float)}
+
+    def run(inputs: dict[str, Any], params: dict[str, Any]) -> Any:
+        from medimg.core.crop import crop_to_mask
+
+        return crop_to_mask(inputs["image"], inputs["mask"], margin_mm=params["margin_mm"])
+
+    return Op("crop_to_mask", ("image", "mask"), "image", lambda p: _checked(p, spec, "crop_to_mask"), run,
+              summary="the image inside the mask's bounding box grown by margin_mm (geometry kept): e.g. the "
+                      "input of a CNN cohort step", param_names=tuple(spec))
+
+
 #: Pipeline operations that are not entries of a registry kind, by name.
 _PIPELINE_OPS: dict[str, Callable[[], Op]] = {"features": _features_op,
                                               "segmentation_metrics": _segmentation_metrics_op,
                                               "register": _register_op,
-                                              "longitudinal": _longitudinal_op}
+                                              "longitudinal": _longitudinal_op,
+                                              "crop_to_mask": _crop_op}
 #: Registry kinds a step may name.
 _STEP_KINDS = ("filters", "feature_filters", "segmentation", "quality")
 

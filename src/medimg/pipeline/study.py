@@ -204,7 +204,8 @@ def study_from_mapping(data: Mapping[str, Any], *, base: str | Path | None = Non
     if study.cohort:
         from medimg.pipeline.cohort import resolve_cohort
 
-        resolve_cohort(study, [s.id for s in plan.steps if s.output == "values"])
+        resolve_cohort(study, [s.id for s in plan.steps if s.output == "values"],
+                       {s.id: s.keep for s in plan.steps if s.output in ("image", "labels")})
     return study
 
 

@@ -354,7 +354,7 @@ def _features(plan: list[dict[str, Any]], tables: dict[str, Any], study: dict[st
 
 
 _COHORT_HEADINGS = {"model": "Model", "evaluate": "Evaluation", "audit": "Subgroup audit",
-                    "embedding": "Embedding"}
+                    "embedding": "Embedding", "cnn": "CNN and saliency maps"}
 
 
 def _cohort_steps(store: Any, manifest: dict[str, Any]) -> list[Section]:

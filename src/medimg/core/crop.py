@@ -1,0 +1,45 @@
+"""Cropping an image to the box around a mask, geometry kept (the crop's voxels are the same
+points in the patient as the original's)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from medimg.core.image import Image
+from medimg.errors import ParameterError
+
+__all__ = ["crop_to_mask"]
+
+
+def crop_to_mask(image: Image, mask: Image, *, margin_mm: float = 10.0) -> Image:
+    """The part of ``image`` inside the bounding box of ``mask``'s non-zero voxels, grown by
+    ``margin_mm`` (mm, per axis; clipped at the image's edges).
+
+    ``mask`` must be on ``image``'s grid. The result keeps spacing and direction; its origin is
+    the physical position of its first voxel, so it overlays the original exactly.
+    """
+    if not margin_mm >= 0 or not math.isfinite(margin_mm):
+        raise ParameterError(f"crop_to_mask: margin_mm must be >= 0 mm, got {margin_mm}")
+    image.check_same_grid(mask, names=("image", "mask"))
+    nd = image.spatial_ndim
+    inside = np.asarray(mask.array) != 0
+    if inside.ndim > nd:  # a channel axis: any channel
+        inside = inside.reshape(*inside.shape[:nd], -1).any(axis=-1)
+    if not inside.any():
+        raise ParameterError("crop_to_mask: the mask is empty")
+    idx = np.nonzero(inside)
+    shape = inside.shape
+    spacing_arr = np.asarray(image.spacing[:nd])[::-1]  # array axis order
+    grow = [int(math.ceil(margin_mm / s - 1e-9)) for s in spacing_arr]
+    lo = [max(int(i.min()) - g, 0) for i, g in zip(idx, grow, strict=True)]
+    hi = [min(int(i.max()) + g, n - 1) for i, g, n in zip(idx, grow, shape, strict=True)]
+    box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+    arr = np.ascontiguousarray(image.array[box])
+    affine = np.array(image.affine, dtype=float)
+    first = image.index_to_physical(np.asarray(lo[::-1], dtype=float)[None])[0]  # (x, y[, z]) index order
+    affine[:3, 3] = first if first.size == 3 else np.append(first, affine[2, 3])[:3]
+    meta = dict(image.meta)
+    meta["crop"] = {"index_lo_xyz": lo[::-1], "index_hi_xyz": hi[::-1], "margin_mm": float(margin_mm)}
+    return Image(arr, affine, meta=meta)
