@@ -452,7 +452,11 @@ def _cnn(context: CohortContext, params: dict[str, Any]) -> CohortOutput:
             case = str(frame.loc[i, "case"])
             cam = grad_cam(models[int(fold_of[i])], images[i])
             name = f"saliency_{pd.Series([case]).str.replace(r'[^A-Za-z0-9_.-]', '_', regex=True)[0]}.png"
-            path = save_overlay(images[i], cam, Path(tmp) / name,
+            shown = images[i]
+            if params["intensity_window"]:  # the grey image in the network's window
+                low, high = params["intensity_window"]
+                shown = shown.with_array(np.clip(shown.array.astype(np.float32), low, high))
+            path = save_overlay(shown, cam, Path(tmp) / name, alpha=0.35,
                                 title=f"{case}: class {y[i]}, score {scores[i]:.2f}")
             key = context.write(name, Path(path).read_bytes())
             out.figures.append({"path": key, "caption": f"Grad-CAM saliency of case {case} (true class {y[i]}, "
