@@ -189,3 +189,29 @@ def test_maps_of_a_3d_network_lie_on_the_volume_grid() -> None:
     for heat in (grad_cam(model, vols[1]), occlusion_sensitivity(model, vols[1], patch_mm=4.0)):
         assert heat.shape == (10, 20, 20) and np.allclose(heat.affine, affine)
         assert np.all(np.isfinite(heat.array))
+
+
+def test_cli_importance_ranks_the_informative_feature_and_writes_additive_contributions(tmp_path: Path, capsys) -> None:
+    pd = pytest.importorskip("pandas")
+    from medimg.cli.main import main
+    from medimg.ml.models import fit_pipeline, save_pipeline
+
+    rng = np.random.default_rng(5)
+    train, y = _table(150, rng)
+    test, y_test = _table(80, rng)
+    save_pipeline(fit_pipeline(train, y, model="logistic", seed=0), tmp_path / "model")
+    test.assign(case=[f"c{i}" for i in range(80)], label=y_test).to_csv(tmp_path / "test.csv", index=False)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    assert main(["importance", str(tmp_path / "model"), str(tmp_path / "test.csv"), "--label", "label",
+                 "--background", str(tmp_path / "train.csv"), "--permutations", "4", "--repeats", "3",
+                 "-o", str(tmp_path / "imp")]) == 0
+    assert "top: f2" in capsys.readouterr().out
+    importance = pd.read_csv(tmp_path / "imp" / "importance.csv")
+    assert importance.feature.iloc[0] == "f2" and importance.permutation_auc_drop.iloc[0] > 0.2
+    contributions = pd.read_csv(tmp_path / "imp" / "contributions.csv")
+    assert list(contributions.case[:2]) == ["c0", "c1"]
+    features = [f"f{j}" for j in range(5)]
+    np.testing.assert_allclose(contributions[features].sum(axis=1) + contributions.base, contributions.log_odds, atol=1e-6)
+    assert main(["importance", str(tmp_path / "model"), str(tmp_path / "test.csv"), "--label", "labels",
+                 "-o", str(tmp_path / "x")]) == 2
+    assert "did you mean 'label'" in capsys.readouterr().err
