@@ -351,3 +351,18 @@ def test_sequence_table_orders_each_case_by_time(tmp_path: Path) -> None:
     assert ids == ["p0", "p1", "p2"] and list(y) == [0, 1, 0] and list(groups) == ids
     for p, case in enumerate(cases):
         assert [round(float(np.mean(img.array))) for img in case] == [10 * p, 10 * p + 1, 10 * p + 2]
+
+
+@pytest.mark.parametrize("architecture", ["resnet10", "resnet18", "resnet34", "densenet121", "efficientnet-b0"])
+def test_published_sizes_build_and_classify_in_2d(architecture: str) -> None:
+    from medimg.ml.deep.config import MIN_SIZE
+    from medimg.ml.deep.networks import build_network, cam_layer_name
+
+    size = MIN_SIZE[architecture]
+    cfg = CNNConfig(architecture=architecture, image_size=(size, size))
+    net = build_network(cfg).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 1, size, size))
+        emb = net.embed(torch.randn(2, 1, size, size))
+    assert out.shape == (2, 2) and emb.shape == (2, net.width)
+    assert cam_layer_name(cfg) in dict(net.named_modules())
