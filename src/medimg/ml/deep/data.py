@@ -189,10 +189,11 @@ def read_case_table(
     Returns the images (or lists of images), labels (``None`` without ``label_column``),
     patients, case ids and the table (a pandas DataFrame) as read.
     """
-    import pandas as pd
-
     from medimg import io
+    from medimg.core.optional import require
     from medimg.errors import FileFormatError
+
+    pd = require("pandas", extra="ml")
 
     path = Path(path)
     if not path.is_file():
