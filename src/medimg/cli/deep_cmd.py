@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path, typer.Argument(metavar="MODEL.pt", help="A model written by `medimg train`.")],
         table: Annotated[Path, typer.Argument(metavar="CASES.csv", help="One row per image (paths relative to the CSV).")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Predictions CSV to write (case, y_true, y_score, y_pred).")],
-        image_column: Annotated[str, typer.Option("--image-column", help="Column of image paths.")] = "image",
+        image_column: Annotated[str, typer.Option("--image-column", help="Column of image paths (comma-separated columns: the channels of one image).")] = "image",
         label_column: Annotated[Optional[str], typer.Option("--label-column", help="Column of true labels (copied as y_true).")] = None,  # noqa: UP045
         patient_column: Annotated[Optional[str], typer.Option("--patient-column", help="Column of patient ids (copied).")] = None,  # noqa: UP045
         time_column: Annotated[Optional[str], typer.Option("--time-column", help="Sequence models: orders each case's rows.")] = None,  # noqa: UP045
@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
         from medimg.ml.deep.run import predict_table
 
         check_output(out, overwrite, suffixes=(".csv",))
-        path, n = predict_table(model, table, out, image_column=image_column, label_column=label_column,
+        columns = [c.strip() for c in image_column.split(",") if c.strip()]
+        path, n = predict_table(model, table, out, image_column=columns if len(columns) > 1 else image_column,
+                                label_column=label_column,
                                 patient_column=patient_column, time_column=time_column, id_column=id_column)
         typer.echo(f"wrote {path}: {n} cases")
