@@ -94,13 +94,13 @@ def _cnn_rows() -> tuple[list[str], str]:
                             batch_size=16, val_fraction=0.0, **extra)
             data = prepare_cases(images, cfg, labels=labels)
             ours, theirs = [], []
-            for _ in range(3):  # interleaved: load from other processes hits both alike
+            for _ in range(5):  # interleaved: load from other processes hits both alike
                 ours.append(train_classifier(data, config=cfg, seed=0).images_per_second)
                 theirs.append(_monai_loop(images, labels, cfg, epochs, augment))
             a, b = float(np.median(ours)), float(np.median(theirs))
             rows.append(f"| {label}, {n} images, {epochs} epochs | {'flip, rotate, noise, intensity' if augment else 'none'} "
                         f"| {a:.0f} | {b:.0f} | {a / b:.2f}x |")
-    return rows, "median of 3 interleaved runs"
+    return rows, "median of 5 interleaved runs"
 
 
 def _feature_rows() -> list[str]:
@@ -154,7 +154,8 @@ CNN training on the CPU (images per second over whole training epochs, {how}). S
 MONAI ResNet), data, batch size 16, AdamW, cross-entropy, 1 thread. MONAI column: `Dataset` + `Compose` of
 dictionary random transforms + `DataLoader`, the usual tutorial loop. medimg: `train_classifier`
 (batched augmentation). medimg and MONAI alternate within a row; rows are measured at different moments of
-a shared machine, so compare within a row.
+a shared machine, where the same configuration's throughput varies by up to a third from minute to minute, so
+compare within a row, not across rows.
 
 | data | augmentation | medimg (images/s) | MONAI loop (images/s) | medimg / MONAI |
 |---|---|---:|---:|---:|

@@ -351,3 +351,45 @@ def test_sequence_table_orders_each_case_by_time(tmp_path: Path) -> None:
     assert ids == ["p0", "p1", "p2"] and list(y) == [0, 1, 0] and list(groups) == ids
     for p, case in enumerate(cases):
         assert [round(float(np.mean(img.array))) for img in case] == [10 * p, 10 * p + 1, 10 * p + 2]
+
+
+@pytest.mark.parametrize("architecture", ["resnet10", "resnet18", "resnet34", "densenet121", "efficientnet-b0"])
+def test_published_sizes_build_and_classify_in_2d(architecture: str) -> None:
+    from medimg.ml.deep.config import MIN_SIZE
+    from medimg.ml.deep.networks import build_network, cam_layer_name
+
+    size = MIN_SIZE[architecture]
+    cfg = CNNConfig(architecture=architecture, image_size=(size, size))
+    net = build_network(cfg).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 1, size, size))
+        emb = net.embed(torch.randn(2, 1, size, size))
+    assert out.shape == (2, 2) and emb.shape == (2, net.width)
+    assert cam_layer_name(cfg) in dict(net.named_modules())
+
+
+def test_two_channel_images_from_two_table_columns_learn_what_only_the_second_channel_shows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    first, _ = blobs(60, rng, size=16, amp=0.0)  # channel 0: noise only
+    second, labels = blobs(60, rng, size=16, amp=2.5, centre=(8.0, 8.0))  # channel 1: the disc decides the class
+    rows = ["pet,ct,label,patient"]
+    for i in range(60):
+        for name, arr in (("pet", second[i]), ("ct", first[i])):
+            io.write(Image(arr, np.diag([0.8, 0.8, 1.0, 1.0])), tmp_path / f"{name}{i}.nii.gz", sidecar=False)
+        rows.append(f"pet{i}.nii.gz,ct{i}.nii.gz,{labels[i]},p{i}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    cases, y, groups, _, _ = read_case_table(tmp_path / "cases.csv", image_column=["ct", "pet"], patient_column="patient")
+    assert cases[0].channel_axis == -1 and cases[0].shape == (16, 16, 2)
+    np.testing.assert_allclose(cases[3].array[..., 1], second[3], atol=1e-6)
+    base = {"image_size": (16, 16), "epochs": 10, "learning_rate": 3e-3, "val_fraction": 0.0, "rotate_deg": 0.0}
+    both = train_classifier(cases[:40], y[:40], config=CNNConfig(**base, in_channels=2), seed=0)
+    ct_only = train_classifier([c.array[..., 0] for c in cases[:40]], y[:40], config=CNNConfig(**base), seed=0)
+    auc_both = roc_auc(y[40:].astype(bool), predict_proba(both.model, cases[40:])[:, 1])
+    auc_ct = roc_auc(y[40:].astype(bool), predict_proba(ct_only.model, [c.array[..., 0] for c in cases[40:]])[:, 1])
+    assert auc_both > 0.9 and auc_ct < 0.75, (auc_both, auc_ct)
+    with pytest.raises(ParameterError, match="takes 2 channel"):
+        predict_proba(both.model, [c.array[..., 0] for c in cases[40:42]])
+    from medimg.ml.explain import occlusion_sensitivity
+
+    occ = occlusion_sensitivity(both.model, cases[41], patch_mm=3.0)
+    assert occ.shape == (16, 16) and np.allclose(occ.affine, cases[41].affine)

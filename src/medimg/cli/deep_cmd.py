@@ -1,5 +1,5 @@
-"""Deep-learning subcommands: ``train`` (a CNN from a YAML file), ``predict`` (a saved CNN
-over a case table) and ``explain`` (a Grad-CAM or occlusion map of one image). Thin layer over :mod:`medimg.ml.deep.run`; heavy modules (torch, MONAI,
+"""Deep-learning subcommands: ``train`` (a CNN from a YAML file) and ``predict`` (a saved CNN
+over a case table). Thin layer over :mod:`medimg.ml.deep.run`; heavy modules (torch, MONAI,
 pandas, pydantic) are imported inside the commands.
 """
 
@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``predict`` and ``explain`` to ``app``."""
+    """Add ``train`` and ``predict`` to ``app``."""
 
     @app.command("train")
     def train_cmd(
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path, typer.Argument(metavar="MODEL.pt", help="A model written by `medimg train`.")],
         table: Annotated[Path, typer.Argument(metavar="CASES.csv", help="One row per image (paths relative to the CSV).")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Predictions CSV to write (case, y_true, y_score, y_pred).")],
-        image_column: Annotated[str, typer.Option("--image-column", help="Column of image paths.")] = "image",
+        image_column: Annotated[str, typer.Option("--image-column", help="Column of image paths (comma-separated columns: the channels of one image).")] = "image",
         label_column: Annotated[Optional[str], typer.Option("--label-column", help="Column of true labels (copied as y_true).")] = None,  # noqa: UP045
         patient_column: Annotated[Optional[str], typer.Option("--patient-column", help="Column of patient ids (copied).")] = None,  # noqa: UP045
         time_column: Annotated[Optional[str], typer.Option("--time-column", help="Sequence models: orders each case's rows.")] = None,  # noqa: UP045
@@ -60,45 +60,8 @@ def register(app: typer.Typer) -> None:
         from medimg.ml.deep.run import predict_table
 
         check_output(out, overwrite, suffixes=(".csv",))
-        path, n = predict_table(model, table, out, image_column=image_column, label_column=label_column,
+        columns = [c.strip() for c in image_column.split(",") if c.strip()]
+        path, n = predict_table(model, table, out, image_column=columns if len(columns) > 1 else image_column,
+                                label_column=label_column,
                                 patient_column=patient_column, time_column=time_column, id_column=id_column)
         typer.echo(f"wrote {path}: {n} cases")
-
-    @app.command("explain")
-    def explain_cmd(
-        model: Annotated[Path, typer.Argument(metavar="MODEL.pt", help="A model written by `medimg train` (one image per case).")],
-        image: Annotated[Path, typer.Argument(metavar="IMAGE", help="The image to explain (any file medimg reads).")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="The map, on IMAGE's grid (.nii.gz, .nrrd, .mha).")],
-        method: Annotated[str, typer.Option("--method", help="grad-cam or occlusion.")] = "occlusion",
-        target: Annotated[Optional[int], typer.Option("--target", help="The class explained (default: 1 for two classes).")] = None,  # noqa: UP045
-        patch_mm: Annotated[Optional[float], typer.Option("--patch-mm", help="Occlusion patch edge in mm (default: 1/8 of the field of view).")] = None,  # noqa: UP045
-        layer: Annotated[Optional[str], typer.Option("--layer", help="Grad-CAM layer (default: the last convolutional stage).")] = None,  # noqa: UP045
-        png: Annotated[Optional[Path], typer.Option("--png", help="Also write an overlay PNG here.")] = None,  # noqa: UP045
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    ) -> None:
-        """Where a trained CNN looks: a Grad-CAM or occlusion-sensitivity map of IMAGE, on IMAGE's
-        grid (with a provenance sidecar), and optionally an overlay PNG."""
-        from medimg import io
-        from medimg.cli.params import check_output
-        from medimg.cli.runtime import command_manifest
-        from medimg.errors import UnknownNameError
-        from medimg.ml.deep.model import load_model
-        from medimg.ml.explain import grad_cam, occlusion_sensitivity, save_overlay
-
-        if method not in ("grad-cam", "occlusion"):
-            raise UnknownNameError("--method", method, ("grad-cam", "occlusion"))
-        check_output(out, overwrite)
-        cnn = load_model(model)
-        picture = io.read(image)
-        heat = (grad_cam(cnn, picture, target=target, layer=layer) if method == "grad-cam"
-                else occlusion_sensitivity(cnn, picture, target=target, patch_mm=patch_mm))
-        probability = cnn.predict_proba([picture])[0]
-        manifest = command_manifest("medimg explain", {"method": method, "target": target, "patch_mm": patch_mm,
-                                                       "layer": layer})
-        manifest.add_input(model, role="model")
-        manifest.add_input(image, role="image")
-        io.write(heat, out, provenance=manifest)
-        if png is not None:
-            save_overlay(picture, heat, png, title=f"{method}, p = {', '.join(f'{p:.3f}' for p in probability)}")
-        typer.echo(f"wrote {out}{' and ' + str(png) if png else ''}: {method} map; class probabilities "
-                   + ", ".join(f"{k}: {p:.3f}" for k, p in enumerate(probability)))

@@ -258,6 +258,7 @@ COMMAND_MODULES = (
     "medimg.cli.evaluation_cmd",
     "medimg.cli.learning_cmd",
     "medimg.cli.deep_cmd",
+    "medimg.cli.explain_cmd",
 )
 
 

@@ -50,14 +50,15 @@ def _target(model: Any, target: int | None) -> int:
     return t
 
 
-def _on_image_grid(values: np.ndarray, image: Image | np.ndarray) -> Image:
+def _on_image_grid(values: np.ndarray, image: Image | np.ndarray, model: Any) -> Image:
     """A map of the network input size brought back to ``image``'s grid (linear), as an Image."""
-    from medimg.ml.deep.data import resize
+    from medimg.ml.deep.data import resize, spatial_shape
 
-    arr = np.asarray(image.array if isinstance(image, Image) else image)
-    out = resize(values, arr.shape) if values.shape != arr.shape else values.astype(np.float32)
-    if arr.ndim == 3 and values.ndim == 2:  # a 2-D network on a one-slice volume
-        out = resize(values, arr.shape[1:])[None]
+    target = spatial_shape(image, model.config)
+    if len(target) == values.ndim + 1:  # a 2-D network on a one-slice volume
+        out = resize(values, target[1:])[None]
+    else:
+        out = resize(values, target)
     if isinstance(image, Image):
         return Image(out.astype(np.float32), image.affine, meta={"what": "saliency"})
     return Image(out.astype(np.float32))
@@ -133,7 +134,7 @@ def grad_cam(model: Any, image: Image | np.ndarray, *, target: int | None = None
     cam = (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)
     if input_space:
         return Image(cam.astype(np.float32))
-    return _on_image_grid(cam, image)
+    return _on_image_grid(cam, image, model)
 
 
 def occlusion_sensitivity(model: Any, image: Image | np.ndarray, *, target: int | None = None,
@@ -162,14 +163,14 @@ def occlusion_sensitivity(model: Any, image: Image | np.ndarray, *, target: int 
     torch = require("torch", extra="dl")
     x = _single_input(model, image)
     t = _target(model, target)
+    from medimg.ml.deep.data import spatial_shape
+
     size = np.array(x.shape[2:])
-    arr_shape = np.array(np.asarray(image.array if isinstance(image, Image) else image).shape[-len(size):])
-    if isinstance(image, Image):
-        spacing_arr = np.array(image.spacing[: image.spatial_ndim][::-1])[-len(size):]  # array order
+    if isinstance(image, Image):  # mm per network-input voxel, per axis (array order)
+        arr_shape = np.array(spatial_shape(image, model.config)[-len(size):])
+        spacing_arr = np.array(image.spacing[: image.spatial_ndim][::-1])[-len(size):]
+        input_mm = arr_shape * spacing_arr / size
     else:
-        spacing_arr = np.ones(len(size))
-    input_mm = arr_shape * spacing_arr / size  # mm per network-input voxel, per axis
-    if not isinstance(image, Image):
         input_mm = np.ones(len(size))
     patch_mm = float(np.max(size * input_mm) / 8) if patch_mm is None else float(patch_mm)
     if patch_mm <= 0:
@@ -201,7 +202,7 @@ def occlusion_sensitivity(model: Any, image: Image | np.ndarray, *, target: int 
         sl = tuple(slice(int(a), int(a + p)) for a, p in zip(c, patch, strict=True))
         total[sl] += d
         count[sl] += 1
-    return _on_image_grid(total / np.maximum(count, 1), image)
+    return _on_image_grid(total / np.maximum(count, 1), image, model)
 
 
 def save_overlay(image: Image | np.ndarray, heatmap: Image | np.ndarray, path: str | Path, *,
@@ -214,6 +215,8 @@ def save_overlay(image: Image | np.ndarray, heatmap: Image | np.ndarray, path: s
     from medimg.ml.plots import _pyplot, _save
 
     img = np.asarray(image.array if isinstance(image, Image) else image, dtype=float)
+    if isinstance(image, Image) and image.channel_axis == -1:
+        img = img[..., 0]  # the first channel is shown
     heat = np.asarray(heatmap.array if isinstance(heatmap, Image) else heatmap, dtype=float)
     if img.shape != heat.shape:
         raise ParameterError(f"heatmap shape {heat.shape} differs from the image's {img.shape}")

@@ -43,6 +43,9 @@ class CNNConfig:
     image_size
         The network input in voxels, array order ((y, x) or (z, y, x)); every image is resampled
         to it (linear interpolation over the whole field of view).
+    in_channels
+        Channels of each image (2 for PET/CT or two MR sequences): an Image with a trailing
+        channel axis, or several image columns of a case table, on one grid.
     n_classes
         Number of classes; labels must be ``0..n_classes - 1``.
     dropout
@@ -90,6 +93,7 @@ class CNNConfig:
     architecture: str = "resnet_tiny"
     spatial_dims: int = 2
     image_size: tuple[int, ...] = (32, 32)
+    in_channels: int = 1
     n_classes: int = 2
     dropout: float = 0.2
     intensity_window: tuple[float, float] | None = None
@@ -144,7 +148,7 @@ class CNNConfig:
         for name in ("dropout", "val_fraction"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise ParameterError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "patience", "hidden_size", "num_threads"):
+        for name in ("in_channels", "epochs", "batch_size", "patience", "hidden_size", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("learning_rate", "finetune_lr_factor"):

@@ -20,7 +20,7 @@ from medimg.core.image import Image
 from medimg.errors import ParameterError
 from medimg.ml.deep.config import CNNConfig
 
-__all__ = ["CaseSet", "prepare_image", "prepare_cases", "read_case_table", "split_by_patient", "resize"]
+__all__ = ["CaseSet", "prepare_image", "spatial_shape", "prepare_cases", "read_case_table", "split_by_patient", "resize"]
 
 
 def resize(array: np.ndarray, shape: Sequence[int], *, order: int = 1) -> np.ndarray:
@@ -36,31 +36,53 @@ def resize(array: np.ndarray, shape: Sequence[int], *, order: int = 1) -> np.nda
     return out.astype(np.float32, copy=False)
 
 
-def _spatial(image: Image | np.ndarray, config: CNNConfig, what: str) -> np.ndarray:
-    arr = np.asarray(image.array if isinstance(image, Image) else image)
-    if isinstance(image, Image) and image.channel_axis is not None:
-        raise ParameterError(f"{what}: multi-channel images are not supported (shape {image.shape})")
-    if config.spatial_dims == 2 and arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != config.spatial_dims:
+def _channels_first(image: Image | np.ndarray, config: CNNConfig, what: str) -> np.ndarray:
+    """(C, *spatial) of one image: an Image's trailing channel axis moved first; an array is one
+    channel, or (C, *spatial) when the network takes several; a 2-D network also takes volumes
+    of one slice."""
+    if isinstance(image, Image):
+        arr = np.asarray(image.array)
+        arr = np.moveaxis(arr, -1, 0) if image.channel_axis == -1 else arr[None]
+    else:
+        arr = np.asarray(image)
+        arr = arr[None] if config.in_channels == 1 or arr.ndim == config.spatial_dims else arr
+    if config.spatial_dims == 2 and arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != config.spatial_dims + 1:
         msg = (f"{what}: a {config.spatial_dims}-D network needs {config.spatial_dims}-D images"
-               f"{' (or 3-D with one slice)' if config.spatial_dims == 2 else ''}, got shape {arr.shape}")
+               f"{' (or 3-D with one slice)' if config.spatial_dims == 2 else ''}, got shape {np.shape(image)}")
+        raise ParameterError(msg)
+    if arr.shape[0] != config.in_channels:
+        msg = (f"{what}: the network takes {config.in_channels} channel(s), the image has {arr.shape[0]} "
+               "(several channels: an Image with a trailing channel axis, or several image columns)")
         raise ParameterError(msg)
     if not np.all(np.isfinite(arr)):
         raise ParameterError(f"{what}: the image has non-finite values")
     return arr
 
 
+def spatial_shape(image: Image | np.ndarray, config: CNNConfig) -> tuple[int, ...]:
+    """The array shape of ``image`` without its channels (a one-slice volume keeps its z axis)."""
+    if isinstance(image, Image):
+        return tuple(image.spatial_shape)
+    shape = tuple(np.shape(image))
+    return shape if config.in_channels == 1 else shape[1:]
+
+
 def prepare_image(image: Image | np.ndarray, config: CNNConfig, *, what: str = "image") -> np.ndarray:
-    """The network input of one image: (1, *image_size) float32, resampled and normalised."""
-    arr = resize(_spatial(image, config, what), config.image_size)
-    if config.intensity_window is None:
-        sd = float(arr.std())
-        arr = (arr - float(arr.mean())) / (sd if sd > 0 else 1.0)
-    else:
-        lo, hi = config.intensity_window
-        arr = 2.0 * (np.clip(arr, lo, hi) - lo) / (hi - lo) - 1.0
-    return arr[None].astype(np.float32, copy=False)
+    """The network input of one image: (in_channels, *image_size) float32, resampled and
+    normalised channel by channel."""
+    out = []
+    for channel in _channels_first(image, config, what):
+        arr = resize(channel, config.image_size)
+        if config.intensity_window is None:
+            sd = float(arr.std())
+            arr = (arr - float(arr.mean())) / (sd if sd > 0 else 1.0)
+        else:
+            lo, hi = config.intensity_window
+            arr = 2.0 * (np.clip(arr, lo, hi) - lo) / (hi - lo) - 1.0
+        out.append(arr)
+    return np.stack(out).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -70,7 +92,7 @@ class CaseSet:
     Attributes
     ----------
     inputs
-        One array per case: (1, *image_size) for an image, (T, 1, *image_size) for a sequence.
+        One array per case: (C, *image_size) for an image, (T, C, *image_size) for a sequence.
     labels
         Class of each case (int64, ``0..n_classes-1``), or ``None`` for unlabelled cases.
     groups
@@ -174,7 +196,7 @@ def split_by_patient(labels: np.ndarray, groups: np.ndarray | None, val_fraction
 def read_case_table(
     path: str | Path,
     *,
-    image_column: str = "image",
+    image_column: str | Sequence[str] = "image",
     label_column: str | None = "label",
     patient_column: str | None = None,
     time_column: str | None = None,
@@ -182,6 +204,7 @@ def read_case_table(
 ) -> tuple[list[Any], np.ndarray | None, np.ndarray | None, list[str], Any]:
     """Read a CSV of cases: one row per image (``image_column``: a path, relative to the CSV's
     folder or absolute, of any file :func:`medimg.io.read` reads), its label and patient.
+    Several image columns are the channels of one image (on one grid; e.g. PET and CT).
 
     With ``time_column`` the rows of one case (``id_column``, else the patient) form a sequence
     ordered by that column; a case's rows must share one label.
@@ -189,10 +212,11 @@ def read_case_table(
     Returns the images (or lists of images), labels (``None`` without ``label_column``),
     patients, case ids and the table (a pandas DataFrame) as read.
     """
-    import pandas as pd
-
     from medimg import io
+    from medimg.core.optional import require
     from medimg.errors import FileFormatError
+
+    pd = require("pandas", extra="ml")
 
     path = Path(path)
     if not path.is_file():
@@ -201,7 +225,10 @@ def read_case_table(
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise FileFormatError(path, f"cannot read as CSV: {str(err).splitlines()[0]}") from None
-    wanted = [c for c in (image_column, label_column, patient_column, time_column, id_column) if c]
+    image_columns = [image_column] if isinstance(image_column, str) else list(image_column)
+    if not image_columns:
+        raise ParameterError("image_column: no column named")
+    wanted = [c for c in (*image_columns, label_column, patient_column, time_column, id_column) if c]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         from medimg.errors import did_you_mean
@@ -211,13 +238,24 @@ def read_case_table(
     if not len(frame):
         raise ParameterError(f"{path}: no rows")
 
-    def load(value: Any) -> Image:
+    def read_one(value: Any) -> Image:
         p = Path(str(value))
         return io.read(p if p.is_absolute() else path.parent / p)
 
+    def load(row: Any) -> Image:
+        parts = [read_one(row[c]) for c in image_columns]
+        if len(parts) == 1:
+            return parts[0]
+        for c, part in zip(image_columns[1:], parts[1:], strict=True):
+            parts[0].check_same_grid(part, names=(f"{image_columns[0]} {row[image_columns[0]]}", f"{c} {row[c]}"))
+            if part.channel_axis is not None:
+                raise ParameterError(f"{c} {row[c]}: a multi-channel file cannot be one channel of several")
+        return Image(np.stack([np.asarray(p.array, dtype=np.float32) for p in parts], axis=-1), parts[0].affine,
+                     meta=parts[0].meta, channel_axis=-1)
+
     key = id_column or patient_column
     if time_column is None:
-        images: list[Any] = [load(v) for v in frame[image_column]]
+        images: list[Any] = [load(row) for _, row in frame.iterrows()]
         ids = [str(v) for v in frame[id_column]] if id_column else [str(i) for i in range(len(frame))]
         labels = frame[label_column].to_numpy() if label_column else None
         groups = frame[patient_column].astype(str).to_numpy() if patient_column else None
@@ -226,7 +264,7 @@ def read_case_table(
         raise ParameterError("a sequence table (time column) needs an id or a patient column to group its rows")
     images, labels_l, groups_l, ids = [], [], [], []
     for case, rows in frame.sort_values([key, time_column], kind="stable").groupby(key, sort=False):
-        images.append([load(v) for v in rows[image_column]])
+        images.append([load(row) for _, row in rows.iterrows()])
         ids.append(str(case))
         if label_column:
             values = rows[label_column].unique()

@@ -32,23 +32,24 @@ def _backbone(config: CNNConfig) -> tuple[nn.Module, int]:
                           "resnet18": ([2, 2, 2, 2], [64, 128, 256, 512]),
                           "resnet34": ([3, 4, 6, 3], [64, 128, 256, 512])}[arch]
         small = arch == "resnet_tiny"
-        net = nets.ResNet("basic", layers, planes, spatial_dims=sd, n_input_channels=1,
+        net = nets.ResNet("basic", layers, planes, spatial_dims=sd, n_input_channels=config.in_channels,
                           conv1_t_size=3 if small else 7, conv1_t_stride=1 if small else 2,
                           no_max_pool=small, feed_forward=False)
         return net, planes[-1]
     if arch.startswith("densenet"):
         kw = ({"init_features": 8, "growth_rate": 8, "block_config": (2, 2, 2), "bn_size": 2}
               if arch == "densenet_tiny" else {"init_features": 64, "growth_rate": 32, "block_config": (6, 12, 24, 16)})
-        net = nets.DenseNet(sd, 1, 2, **kw)
+        net = nets.DenseNet(sd, config.in_channels, 2, **kw)
         width = net.class_layers.out.in_features
         net.class_layers.out = nn.Identity()
         return net, width
     if arch == "efficientnet_tiny":
-        net = nets.EfficientNet(_EFFICIENTNET_TINY, spatial_dims=sd, in_channels=1, num_classes=2,
+        net = nets.EfficientNet(_EFFICIENTNET_TINY, spatial_dims=sd, in_channels=config.in_channels, num_classes=2,
                                 width_coefficient=0.25, depth_coefficient=1.0, dropout_rate=0.0, drop_connect_rate=0.0,
                                 image_size=max(config.image_size), norm=("batch", {"eps": 1e-3, "momentum": 0.1}))
     else:
-        net = nets.EfficientNetBN(arch, pretrained=False, spatial_dims=sd, in_channels=1, num_classes=2)
+        net = nets.EfficientNetBN(arch, pretrained=False, spatial_dims=sd, in_channels=config.in_channels,
+                                  num_classes=2)
         net._dropout = nn.Identity()
     width = net._fc.in_features
     net._fc = nn.Identity()
@@ -66,11 +67,11 @@ class ImageClassifier(nn.Module):
         self.width = width
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, *size) -> (B, F) embeddings."""
+        """(B, C, *size) -> (B, F) embeddings."""
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, *size) -> (B, n_classes) logits."""
+        """(B, C, *size) -> (B, n_classes) logits."""
         return self.head(self.dropout(self.backbone(x)))
 
 
@@ -89,7 +90,7 @@ class SequenceClassifier(nn.Module):
         self.width = width
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, T, 1, *size) padded after each case's ``lengths`` time points -> (B, n_classes)."""
+        """``x`` (B, T, C, *size) padded after each case's ``lengths`` time points -> (B, n_classes)."""
         b, t = x.shape[:2]
         valid = torch.arange(t)[None, :] < lengths[:, None]
         emb = self.backbone(x[valid])

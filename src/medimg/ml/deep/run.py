@@ -5,7 +5,7 @@ The YAML file::
 
     data:
       table: cases.csv            # one row per image: path, label, patient (relative to the YAML)
-      image_column: image
+      image_column: image         # or a list of columns: the channels of one image (e.g. [pet, ct])
       label_column: label
       patient_column: patient     # the validation split holds out whole patients
       time_column: null           # with a sequence model: rows of a case ordered by this column
@@ -52,7 +52,7 @@ class DataSpec(_Strict):
     """Where the cases are (see the module notes)."""
 
     table: str
-    image_column: str = "image"
+    image_column: str | list[str] = "image"  # several columns: the channels of one image
     label_column: str = "label"
     patient_column: str | None = None
     time_column: str | None = None
@@ -162,10 +162,11 @@ def _check_columns(table: Path, spec: DataSpec, where: str) -> None:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise FileFormatError(table, f"{where}: cannot read the header ({err})") from err
     for key in ("image_column", "label_column", "patient_column", "time_column", "id_column"):
-        column = getattr(spec, key)
-        if column is not None and column not in header:
-            raise ParameterError(f"data.{key}: no column {column!r} in {table}{did_you_mean(column, header)}; "
-                                 f"columns are {header[:20]}")
+        value = getattr(spec, key)
+        for column in [value] if isinstance(value, str) or value is None else value:
+            if column is not None and column not in header:
+                raise ParameterError(f"data.{key}: no column {column!r} in {table}{did_you_mean(column, header)}; "
+                                     f"columns are {header[:20]}")
 
 
 def _table_path(value: str, base: Path) -> Path:
@@ -264,19 +265,23 @@ def run_training(config_path: str | Path, out: str | Path | None = None, *,
     return record
 
 
-def _paths(frame: Any, spec: DataSpec, ids: list[str], table: Path) -> dict[str, Path]:
-    """Image file of each case id (one-image cases only)."""
+def _paths(frame: Any, spec: DataSpec, ids: list[str], table: Path) -> dict[str, list[Path]]:
+    """Image files (one per channel) of each case id (one-image cases only)."""
     if spec.time_column is not None:
         return {}
-    files = [Path(str(v)) for v in frame[spec.image_column]]
-    return {case: (f if f.is_absolute() else table.parent / f) for case, f in zip(ids, files, strict=True)}
+    columns = [spec.image_column] if isinstance(spec.image_column, str) else spec.image_column
+    out: dict[str, list[Path]] = {}
+    for case, (_, row) in zip(ids, frame.iterrows(), strict=True):
+        files = [Path(str(row[c])) for c in columns]
+        out[case] = [f if f.is_absolute() else table.parent / f for f in files]
+    return out
 
 
-def _explain(result: Any, spec: ExplainSpec, folder: Path, paths: dict[str, Path]) -> list[Path]:
+def _explain(result: Any, spec: ExplainSpec, folder: Path, paths: dict[str, list[Path]]) -> list[Path]:
     """Overlays for up to ``spec.cases`` validation cases (alternating classes)."""
     if spec.cases == 0 or result.model.config.sequence != "none":
         return []
-    from medimg import io
+    from medimg import Image, io
     from medimg.ml.explain import grad_cam, occlusion_sensitivity, save_overlay
 
     val = result.validation
@@ -289,7 +294,12 @@ def _explain(result: Any, spec: ExplainSpec, folder: Path, paths: dict[str, Path
     folder.mkdir(parents=True, exist_ok=True)
     for k, i in enumerate(order[: spec.cases]):
         case = val.ids[i]
-        image = io.read(paths[case]) if case in paths else val.inputs[i][0]
+        if case in paths:
+            parts = [io.read(p) for p in paths[case]]
+            image = parts[0] if len(parts) == 1 else Image(
+                np.stack([np.asarray(p.array, dtype=np.float32) for p in parts], axis=-1), parts[0].affine, channel_axis=-1)
+        else:
+            image = val.inputs[i] if val.inputs[i].shape[0] > 1 else val.inputs[i][0]
         label = "" if val.labels is None else f" (label {int(val.labels[i])})"
         safe = f"{k:02d}_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in case)[:60]
         if spec.method in ("grad_cam", "both"):
@@ -301,7 +311,8 @@ def _explain(result: Any, spec: ExplainSpec, folder: Path, paths: dict[str, Path
     return written
 
 
-def predict_table(model_path: str | Path, table: str | Path, out: str | Path, *, image_column: str = "image",
+def predict_table(model_path: str | Path, table: str | Path, out: str | Path, *,
+                  image_column: str | list[str] = "image",
                   label_column: str | None = None, patient_column: str | None = None,
                   time_column: str | None = None, id_column: str | None = None) -> tuple[Path, int]:
     """Predict every case of a case table with a saved model and write a predictions CSV
