@@ -19,7 +19,8 @@ def test_demo_study_end_to_end_is_reproducible(tmp_path: Path) -> None:
     assert first.n_cases == 24 and not first.failures
     html = first.report_path.read_text()
     for heading in ("Cohort", "Preparation", "Segmentation accuracy", "Registration and longitudinal change",
-                    "Model: classifier", "Evaluation: performance", "Subgroup audit: fairness", "Provenance"):
+                    "Model: classifier", "Evaluation: performance", "Subgroup audit: fairness",
+                    "CNN and saliency maps: cnn", "Grad-CAM saliency of case", "Provenance"):
         assert heading in html, heading
     accuracy = pd.read_csv(first.report_path.parent / "tables/accuracy_threshold.csv")
     assert accuracy["dice"].mean() > 0.85  # threshold segmentation vs the generator's true masks
@@ -34,6 +35,9 @@ def test_demo_study_end_to_end_is_reproducible(tmp_path: Path) -> None:
     second = run_demo(tmp_path / "b", n_patients=24, seed=3, unet=False, log=lambda _m: None)
     assert second.features_path.read_bytes() == first.features_path.read_bytes()
     assert second.metrics["performance"]["auc"] == first.metrics["performance"]["auc"]
+    # the CNN too: the same seed gives the same out-of-fold predictions
+    cnn = "cohort/cnn/predictions.csv"
+    assert (second.report_path.parent / cnn).read_bytes() == (first.report_path.parent / cnn).read_bytes()
 
 
 @pytest.mark.slow
