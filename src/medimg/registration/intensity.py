@@ -285,21 +285,43 @@ def jacobian_stats(transform: Transform, reference: Image, mask: Image | None = 
 def _bspline_stage(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, linear: SimpleITK.Transform, *,
                    metric: str, grid_spacing_mm: float, levels: list[float], samples: int,
                    iterations: list[int], seed: int, fmask: SimpleITK.Image | None, mmask: SimpleITK.Image | None,
-                   trace: list[float], level_log: list[dict[str, Any]]) -> tuple[SimpleITK.Transform, float]:
-    """A cubic B-spline FFD (control points ``grid_spacing_mm`` apart) composed with ``linear``
-    (which stays fixed), optimised with L-BFGS-B over the pyramid."""
+                   bending: float, trace: list[float],
+                   level_log: list[dict[str, Any]]) -> tuple[SimpleITK.Transform, float]:
+    """A cubic B-spline FFD composed with ``linear`` (which stays fixed): ``x -> linear(x + u(x))``.
+
+    Coarse to fine: the control grid is refined (exact subdivision, spacing halved) at each
+    pyramid level, ending at about ``grid_spacing_mm`` on the finest; each level is optimised by
+    our sparse L-BFGS-B (:mod:`medimg.registration._ffd`)."""
     import SimpleITK as sitk
 
-    extent = [sz * sp for sz, sp in zip(fixed_s.GetSize(), fixed_s.GetSpacing(), strict=True)]
-    mesh = [max(1, int(round(e / grid_spacing_mm))) for e in extent]
-    bs = sitk.BSplineTransformInitializer(fixed_s, mesh, order=3)
-    final = _run_levels(fixed_s, moving_s, bs, metric=metric, levels=levels, samples=samples,
-                        iterations=iterations, seed=seed + 100, fmask=fmask, mmask=mmask,
-                        optimizer="lbfgsb", trace=trace, level_log=level_log, moving_initial=linear)
+    from medimg.registration import _ffd
+
+    lin = Transform(linear)
+    matrix, offset = lin.matrix, lin.offset
+    extent = np.array([sz * sp for sz, sp in zip(fixed_s.GetSize(), fixed_s.GetSpacing(), strict=True)])
+    n_levels = len(levels)
+    coarse = [max(1, int(round(e / grid_spacing_mm / 2 ** (n_levels - 1)))) for e in extent]
+    grid = _ffd.Grid.over(fixed_s, coarse)
+    coeffs = np.zeros((grid.n_points, fixed_s.GetDimension()))
+    final = float("nan")
+    for li, spacing in enumerate(levels):
+        if li > 0:
+            coeffs = grid.refine_coefficients(coeffs)
+            grid = grid.refined()
+        f = _pyramid_level(fixed_s, spacing) if spacing > 0 else fixed_s
+        m = _pyramid_level(moving_s, spacing) if spacing > 0 else moving_s
+        fm = (_pyramid_level(fmask, spacing, label=True) if spacing > 0 else fmask) if fmask is not None else None
+        mm = (_pyramid_level(mmask, spacing, label=True) if spacing > 0 else mmask) if mmask is not None else None
+        coeffs, log = _ffd.optimise_level(
+            f, m, grid, coeffs, matrix=matrix, offset=offset, metric=metric, samples=samples,
+            iterations=iterations[min(li, len(iterations) - 1)], seed=seed + 100 + li, fmask=fm, mmask=mm,
+            bending=bending, trace=trace)
+        level_log.append(log)
+        final = trace[-1] if trace else final
     comp = sitk.CompositeTransform(fixed_s.GetDimension())
     comp.AddTransform(linear)
-    comp.AddTransform(bs)  # applied first: x -> x + u(x), then the linear map
-    return comp, final
+    comp.AddTransform(grid.to_sitk(coeffs))  # applied first: x -> x + u(x), then the linear map
+    return comp, float(final)
 
 
 def _demons_stage(fixed_s: SimpleITK.Image, moving_lin: SimpleITK.Image, *, levels: list[float],
@@ -352,6 +374,7 @@ def register(
     samples: int = 20000,
     iterations: int | None = None,
     grid_spacing_mm: float = 30.0,
+    bending: float = 0.0,
     demons_smoothing_mm: float = 3.0,
     seed: int = 0,
     threads: int | None = None,
@@ -457,8 +480,8 @@ def register(
         if kind == "bspline":
             result_tfm, final = _bspline_stage(
                 fixed_s, moving_s, tfm, metric=metric, grid_spacing_mm=grid_spacing_mm, levels=levels,
-                samples=max(samples, 20000), iterations=[iterations or 60], seed=seed, fmask=fmask,
-                mmask=mmask, trace=trace, level_log=level_log)
+                samples=max(samples, 20000), iterations=[iterations or 100], seed=seed, fmask=fmask,
+                mmask=mmask, bending=bending, trace=trace, level_log=level_log)
         elif kind == "syn":
             moving_lin = sitk.Resample(moving_s, fixed_s, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
             demons_its = [iterations] if iterations else [50, 30, 15]
