@@ -324,38 +324,64 @@ def _bspline_stage(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, linear: 
     return comp, float(final)
 
 
-def _demons_stage(fixed_s: SimpleITK.Image, moving_lin: SimpleITK.Image, *, levels: list[float],
-                  iterations: list[int], smoothing_mm: float, level_log: list[dict[str, Any]],
-                  trace: list[float]) -> SimpleITK.Image:
-    """Multi-resolution diffeomorphic demons; returns the displacement field on the fixed grid."""
+def _demons_stage(fixed_s: SimpleITK.Image, moving_start: SimpleITK.Image, *, levels: list[float],
+                  iterations: list[int], smoothing_mm: float, histogram_match: bool,
+                  level_log: list[dict[str, Any]], trace: list[float]) -> SimpleITK.Image:
+    """Multi-resolution diffeomorphic demons between ``fixed_s`` and ``moving_start`` (the moving
+    image already warped by the starting transform); returns the displacement field on the fixed grid."""
     import SimpleITK as sitk
 
     field = None
     for li, spacing in enumerate(levels):
         f = _pyramid_level(fixed_s, spacing) if spacing > 0 else fixed_s
-        m = _pyramid_level(moving_lin, spacing) if spacing > 0 else moving_lin
-        m = sitk.HistogramMatching(m, f, numberOfHistogramLevels=256, numberOfMatchPoints=15, thresholdAtMeanIntensity=True)
+        m = _pyramid_level(moving_start, spacing) if spacing > 0 else moving_start
+        if histogram_match:
+            m = sitk.HistogramMatching(m, f, numberOfHistogramLevels=256, numberOfMatchPoints=15,
+                                       thresholdAtMeanIntensity=True)
         demons = sitk.DiffeomorphicDemonsRegistrationFilter()
         demons.SetNumberOfIterations(iterations[min(li, len(iterations) - 1)])
-        sigma_vox = max(0.5, smoothing_mm / min(f.GetSpacing()))
-        demons.SetStandardDeviations(sigma_vox)
+        # ITK smooths the field with sigmas in voxels: convert the mm value per axis
+        demons.SetStandardDeviations([max(0.5, smoothing_mm / s) for s in f.GetSpacing()])
         demons.SetSmoothDisplacementField(True)
         demons.SetUseGradientType(demons.Symmetric)
-        demons.SetMaximumUpdateStepLength(2.0)
+        demons.SetMaximumUpdateStepLength(0.5)
         demons.AddCommand(sitk.sitkIterationEvent, lambda d=demons: trace.append(float(d.GetMetric())))
         start = len(trace)
         if field is None:
             out = demons.Execute(f, m)
-        else:
-            init = sitk.Resample(field, f, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+        else:  # carry the coarser field over (extrapolated at the borders, no zero rim)
+            init = sitk.Resample(field, f, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64, True)
             out = demons.Execute(f, m, init)
         field = out
         level_log.append({"spacing_mm": [float(v) for v in f.GetSpacing()], "size": list(f.GetSize()),
                           "iterations": len(trace) - start, "stop": "iterations"})
     assert field is not None
     if list(field.GetSize()) != list(fixed_s.GetSize()):
-        field = sitk.Resample(field, fixed_s, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+        field = sitk.Resample(field, fixed_s, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64, True)
     return field
+
+
+def _image_metric(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, tfm: SimpleITK.Transform, metric: str,
+                  fmask: SimpleITK.Image | None, samples: int, seed: int) -> float:
+    """``metric`` (minimised) of ``moving(T(x))`` against ``fixed(x)`` at seeded random fixed voxels."""
+    import SimpleITK as sitk
+
+    from medimg.registration import _ffd
+
+    farr = sitk.GetArrayViewFromImage(fixed_s)
+    sel = np.ones(farr.shape, bool) if fmask is None else sitk.GetArrayViewFromImage(fmask) > 0
+    idx = np.flatnonzero(sel)
+    rng = np.random.default_rng(seed)
+    if idx.size > samples:
+        idx = rng.choice(idx, samples, replace=False)
+    zyx = np.stack(np.unravel_index(idx, farr.shape), axis=1)
+    pts = np.array([fixed_s.TransformIndexToPhysicalPoint([int(v) for v in p[::-1]]) for p in zyx])
+    moved = np.array([tfm.TransformPoint(tuple(p)) for p in pts])
+    mov = _ffd._Moving(moving_s, None)
+    mvals, _g, valid = mov.sample(moved)
+    fvals = farr.ravel()[idx].astype(float)
+    fb = _ffd._fixed_bins(fvals[valid], mvals[valid]) if metric == "mi" else None
+    return _ffd._metric(metric, fvals[valid], mvals[valid], fb)[0]
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -375,7 +401,7 @@ def register(
     iterations: int | None = None,
     grid_spacing_mm: float = 30.0,
     bending: float = 0.0,
-    demons_smoothing_mm: float = 3.0,
+    demons_smoothing_mm: float = 6.0,
     seed: int = 0,
     threads: int | None = None,
 ) -> RegistrationResult:
@@ -483,15 +509,31 @@ def register(
                 samples=max(samples, 20000), iterations=[iterations or 100], seed=seed, fmask=fmask,
                 mmask=mmask, bending=bending, trace=trace, level_log=level_log)
         elif kind == "syn":
-            moving_lin = sitk.Resample(moving_s, fixed_s, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-            demons_its = [iterations] if iterations else [50, 30, 15]
-            dfield = _demons_stage(fixed_s, moving_lin, levels=levels, iterations=demons_its,
-                                   smoothing_mm=demons_smoothing_mm, level_log=level_log, trace=trace)
+            # start from the B-spline result (affine + FFD); the dense diffeomorphic demons field
+            # refines it and is kept only when it improves the metric on independent samples
+            # without folding (measured on brain1: demons alone from the affine start ended at
+            # 1.1-1.3 mm mean TRE, the FFD at 0.27 mm)
+            start_tfm, final = _bspline_stage(
+                fixed_s, moving_s, tfm, metric=metric, grid_spacing_mm=grid_spacing_mm, levels=levels,
+                samples=max(samples, 20000), iterations=[iterations or 100], seed=seed, fmask=fmask,
+                mmask=mmask, bending=bending, trace=trace, level_log=level_log)
+            moving_start = sitk.Resample(moving_s, fixed_s, start_tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            demons_levels = [v for v in levels if v > 0] or levels
+            demons_its = [iterations] if iterations else [20, 10]
+            dfield = _demons_stage(fixed_s, moving_start, levels=demons_levels, iterations=demons_its,
+                                   smoothing_mm=demons_smoothing_mm, histogram_match=(metric == "mi"),
+                                   level_log=level_log, trace=trace)
             comp = sitk.CompositeTransform(fixed.spatial_ndim)
-            comp.AddTransform(tfm)
+            comp.AddTransform(start_tfm)
             comp.AddTransform(sitk.DisplacementFieldTransform(sitk.Cast(dfield, sitk.sitkVectorFloat64)))
-            result_tfm = comp
-            final = float(trace[-1]) if trace else float("nan")
+            before = _image_metric(fixed_s, moving_s, start_tfm, metric, fmask, 20000, seed + 999)
+            after = _image_metric(fixed_s, moving_s, comp, metric, fmask, 20000, seed + 999)
+            folds = jacobian_stats(Transform(comp), fixed, fixed_mask)["folding_voxels"]
+            accepted = after < before and folds == 0
+            dense_log = {"metric_before": before, "metric_after": after, "folding_voxels": folds,
+                         "accepted": bool(accepted)}
+            result_tfm = comp if accepted else start_tfm
+            final = after if accepted else before
         out_tfm = Transform(result_tfm)
         resampled = resample_like(moving.with_array(moving.array.astype(np.float32)) if moving.is_label else moving,
                                   fixed, transform=out_tfm, interpolator="linear",
@@ -505,6 +547,8 @@ def register(
         "final_metric": final, "metric_trace": trace, "levels": level_log,
         "overlap_after_init": overlap,
     }
+    if kind == "syn":
+        quality["dense_refinement"] = dense_log
     if kind in ("bspline", "syn"):
         quality["jacobian"] = jacobian_stats(out_tfm, fixed, fixed_mask)
     quality["time_s"] = time.perf_counter() - t0
