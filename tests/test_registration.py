@@ -230,3 +230,26 @@ def test_syn_is_not_worse_than_its_start_and_reports_folding(deformed_brain) -> 
     assert syn.quality["jacobian"]["folding_voxels"] == 0  # a folding dense field is never kept
     if dense["accepted"]:
         assert dense["metric_after"] < dense["metric_before"]
+
+
+def test_register_command_bspline_writes_a_transform_simpleitk_reads(deformed_brain, tmp_path: Path, capsys) -> None:
+    import json
+
+    import SimpleITK as sitk
+
+    from medimg import io
+    from medimg.cli.main import main
+
+    fixed, moving, y, x = deformed_brain
+    io.write(fixed, tmp_path / "fixed.nii.gz")
+    io.write(moving, tmp_path / "moving.nii.gz")
+    rc = main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--transform", "bspline",
+               "--grid-spacing", "30", "-o", str(tmp_path / "t.h5"), "--json"])
+    assert rc == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["transform"] == "bspline" and record["jacobian"]["folding_voxels"] == 0
+    read = sitk.ReadTransform(str(tmp_path / "t.h5"))
+    error = np.linalg.norm(np.array([read.TransformPoint(tuple(p)) for p in x]) - y, axis=1)
+    assert error.mean() <= 0.5, error.mean()
+    assert main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--transform", "bspline",
+                 "--grid-spacing", "0", "-o", str(tmp_path / "u.h5")]) == 2
