@@ -282,6 +282,25 @@ def jacobian_stats(transform: Transform, reference: Image, mask: Image | None = 
             "n_voxels": int(sel.size)}
 
 
+def _polish_linear(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, tfm: SimpleITK.Transform, kind: str, *,
+                   metric: str, level: float, samples: int, seed: int, fmask: SimpleITK.Image | None,
+                   mmask: SimpleITK.Image | None, trace: list[float], level_log: list[dict[str, Any]]) -> None:
+    """Refine the linear ``tfm`` in place on the finest level with our L-BFGS-B (:func:`_ffd.polish_linear`)."""
+    from medimg.registration import _ffd
+
+    f = _pyramid_level(fixed_s, level) if level > 0 else fixed_s
+    m = _pyramid_level(moving_s, level) if level > 0 else moving_s
+    fm = (_pyramid_level(fmask, level, label=True) if level > 0 else fmask) if fmask is not None else None
+    mm = (_pyramid_level(mmask, level, label=True) if level > 0 else mmask) if mmask is not None else None
+    lin = Transform(tfm)
+    matrix, offset, log = _ffd.polish_linear(f, m, kind, lin.matrix, lin.offset, metric=metric, samples=samples,
+                                             iterations=100, seed=seed + 50, fmask=fm, mmask=mm, trace=trace)
+    centre = np.asarray(tfm.GetCenter(), float)
+    tfm.SetMatrix(tuple(float(v) for v in matrix.ravel()))
+    tfm.SetTranslation(tuple(float(v) for v in offset - centre + matrix @ centre))
+    level_log.append(log)
+
+
 def _bspline_stage(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, linear: SimpleITK.Transform, *,
                    metric: str, grid_spacing_mm: float, levels: list[float], samples: int,
                    iterations: list[int], seed: int, fmask: SimpleITK.Image | None, mmask: SimpleITK.Image | None,
@@ -401,6 +420,7 @@ def register(
     iterations: int | None = None,
     grid_spacing_mm: float = 30.0,
     bending: float = 0.0,
+    polish: bool = True,
     demons_smoothing_mm: float = 6.0,
     seed: int = 0,
     threads: int | None = None,
@@ -499,9 +519,16 @@ def register(
         trace: list[float] = []
         level_log: list[dict[str, Any]] = []
         lin_its = [iterations or 200]
+        # gradient descent on the pyramid, then (``polish``) our L-BFGS-B on the finest level: the
+        # descent stops early on "step too small" (brain1, rigid 8 deg + 10 mm: 0.30 mm mean TRE
+        # without, 0.05 mm with the polish; replacing the finest descent level by it: 0.08 mm)
         final = _run_levels(fixed_s, moving_s, tfm, metric=metric, levels=levels, samples=samples,
                             iterations=lin_its, seed=seed, fmask=fmask, mmask=mmask, optimizer="rsgd",
                             trace=trace, level_log=level_log)
+        if polish:
+            _polish_linear(fixed_s, moving_s, tfm, linear_kind, metric=metric, level=levels[-1], samples=samples,
+                           seed=seed, fmask=fmask, mmask=mmask, trace=trace, level_log=level_log)
+            final = trace[-1]
         result_tfm: SimpleITK.Transform = tfm
         if kind == "bspline":
             result_tfm, final = _bspline_stage(
