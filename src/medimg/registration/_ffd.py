@@ -176,34 +176,40 @@ class _Moving:
         self.direction = np.asarray(img.GetDirection(), float).reshape(self.nd, self.nd)
         self.inv = np.linalg.inv(self.direction @ np.diag(self.spacing))
         # gradient in index units per array axis (z, y, x) -> physical: D^-T diag(1/s) g_xyz
+        self.valid_max = np.asarray(self.arr.shape) - 1
+        thin = [(0, 1) if n == 1 else (0, 0) for n in self.arr.shape]  # a one-voxel axis: pad to two
+        self.arr = np.pad(self.arr, thin, mode="edge")
+        if mask is not None:
+            mask = sitk.GetImageFromArray(np.pad(sitk.GetArrayFromImage(mask), thin, mode="edge"))
         g = np.gradient(self.arr)
         g_xyz = np.stack([g[self.nd - 1 - d] for d in range(self.nd)], axis=-1)
-        self.grad = (g_xyz @ self.inv).astype(np.float32)  # row vector form: g_phys = g_idx @ inv
-        self.shape = np.asarray(self.arr.shape)
+        grad = g_xyz @ self.inv  # row vector form: g_phys = g_idx @ inv
         self.mask = sitk.GetArrayFromImage(mask).astype(np.float32) if mask is not None else None
+        # value, gradient (and mask) interleaved per voxel: one gather per corner
+        chans = [self.arr[..., None], grad] + ([self.mask[..., None]] if self.mask is not None else [])
+        self.packed = np.concatenate(chans, axis=-1).astype(np.float32).reshape(-1, 1 + self.nd + (mask is not None))
+        self.shape = np.asarray(self.arr.shape)
+        self.strides = np.array([int(np.prod(self.shape[d + 1:])) for d in range(self.nd)], np.int64)
 
     def sample(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Values (n,), gradients (n, nd) and validity (n,) at ``points`` (mm)."""
         cidx = (points - self.origin) @ self.inv.T          # (n, nd) in x, y, z
         zyx = cidx[:, ::-1]
-        valid = np.all((zyx >= 0) & (zyx <= self.shape - 1), axis=1)
+        valid = np.all((zyx >= 0) & (zyx <= self.valid_max), axis=1)
         base = np.clip(np.floor(zyx).astype(np.int64), 0, self.shape - 2)
         frac = np.clip(zyx - base, 0.0, 1.0)
-        val = np.zeros(points.shape[0], np.float64)
-        grad = np.zeros((points.shape[0], self.nd), np.float64)
-        msk = np.zeros(points.shape[0], np.float64) if self.mask is not None else None
+        acc = np.zeros((points.shape[0], self.packed.shape[1]), np.float64)
+        flat0 = base @ self.strides
         for corner in range(2**self.nd):
-            bits = [(corner >> d) & 1 for d in range(self.nd)]
             w = np.ones(points.shape[0])
-            ix = []
-            for d, b in enumerate(bits):
+            offset = 0
+            for d in range(self.nd):
+                b = (corner >> d) & 1
                 w *= frac[:, d] if b else 1 - frac[:, d]
-                ix.append(base[:, d] + b)
-            ix_t = tuple(ix)
-            val += w * self.arr[ix_t]
-            grad += w[:, None] * self.grad[ix_t]
-            if msk is not None:
-                msk += w * self.mask[ix_t]
+                offset += b * int(self.strides[d])
+            acc += w[:, None] * self.packed[flat0 + offset]
+        val, grad = acc[:, 0], acc[:, 1:1 + self.nd]
+        msk = acc[:, -1] if self.mask is not None else None
         if msk is not None:
             valid &= msk > 0.5
         return val, grad, valid
@@ -226,15 +232,15 @@ def _metric(name: str, fvals: np.ndarray, mvals: np.ndarray, fbins: Any) -> tupl
         return -corr, -(f / denom - corr * m / smm)
     # Mattes mutual information
     fb, mmin, mwidth = fbins
-    pos = (mvals - mmin) / mwidth + 2.0                     # continuous moving bin, in [2, BINS - 2]
-    pos = np.clip(pos, 2.0, _BINS - 2.0 - 1e-9)
+    raw = (mvals - mmin) / mwidth + 2.0                     # continuous moving bin, in [2, BINS - 2]
+    pos = np.clip(raw, 2.0, _BINS - 2.0 - 1e-9)
+    inside = raw == pos                                     # clipped values do not move with M
     j0 = np.floor(pos).astype(np.int64) - 1                 # kernel support: j0 .. j0 + 3
     offs = np.arange(4)
     t = pos[:, None] - (j0[:, None] + offs)
     w = _cubic(t)
-    joint = np.zeros((_BINS, _BINS))
-    np.add.at(joint, (np.repeat(fb, 4), (j0[:, None] + offs).ravel()), w.ravel())
-    joint /= n
+    flat = (fb[:, None] * _BINS + j0[:, None] + offs).ravel()
+    joint = np.bincount(flat, weights=w.ravel(), minlength=_BINS * _BINS).reshape(_BINS, _BINS) / n
     pf = joint.sum(axis=1)
     pm = joint.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -243,7 +249,7 @@ def _metric(name: str, fvals: np.ndarray, mvals: np.ndarray, fbins: Any) -> tupl
     dw = _cubic_deriv(t)                                    # d w / d pos
     table = ratio[fb[:, None], j0[:, None] + offs]          # (n, 4)
     dmi_dpos = np.sum(dw * table, axis=1) / n
-    return -mi, -dmi_dpos / mwidth
+    return -mi, -np.where(inside, dmi_dpos, 0.0) / mwidth
 
 
 def _fixed_bins(fvals: np.ndarray, mvals_all: np.ndarray) -> tuple[np.ndarray, float, float]:
