@@ -1,11 +1,13 @@
 """Intensity-based registration: rigid, similarity, affine, B-spline FFD and diffeomorphic demons.
 
-Engine: SimpleITK's ``ImageRegistrationMethod`` (linear and B-spline) and
-``DiffeomorphicDemonsRegistrationFilter`` (``"syn"``, dense diffeomorphic), driven by our own
-multi-resolution scheme: the images are smoothed (Gaussian, sigma in mm) and resampled onto
-coarser grids whose spacing is chosen in mm per axis (a thick-slice axis is not shrunk further),
-the metric is evaluated on a fixed random subset of the fixed voxels (seeded), and the optimiser
-scales come from the physical shift of each parameter. Why this engine and not elastix: see
+Engines: SimpleITK's ``ImageRegistrationMethod`` (linear, regular-step gradient descent) then
+our L-BFGS-B polish on the finest level; our own sparse cubic B-spline FFD optimiser
+(:mod:`medimg.registration._ffd`: coarse-to-fine control grids, L-BFGS-B, ITK-exact
+``BSplineTransform`` output); SimpleITK's ``DiffeomorphicDemonsRegistrationFilter`` for the
+guarded dense refinement of ``"syn"``. All run on our own multi-resolution scheme: the images
+are smoothed (Gaussian, sigma in mm) and resampled onto coarser grids whose spacing is chosen in
+mm per axis (a thick-slice axis is not shrunk further), and the metric is evaluated on a fixed
+random subset of the fixed voxels (seeded). Why these engines and not elastix: see
 ``docs/registration.md`` (measured in ``benchmarks/bench_registration.py``).
 
 Convention: the returned :class:`~medimg.core.transform.Transform` maps fixed-image points
@@ -433,8 +435,9 @@ def register(
         Scalar images of the same dimension (2-D or 3-D), any grids.
     transform
         ``"rigid"``, ``"similarity"``, ``"affine"``, ``"bspline"`` (affine then a cubic B-spline
-        free-form deformation) or ``"syn"`` (affine then multi-resolution diffeomorphic demons; a
-        dense, invertible displacement field). ``None``: the task's default (:data:`TASKS`).
+        free-form deformation) or ``"syn"`` (the B-spline result, then multi-resolution
+        diffeomorphic demons, kept only when it lowers the metric without folding; see
+        ``quality["dense_refinement"]``). ``None``: the task's default (:data:`TASKS`).
     metric
         ``"mi"`` (Mattes mutual information, 32 bins; multi-modal), ``"ncc"`` (normalised
         correlation) or ``"ms"`` (mean squares; same intensities). ``None``: the task's default.
@@ -457,9 +460,15 @@ def register(
     samples
         Metric samples per level (a seeded random subset of the fixed voxels in the mask).
     iterations
-        Maximum optimiser iterations per level (default 200 linear, 60 B-spline, demons 50/30/15).
+        Maximum optimiser iterations per level (default 200 linear, 100 B-spline, demons 20/10).
     grid_spacing_mm
-        B-spline control-point spacing on the finest level (mm); the coarse levels use twice it.
+        B-spline control-point spacing on the finest level (mm); each coarser level has twice the
+        spacing of the next (exact refinement between levels).
+    bending
+        Weight of a bending-energy penalty on the B-spline coefficients (0: none).
+    polish
+        Refine the linear result on the finest level with our L-BFGS-B after SimpleITK's
+        gradient descent (which stops early on noisy gradients).
     demons_smoothing_mm
         Gaussian regularisation of the demons field (mm).
     seed
