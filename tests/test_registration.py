@@ -214,7 +214,8 @@ def test_bspline_multi_modal_with_mutual_information(deformed_brain) -> None:
     affine = register(fixed, remapped, transform="affine", metric="mi")
     result = register(fixed, remapped, transform="bspline", metric="mi")
     err = lambda r: np.linalg.norm(r.transform.transform_points(x) - y, axis=1)  # noqa: E731
-    # measured: affine 2.2 mm mean, B-spline 1.2-1.3 mm (weaker than mono-modal: see docs/registration.md)
+    # measured: affine 2.2 mm mean, B-spline 1.44 mm (1.1-1.7 over sampling seeds; weaker than
+    # mono-modal: see docs/registration.md)
     assert err(result).mean() <= 1.6 and err(result).mean() < 0.7 * err(affine).mean(), err(result).mean()
     assert result.quality["jacobian"]["folding_voxels"] == 0
 

@@ -221,7 +221,8 @@ def _run_levels(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, tfm: Simple
         pct = min(1.0, samples / max(n_vox, 1))
         if pct < 1.0:
             R.SetMetricSamplingStrategy(R.RANDOM)
-            R.SetMetricSamplingPercentage(pct, seed + li)
+            # SimpleITK's seed 0 means "the wall clock" (not reproducible): shift to 1..2**31-1
+            R.SetMetricSamplingPercentage(pct, 1 + (seed + li) % (2**31 - 2))
         else:
             R.SetMetricSamplingStrategy(R.NONE)
         R.SetInterpolator(sitk.sitkLinear)
