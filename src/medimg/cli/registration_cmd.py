@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         fixed_mask: Annotated[Optional[Path], typer.Option("--fixed-mask", help="Only voxels inside this mask (on FIXED's grid) count.")] = None,  # noqa: UP045
         moving_mask: Annotated[Optional[Path], typer.Option("--moving-mask", help="Mask on MOVING's grid.")] = None,  # noqa: UP045
         resampled: Annotated[Optional[Path], typer.Option("--resampled", help="Also write MOVING resampled onto FIXED's grid.")] = None,  # noqa: UP045
+        grid_spacing: Annotated[float, typer.Option("--grid-spacing", help="B-spline control-point spacing on the finest level (mm; bspline and syn).")] = 30.0,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the metric sampling.")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="Print the quality record as JSON.")] = False,
     ) -> None:
@@ -57,16 +58,20 @@ def register(app: typer.Typer) -> None:
             raise ParameterError(f"--transform: one of {', '.join(_TRANSFORMS)}; got {transform!r}")
         if metric is not None and metric not in _METRICS:
             raise ParameterError(f"--metric: one of {', '.join(_METRICS)}; got {metric!r}")
+        if not grid_spacing > 0:
+            raise ParameterError(f"--grid-spacing: a positive spacing in mm; got {grid_spacing!r}")
         if out.suffix.lower() not in (".tfm", ".txt", ".h5", ".hdf5"):
             raise ParameterError(f"{out}: a transform file ends in .tfm, .txt or .h5")
         fixed_img, moving_img = _read(fixed, "FIXED"), _read(moving, "MOVING")
         masks = {name: _read(path, name) if path is not None else None
                  for name, path in (("--fixed-mask", fixed_mask), ("--moving-mask", moving_mask))}
         result = run_register(fixed_img, moving_img, transform=transform, metric=metric, task=task,
-                              fixed_mask=masks["--fixed-mask"], moving_mask=masks["--moving-mask"], seed=seed)
+                              fixed_mask=masks["--fixed-mask"], moving_mask=masks["--moving-mask"], seed=seed,
+                              grid_spacing_mm=grid_spacing)
         result.transform.save(out)
         if resampled is not None:
-            manifest = command_manifest("medimg register", {"transform": transform, "metric": metric, "task": task},
+            manifest = command_manifest("medimg register", {"transform": transform, "metric": metric, "task": task,
+                                                                "grid_spacing_mm": grid_spacing},
                                         seed=seed)
             io.write(result.resampled, resampled, provenance=manifest)
         record = {k: v for k, v in result.quality.items() if k != "metric_trace"}
