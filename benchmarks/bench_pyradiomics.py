@@ -83,8 +83,8 @@ def main() -> None:
             ex = featureextractor.RadiomicsFeatureExtractor(params) if params else featureextractor.RadiomicsFeatureExtractor()
             ex.settings["additionalInfo"] = False
             res: dict = {}
-            funcs = {"pyradiomics": lambda ex=ex, img=img, msk=msk: res.__setitem__("p", ex.execute(img, msk)),
-                     "medimg": lambda img=img, msk=msk, params=params: res.__setitem__(
+            funcs = {"pyradiomics": lambda ex=ex, img=img, msk=msk, res=res: res.__setitem__("p", ex.execute(img, msk)),
+                     "medimg": lambda img=img, msk=msk, params=params, res=res: res.__setitem__(
                          "m", extract_pyradiomics(read(img), read(msk), params))}
             reps = REPEATS if case != "ibsi-ct" else 3
             t = interleaved(funcs, reps)
@@ -98,7 +98,6 @@ def main() -> None:
     # Batch: brain1 crops with the label shifted, Original only.
     import SimpleITK as sitk
 
-    full = sitk.ReadImage(cases["brain1"][0])
     lab = sitk.ReadImage(cases["brain1"][1])
     batch = []
     for k in range(BATCH):
