@@ -1,6 +1,6 @@
 """A CNN cohort step: cross-validated on the kept images of a case step (a crop around each
 lesion), grouped by patient, with out-of-fold predictions that the evaluate step reads and
-Grad-CAM saliency maps in the report."""
+Grad-CAM and occlusion saliency maps in the report."""
 
 from __future__ import annotations
 
@@ -77,12 +77,13 @@ def test_cnn_step_predicts_out_of_fold_and_shows_saliency(cnn_cohort: Path) -> N
 
     assert roc_auc_score(table["y_true"], table["y_score"]) >= 0.8
     res = json.loads((out / "cohort/net/result.json").read_text())
-    saliency = [f for f in res["figures"] if "Grad-CAM" in f["caption"]]
-    assert len(saliency) == 2 and all((out / f["path"]).is_file() for f in saliency)
+    for method in ("Grad-CAM", "Occlusion"):  # both maps for each of the 2 cases shown
+        saliency = [f for f in res["figures"] if f["caption"].startswith(method)]
+        assert len(saliency) == 2 and all((out / f["path"]).is_file() for f in saliency)
     evaluated = json.loads((out / "cohort/net_performance/result.json").read_text())
     assert evaluated["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(table["y_true"], table["y_score"]))
     report = (out / "report.html").read_text()
-    assert "Grad-CAM saliency" in report
+    assert "Grad-CAM saliency" in report and "Occlusion saliency" in report
     # the kept crop: the lesion's box (radius 4 mm) grown by 4 mm, the same voxels as the scan's
     crop = io.read(out / "cases" / "c3" / "crop.nii.gz")
     scan = io.read(cnn_cohort / "img3.nii.gz")
