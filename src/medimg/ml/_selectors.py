@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_selection import f_classif
+from sklearn.base import BaseEstimator
+from sklearn.feature_selection import SelectorMixin, f_classif
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["CorrelationFilter", "MRMRSelector"]
@@ -27,7 +27,7 @@ def _abs_corr(x: np.ndarray) -> np.ndarray:
     return np.abs(r)
 
 
-class CorrelationFilter(TransformerMixin, BaseEstimator):
+class CorrelationFilter(SelectorMixin, BaseEstimator):
     """Drop one feature of every pair whose |Pearson r| exceeds ``threshold`` (fitted on the
     training rows only).
 
@@ -55,28 +55,19 @@ class CorrelationFilter(TransformerMixin, BaseEstimator):
         self.support_[kept] = True
         return self
 
-    def get_support(self, indices: bool = False) -> np.ndarray:
-        """Boolean mask (or indices) of the kept features."""
+    def _get_support_mask(self) -> np.ndarray:
         check_is_fitted(self, "support_")
-        return np.flatnonzero(self.support_) if indices else self.support_
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "support_")
-        x = validate_data(self, X, dtype=np.float64, reset=False)
-        return x[:, self.support_]
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        names = np.asarray(input_features if input_features is not None else
-                           getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.support_.size)]))
-        return names[self.support_]
+        return self.support_
 
 
-class MRMRSelector(TransformerMixin, BaseEstimator):
+class MRMRSelector(SelectorMixin, BaseEstimator):
     """Minimum-redundancy maximum-relevance selection of ``k`` features (the "FCQ" variant:
     relevance = ANOVA F statistic against the label, redundancy = mean |Pearson r| with the
     features already chosen, score = relevance / redundancy; Ding & Peng 2005, Zhao et al. 2019).
 
     Greedy: the first feature is the most relevant; each next one maximises the score.
+    ``get_support``, ``transform`` and ``get_feature_names_out`` come from scikit-learn's
+    ``SelectorMixin``.
     """
 
     def __init__(self, k: int = 10) -> None:
@@ -103,17 +94,6 @@ class MRMRSelector(TransformerMixin, BaseEstimator):
         self.support_[chosen] = True
         return self
 
-    def get_support(self, indices: bool = False) -> np.ndarray:
-        """Boolean mask (or indices) of the selected features."""
+    def _get_support_mask(self) -> np.ndarray:
         check_is_fitted(self, "support_")
-        return np.flatnonzero(self.support_) if indices else self.support_
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "support_")
-        x = validate_data(self, X, dtype=np.float64, reset=False)
-        return x[:, self.support_]
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        names = np.asarray(input_features if input_features is not None else
-                           getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.support_.size)]))
-        return names[self.support_]
+        return self.support_
