@@ -15,10 +15,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from medimg.errors import UnsafePathError
 
 __all__ = ["atomic_path", "atomic_dir", "full_suffix", "sha256_file", "remove_stale_partials", "confined_path",
+           "read_torch_file",
            "UnsafePathError"]
 
 
@@ -190,3 +192,27 @@ def confined_path(root: str | Path, *parts: str) -> Path:
         raise UnsafePathError(f"{'/'.join(map(str, parts))!r} resolves to {resolved}, outside the output folder "
                               f"{resolved_root}: not written")
     return target
+
+
+def read_torch_file(path: str | Path, *, what: str) -> Any:
+    """The mapping saved in a local ``torch.save`` file (a checkpoint or a state dict), read
+    with ``weights_only=True`` so that the file cannot run code. ``what`` names it in errors
+    ("checkpoint", "weights"). URLs are refused (nothing is downloaded)."""
+    from collections.abc import Mapping
+
+    from medimg.core.optional import require
+    from medimg.errors import FileFormatError, ParameterError
+
+    torch = require("torch", extra="dl")
+    if "://" in str(path):
+        raise ParameterError(f"{what} must be a local file path, got the URL {str(path)!r} (download it first)")
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(path, f"no such {what} file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files
+        raise FileFormatError(path, f"not a readable torch file ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, Mapping):
+        raise FileFormatError(path, f"not a {what} file: not a checkpoint or state dict (a mapping)")
+    return payload

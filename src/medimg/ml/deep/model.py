@@ -22,7 +22,7 @@ import numpy as np
 from medimg.core.files import atomic_path
 from medimg.core.image import Image
 from medimg.core.optional import require
-from medimg.errors import FileFormatError, ParameterError
+from medimg.errors import FileFormatError
 from medimg.ml.deep.config import CNNConfig
 from medimg.ml.deep.data import CaseSet, prepare_cases
 
@@ -117,20 +117,9 @@ def save_model(model: CNNModel, path: str | Path) -> Path:
 
 
 def _read(path: str | Path) -> Mapping[str, Any]:
-    torch = require("torch", extra="dl")
-    text = str(path)
-    if "://" in text:
-        raise ParameterError(f"weights must be a local file path, got the URL {text!r} (download it first)")
-    path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(path, "no such weights file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt files
-        raise FileFormatError(path, f"not a readable torch file ({type(err).__name__}: {err})") from err
-    if not isinstance(payload, Mapping):
-        raise FileFormatError(path, "not a checkpoint or state dict (a mapping)")
-    return payload
+    from medimg.core.files import read_torch_file
+
+    return read_torch_file(path, what="weights")
 
 
 def load_model(path: str | Path) -> CNNModel:

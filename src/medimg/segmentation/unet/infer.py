@@ -17,7 +17,7 @@ Inference reports its progress (:mod:`medimg.core.progress`, ``what="unet"``): p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,18 +108,10 @@ def load_checkpoint(path: str | Path) -> UNetModel:
     FileFormatError
         The file is missing or is not a medimg U-Net checkpoint.
     """
-    torch = require("torch", extra="dl")
-    text = str(path)
-    if "://" in text:
-        raise ParameterError(f"checkpoint must be a local file path, got the URL {text!r} (download it first)")
-    path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(path, "no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt files
-        raise FileFormatError(path, f"not a readable torch checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(payload, Mapping) or payload.get("format") != _FORMAT:
+    from medimg.core.files import read_torch_file
+
+    payload = read_torch_file(path, what="checkpoint")
+    if payload.get("format") != _FORMAT:
         raise FileFormatError(path, "not a medimg U-Net checkpoint (no format 'medimg-unet')")
     config = UNetConfig.from_dict(dict(payload["config"]))
     network = build_network(config)
