@@ -44,24 +44,6 @@ def _window(text: str | None, option: str) -> tuple[float, float] | None:
     return values[0], values[1]
 
 
-def _read(path: Path, role: str) -> Any:
-    from medimg import io
-    from medimg.errors import UserInputError
-
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or folder ({role})")
-    return io.read(path)
-
-
-def _read_transform(path: Path) -> Any:
-    from medimg.errors import UserInputError
-    from medimg.registration.transform import Transform
-
-    if not path.exists():
-        raise UserInputError(f"{path}: no such transform file")
-    return Transform.load(path)
-
-
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -96,7 +78,7 @@ def register(app: typer.Typer) -> None:
         from --followup-mask (matched by overlap) or from a threshold segmentation around it.
         """
         from medimg import io
-        from medimg.cli.params import check_output
+        from medimg.cli.params import check_output, read_input, read_transform_input
         from medimg.cli.runtime import command_manifest
         from medimg.errors import UnknownNameError, UserInputError
         from medimg.registration.longitudinal import longitudinal_change
@@ -113,11 +95,11 @@ def register(app: typer.Typer) -> None:
             check_output(carried_out, overwrite)
         if transform_file is not None and transform_out is not None and transform_file.resolve() == transform_out.resolve():
             raise UserInputError("--transform-out must differ from --transform-file")
-        baseline = _read(baseline_path, "baseline")
-        followup = _read(followup_path, "follow-up")
-        mask = _read(mask_path, "baseline mask")
-        fmask = _read(followup_mask, "follow-up mask") if followup_mask is not None else None
-        given = _read_transform(transform_file) if transform_file is not None else None
+        baseline = read_input(baseline_path, "baseline")
+        followup = read_input(followup_path, "follow-up")
+        mask = read_input(mask_path, "baseline mask")
+        fmask = read_input(followup_mask, "follow-up mask") if followup_mask is not None else None
+        given = read_transform_input(transform_file) if transform_file is not None else None
         result = longitudinal_change(baseline, followup, mask, followup_mask=fmask, transform=given,
                                      transform_kind=transform, lesions=lesions,  # type: ignore[arg-type]
                                      search_margin_mm=search_margin_mm, min_volume_mm3=min_volume_mm3)
@@ -164,15 +146,15 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     ) -> None:
         """Write a fusion view of A and B as a PNG: checkerboard, alpha blend, difference, or colour fusion (CT grey + PET hot map)."""
-        from medimg.cli.params import check_output
+        from medimg.cli.params import check_output, read_input, read_transform_input
         from medimg.cli.runtime import command_manifest
         from medimg.registration.fusion import write_fusion_png
 
         check_output(out, overwrite, suffixes=(".png",))
         wa, wb = _window(window_a, "--window-a"), _window(window_b, "--window-b")
-        a = _read(a_path, "image A")
-        b = _read(b_path, "image B")
-        tfm = _read_transform(transform_file) if transform_file is not None else None
+        a = read_input(a_path, "image A")
+        b = read_input(b_path, "image B")
+        tfm = read_transform_input(transform_file) if transform_file is not None else None
         params = {"mode": mode, "axis": axis, "index": index, "alpha": alpha, "checker_mm": checker_mm,
                   "window_a": wa, "window_b": wb, "pixel_mm": pixel_mm}
         manifest = command_manifest("medimg fuse", params)

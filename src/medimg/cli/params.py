@@ -15,7 +15,7 @@ from typing import Any
 
 from medimg.errors import ParameterError, UserInputError
 
-__all__ = ["parse_params", "check_output", "image_param_files"]
+__all__ = ["parse_params", "check_output", "image_param_files", "read_input", "read_transform_input"]
 
 
 def _is_image_type(annotation: Any) -> bool:
@@ -89,3 +89,21 @@ def check_output(path: Path, overwrite: bool, *, suffixes: Sequence[str] | None 
         from medimg.io.sidecar import check_sidecar_slot
 
         check_sidecar_slot(path)
+
+
+def read_input(path: Path, role: str) -> Any:
+    """Read the image a command was given as ``role`` (one line naming both when it is missing)."""
+    from medimg import io
+
+    if not path.exists():
+        raise UserInputError(f"{path}: no such file or folder ({role})")
+    return io.read(path)
+
+
+def read_transform_input(path: Path) -> Any:
+    """Read a transform file a command was given (.tfm, .txt, .h5)."""
+    from medimg.registration.transform import Transform
+
+    if not path.exists():
+        raise UserInputError(f"{path}: no such transform file")
+    return Transform.load(path)

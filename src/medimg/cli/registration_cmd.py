@@ -20,15 +20,6 @@ _TRANSFORMS = ("rigid", "similarity", "affine", "bspline", "syn")
 _METRICS = ("mi", "ncc", "ms")
 
 
-def _read(path: Path, role: str) -> object:
-    from medimg import io
-    from medimg.errors import UserInputError
-
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or folder ({role})")
-    return io.read(path)
-
-
 def register(app: typer.Typer) -> None:
     """Add ``register`` and ``warp`` to ``app``."""
 
@@ -49,6 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Register MOVING to FIXED and write the transform (and optionally the resampled image)."""
         from medimg import io
+        from medimg.cli.params import read_input
         from medimg.cli.runtime import command_manifest
         from medimg.core.provenance import jsonable
         from medimg.errors import ParameterError
@@ -62,8 +54,8 @@ def register(app: typer.Typer) -> None:
             raise ParameterError(f"--grid-spacing: a positive spacing in mm; got {grid_spacing!r}")
         if out.suffix.lower() not in (".tfm", ".txt", ".h5", ".hdf5"):
             raise ParameterError(f"{out}: a transform file ends in .tfm, .txt or .h5")
-        fixed_img, moving_img = _read(fixed, "FIXED"), _read(moving, "MOVING")
-        masks = {name: _read(path, name) if path is not None else None
+        fixed_img, moving_img = read_input(fixed, "FIXED"), read_input(moving, "MOVING")
+        masks = {name: read_input(path, name) if path is not None else None
                  for name, path in (("--fixed-mask", fixed_mask), ("--moving-mask", moving_mask))}
         result = run_register(fixed_img, moving_img, transform=transform, metric=metric, task=task,
                               fixed_mask=masks["--fixed-mask"], moving_mask=masks["--moving-mask"], seed=seed,
@@ -94,15 +86,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Resample IMAGE onto REFERENCE's grid through TRANSFORM (out(x) = IMAGE(T(x)))."""
         from medimg import io
+        from medimg.cli.params import read_input, read_transform_input
         from medimg.cli.runtime import command_manifest
         from medimg.core.resample import resample_like
         from medimg.errors import UserInputError
-        from medimg.registration.transform import Transform
 
-        if not transform_file.exists():
-            raise UserInputError(f"{transform_file}: no such transform file")
-        tfm = Transform.load(transform_file)
-        img, ref = _read(image, "IMAGE"), _read(reference, "--reference")
+        tfm = read_transform_input(transform_file)
+        img, ref = read_input(image, "IMAGE"), read_input(reference, "--reference")
         if label and not img.is_label:
             import numpy as np
 
