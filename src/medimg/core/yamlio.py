@@ -10,11 +10,12 @@ floats (``1e-3`` included) and ``null`` are typed as usual.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["safe_load", "Loader"]
+__all__ = ["safe_load", "load_file", "Loader"]
 
 
 class Loader(yaml.SafeLoader):
@@ -44,3 +45,22 @@ Loader.add_constructor("tag:yaml.org,2002:int", _int)
 def safe_load(text: str) -> Any:
     """Parse ``text`` with :class:`Loader` (module notes)."""
     return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader derives from SafeLoader
+
+
+def load_file(path: str | Path, *, what: str = "file") -> Any:
+    """Parse the YAML file ``path`` (:func:`safe_load`); a missing file, a syntax error (with
+    its line and column) or a file that is not UTF-8 text is one
+    :class:`~medimg.errors.FileFormatError` naming the file (``what``: "study file", ...)."""
+    from medimg.errors import FileFormatError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(path, f"no such {what}")
+    try:
+        return safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise FileFormatError(path, f"not valid YAML: {where}{getattr(err, 'problem', err)}") from err
+    except UnicodeDecodeError as err:
+        raise FileFormatError(path, "not a text file (UTF-8)") from err

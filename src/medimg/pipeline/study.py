@@ -39,7 +39,7 @@ from typing import Any
 
 import pydantic
 
-from medimg.errors import FileFormatError, ParameterError, UserInputError, did_you_mean
+from medimg.errors import ParameterError, UserInputError, did_you_mean
 
 __all__ = ["Study", "StepSpec", "InputSpec", "OutputSpec", "CatalogInput", "FolderInput", "PacsInput", "PrepareSpec",
            "load_study",
@@ -224,21 +224,10 @@ def _check_ids(study: Study) -> None:
 def load_study(path: str | Path) -> tuple[Study, Path]:
     """Read and validate the study in the YAML file ``path``; return it and the folder its
     relative paths are relative to."""
-    import yaml
-
-    from medimg.core.yamlio import safe_load
+    from medimg.core.yamlio import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(path, "no such study file")
-    try:
-        data = safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise FileFormatError(path, f"not valid YAML: {where}{getattr(err, 'problem', err)}") from err
-    except UnicodeDecodeError as err:
-        raise FileFormatError(path, "not a text file (UTF-8)") from err
+    data = load_file(path, what="study file")
     try:
         study = study_from_mapping(data or {}, base=path.parent)
     except StudyError as err:

@@ -123,19 +123,10 @@ def spec_from_mapping(data: Any, base: Path) -> tuple[TrainSpec, CNNConfig]:
 def load_train_spec(path: str | Path) -> tuple[TrainSpec, CNNConfig, Path]:
     """Read and validate a ``medimg train`` YAML file; returns the spec, the network
     configuration and the folder relative paths are relative to."""
-    import yaml
-
-    from medimg.core.yamlio import safe_load
+    from medimg.core.yamlio import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(path, "no such file")
-    try:
-        data = safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise FileFormatError(path, f"not valid YAML: {where}{getattr(err, 'problem', err)}") from err
+    data = load_file(path)
     base = path.parent.resolve()
     try:
         spec, config = spec_from_mapping(data or {}, base)
