@@ -115,3 +115,10 @@ def test_crop_to_mask_keeps_the_geometry() -> None:
                                image.index_to_physical(np.array([[16.0, 8.0, 4.0]])))
     with pytest.raises(ParameterError, match="empty"):
         crop_to_mask(image, image.with_array(np.zeros_like(mask)))
+    # 2-D: 1 mm is 2 voxels in x (0.5 mm), 1 in y (2 mm, rounded up)
+    flat = Image.from_geometry(np.arange(200, dtype=np.float32).reshape(10, 20), spacing=(0.5, 2.0), origin=(3.0, 4.0))
+    mask2 = np.zeros((10, 20), np.uint8)
+    mask2[4:6, 8:10] = 1
+    crop2 = crop_to_mask(flat, flat.with_array(mask2), margin_mm=1.0)
+    np.testing.assert_array_equal(crop2.array, flat.array[3:7, 6:12])
+    np.testing.assert_allclose(crop2.origin[:2], (3.0 + 6 * 0.5, 4.0 + 3 * 2.0))

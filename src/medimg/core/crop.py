@@ -38,8 +38,7 @@ def crop_to_mask(image: Image, mask: Image, *, margin_mm: float = 10.0) -> Image
     box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
     arr = np.ascontiguousarray(image.array[box])
     affine = np.array(image.affine, dtype=float)
-    first = image.index_to_physical(np.asarray(lo[::-1], dtype=float)[None])[0]  # (x, y[, z]) index order
-    affine[:3, 3] = first if first.size == 3 else np.append(first, affine[2, 3])[:3]
+    affine[:3, 3] = image.index_to_physical(np.asarray(lo[::-1], dtype=float))  # (x, y[, z]) index order
     meta = dict(image.meta)
     meta["crop"] = {"index_lo_xyz": lo[::-1], "index_hi_xyz": hi[::-1], "margin_mm": float(margin_mm)}
     return Image(arr, affine, meta=meta)
