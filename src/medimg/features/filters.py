@@ -282,6 +282,15 @@ def _pad(a: np.ndarray, widths: list[tuple[int, int]], boundary: str) -> np.ndar
     return np.pad(a, widths, mode=_PAD[boundary])
 
 
+def _pad_for_fft(arr: np.ndarray, axes: tuple[int, ...], boundary: str) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """For a filter applied by FFT (circular): ``arr`` padded by half its size along ``axes``
+    with the boundary condition (not at all for ``periodic``), and the slices of the original."""
+    if boundary == "periodic":
+        return arr, tuple(slice(None) for _ in arr.shape)
+    widths = [((n // 2, n // 2) if ax in axes else (0, 0)) for ax, n in enumerate(arr.shape)]
+    return _pad(arr, widths, boundary), tuple(slice(w[0], w[0] + n) for w, n in zip(widths, arr.shape, strict=True))
+
+
 @FILTERS.register("gabor")
 def gabor_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, sigma_mm: float = 5.0,
                  wavelength_mm: float = 2.0, gamma: float = 1.0, theta_deg: float = 0.0,
@@ -438,10 +447,7 @@ def simoncelli_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float]
     _mode(boundary)
     arr = np.asarray(array, dtype=np.float64)
     axes = (1, 2) if dims == 2 else (0, 1, 2)
-    widths = [(0, 0)] * 3
-    if boundary != "periodic":
-        widths = [((n // 2, n // 2) if ax in axes else (0, 0)) for ax, n in enumerate(arr.shape)]
-    padded = _pad(arr, widths, boundary) if boundary != "periodic" else arr
+    padded, inside = _pad_for_fft(arr, axes, boundary)
     shape = tuple(padded.shape[ax] for ax in axes)
     h = _simoncelli_response(shape, level)
     # The real part of ifft(fft(x) h) for a real x is ifft(fft(x) h_even), h_even(k) = (h(k) + h(-k))/2,
@@ -451,7 +457,7 @@ def simoncelli_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float]
     if dims == 2:
         h_even = h_even[None]
     out = fft.irfftn(fft.rfftn(padded, axes=axes, workers=-1) * h_even, s=shape, axes=axes, workers=-1)
-    return out[tuple(slice(w[0], w[0] + n) for w, n in zip(widths, arr.shape, strict=True))]
+    return out[inside]
 
 
 @FILTERS.register("riesz")
@@ -487,10 +493,7 @@ def riesz_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, 
     else:
         raise ParameterError(f"riesz base must be 'none', 'log' or 'simoncelli', got {base!r}")
     axes = (1, 2) if dims == 2 else (0, 1, 2)
-    widths = [(0, 0)] * 3
-    if boundary != "periodic":
-        widths = [((n // 2, n // 2) if ax in axes else (0, 0)) for ax, n in enumerate(arr.shape)]
-    padded = _pad(arr, widths, boundary) if boundary != "periodic" else arr
+    padded, inside = _pad_for_fft(arr, axes, boundary)
     freqs = [2.0 * math.pi * fft.fftfreq(padded.shape[ax], d=float(spacing_zyx[ax])) if ax in axes
              else np.zeros(1) for ax in range(3)]
     grids = np.meshgrid(*freqs, indexing="ij", sparse=True)
@@ -504,7 +507,7 @@ def riesz_filter(array: np.ndarray, spacing_zyx: tuple[float, float, float], *, 
     with np.errstate(divide="ignore", invalid="ignore"):
         multiplier = np.where(norm > 0, coef * numerator / norm**total, 0.0)
     out = fft.ifftn(fft.fftn(padded, axes=axes, workers=-1) * multiplier, axes=axes, workers=-1).real
-    return out[tuple(slice(w[0], w[0] + n) for w, n in zip(widths, arr.shape, strict=True))]
+    return out[inside]
 
 
 #: The margin of a filter that reads the whole image (FFT-defined): no crop.
