@@ -15,19 +15,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from medimg.cli.params import check_choice, json_value
+
 __all__ = ["register"]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _json_value(value.item())
-    return value
 
 
 def _read_predictions(path: Path, required: list[str]) -> Any:
@@ -49,14 +39,6 @@ def _read_predictions(path: Path, required: list[str]) -> Any:
     if len(frame) == 0:
         raise ParameterError(f"{path}: no rows")
     return frame
-
-
-def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
-    from medimg.errors import UnknownNameError
-
-    if value not in choices:
-        raise UnknownNameError(option, value, choices)
-    return value
 
 
 def _check_level(ci: float) -> None:
@@ -91,7 +73,7 @@ def register(app: typer.Typer) -> None:
         from medimg.evaluation.classification import binary_metrics
         from medimg.evaluation.delong import delong_auc
 
-        _choice(method, ("percentile", "bca"), "--method")
+        check_choice(method, ("percentile", "bca"), "--method")
         _check_level(ci)
         frame = _read_predictions(predictions, [y_true, y_score] + ([case_id] if case_id else []) + ([y_pred] if y_pred else []))
         pred_col = y_pred or ("y_pred" if "y_pred" in frame.columns else None)
@@ -125,7 +107,7 @@ def register(app: typer.Typer) -> None:
             if "brier" in res:
                 plot_calibration(yt, ys, plots / "calibration.png")
         if as_json:
-            typer.echo(json.dumps(_json_value(out), indent=2))
+            typer.echo(json.dumps(json_value(out), indent=2))
             return
         n_pos = int(y_bool.sum())
         typer.echo(f"{predictions}: {len(frame)} predictions, {n_pos} positive"
@@ -172,7 +154,7 @@ def register(app: typer.Typer) -> None:
         from medimg.errors import ParameterError
         from medimg.evaluation.audit import subgroup_audit
 
-        _choice(correction, ("holm", "bonferroni", "none"), "--correction")
+        check_choice(correction, ("holm", "bonferroni", "none"), "--correction")
         _check_level(ci)
         columns = [c.strip() for c in by.split(",") if c.strip()]
         if not columns:
@@ -200,7 +182,7 @@ def register(app: typer.Typer) -> None:
         if plot is not None and res.gaps:
             res.plot(plot)
         if as_json:
-            typer.echo(json.dumps(_json_value(res.to_dict()), indent=2))
+            typer.echo(json.dumps(json_value(res.to_dict()), indent=2))
             return
         s = res.settings
         typer.echo(f"{predictions}: {len(frame)} predictions; {s['n_comparisons']} gaps tested, "

@@ -15,19 +15,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from medimg.cli.params import json_value
+
 __all__ = ["register"]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _json_value(value.tolist())
-    return value
 
 
 def _window(text: str | None, option: str) -> tuple[float, float] | None:
@@ -114,7 +104,7 @@ def register(app: typer.Typer) -> None:
             io.write(result.carried_mask, carried_out, provenance=manifest)
             record["carried_mask"] = str(carried_out)
         if as_json:
-            typer.echo(json.dumps(_json_value(record), indent=2))
+            typer.echo(json.dumps(json_value(record), indent=2))
             return
         from rich.console import Console
         from rich.table import Table

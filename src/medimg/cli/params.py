@@ -15,7 +15,8 @@ from typing import Any
 
 from medimg.errors import ParameterError, UserInputError
 
-__all__ = ["parse_params", "check_output", "image_param_files", "read_input", "read_transform_input"]
+__all__ = ["parse_params", "check_output", "image_param_files", "read_input", "read_transform_input", "json_value",
+           "check_choice"]
 
 
 def _is_image_type(annotation: Any) -> bool:
@@ -107,3 +108,28 @@ def read_transform_input(path: Path) -> Any:
     if not path.exists():
         raise UserInputError(f"{path}: no such transform file")
     return Transform.load(path)
+
+
+def json_value(value: Any) -> Any:
+    """``value`` for a command's ``--json`` output: a non-finite float is null (what a reader of
+    the JSON tests for), NumPy scalars and arrays become numbers and lists, keys strings."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_value(value.tolist())
+    return value
+
+
+def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    """``value`` when it is one of ``choices``; else an error naming ``option`` and the choices."""
+    from medimg.errors import UnknownNameError
+
+    if value not in choices:
+        raise UnknownNameError(option, value, choices)
+    return value

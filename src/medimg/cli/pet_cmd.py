@@ -16,29 +16,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from medimg.cli.params import check_output
+from medimg.cli.params import check_choice, check_output, json_value
 
 __all__ = ["register"]
 
 _SUV_TYPES = ("bw", "lbm-james", "lbm-janma", "bsa", "ibw")
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
-    from medimg.errors import UnknownNameError
-
-    if value not in choices:
-        raise UnknownNameError(option, value, choices)
-    return value
 
 
 def _is_dicom_input(path: Path) -> bool:
@@ -119,7 +101,7 @@ def register(app: typer.Typer) -> None:
         from medimg import io
         from medimg.pet import read_pet, to_suv
 
-        _check_choice(suv_type, _SUV_TYPES, "--suv-type")
+        check_choice(suv_type, _SUV_TYPES, "--suv-type")
         check_output(dst, overwrite)
         pet = read_pet(src, series_uid=series)
         out = to_suv(pet, suv_type=suv_type, op="cli.suv",  # type: ignore[arg-type]
@@ -127,7 +109,7 @@ def register(app: typer.Typer) -> None:
         io.write(out, dst)
         record = out.meta["suv"]
         if as_json:
-            typer.echo(json.dumps(_json_value(record), indent=2))
+            typer.echo(json.dumps(json_value(record), indent=2))
             return
         factor = record["factor"]
         shown = f"{factor:.6g}" if isinstance(factor, float) else f"{min(factor):.6g}..{max(factor):.6g} (per slice)"
@@ -172,9 +154,9 @@ def register(app: typer.Typer) -> None:
             to_suv,
         )
 
-        _check_choice(grid, ("pet", "mask"), "--grid")
-        _check_choice(suv_type, _SUV_TYPES, "--suv-type")
-        _check_choice(sul_type, ("lbm-janma", "lbm-james"), "--sul-type")
+        check_choice(grid, ("pet", "mask"), "--grid")
+        check_choice(suv_type, _SUV_TYPES, "--suv-type")
+        check_choice(sul_type, ("lbm-janma", "lbm-james"), "--sul-type")
         if liver_mask is not None and liver_centre is not None:
             raise ParameterError("give either --liver-mask or --liver-centre, not both")
         overrides = _overrides(weight_kg, dose_bq, injection_time, half_life_s, height_m, sex)
@@ -218,7 +200,7 @@ def register(app: typer.Typer) -> None:
         if notes:
             result["notes"] = notes
         if as_json:
-            typer.echo(json.dumps(_json_value(result), indent=2))
+            typer.echo(json.dumps(json_value(result), indent=2))
             return
         from rich.console import Console
         from rich.table import Table

@@ -15,18 +15,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from medimg.cli.params import check_output, parse_params
+from medimg.cli.params import check_output, json_value, parse_params
 from medimg.errors import UserInputError
 
 __all__ = ["register"]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    return value
 
 
 def register(app: typer.Typer) -> None:
@@ -107,7 +99,7 @@ def register(app: typer.Typer) -> None:
         if per_label is not None:
             record["per_label"] = per_label
         if as_json:
-            typer.echo(json.dumps(_json_value(record), indent=2))
+            typer.echo(json.dumps(json_value(record), indent=2))
             return
         from rich.console import Console
         from rich.table import Table
