@@ -112,7 +112,8 @@ def discretise(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) 
 
 
 class _Grid:
-    """The discretised ROI padded with zeros, and the flat indices of its voxels (for neighbours)."""
+    """The discretised ROI padded with zeros, the flat indices of its voxels (C order) and their
+    grey levels, for neighbour look-ups."""
 
     def __init__(self, q: np.ndarray, pad: int) -> None:
         self.shape = q.shape
@@ -120,19 +121,64 @@ class _Grid:
         self.padded = np.pad(q, pad)
         self.flat = self.padded.ravel()
         self.strides = np.asarray([self.padded.shape[1] * self.padded.shape[2], self.padded.shape[2], 1])
-        coords = np.nonzero(q)
-        self.coords = np.stack(coords, axis=1)
-        self.index = np.ravel_multi_index(tuple(c + pad for c in coords), self.padded.shape)
+        self.index = np.flatnonzero(self.flat)
         self.values = self.flat[self.index]
+        self._vid: np.ndarray | None = None
+
+    @property
+    def coords(self) -> np.ndarray:
+        """Voxel coordinates (z, y, x) in the unpadded array, shape (N, 3)."""
+        return np.stack(np.unravel_index(self.index, self.padded.shape), axis=1) - self.pad
 
     def neighbours(self, offsets: np.ndarray) -> np.ndarray:
         """Grey level of each voxel's neighbour at each offset (0: outside), shape (N, Na)."""
         return self.flat[self.index[:, None] + (offsets @ self.strides)[None, :]]
 
+    def neighbour_ids(self, offsets: np.ndarray) -> np.ndarray:
+        """Voxel number (row of ``values``) of each voxel's neighbour at each offset (-1: outside)."""
+        if self._vid is None:
+            self._vid = np.full(self.flat.size, -1, dtype=np.intp)
+            self._vid[self.index] = np.arange(self.index.size)
+        return self._vid[self.index[:, None] + (offsets @ self.strides)[None, :]]
 
-def _present(q: np.ndarray) -> tuple[np.ndarray, int]:
-    levels = np.unique(q[q > 0])
-    return levels, int(levels.max())
+
+class Discretised:
+    """A discretised ROI ``q`` (grey levels 1..Ng inside, 0 outside) and what the texture classes
+    share: the padded grids, the grey levels present and the neighbour tables (computed once)."""
+
+    def __init__(self, q: np.ndarray) -> None:
+        self.q = q
+        self._grids: dict[int, _Grid] = {}
+        self._cache: dict[Any, Any] = {}
+        counts = np.bincount(self.grid(1).values)
+        self.levels = np.flatnonzero(counts[1:]) + 1
+        self.ng = int(self.levels[-1])
+
+    def grid(self, pad: int) -> _Grid:
+        """The grid padded by ``pad`` voxels (cached)."""
+        if pad not in self._grids:
+            self._grids[pad] = _Grid(self.q, pad)
+        return self._grids[pad]
+
+    def both_directions(self, settings: Mapping[str, Any]) -> tuple[_Grid, np.ndarray, np.ndarray]:
+        """The grid, PyRadiomics's angles for ``distances`` (one of each pair) and the neighbour
+        grey levels at those angles then at their opposites, shape (N, 2 Na) (cached)."""
+        distances = tuple(int(v) for v in settings.get("distances", [1]))
+        key = ("both", distances, bool(settings.get("force2D", False)), int(settings.get("force2Ddimension", 0)))
+        if key not in self._cache:
+            offs = angles(self.q.shape, distances, force2d=key[2], force2d_dim=key[3])
+            grid = self.grid(max(max(distances), 1))
+            self._cache[key] = (grid, offs, grid.neighbours(np.concatenate([offs, -offs])))
+        return self._cache[key]
+
+
+def _prepared(q: np.ndarray | Discretised) -> Discretised:
+    return q if isinstance(q, Discretised) else Discretised(q)
+
+
+def _present(q: np.ndarray | Discretised) -> tuple[np.ndarray, int]:
+    d = _prepared(q)
+    return d.levels, d.ng
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -142,12 +188,15 @@ def _nanmean(values: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------ first order
 
 def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
-               settings: Mapping[str, Any], names: Iterable[str]) -> dict[str, float]:
-    """PyRadiomics first-order features of the voxels of ``roi`` (``spacing`` (z, y, x) mm)."""
+               settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | None = None) -> dict[str, float]:
+    """PyRadiomics first-order features of the voxels of ``roi`` (``spacing`` (z, y, x) mm);
+    ``q``: the ROI already discretised (:func:`discretise`), if at hand."""
     x = image[roi].astype(float)
     shift = settings.get("voxelArrayShift", 0)
-    q = discretise(image, roi, settings)
-    _, counts = np.unique(q[roi], return_counts=True)
+    if q is None:
+        q = discretise(image, roi, settings)
+    counts = np.bincount(q[roi])
+    counts = counts[counts > 0]
     p = counts / counts.sum()
     n = x.size
     mean = x.mean()
@@ -361,20 +410,17 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
 
 # ----------------------------------------------------------------------------------------------- GLCM
 
-def glcm(q: np.ndarray, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
          names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLCM features of the discretised ROI ``q`` (grey levels >= 1, 0 outside)."""
-    distances = settings.get("distances", [1])
-    offs = angles(q.shape, distances, force2d=settings.get("force2D", False),
-                  force2d_dim=settings.get("force2Ddimension", 0))
-    levels, ng = _present(q)
+    d = _prepared(q)
+    grid, offs, both = d.both_directions(settings)
+    levels, ng = d.levels, d.ng
     na = len(offs)
-    grid = _Grid(q, max(int(max(distances)), 1))
-    nb = grid.neighbours(offs)
-    gi = np.broadcast_to(grid.values[:, None], nb.shape)
+    nb = both[:, :na]
     ok = nb > 0
-    code = ((gi[ok] - 1) * ng + (nb[ok] - 1)) * na + np.broadcast_to(np.arange(na), nb.shape)[ok]
-    full = np.bincount(code, minlength=ng * ng * na).reshape(ng, ng, na).astype(float)
+    code = ((grid.values[:, None] - 1) * ng + (nb - 1)) * na + np.arange(na)[None, :]
+    full = np.bincount(code[ok], minlength=ng * ng * na).reshape(ng, ng, na).astype(float)
     P = full[np.ix_(levels - 1, levels - 1)]
     symmetrical = settings.get("symmetricalGLCM", True)
     if symmetrical:
@@ -483,11 +529,10 @@ def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     ng = P.shape[0]
     if ng < 2:
         return 1.0
-    pxk0 = px[:, 0, :]  # (Ng, Na): p_x(i)
-    q = np.zeros((ng, ng, P.shape[2]))
-    for k in range(ng):
-        q += (P[:, None, k, :] * P[None, :, k, :]) / (pxk0[:, None, :] * py[0, k][None, None, :] + _EPS)
-    ev = np.linalg.eigvals(q.transpose(2, 0, 1))
+    a = P / (px[:, 0, :][:, None, :] * py[0][None, :, :] + _EPS)  # P(i, k) / (p_x(i) p_y(k) + eps)
+    pa = P.transpose(2, 0, 1)
+    q = a.transpose(2, 0, 1) @ pa.transpose(0, 2, 1)  # (Na, Ng, Ng)
+    ev = np.linalg.eigvals(q)
     ev.sort()
     return float(np.nanmean(np.sqrt(ev[:, -2])).real)
 
@@ -507,48 +552,61 @@ def _weights(offs: np.ndarray, spacing: tuple[float, float, float], norm: str, k
 
 # ---------------------------------------------------------------------------------------------- GLRLM
 
-def _glrlm_matrix(q: np.ndarray, settings: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    offs = angles(q.shape, (1,), force2d=settings.get("force2D", False),
+def _glrlm_matrix(q: np.ndarray | Discretised, settings: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    d = _prepared(q)
+    shape_ = d.q.shape
+    offs = angles(shape_, (1,), force2d=settings.get("force2D", False),
                   force2d_dim=settings.get("force2Ddimension", 0))
-    _, ng = _present(q)
-    nr = int(max(q.shape))
+    ng = d.ng
+    nr = int(max(shape_))
     na = len(offs)
-    grid = _Grid(q, 1)
-    shape_ = np.asarray(q.shape)
-    P = np.zeros((ng, nr, na))
+    grid = d.grid(1)
     gl = grid.values
-    for a, off in enumerate(offs):
-        step = int(off @ grid.strides)
-        prev = grid.flat[grid.index - step]
-        nxt = grid.flat[grid.index + step]
-        starts = prev != gl
-        ends = nxt != gl
-        # Line of each voxel: the voxel where the line along ``off`` enters the box.
+    n = gl.size
+    nxt = grid.neighbour_ids(offs)  # (N, Na)
+    same = np.zeros(nxt.shape, dtype=bool)
+    inside = nxt >= 0
+    same[inside] = gl[nxt[inside]] == np.broadcast_to(gl[:, None], nxt.shape)[inside]
+    starts = grid.neighbours(-offs) != gl[:, None]
+    # Run length from every voxel to the end of its run, by pointer jumping along the runs (all
+    # angles at once): ptr = the voxel (x angle) the count so far reaches, -1 at a run's end.
+    ptr = np.where(same, nxt * na + np.arange(na)[None, :], -1).ravel()
+    cnt = np.ones(n * na, dtype=np.intp)
+    active = np.flatnonzero(ptr >= 0)
+    while active.size:
+        nxt_p = ptr[active]
+        cnt[active] += cnt[nxt_p]
+        ptr[active] = ptr[nxt_p]
+        active = active[ptr[active] >= 0]
+    s_flat = starts.ravel()
+    length = cnt[s_flat]
+    g = np.repeat(gl, na)[s_flat]
+    a_idx = np.tile(np.arange(na), n)[s_flat]
+    P = np.bincount(((g - 1) * nr + (length - 1)) * na + a_idx, minlength=ng * nr * na).reshape(ng, nr, na)
+    P = P.astype(float)
+    for a in np.flatnonzero(~same.any(0)):
+        # Every run of this angle is one voxel long; when no line along it holds two ROI voxels,
+        # PyRadiomics drops the angle's counts.
+        off = offs[a]
         c = grid.coords
-        back = np.full(len(c), np.iinfo(np.intp).max, dtype=np.intp)
-        for d in range(3):
-            if off[d] > 0:
-                back = np.minimum(back, c[:, d])
-            elif off[d] < 0:
-                back = np.minimum(back, shape_[d] - 1 - c[:, d])
-        line = np.ravel_multi_index(tuple((c - back[:, None] * off[None, :]).T), q.shape)
-        s_key = np.lexsort((grid.index[starts], line[starts]))
-        e_key = np.lexsort((grid.index[ends], line[ends]))
-        s_idx = grid.index[starts][s_key]
-        e_idx = grid.index[ends][e_key]
-        length = (e_idx - s_idx) // step + 1
-        g = gl[starts][s_key]
-        np.add.at(P[:, :, a], (g - 1, length - 1), 1)
-        if length.max(initial=0) <= 1 and np.unique(line).size == line.size:
-            P[:, 0, a] = 0  # no line holds two ROI voxels: PyRadiomics drops this angle's counts
+        back = np.full(n, np.iinfo(np.intp).max, dtype=np.intp)
+        for dim in range(3):
+            if off[dim] > 0:
+                back = np.minimum(back, c[:, dim])
+            elif off[dim] < 0:
+                back = np.minimum(back, shape_[dim] - 1 - c[:, dim])
+        line = np.ravel_multi_index(tuple((c - back[:, None] * off[None, :]).T), shape_)
+        if np.unique(line).size == line.size:
+            P[:, 0, a] = 0
     return P, offs
 
 
-def glrlm(q: np.ndarray, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+def glrlm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLRLM features of the discretised ROI ``q``."""
+    q = _prepared(q)
     P, offs = _glrlm_matrix(q, settings)
-    levels, _ = _present(q)
+    levels = q.levels
     P = P[levels - 1]
     norm = settings.get("weightingNorm")
     if norm is not None:
@@ -612,44 +670,50 @@ def glrlm(q: np.ndarray, spacing: tuple[float, float, float], settings: Mapping[
 
 # ---------------------------------------------------------------------------------------------- GLSZM
 
-def _structure(q: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
-    offs = angles(q.shape, (1,), force2d=settings.get("force2D", False),
-                  force2d_dim=settings.get("force2Ddimension", 0), bidirectional=True)
-    st = np.zeros((3, 3, 3), dtype=bool)
-    st[1, 1, 1] = True
-    for off in offs:
-        st[tuple(off + 1)] = True
-    return st
+def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Connected components of the graph of ``n`` nodes and edges ``u``-``v``: each node's root
+    (the smallest node of its component), by hooking roots onto smaller roots and pointer jumping."""
+    parent = np.arange(n)
+    while u.size:
+        ru, rv = parent[u], parent[v]
+        differ = ru != rv
+        if not differ.any():
+            break
+        u, v, ru, rv = u[differ], v[differ], ru[differ], rv[differ]
+        parent[np.maximum(ru, rv)] = np.minimum(ru, rv)  # roots hook onto smaller roots: a forest
+        while True:
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+    return parent
 
 
-def glszm_matrix(q: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
+def glszm_matrix(q: np.ndarray | Discretised, settings: Mapping[str, Any]) -> np.ndarray:
     """PyRadiomics's GLSZM (Ng, Ns): zones are connected (26-neighbour in 3-D) same-level voxels."""
-    from scipy import ndimage
-
-    levels, ng = _present(q)
-    st = _structure(q, settings)
-    # Label every level at once: neighbours of different levels never join, so label each level's
-    # voxels with its own offset of label numbers.
-    zone_gl: list[np.ndarray] = []
-    zone_size: list[np.ndarray] = []
-    for g in levels:
-        lab, n = ndimage.label(q == g, structure=st)
-        sizes = np.bincount(lab.ravel())[1:]
-        zone_gl.append(np.full(n, g))
-        zone_size.append(sizes)
-    gls = np.concatenate(zone_gl)
-    sizes = np.concatenate(zone_size)
-    P = np.zeros((ng, int(sizes.max())))
-    np.add.at(P, (gls - 1, sizes - 1), 1)
-    return P
+    d = _prepared(q)
+    offs = angles(d.q.shape, (1,), force2d=settings.get("force2D", False),
+                  force2d_dim=settings.get("force2Ddimension", 0))
+    grid = d.grid(1)
+    gl = grid.values
+    ids = grid.neighbour_ids(offs)  # one of each opposite pair: the edges are undirected
+    same = ids >= 0
+    same[same] = gl[ids[same]] == np.broadcast_to(gl[:, None], ids.shape)[same]
+    u = np.nonzero(same)[0]
+    root = _components(gl.size, u, ids[same])
+    sizes = np.bincount(root, minlength=gl.size)
+    roots = np.flatnonzero(sizes)
+    gls, sizes = gl[roots], sizes[roots]
+    P = np.bincount((gls - 1) * int(sizes.max()) + sizes - 1, minlength=d.ng * int(sizes.max()))
+    return P.reshape(d.ng, int(sizes.max())).astype(float)
 
 
-def glszm(q: np.ndarray, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+def glszm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLSZM features of the discretised ROI ``q``."""
-    levels, _ = _present(q)
-    P = glszm_matrix(q, settings)[levels - 1]
-    return _zone_features(P, levels, names, zone=True)
+    d = _prepared(q)
+    P = glszm_matrix(d, settings)[d.levels - 1]
+    return _zone_features(P, d.levels, names, zone=True)
 
 
 def _zone_features(P: np.ndarray, levels: np.ndarray, names: Iterable[str], *, zone: bool) -> dict[str, float]:
@@ -720,32 +784,27 @@ def _zone_features(P: np.ndarray, levels: np.ndarray, names: Iterable[str], *, z
 
 # ------------------------------------------------------------------------------------------ GLDM, NGTDM
 
-def _both_directions(q: np.ndarray, settings: Mapping[str, Any]) -> tuple[_Grid, np.ndarray]:
-    distances = settings.get("distances", [1])
-    offs = angles(q.shape, distances, force2d=settings.get("force2D", False),
-                  force2d_dim=settings.get("force2Ddimension", 0))
-    grid = _Grid(q, max(int(max(distances)), 1))
-    nb = grid.neighbours(np.concatenate([offs, -offs]))
-    return grid, nb
-
-
-def gldm(q: np.ndarray, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+def gldm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
          names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLDM features of ``q`` (dependence: the voxel itself and every neighbour within
     ``gldm_a`` grey levels)."""
-    grid, nb = _both_directions(q, settings)
+    d = _prepared(q)
+    grid, _, nb = d.both_directions(settings)
     alpha = settings.get("gldm_a", 0)
-    levels, ng = _present(q)
-    dep = np.sum((nb > 0) & (np.abs(grid.values[:, None] - nb) <= alpha), 1)
-    P = np.zeros((ng, nb.shape[1] + 1))
-    np.add.at(P, (grid.values - 1, dep), 1)
+    levels, ng = d.levels, d.ng
+    if alpha == 0:
+        dep = np.count_nonzero(nb == grid.values[:, None], axis=1)
+    else:
+        dep = np.count_nonzero((nb > 0) & (np.abs(grid.values[:, None] - nb) <= alpha), axis=1)
+    width = nb.shape[1] + 1
+    P = np.bincount((grid.values - 1) * width + dep, minlength=ng * width).reshape(ng, width).astype(float)
     return _zone_features(P[levels - 1], levels, names, zone=False)
 
 
-def ngtdm(q: np.ndarray, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+def ngtdm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics NGTDM features of ``q`` (a voxel without neighbours counts with s = 0)."""
-    grid, nb = _both_directions(q, settings)
+    grid, _, nb = _prepared(q).both_directions(settings)
     valid = nb > 0
     count = valid.sum(1)
     total = np.where(valid, nb, 0).sum(1).astype(float)

@@ -482,17 +482,18 @@ def extract_pyradiomics(image: Image, mask: Image, params: Mapping[str, Any] | s
 def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],
               classes: Mapping[str, Any], tname: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    q = None
+    q = calc.discretise(arr, roi, s)
+    prepared = None
     for cls, wanted in classes.items():
         if cls == "shape":
             continue
         names = _class_features(cls, wanted)
         if cls == "firstorder":
-            vals = calc.firstorder(arr, roi, spacing, s, names)
+            vals = calc.firstorder(arr, roi, spacing, s, names, q)
         else:
-            if q is None:
-                q = calc.discretise(arr, roi, s)
-            vals = getattr(calc, cls)(q, spacing, s, names)
+            if prepared is None:
+                prepared = calc.Discretised(q)
+            vals = getattr(calc, cls)(prepared, spacing, s, names)
         out.update({f"{tname}_{cls}_{k}": v for k, v in vals.items()})
     return out
 
