@@ -324,24 +324,60 @@ def _max_sq_distance(points: np.ndarray) -> float:
     return best
 
 
+def _line_extremes(twice: np.ndarray, axis: int) -> np.ndarray:
+    """Mask of the points (integer coordinates) that are the first or the last on their line
+    parallel to ``axis``. A vertex of the convex hull always is: a point strictly between two
+    others is never one of the two farthest apart."""
+    n = twice.max(0) + 1
+    b, c = (d for d in range(3) if d != axis)
+    line = twice[:, b] * n[c] + twice[:, c]
+    key = line * n[axis] + twice[:, axis]
+    order = np.argsort(key, kind="stable")
+    line = line[order]
+    change = line[1:] != line[:-1]
+    ends = np.concatenate(([True], change)) | np.concatenate((change, [True]))
+    mask = np.zeros(len(twice), dtype=bool)
+    mask[order[ends]] = True
+    return mask
+
+
+def _max_sq_pairwise(points: np.ndarray) -> float:
+    """Largest squared distance between two of a few ``points`` (all pairs)."""
+    best = 0.0
+    for start in range(0, len(points), 256):
+        chunk = points[start:start + 256]
+        d = np.sum((chunk[:, None, :] - points[None, :, :]) ** 2, axis=2)
+        best = max(best, float(d.max()))
+    return best
+
+
 def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
     """PyRadiomics's maximum diameters (slice, column, row, 3-D): the largest distance between two
-    mesh vertices, overall and between vertices of equal z, y or x (``twice``: 2 x voxel coordinates)."""
+    mesh vertices, overall and between vertices of equal z, y or x (``twice``: 2 x voxel coordinates).
+
+    Only the points first or last on their lines parallel to the axes (of the plane) are compared:
+    the two farthest apart are among them."""
     pts = twice * (spacing / 2.0)
-    d3 = _max_sq_distance(pts)
+    ext = [_line_extremes(twice, axis) for axis in range(3)]
+    d3 = _max_sq_distance(pts[ext[0] & ext[1] & ext[2]])
     planes = []
     for axis in range(3):
-        best = 0.0
-        order = np.argsort(twice[:, axis], kind="stable")
-        splits = np.flatnonzero(np.diff(twice[order, axis])) + 1
         rest = [d for d in range(3) if d != axis]
-        groups = [g for g in np.split(order, splits) if len(g) > 1]
+        cand = np.flatnonzero(ext[rest[0]] & ext[rest[1]])
+        cand = cand[np.argsort(twice[cand, axis], kind="stable")]
+        level = twice[cand, axis]
+        starts = np.flatnonzero(np.concatenate(([True], level[1:] != level[:-1])))
+        sizes = np.diff(np.concatenate((starts, [len(cand)])))
+        sub = pts[cand][:, rest]
+        span = np.maximum.reduceat(sub, starts, axis=0) - np.minimum.reduceat(sub, starts, axis=0)
+        bounds = np.sum(span ** 2, axis=1)
+        best = 0.0
         # Largest bounding-box diagonal first; stop when no plane can beat the best distance.
-        bounds = [float(np.sum((pts[g][:, rest].max(0) - pts[g][:, rest].min(0)) ** 2)) for g in groups]
         for k in np.argsort(bounds)[::-1]:
             if bounds[k] <= best:
                 break
-            best = max(best, _max_sq_distance(pts[groups[k]][:, rest]))
+            if sizes[k] > 1:
+                best = max(best, _max_sq_pairwise(sub[starts[k]:starts[k] + sizes[k]]))
         planes.append(best)
     return (float(np.sqrt(planes[0])), float(np.sqrt(planes[1])), float(np.sqrt(planes[2])), float(np.sqrt(d3)))
 
