@@ -124,11 +124,14 @@ class _Grid:
         self.index = np.flatnonzero(self.flat)
         self.values = self.flat[self.index]
         self._vid: np.ndarray | None = None
+        self._coords: np.ndarray | None = None
 
     @property
     def coords(self) -> np.ndarray:
         """Voxel coordinates (z, y, x) in the unpadded array, shape (N, 3)."""
-        return np.stack(np.unravel_index(self.index, self.padded.shape), axis=1) - self.pad
+        if self._coords is None:
+            self._coords = np.stack(np.unravel_index(self.index, self.padded.shape), axis=1) - self.pad
+        return self._coords
 
     def neighbours(self, offsets: np.ndarray) -> np.ndarray:
         """Grey level of each voxel's neighbour at each offset (0: outside), shape (N, Na)."""
@@ -182,7 +185,10 @@ def _present(q: np.ndarray | Discretised) -> tuple[np.ndarray, int]:
 
 
 def _nanmean(values: np.ndarray) -> float:
-    return float(np.nanmean(values))
+    """Mean of the values that are not NaN (NaN when none): numpy.nanmean without its overhead."""
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
 
 
 # ------------------------------------------------------------------------------------------ first order
@@ -255,37 +261,61 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
 
 def _mesh(mask: np.ndarray, spacing: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Surface area (mm^2), signed volume (mm^3) and the vertices (twice their voxel coordinates,
-    integers, unique) of PyRadiomics's mesh of the padded ``mask``."""
-    from medimg.features._pyradiomics_tables import CORNERS, TRIANGLES
+    integers, unique) of PyRadiomics's mesh of the padded ``mask``.
 
-    tri_vertices, _ = _triangle_arrays()
+    Nothing is built per triangle: a cube's triangles have the same area wherever the cube is, and
+    their signed volume (sum of det(a, b, c) / 6 over the triangles, vertices in mm) is
+    ``(D + o . N) / 6`` for the cube at ``o``, with ``D`` and ``N`` (the sums of det(a', b', c')
+    and of (b' - a') x (c' - a') over its triangles, corners relative to the cube) tabulated per
+    configuration. The vertices are the midpoints of the grid edges whose two voxels differ:
+    marching cubes puts a vertex on every such edge."""
+    from medimg.features._pyradiomics_tables import CORNERS
+
+    area_tab, det_tab, normal_tab = _mesh_tables(spacing)
     m = mask.astype(np.uint8)
     s0, s1, s2 = (n - 1 for n in m.shape)
-    config = np.zeros((s0, s1, s2), dtype=np.int32)
+    config = np.zeros((s0, s1, s2), dtype=np.uint8)
     for bit, (dz, dy, dx) in enumerate(CORNERS):
-        config |= m[dz:dz + s0, dy:dy + s1, dx:dx + s2].astype(np.int32) << bit
-    sign = np.where(config & 0x80, -1.0, 1.0)
-    config = np.where(config & 0x80, config ^ 0xFF, config)
-    cubes = np.nonzero((config > 0) & (config < 128))
+        config |= m[dz:dz + s0, dy:dy + s1, dx:dx + s2] << bit
+    cubes = np.nonzero((config > 0) & (config < 255))
     cfg = config[cubes]
-    origin = np.stack(cubes, axis=1).astype(float)  # (Nc, 3)
-    sgn = sign[cubes]
-    # Expand every cube into its triangles.
-    counts = np.asarray([len(t) // 3 for t in TRIANGLES])[cfg]
-    cube_of_tri = np.repeat(np.arange(cfg.size), counts)
-    first = np.concatenate(([0], np.cumsum(np.asarray([len(t) // 3 for t in TRIANGLES]))))
-    local = np.arange(cube_of_tri.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    tri = first[cfg[cube_of_tri]] + local
-    vox = origin[cube_of_tri][:, None, :] + tri_vertices[tri]  # (Nt, 3, 3) voxel units
-    verts = vox * spacing
-    a, b, c = verts[:, 0], verts[:, 1], verts[:, 2]
-    volume = float(np.sum(sgn[cube_of_tri] * np.einsum("ij,ij->i", np.cross(a, b), c))) / 6.0
-    area = float(np.sum(0.5 * np.linalg.norm(np.cross(a - c, b - c), axis=1)))
-    t = np.rint(vox.reshape(-1, 3) * 2).astype(np.int64)
-    n1, n2 = 2 * mask.shape[1] + 1, 2 * mask.shape[2] + 1
-    key = np.unique((t[:, 0] * n1 + t[:, 1]) * n2 + t[:, 2])
-    twice = np.stack([key // (n1 * n2), (key // n2) % n1, key % n2], axis=1)
-    return area, volume, twice
+    flip = cfg >= 128
+    sgn = np.where(flip, -1.0, 1.0)
+    cfg = np.where(flip, cfg ^ 0xFF, cfg)
+    origin = np.stack(cubes, axis=1) * spacing  # (Nc, 3) mm
+    area = float(np.sum(area_tab[cfg]))
+    volume = float(np.sum(sgn * (det_tab[cfg] + np.einsum("ij,ij->i", origin, normal_tab[cfg])))) / 6.0
+    parts = []
+    for axis in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis] = slice(0, -1)
+        hi[axis] = slice(1, None)
+        edge = np.argwhere(mask[tuple(lo)] != mask[tuple(hi)]) * 2
+        edge[:, axis] += 1
+        parts.append(edge)
+    return area, volume, np.concatenate(parts)
+
+
+_MESH_TABLES: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _mesh_tables(spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per configuration (0-127): its triangles' total area, sum of det(a', b', c') and sum of
+    (b' - a') x (c' - a') (corners in mm relative to the cube's first corner)."""
+    key = tuple(float(v) for v in spacing)
+    if key not in _MESH_TABLES:
+        tri_vertices, tri_cfg = _triangle_arrays()
+        v = tri_vertices * np.asarray(key)
+        a, b, c = v[:, 0], v[:, 1], v[:, 2]
+        area = np.bincount(tri_cfg, weights=0.5 * np.linalg.norm(np.cross(a - c, b - c), axis=1), minlength=128)
+        det = np.bincount(tri_cfg, weights=np.einsum("ij,ij->i", np.cross(a, b), c), minlength=128)
+        n = np.cross(b - a, c - a)
+        normal = np.stack([np.bincount(tri_cfg, weights=n[:, k], minlength=128) for k in range(3)], axis=1)
+        if len(_MESH_TABLES) > 64:
+            _MESH_TABLES.clear()
+        _MESH_TABLES[key] = (area, det, normal)
+    return _MESH_TABLES[key]
 
 
 _TRI_CACHE: list[Any] = []

@@ -194,13 +194,9 @@ class _Vol:
 
 
 def _bbox(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = [], []
-    for axis in range(roi.ndim):
-        other = tuple(a for a in range(roi.ndim) if a != axis)
-        nz = np.flatnonzero(roi.any(axis=other))
-        lo.append(nz[0])
-        hi.append(nz[-1])
-    return np.asarray(lo), np.asarray(hi)
+    """Index bounds (inclusive) of the non-empty boolean ``roi``."""
+    coords = np.unravel_index(np.flatnonzero(roi), roi.shape)
+    return np.asarray([c.min() for c in coords]), np.asarray([c.max() for c in coords])
 
 
 def _check_mask(roi: np.ndarray, s: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
