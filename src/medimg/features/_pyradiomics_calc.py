@@ -478,16 +478,22 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
 
 def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
          names: Iterable[str]) -> dict[str, float]:
-    """PyRadiomics GLCM features of the discretised ROI ``q`` (grey levels >= 1, 0 outside)."""
+    """PyRadiomics GLCM features of the discretised ROI ``q`` (grey levels >= 1, 0 outside).
+
+    The sums over (i, j) that depend on i + j or |i - j| only go through p_x+y and p_x-y, those of
+    i or j only through the marginals: the same values as PyRadiomics's sums over the matrix, to
+    rounding."""
     d = _prepared(q)
     grid, offs, both = d.both_directions(settings)
     levels, ng = d.levels, d.ng
+    nl = levels.size
     na = len(offs)
     nb = both[:, :na]
     ok = nb > 0
-    code = ((grid.values[:, None] - 1) * ng + (nb - 1)) * na + np.arange(na)[None, :]
-    full = np.bincount(code[ok], minlength=ng * ng * na).reshape(ng, ng, na).astype(float)
-    P = full[np.ix_(levels - 1, levels - 1)]
+    rank = np.zeros(ng + 1, dtype=np.intp)
+    rank[levels] = np.arange(nl)
+    code = (rank[grid.values][:, None] * nl + rank[nb]) * na + np.arange(na)[None, :]
+    P = np.bincount(code[ok], minlength=nl * nl * na).reshape(nl, nl, na).astype(float)
     symmetrical = settings.get("symmetricalGLCM", True)
     if symmetrical:
         P = P + P.transpose(1, 0, 2)
@@ -501,43 +507,47 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
             P, sums = P[:, :, keep], sums[keep]
     sums = np.where(sums == 0, np.nan, sums)
     P = P / sums[None, None, :]
+    na = P.shape[2]
     g = levels.astype(float)
-    i, j = g[:, None], g[None, :]
-    px = P.sum(1, keepdims=True)  # (Ng, 1, Na)
-    py = P.sum(0, keepdims=True)  # (1, Ng, Na)
-    ux = np.sum(i[:, :, None] * P, (0, 1), keepdims=True)
-    uy = np.sum(j[:, :, None] * P, (0, 1), keepdims=True)
+    flatP = P.reshape(nl * nl, na)
+    gi = np.repeat(g, nl)
+    gj = np.tile(g, nl)
+    px = P.sum(1)  # (Ng, Na)
+    py = P.sum(0)
+    ux = g @ px  # (Na,)
+    uy = g @ py
     ksum = np.arange(2, ng * 2 + 1, dtype=float)
     kdiff = np.arange(0, ng, dtype=float)
-    isum = (i + j).ravel()
-    idiff = np.abs(i - j).ravel()
-    flatP = P.reshape(-1, P.shape[2])
-    pxy_add = np.stack([np.bincount((isum - 2).astype(np.intp), weights=flatP[:, a], minlength=ksum.size)
-                        for a in range(P.shape[2])], axis=1)  # (Nk, Na)
-    pxy_sub = np.stack([np.bincount(idiff.astype(np.intp), weights=flatP[:, a], minlength=kdiff.size)
-                        for a in range(P.shape[2])], axis=1)
-    hxy = -np.sum(P * np.log2(P + _EPS), (0, 1))
-    ij = (i + j)[:, :, None]
+    add_code = ((gi + gj - 2).astype(np.intp)[:, None] * na + np.arange(na)[None, :]).ravel()
+    sub_code = (np.abs(gi - gj).astype(np.intp)[:, None] * na + np.arange(na)[None, :]).ravel()
+    pxy_add = np.bincount(add_code, weights=flatP.ravel(), minlength=ksum.size * na).reshape(ksum.size, na)
+    pxy_sub = np.bincount(sub_code, weights=flatP.ravel(), minlength=kdiff.size * na).reshape(kdiff.size, na)
+    hxy = -np.sum(flatP * np.log2(flatP + _EPS), 0)
+    dx = g[:, None] - ux[None, :]  # (Ng, Na)
+    dy = g[:, None] - uy[None, :]
+    varx = np.sum(px * dx ** 2, 0)
+    vary = np.sum(py * dy ** 2, 0)
+    kc = ksum[:, None] - (ux + uy)[None, :]  # i + j - ux - uy, per value of i + j
+    pxpy = None
     out: dict[str, float] = {}
     for name in names:
         if name == "Autocorrelation":
-            v = _nanmean(np.sum(P * (i * j)[:, :, None], (0, 1)))
+            v = _nanmean((gi * gj) @ flatP)
         elif name == "JointAverage":
             v = float(ux.mean())
         elif name == "ClusterProminence":
-            v = _nanmean(np.sum(P * (ij - ux - uy) ** 4, (0, 1)))
+            v = _nanmean(np.sum(pxy_add * kc ** 4, 0))
         elif name == "ClusterShade":
-            v = _nanmean(np.sum(P * (ij - ux - uy) ** 3, (0, 1)))
+            v = _nanmean(np.sum(pxy_add * kc ** 3, 0))
         elif name == "ClusterTendency":
-            v = _nanmean(np.sum(P * (ij - ux - uy) ** 2, (0, 1)))
+            v = _nanmean(np.sum(pxy_add * kc ** 2, 0))
         elif name == "Contrast":
-            v = _nanmean(np.sum(P * (np.abs(i - j) ** 2)[:, :, None], (0, 1)))
+            v = _nanmean(np.sum(pxy_sub * (kdiff ** 2)[:, None], 0))
         elif name == "Correlation":
-            sigx = np.sum(P * (i[:, :, None] - ux) ** 2, (0, 1), keepdims=True) ** 0.5
-            sigy = np.sum(P * (j[:, :, None] - uy) ** 2, (0, 1), keepdims=True) ** 0.5
-            corm = np.sum(P * (i[:, :, None] - ux) * (j[:, :, None] - uy), (0, 1), keepdims=True)
-            corr = corm / (sigx * sigy + _EPS)
-            corr[sigx * sigy == 0] = 1
+            sig = np.sqrt(varx) * np.sqrt(vary)
+            corm = np.sum(dx * np.sum(P * dy[None, :, :], 1), 0)
+            corr = corm / (sig + _EPS)
+            corr[sig == 0] = 1
             v = _nanmean(corr)
         elif name == "DifferenceAverage":
             v = _nanmean(np.sum(kdiff[:, None] * pxy_sub, 0))
@@ -547,23 +557,27 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
             davg = np.sum(kdiff[:, None] * pxy_sub, 0, keepdims=True)
             v = _nanmean(np.sum(pxy_sub * (kdiff[:, None] - davg) ** 2, 0))
         elif name == "JointEnergy":
-            v = _nanmean(np.sum(P ** 2, (0, 1)))
+            v = _nanmean(np.sum(flatP ** 2, 0))
         elif name == "JointEntropy":
             v = _nanmean(hxy)
-        elif name == "Imc1":
-            hx = -np.sum(px * np.log2(px + _EPS), (0, 1))
-            hy = -np.sum(py * np.log2(py + _EPS), (0, 1))
-            hxy1 = -np.sum(P * np.log2(px * py + _EPS), (0, 1))
-            div = np.fmax(hx, hy)
-            imc1 = hxy - hxy1
-            imc1 = np.where(div != 0, imc1 / np.where(div != 0, div, 1), 0.0)
-            v = _nanmean(imc1)
-        elif name == "Imc2":
-            hxy2 = -np.sum((px * py) * np.log2(px * py + _EPS), (0, 1))
-            with np.errstate(invalid="ignore"):
-                imc2 = (1 - np.e ** (-2 * (hxy2 - hxy))) ** 0.5
-            imc2[hxy2 == hxy] = 0
-            v = _nanmean(imc2)
+        elif name in ("Imc1", "Imc2"):
+            if pxpy is None:
+                pxpy = (px[:, None, :] * py[None, :, :]).reshape(nl * nl, na)
+                log_pxpy = np.log2(pxpy + _EPS)
+            if name == "Imc1":
+                hx = -np.sum(px * np.log2(px + _EPS), 0)
+                hy = -np.sum(py * np.log2(py + _EPS), 0)
+                hxy1 = -np.sum(flatP * log_pxpy, 0)
+                div = np.fmax(hx, hy)
+                imc1 = hxy - hxy1
+                imc1 = np.where(div != 0, imc1 / np.where(div != 0, div, 1), 0.0)
+                v = _nanmean(imc1)
+            else:
+                hxy2 = -np.sum(pxpy * log_pxpy, 0)
+                with np.errstate(invalid="ignore"):
+                    imc2 = (1 - np.e ** (-2 * (hxy2 - hxy))) ** 0.5
+                imc2[hxy2 == hxy] = 0
+                v = _nanmean(imc2)
         elif name == "Idm":
             v = _nanmean(np.sum(pxy_sub / (1 + kdiff[:, None] ** 2), 0))
         elif name == "Idmn":
@@ -575,13 +589,13 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
         elif name == "InverseVariance":
             v = _nanmean(np.sum(pxy_sub[1:] / kdiff[1:, None] ** 2, 0))
         elif name == "MaximumProbability":
-            v = _nanmean(np.amax(P, (0, 1)))
+            v = _nanmean(np.amax(flatP, 0))
         elif name == "SumAverage":
             v = _nanmean(np.sum(ksum[:, None] * pxy_add, 0))
         elif name == "SumEntropy":
             v = _nanmean(-np.sum(pxy_add * np.log2(pxy_add + _EPS), 0))
         elif name == "SumSquares":
-            v = _nanmean(np.sum(P * (i[:, :, None] - ux) ** 2, (0, 1)))
+            v = _nanmean(varx)
         elif name == "MCC":
             v = _mcc(P, px, py)
         else:  # pragma: no cover
@@ -591,16 +605,22 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
 
 
 def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
-    # Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k) + eps), per angle; MCC = sqrt of its 2nd largest eigenvalue.
+    """Square root of the second largest eigenvalue of Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k)),
+    per angle, averaged. Q = D_x^-1 M with M = P D_y^-1 P^T symmetric, so its eigenvalues are those
+    of the symmetric D_x^-1/2 M D_x^-1/2 (PyRadiomics adds eps to p_x p_y: a relative 1e-16 / p)."""
     ng = P.shape[0]
     if ng < 2:
         return 1.0
-    a = P / (px[:, 0, :][:, None, :] * py[0][None, :, :] + _EPS)  # P(i, k) / (p_x(i) p_y(k) + eps)
-    pa = P.transpose(2, 0, 1)
-    q = a.transpose(2, 0, 1) @ pa.transpose(0, 2, 1)  # (Na, Ng, Ng)
-    ev = np.linalg.eigvals(q)
-    ev.sort()
-    return float(np.nanmean(np.sqrt(ev[:, -2])).real)
+    if not np.all(np.isfinite(P)):
+        return float("nan")
+    with np.errstate(divide="ignore"):
+        inv_y = np.where(py > 0, 1.0 / py, 0.0)  # (Ng, Na)
+        root_x = np.where(px > 0, 1.0 / np.sqrt(px), 0.0)
+    pa = P.transpose(2, 0, 1)  # (Na, Ng, Ng)
+    left = pa * (root_x.T[:, :, None] * np.sqrt(inv_y).T[:, None, :])
+    q = left @ left.transpose(0, 2, 1)
+    ev = np.linalg.eigvalsh(q)  # ascending
+    return float(np.mean(np.sqrt(np.clip(ev[:, -2], 0, None))))
 
 
 def _weights(offs: np.ndarray, spacing: tuple[float, float, float], norm: str, kind: str) -> np.ndarray:
