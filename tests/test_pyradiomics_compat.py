@@ -143,3 +143,36 @@ def test_unknown_keys_are_errors(tmp_path):
         load_params({"imageType": {"LBP3D": {}}})
     with pytest.raises(ParameterError, match="voxelSetting"):
         load_params({"voxelSetting": {"kernelRadius": 2}})
+
+
+def _smooth_image(shape=(24, 96, 96), seed=5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    arr = rng.normal(0, 1, shape)
+    for axis in range(3):  # a little spatial correlation, so the filters have structure to respond to
+        arr = arr + np.roll(arr, 1, axis) + np.roll(arr, -1, axis)
+    return (arr * 40 + 300).round().astype(np.int16)
+
+
+@pytest.mark.parametrize("where", ["inside", "border"])
+def test_filters_on_the_roi_box_match_whole_image(where):
+    """medimg computes the LoG, wavelet and gradient responses on the ROI's box plus the filters'
+    reach (not the whole image); PyRadiomics filters the whole image. Same values, ROI in the middle
+    of a larger image (the box is cropped) and touching three borders (wrap-around of the wavelet)."""
+    arr = _smooth_image()
+    mask = np.zeros(arr.shape, bool)
+    if where == "inside":
+        mask[10:14, 40:52, 44:53] = True
+        mask[11, 38:40, 45:48] = True
+    else:
+        mask[19:24, 0:9, 88:96] = True
+        mask[20, 9:11, 90:92] = True
+    img = sitk.GetImageFromArray(arr)
+    msk = sitk.GetImageFromArray(mask.astype(np.uint8))
+    for x in (img, msk):
+        x.SetSpacing((0.8, 0.8, 2.0))
+    params = {"setting": {"binCount": 16},
+              "imageType": {"LoG": {"sigma": [1.0, 2.5]}, "Wavelet": {}, "Gradient": {}, "Square": {}},
+              "featureClass": {"firstorder": None, "glcm": None}}
+    _assert_same(img, msk, params)
+    params["imageType"] = {"Wavelet": {"wavelet": "db2", "start_level": 1, "level": 2}}
+    _assert_same(img, msk, params)
