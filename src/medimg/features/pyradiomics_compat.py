@@ -341,15 +341,8 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
             if sigma > 0.0 and np.all(size >= np.ceil(sigma / vol.spacing) + 1):
                 margin = np.ceil(LOG_REACH_SIGMAS * sigma / vol.spacing[::-1]).astype(int) + 2
                 clo, chi = _crop_bounds(lo, hi, margin, arr.shape)
-                sub = vol if np.prod(chi - clo + 1) > 0.8 * arr.size else vol.crop(clo, chi)
-                if sub is vol:
-                    clo = np.zeros(3, dtype=int)
-                f = sitk.LaplacianRecursiveGaussianImageFilter()
-                f.SetNormalizeAcrossScale(True)
-                f.SetSigma(sigma)
-                out = sitk.GetArrayFromImage(f.Execute(sub.to_sitk()))
-                inner = tuple(slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True))
-                yield out[inner], "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-")), s
+                yield _log_box(vol, float(sigma), lo, hi, clo, chi), "log-sigma-{}-mm-3D".format(
+                    str(sigma).replace(".", "-")), s
     elif name == "Wavelet":
         yield from _wavelet(arr, s, lo, hi)
     elif name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
@@ -382,6 +375,51 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
         yield out[tuple(slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True))], "gradient", s
     else:  # pragma: no cover - checked by check_params
         raise ParameterError(f"image type {name!r} not supported")
+
+
+def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.ndarray, chi: np.ndarray) -> np.ndarray:
+    """SimpleITK's ``LaplacianRecursiveGaussianImageFilter`` (normalised across scale) of the image
+    region ``clo``..``chi``, inside the box ``lo``..``hi`` (z, y, x index bounds, inclusive).
+
+    The filter, as ITK composes it: for each axis d (x, y, z), the second-derivative recursive
+    Gaussian along d, then the smoothing one along each other axis in increasing order (float32
+    between passes), added into a float32 sum as ``sum + term / spacing_d^2``. Each pass filters
+    lines along its axis independently, so the passes after the first need only the lines that
+    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data."""
+    import SimpleITK as sitk
+
+    region = vol.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))]
+    box = [slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True)]
+    spacing = tuple(float(v) for v in vol.spacing)
+    total = None
+
+    def recursive(array: np.ndarray, order: int, itk_dim: int) -> np.ndarray:
+        img = sitk.GetImageFromArray(array)
+        img.SetSpacing(spacing)
+        f = sitk.RecursiveGaussianImageFilter()
+        f.SetSigma(sigma)
+        f.SetNormalizeAcrossScale(True)
+        f.SetOrder(order)
+        f.SetDirection(itk_dim)
+        out = sitk.GetArrayFromImage(f.Execute(img))
+        return out if out.dtype == np.float32 else out.astype(np.float32)
+
+    for d in range(3):
+        axis = 2 - d  # ITK dimension d is NumPy axis 2 - d
+        term = recursive(region, 2, d)
+        last = axis
+        for j in (k for k in range(3) if k != d):
+            cut = [slice(None)] * 3
+            cut[last] = box[last]  # the axis just filtered: only the lines through the box go on
+            term = recursive(np.ascontiguousarray(term[tuple(cut)]), 0, j)
+            last = 2 - j
+        cut = [slice(None)] * 3
+        cut[last] = box[last]
+        term = term[tuple(cut)]
+        scaled = term.astype(np.float64) * (1.0 / (spacing[d] * spacing[d]))
+        total = scaled.astype(np.float32) if total is None else (total.astype(np.float64) + scaled).astype(np.float32)
+    assert total is not None
+    return total
 
 
 def _wavelet(arr: np.ndarray, s: Mapping[str, Any], lo: np.ndarray,
