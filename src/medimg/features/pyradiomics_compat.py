@@ -521,20 +521,21 @@ def extract_pyradiomics(image: Image, mask: Image, params: Mapping[str, Any] | s
     mvol = _Vol.from_image(mask)
     if s.get("force2D") and not 0 <= s.get("force2Ddimension", 0) <= 2:
         raise ParameterError(f"force2Ddimension must be 0, 1 or 2, got {s.get('force2Ddimension')}")
-    if not np.any(mvol.array == lab):
+    roi = mvol.array == lab
+    if not roi.any():
         raise ParameterError(f"label {lab} not present in the mask")
     if s.get("normalize", False):
         vol = _normalize(vol, s)
     if s.get("resampledPixelSpacing") is not None and s.get("interpolator", "sitkBSpline") is not None:
         vol, mvol = _resample(vol, mvol, s)
+        roi = mvol.array == lab
     elif s.get("preCrop", False):
-        roi0 = mvol.array == lab
-        lo, hi = _check_mask(roi0, s)
+        lo, hi = _check_mask(roi, s)
         pad = s.get("padDistance", 0)
         lo = np.maximum(lo - pad, 0)
-        hi = np.minimum(hi + pad, np.asarray(roi0.shape) - 1)
+        hi = np.minimum(hi + pad, np.asarray(roi.shape) - 1)
         vol, mvol = vol.crop(lo, hi), mvol.crop(lo, hi)
-    roi = mvol.array == lab
+        roi = mvol.array == lab
     lo, hi = _check_mask(roi, s)
     reseg = None
     if s.get("resegmentRange") is not None:
