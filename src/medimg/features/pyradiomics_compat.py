@@ -480,14 +480,18 @@ def _class_features(cls: str, wanted: Any) -> tuple[str, ...]:
     return tuple(wanted) if wanted else calc.FEATURE_NAMES[cls]
 
 
-def extract_pyradiomics(image: Image, mask: Image, params: Mapping[str, Any] | str | Path | None = None, *,
+def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
+                        params: Mapping[str, Any] | str | Path | None = None, *,
                         label: int | None = None, diagnostics: dict[str, float] | None = None) -> dict[str, float]:
     """PyRadiomics's features of ``mask == label`` in ``image``, named as PyRadiomics names them.
 
     Parameters
     ----------
     image, mask
-        Intensity image (image units) and label map on the same grid, 3-D (a 2-D image is one slice).
+        Intensity image (image units) and label map on the same grid, 3-D (a 2-D image is one slice),
+        or their files (as PyRadiomics's ``execute`` takes them). From files, when only the image
+        type Original is computed without normalisation or resampling, only the image's slices up to
+        the ROI's last are read (a plain NRRD's gzip payload is inflated only that far).
     params
         A PyRadiomics parameter mapping or file (see :func:`load_params`); ``None``: its defaults.
     label
@@ -515,6 +519,7 @@ def extract_pyradiomics(image: Image, mask: Image, params: Mapping[str, Any] | s
     if label is not None:
         s["label"] = label
     lab = int(s.get("label", 1))
+    image, mask = _read_inputs(image, mask, p, s, lab)
     tol = s.get("geometryTolerance")
     image.check_same_grid(mask, **({"tol_mm": float(tol)} if tol else {}))
     vol = _Vol.from_image(image)
@@ -561,6 +566,37 @@ def extract_pyradiomics(image: Image, mask: Image, params: Mapping[str, Any] | s
         for arr, tname, kw in _image_types(vol, type_name, args, lo, hi):
             out.update(_features(arr, roi_c, spacing_zyx, kw, classes, tname))
     return out
+
+
+def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping[str, Any], s: Mapping[str, Any],
+                 lab: int) -> tuple[Image, Image]:
+    """The image and mask, read from their files where given as paths: the mask whole, the image up to
+    the ROI's last slice when nothing else is needed (Original only, no normalisation, resampling or
+    pre-cropping), then the mask cut to the same slices (the same grid check follows)."""
+    from medimg.io import read
+
+    if not isinstance(mask, Image):
+        mask = read(mask)
+    if isinstance(image, Image):
+        return image, mask
+    path = Path(image)
+    only_box = (set(p["imageType"]) == {"Original"} and not s.get("normalize", False)
+                and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False))
+    marr = np.asarray(mask.array)
+    if only_box and marr.ndim == 3 and path.name.lower().endswith(".nrrd"):
+        from medimg.io.formats import read_nrrd_slices
+
+        idx = np.flatnonzero(marr == lab)
+        if idx.size:
+            stop = int(idx[-1] // (marr.shape[1] * marr.shape[2])) + 1
+            if stop < marr.shape[0]:
+                slab = read_nrrd_slices(path, stop)
+                if (slab is not None and slab.array.shape[1:] == marr.shape[1:]
+                        and slab.meta.get("source_slices") == marr.shape[0]):
+                    cut = Image.from_geometry(marr[:stop], spacing=mask.spacing, origin=mask.origin,
+                                              direction=mask.direction, meta=dict(mask.meta))
+                    return slab, cut
+    return read(path), mask
 
 
 def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],

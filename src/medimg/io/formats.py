@@ -191,8 +191,20 @@ def _nrrd_vectors(text: str) -> list[list[float]] | None:
     return out
 
 
-def _read_nrrd_native(path: Path) -> Image | None:
-    """Read a plain single-file NRRD (see the module docstring); None when it is not one."""
+def read_nrrd_slices(path: Path, stop: int) -> Image | None:
+    """The first ``stop`` slices (z) of a plain single-file NRRD (see the module docstring), with the
+    file's geometry (the slab starts at slice 0: same origin) and ``meta["source_slices"]``, the file's
+    number of slices: a gzip payload is inflated only that far (needs the optional ``isal``). None when the file is not read natively or ``isal`` is missing;
+    :func:`read_file` then reads it whole."""
+    try:
+        return _read_nrrd_native(path, stop)
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
+    """Read a plain single-file NRRD (see the module docstring); None when it is not one.
+    ``stop``: only the first ``stop`` slices (None: all)."""
     with open(path, "rb") as fh:
         head = fh.read(65536)
         end = head.find(b"\n\n")
@@ -231,9 +243,24 @@ def _read_nrrd_native(path: Path) -> Image | None:
         if endian not in ("little", "big") or (int(dtype_code[1]) > 1 and "endian" not in fields):
             return None
         dtype = np.dtype(("<" if endian == "little" else ">") + dtype_code)
+        source_slices = sizes[2]
+        if stop is not None:
+            sizes[2] = max(1, min(sizes[2], int(stop)))
         count = sizes[0] * sizes[1] * sizes[2]
         fh.seek(end + 2)
-        if encoding == "raw":
+        if stop is not None and encoding != "raw":
+            stream = _gzip_stream(memoryview(fh.read()))
+            if stream is None:
+                return None
+            out = np.empty(count, dtype=dtype)
+            try:
+                if _readinto_full(stream, memoryview(out).cast("B")) != out.nbytes:
+                    return None
+            except Exception:  # noqa: BLE001 - isal's error types: a damaged stream
+                return None
+            finally:
+                stream.close()
+        elif encoding == "raw":
             out = np.empty(count, dtype=dtype)
             if _readinto_full(fh, memoryview(out).cast("B")) != out.nbytes:
                 return None
@@ -258,8 +285,11 @@ def _read_nrrd_native(path: Path) -> Image | None:
         columns.append([c * inv * s for c, s in zip(vec, space, strict=True)])
     direction = tuple(columns[col][row] for row in range(3) for col in range(3))
     origin_lps = tuple(o * s for o, s in zip(origin, space, strict=True))
+    meta: dict[str, Any] = {"source_format": "nrrd"}
+    if stop is not None:
+        meta["source_slices"] = source_slices
     return Image.from_geometry(out.reshape(sizes[::-1]), spacing=tuple(spacing), origin=origin_lps,
-                               direction=direction, meta={"source_format": "nrrd"})
+                               direction=direction, meta=meta)
 
 
 def _read_itk(path: Path) -> Image:
