@@ -381,6 +381,31 @@ def _max_sq_pairwise(points: np.ndarray) -> float:
     return best
 
 
+def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> float:
+    """Largest squared distance between two points of one group (rows ``starts[k]`` to
+    ``starts[k] + sizes[k]`` of ``points``), over all the groups: every pair of the small groups at
+    once (about a million pairs at a time), each large group on its own."""
+    best = 0.0
+    for k in np.flatnonzero(sizes > 256):
+        best = max(best, _max_sq_distance(points[starts[k]:starts[k] + sizes[k]]))
+    small = sizes <= 256
+    starts, sizes = starts[small], sizes[small]
+    pairs = sizes.astype(np.int64) ** 2
+    ends = np.cumsum(pairs)
+    first = 0
+    while first < len(starts):
+        last = int(np.searchsorted(ends, ends[first] - pairs[first] + 1_000_000, side="right"))
+        last = max(last, first + 1)
+        st, n, pr = starts[first:last], sizes[first:last], pairs[first:last]
+        local = np.arange(int(pr.sum())) - np.repeat(np.cumsum(pr) - pr, pr)
+        n_rep = np.repeat(n, pr)
+        base = np.repeat(st, pr)
+        d = np.sum((points[base + local // n_rep] - points[base + local % n_rep]) ** 2, axis=1)
+        best = max(best, float(d.max()))
+        first = last
+    return best
+
+
 def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
     """PyRadiomics's maximum diameters (slice, column, row, 3-D): the largest distance between two
     mesh vertices, overall and between vertices of equal z, y or x (``twice``: 2 x voxel coordinates).
@@ -402,12 +427,15 @@ def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, fl
         span = np.maximum.reduceat(sub, starts, axis=0) - np.minimum.reduceat(sub, starts, axis=0)
         bounds = np.sum(span ** 2, axis=1)
         best = 0.0
-        # Largest bounding-box diagonal first; stop when no plane can beat the best distance.
-        for k in np.argsort(bounds)[::-1]:
-            if bounds[k] <= best:
-                break
-            if sizes[k] > 1:
-                best = max(best, _max_sq_pairwise(sub[starts[k]:starts[k] + sizes[k]]))
+        if len(starts):
+            # The plane of the largest bounding-box diagonal first, then every plane whose diagonal
+            # can beat it, all pairs of each plane at once.
+            top = int(np.argmax(bounds))
+            best = _max_sq_pairwise(sub[starts[top]:starts[top] + sizes[top]])
+            rest_planes = np.flatnonzero((bounds > best) & (sizes > 1))
+            rest_planes = rest_planes[rest_planes != top]
+            if rest_planes.size:
+                best = max(best, _max_sq_within(sub, starts[rest_planes], sizes[rest_planes]))
         planes.append(best)
     return (float(np.sqrt(planes[0])), float(np.sqrt(planes[1])), float(np.sqrt(planes[2])), float(np.sqrt(d3)))
 
