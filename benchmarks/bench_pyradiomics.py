@@ -5,8 +5,11 @@ a compact 143-voxel ROI and a 168-voxel ROI of 55 fragments (both drawn on the b
 written to a temporary folder) and a batch of brain1 crops with shifted labels. Both tools run
 the same computation: PyRadiomics's default settings (binWidth 25, 3-D, no resampling) with
 image type Original only, and with Original + LoG (sigma 1, 3 mm) + Wavelet (coif1, level 1).
-Wall time per case is the median of interleaved runs, after one warm-up each. Every feature is
-compared, and the largest relative difference is reported. Usage: ``python benchmarks/bench_pyradiomics.py``.
+Both are given the image and mask files (PyRadiomics's ``execute(image_path, mask_path)``, medimg's
+``extract_pyradiomics(image_path, mask_path, params)``), so each run reads the files; both run pinned
+to one thread the same way (``_common.pin_threads``: environment, BLAS pools, SimpleITK). Wall time
+per case is the median of interleaved runs, after one warm-up each. Every feature is compared, and
+the largest relative difference is reported. Usage: ``python benchmarks/bench_pyradiomics.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, interleaved, machine, write_section
+from _common import ROOT, interleaved, load_average, machine, pin_threads, write_section
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 DATA = Path(os.environ.get("MEDIMG_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
 if not DATA.exists():
     DATA = Path("/work/shared/data")
@@ -65,10 +67,10 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT / "src"))
     from medimg.features.pyradiomics_compat import extract_pyradiomics
-    from medimg.io import read
 
+    threads = pin_threads(1)
     radiomics.setVerbosity(logging.ERROR)
-    load_before = os.getloadavg()
+    load_before = load_average()
     tmp = Path(tempfile.mkdtemp())
     cases = {"brain1": (str(DATA / "mri-brain1" / "brain1_image.nrrd"), str(DATA / "mri-brain1" / "brain1_label.nrrd")),
              "ibsi-ct": (str(DATA / "ibsi1-ct-phantom" / "nifti" / "image" / "phantom.nii.gz"),
@@ -85,7 +87,7 @@ def main() -> None:
             res: dict = {}
             funcs = {"pyradiomics": lambda ex=ex, img=img, msk=msk, res=res: res.__setitem__("p", ex.execute(img, msk)),
                      "medimg": lambda img=img, msk=msk, params=params, res=res: res.__setitem__(
-                         "m", extract_pyradiomics(read(img), read(msk), params))}
+                         "m", extract_pyradiomics(img, msk, params))}
             reps = REPEATS if case != "ibsi-ct" else 3
             t = interleaved(funcs, reps)
             ref = {k: float(v) for k, v in res["p"].items() if not k.startswith("diagnostics")}
@@ -114,20 +116,21 @@ def main() -> None:
     refs = [ex.execute(cases["brain1"][0], p) for p in batch]
     t_p = (time.perf_counter() - t0) / BATCH
     t0 = time.perf_counter()
-    gots = [extract_pyradiomics(read(cases["brain1"][0]), read(p)) for p in batch]
+    gots = [extract_pyradiomics(cases["brain1"][0], p) for p in batch]
     t_m = (time.perf_counter() - t0) / BATCH
     worst = max(abs(g[k] - float(v)) / max(abs(float(v)), 1e-12) for r, g in zip(refs, gots, strict=True)
                 for k, v in r.items() if not k.startswith("diagnostics"))
     rows.append((f"batch of {BATCH} brain1 labels", "Original", 107, t_p, t_m, worst))
-    load_after = os.getloadavg()
+    load_after = load_average()
     lines = [
         "## PyRadiomics mode: medimg vs PyRadiomics (same computation)",
         "",
-        f"Machine: {machine()}. In process, one thread, image and mask files read in every run; both tools "
-        f"run PyRadiomics's default settings (additionalInfo off in PyRadiomics), same image types; median of "
-        f"{REPEATS} interleaved runs (3 for the CT phantom) after a warm-up; the batch is one sequential pass. "
-        f"Load average {load_before[0]:.1f} before and {load_after[0]:.1f} after (the machine is shared by other "
-        f"jobs, so the times are noisy). `benchmarks/bench_pyradiomics.py`.",
+        f"Machine: {machine()}; {threads}. Same computation: in process, both tools given the image and mask "
+        f"files (read in every run; medimg reads a gzip NRRD image only up to the ROI's last slice when "
+        f"Original alone is computed), PyRadiomics's default settings (additionalInfo off in PyRadiomics), "
+        f"the same image types; median of {REPEATS} interleaved runs (3 for the CT phantom) after a warm-up; "
+        f"the batch is one sequential pass. {load_before} before, {load_after} after (the machine is shared "
+        f"by other jobs and run with `nice`, so the times are noisy). `benchmarks/bench_pyradiomics.py`.",
         "",
         "| case | image types | features | PyRadiomics (s) | medimg (s) | medimg faster by | largest relative difference |",
         "|---|---|---|---|---|---|---|",
