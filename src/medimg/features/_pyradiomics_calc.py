@@ -392,27 +392,39 @@ def _max_sq_pairwise(points: np.ndarray) -> float:
     return best
 
 
-def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> float:
+def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bounds: np.ndarray,
+                   best: float = 0.0) -> float:
     """Largest squared distance between two points of one group (rows ``starts[k]`` to
-    ``starts[k] + sizes[k]`` of ``points``), over all the groups: every pair of the small groups at
-    once (about a million pairs at a time), each large group on its own."""
-    best = 0.0
-    for k in np.flatnonzero(sizes > 256):
-        best = max(best, _max_sq_distance(points[starts[k]:starts[k] + sizes[k]]))
-    small = sizes <= 256
-    starts, sizes = starts[small], sizes[small]
-    pairs = sizes.astype(np.int64) ** 2
-    ends = np.cumsum(pairs)
+    ``starts[k] + sizes[k]`` of ``points``), at least ``best``, over the groups whose ``bounds`` (an
+    upper bound of their squared diameter) exceed it: largest bound first, every pair of the small
+    groups at once (about a million pairs at a time), each large group on its own; groups that can
+    no longer beat the best are skipped."""
+    order = np.argsort(bounds, kind="stable")[::-1]
+    starts, sizes, bounds = starts[order], sizes[order], bounds[order]
     first = 0
     while first < len(starts):
-        last = int(np.searchsorted(ends, ends[first] - pairs[first] + 1_000_000, side="right"))
-        last = max(last, first + 1)
-        st, n, pr = starts[first:last], sizes[first:last], pairs[first:last]
+        if bounds[first] <= best:
+            break
+        if sizes[first] > 256:
+            best = max(best, _max_sq_distance(points[starts[first]:starts[first] + sizes[first]]))
+            first += 1
+            continue
+        pairs = sizes[first:].astype(np.int64) ** 2
+        ends = np.cumsum(pairs)
+        budget = 1_000_000 if first else 1  # the largest plane alone first: a good best to prune with
+        last = first + max(1, int(np.searchsorted(ends, budget, side="right")))
+        group = slice(first, last)
+        keep = (sizes[group] <= 256) & (bounds[group] > best)
+        st, n = starts[group][keep], sizes[group][keep]
+        pr = n.astype(np.int64) ** 2
         local = np.arange(int(pr.sum())) - np.repeat(np.cumsum(pr) - pr, pr)
         n_rep = np.repeat(n, pr)
         base = np.repeat(st, pr)
         d = np.sum((points[base + local // n_rep] - points[base + local % n_rep]) ** 2, axis=1)
-        best = max(best, float(d.max()))
+        best = max(best, float(d.max(initial=0.0)))
+        for k in np.flatnonzero(~keep & (sizes[group] > 256)):  # large groups in this stretch
+            if bounds[first + k] > best:
+                best = max(best, _max_sq_distance(points[starts[first + k]:starts[first + k] + sizes[first + k]]))
         first = last
     return best
 
@@ -439,14 +451,9 @@ def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, fl
         bounds = np.sum(span ** 2, axis=1)
         best = 0.0
         if len(starts):
-            # The plane of the largest bounding-box diagonal first, then every plane whose diagonal
-            # can beat it, all pairs of each plane at once.
-            top = int(np.argmax(bounds))
-            best = _max_sq_pairwise(sub[starts[top]:starts[top] + sizes[top]])
-            rest_planes = np.flatnonzero((bounds > best) & (sizes > 1))
-            rest_planes = rest_planes[rest_planes != top]
-            if rest_planes.size:
-                best = max(best, _max_sq_within(sub, starts[rest_planes], sizes[rest_planes]))
+            # Planes of the largest bounding-box diagonal first; those that cannot beat the best skipped.
+            many = sizes > 1
+            best = _max_sq_within(sub, starts[many], sizes[many], bounds[many])
         planes.append(best)
     return (float(np.sqrt(planes[0])), float(np.sqrt(planes[1])), float(np.sqrt(planes[2])), float(np.sqrt(d3)))
 
