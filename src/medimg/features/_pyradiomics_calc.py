@@ -382,6 +382,33 @@ def _line_extremes(twice: np.ndarray, axis: int) -> np.ndarray:
     return mask
 
 
+#: In-plane directions (b, c) along which the plane diameters' candidates are thinned further when
+#: there are many: a point strictly inside a segment of two others is never one of the farthest pair.
+_PLANE_DIRECTIONS = ((1, 1), (1, -1), (2, 1), (1, 2), (2, -1), (1, -2))
+
+
+def _plane_extremes(twice: np.ndarray, cand: np.ndarray, axis: int) -> np.ndarray:
+    """The candidates ``cand`` (rows of ``twice``) first or last on their lines, within their plane
+    of constant ``axis`` coordinate, along each of :data:`_PLANE_DIRECTIONS`."""
+    b, c = (d for d in range(3) if d != axis)
+    pts = twice[cand].astype(np.int64)
+    span = int(pts.max()) + 1
+    keep = np.ones(len(cand), dtype=bool)
+    for ub, uc in _PLANE_DIRECTIONS:
+        width = 3 * span  # |line| and |pos| < 3 span
+        line = pts[:, b] * uc - pts[:, c] * ub + width  # the same for the points of one line
+        pos = pts[:, b] * ub + pts[:, c] * uc + width
+        group = pts[:, axis] * (2 * width) + line
+        order = np.argsort(group * (2 * width) + pos)
+        group = group[order]
+        change = group[1:] != group[:-1]
+        ends = np.concatenate(([True], change)) | np.concatenate((change, [True]))
+        mask = np.zeros(len(cand), dtype=bool)
+        mask[order[ends]] = True
+        keep &= mask
+    return cand[keep]
+
+
 def _max_sq_pairwise(points: np.ndarray) -> float:
     """Largest squared distance between two of a few ``points`` (all pairs)."""
     best = 0.0
@@ -420,7 +447,10 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         local = np.arange(int(pr.sum())) - np.repeat(np.cumsum(pr) - pr, pr)
         n_rep = np.repeat(n, pr)
         base = np.repeat(st, pr)
-        d = np.sum((points[base + local // n_rep] - points[base + local % n_rep]) ** 2, axis=1)
+        i, j = base + local // n_rep, base + local % n_rep
+        d = (points[i, 0] - points[j, 0]) ** 2
+        for k in range(1, points.shape[1]):
+            d += (points[i, k] - points[j, k]) ** 2
         best = max(best, float(d.max(initial=0.0)))
         for k in np.flatnonzero(~keep & (sizes[group] > 256)):  # large groups in this stretch
             if bounds[first + k] > best:
@@ -442,6 +472,8 @@ def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, fl
     for axis in range(3):
         rest = [d for d in range(3) if d != axis]
         cand = np.flatnonzero(ext[rest[0]] & ext[rest[1]])
+        if len(cand) > 2000:
+            cand = _plane_extremes(twice, cand, axis)
         cand = cand[np.argsort(twice[cand, axis], kind="stable")]
         level = twice[cand, axis]
         starts = np.flatnonzero(np.concatenate(([True], level[1:] != level[:-1])))
