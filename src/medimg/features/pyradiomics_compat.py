@@ -391,32 +391,33 @@ def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.nd
     region = vol.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))]
     box = [slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True)]
     spacing = tuple(float(v) for v in vol.spacing)
+    source = sitk.GetImageFromArray(np.ascontiguousarray(region))
+    source.SetSpacing(spacing)
+    gauss = sitk.RecursiveGaussianImageFilter()
+    gauss.SetSigma(sigma)
+    gauss.SetNormalizeAcrossScale(True)
+
+    def recursive(img: Any, order: int, itk_dim: int) -> Any:
+        gauss.SetOrder(order)
+        gauss.SetDirection(itk_dim)
+        out = gauss.Execute(img)
+        return out if out.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(out, sitk.sitkFloat32)
+
+    def lines_through_box(img: Any, axis: int) -> Any:  # keep only the box's range along a NumPy axis
+        size, index = list(img.GetSize()), [0, 0, 0]
+        size[2 - axis], index[2 - axis] = box[axis].stop - box[axis].start, box[axis].start
+        return sitk.RegionOfInterest(img, size, index)
+
     total = None
-
-    def recursive(array: np.ndarray, order: int, itk_dim: int) -> np.ndarray:
-        img = sitk.GetImageFromArray(array)
-        img.SetSpacing(spacing)
-        f = sitk.RecursiveGaussianImageFilter()
-        f.SetSigma(sigma)
-        f.SetNormalizeAcrossScale(True)
-        f.SetOrder(order)
-        f.SetDirection(itk_dim)
-        out = sitk.GetArrayFromImage(f.Execute(img))
-        return out if out.dtype == np.float32 else out.astype(np.float32)
-
     for d in range(3):
-        axis = 2 - d  # ITK dimension d is NumPy axis 2 - d
-        term = recursive(region, 2, d)
-        last = axis
+        term = recursive(source, 2, d)
+        last = 2 - d  # ITK dimension d is NumPy axis 2 - d
         for j in (k for k in range(3) if k != d):
-            cut = [slice(None)] * 3
-            cut[last] = box[last]  # the axis just filtered: only the lines through the box go on
-            term = recursive(np.ascontiguousarray(term[tuple(cut)]), 0, j)
+            term = recursive(lines_through_box(term, last), 0, j)  # only the lines through the box go on
             last = 2 - j
-        cut = [slice(None)] * 3
-        cut[last] = box[last]
-        term = term[tuple(cut)]
-        scaled = term.astype(np.float64) * (1.0 / (spacing[d] * spacing[d]))
+        term = lines_through_box(term, last)  # referenced while its buffer is viewed
+        scaled = sitk.GetArrayViewFromImage(term).astype(np.float64)
+        scaled *= 1.0 / (spacing[d] * spacing[d])
         total = scaled.astype(np.float32) if total is None else (total.astype(np.float64) + scaled).astype(np.float32)
     assert total is not None
     return total
