@@ -220,7 +220,8 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
     n = x.size
     mean = x.mean()
     dev = x - mean
-    m2 = np.mean(dev ** 2)
+    dev2 = dev * dev
+    m2 = np.mean(dev2)
     out: dict[str, float] = {}
     p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
     energy = float(np.sum((x + shift) ** 2))
@@ -238,9 +239,9 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
         elif name == "InterquartileRange":
             v = p75 - p25
         elif name == "Kurtosis":
-            v = np.mean(dev ** 4) / m2 ** 2 if m2 != 0 else 0.0
+            v = np.mean(dev2 * dev2) / m2 ** 2 if m2 != 0 else 0.0
         elif name == "Skewness":
-            v = np.mean(dev ** 3) / m2 ** 1.5 if m2 != 0 else 0.0
+            v = np.mean(dev2 * dev) / m2 ** 1.5 if m2 != 0 else 0.0
         elif name == "Maximum":
             v = x.max()
         elif name == "Minimum":
@@ -687,22 +688,32 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
 
 
 def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
-    """Square root of the second largest eigenvalue of Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k)),
-    per angle, averaged. Q = D_x^-1 M with M = P D_y^-1 P^T symmetric, so its eigenvalues are those
-    of the symmetric D_x^-1/2 M D_x^-1/2 (PyRadiomics adds eps to p_x p_y: a relative 1e-16 / p)."""
+    """Square root of the second largest eigenvalue of Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k) + eps),
+    per angle, averaged (PyRadiomics's MCC).
+
+    Without the eps, Q = D_x^-1 M with M = P D_y^-1 P^T symmetric, so its eigenvalues are those of the
+    symmetric D_x^-1/2 M D_x^-1/2 (a faster, symmetric eigensolver). That form is used when the eps
+    changes no term by more than 1e-10 relative (every p_x(i) p_y(k) of a non-zero P(i, k) above
+    eps * 1e10); otherwise Q itself, as PyRadiomics computes it."""
     ng = P.shape[0]
     if ng < 2:
         return 1.0
     if not np.all(np.isfinite(P)):
         return float("nan")
-    with np.errstate(divide="ignore"):
-        inv_y = np.where(py > 0, 1.0 / py, 0.0)  # (Ng, Na)
-        root_x = np.where(px > 0, 1.0 / np.sqrt(px), 0.0)
-    pa = P.transpose(2, 0, 1)  # (Na, Ng, Ng)
-    left = pa * (root_x.T[:, :, None] * np.sqrt(inv_y).T[:, None, :])
-    q = left @ left.transpose(0, 2, 1)
-    ev = np.linalg.eigvalsh(q)  # ascending
-    return float(np.mean(np.sqrt(np.clip(ev[:, -2], 0, None))))
+    pxpy = px[:, None, :] * py[None, :, :]  # (Ng, Ng, Na): p_x(i) p_y(k)
+    if np.min(pxpy[P > 0], initial=np.inf) > _EPS * 1e10:
+        with np.errstate(divide="ignore"):
+            inv_y = np.where(py > 0, 1.0 / py, 0.0)  # (Ng, Na)
+            root_x = np.where(px > 0, 1.0 / np.sqrt(px), 0.0)
+        pa = P.transpose(2, 0, 1)  # (Na, Ng, Ng)
+        left = pa * (root_x.T[:, :, None] * np.sqrt(inv_y).T[:, None, :])
+        ev = np.linalg.eigvalsh(left @ left.transpose(0, 2, 1))  # ascending
+        return float(np.mean(np.sqrt(np.clip(ev[:, -2], 0, None))))
+    a = (P / (pxpy + _EPS)).transpose(2, 0, 1)
+    q = a @ P.transpose(2, 1, 0)  # (Na, Ng, Ng): sum_k a(i, k) P(j, k)
+    ev = np.linalg.eigvals(q)
+    ev.sort()
+    return float(np.nanmean(np.sqrt(ev[:, -2])).real)
 
 
 def _weights(offs: np.ndarray, spacing: tuple[float, float, float], norm: str, kind: str) -> np.ndarray:
