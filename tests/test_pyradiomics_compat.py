@@ -212,3 +212,28 @@ def test_files_read_up_to_the_roi(tmp_path):
     sitk.WriteImage(img[:, :, :10], str(short), useCompression=True)
     with pytest.raises(GeometryMismatchError):
         extract_pyradiomics(str(short), paths["mask"])
+
+
+def test_diameters_against_all_pairs():
+    """The 2-D diameters compare only candidate vertices (first/last on axis lines, then on six more
+    in-plane directions when there are many): the same maxima as every pair of vertices of a plane."""
+    from scipy import ndimage
+
+    from medimg.features import _pyradiomics_calc as calc
+
+    rng = np.random.default_rng(11)
+    blob = ndimage.gaussian_filter(rng.random((22, 48, 44)), 2.0) > 0.5  # many vertices per plane
+    spacing = np.asarray([2.0, 0.7, 0.9])
+    _, _, twice = calc._mesh(np.pad(blob, 1), spacing)
+    assert len(twice) > 2000
+    pts = twice * (spacing / 2.0)
+    got = calc._diameters(twice, spacing)
+    for k, axis in enumerate((0, 1, 2)):
+        rest = [d for d in range(3) if d != axis]
+        best = 0.0
+        for level in np.unique(twice[:, axis]):
+            p = pts[twice[:, axis] == level][:, rest]
+            best = max(best, float(np.max(np.sum((p[:, None] - p[None]) ** 2, axis=2))))
+        assert got[k] == pytest.approx(np.sqrt(best), rel=1e-12)
+    sub = pts[rng.choice(len(pts), 1500, replace=False)]
+    assert got[3] >= np.sqrt(np.max(np.sum((sub[:, None] - sub[None]) ** 2, axis=2))) - 1e-12
