@@ -237,3 +237,33 @@ def test_diameters_against_all_pairs():
         assert got[k] == pytest.approx(np.sqrt(best), rel=1e-12)
     sub = pts[rng.choice(len(pts), 1500, replace=False)]
     assert got[3] >= np.sqrt(np.max(np.sum((sub[:, None] - sub[None]) ** 2, axis=2))) - 1e-12
+
+
+def test_nifti_gz_inflated_in_memory_same_image(tmp_path):
+    """A .nii.gz is inflated in one call (libdeflate) and parsed by nibabel from memory: the same
+    image as nibabel.load, also for a file in two gzip members (which goes to nibabel.load)."""
+    import gzip
+
+    import nibabel as nib
+
+    from medimg.io import read
+    from medimg.io.formats import _nifti_in_memory
+
+    rng = np.random.default_rng(2)
+    arr = rng.normal(0, 100, (9, 11, 7)).astype(np.float32)
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    affine[:3, 3] = (4.0, -7.0, 12.0)
+    one = tmp_path / "one.nii.gz"
+    nib.save(nib.Nifti1Image(arr, affine), str(one))
+    raw = gzip.decompress(one.read_bytes())
+    two = tmp_path / "two.nii.gz"
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    expected = Image.from_nibabel(nib.load(str(one)))
+    for path in (one, two):
+        got = read(path)
+        assert np.array_equal(got.array, expected.array) and got.array.dtype == expected.array.dtype
+        assert np.allclose(got.origin, expected.origin) and np.allclose(got.spacing, expected.spacing)
+        assert np.allclose(got.direction, expected.direction)
+    if _nifti_in_memory(one) is None:
+        pytest.skip("deflate not installed")
+    assert _nifti_in_memory(two) is None

