@@ -2,7 +2,8 @@
 
 NIfTI is written in one pass by :mod:`medimg.io.nifti` (the same bytes nibabel writes) and read
 through :meth:`Image.from_nibabel` (:meth:`Image.to_nibabel` for nibabel users), the one place where
-RAS <-> LPS happens. NRRD and MetaImage are written, and but for the plain NRRD below read, by
+RAS <-> LPS happens; a ``.nii.gz`` is inflated in one call by libdeflate when the optional
+``deflate`` is installed, then parsed by nibabel from memory. NRRD and MetaImage are written, and but for the plain NRRD below read, by
 ITK, whose geometry is LPS already.
 PNG/JPEG are 2-D images with no patient geometry (``has_patient_geometry=False``).
 
