@@ -130,6 +130,7 @@ class _Grid:
         self.index = np.flatnonzero(self.flat)
         self.values = self.flat[self.index]
         self._vid: np.ndarray | None = None
+        self._ids: dict[bytes, np.ndarray] = {}
         self._coords: np.ndarray | None = None
 
     @property
@@ -144,7 +145,14 @@ class _Grid:
         return self.flat[self.index[:, None] + (offsets @ self.strides)[None, :]]
 
     def neighbour_ids(self, offsets: np.ndarray) -> np.ndarray:
-        """Voxel number (row of ``values``) of each voxel's neighbour at each offset (-1: outside)."""
+        """Voxel number (row of ``values``) of each voxel's neighbour at each offset (-1: outside),
+        shape (N, Na) (cached per offsets)."""
+        key = offsets.tobytes()
+        if key not in self._ids:
+            self._ids[key] = self._neighbour_ids(offsets)
+        return self._ids[key]
+
+    def _neighbour_ids(self, offsets: np.ndarray) -> np.ndarray:
         if self._vid is None:
             # int32 where it fits: half the memory traffic of the (N, Na) look-ups
             dtype = np.int32 if self.index.size * 26 < 2**31 else np.int64
@@ -978,9 +986,8 @@ def ngtdm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], sett
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics NGTDM features of ``q`` (a voxel without neighbours counts with s = 0)."""
     grid, _, nb = _prepared(q).both_directions(settings)
-    valid = nb > 0
-    count = valid.sum(1)
-    total = np.where(valid, nb, 0).sum(1).astype(float)
+    count = np.count_nonzero(nb, axis=1)  # neighbours in the ROI (0 outside)
+    total = nb.sum(1).astype(float)
     g = grid.values
     diff = np.abs(np.where(count > 0, g - total / np.maximum(count, 1), 0.0))
     ng = int(g.max())
