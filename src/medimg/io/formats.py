@@ -33,7 +33,7 @@ from medimg.core.files import atomic_path, full_suffix
 from medimg.core.image import Image
 from medimg.errors import FileFormatError, UnsupportedFormatError
 
-__all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "write_file"]
+__all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nrrd_slices", "write_file"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
