@@ -470,6 +470,25 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
     return best
 
 
+def _max_sq_3d(points: np.ndarray) -> float:
+    """Largest squared distance between two of ``points`` (3-D). A pair of extreme points (along the
+    axes and the body diagonals) gives a lower bound d0; a point whose farthest bounding-box corner
+    is nearer than d0 cannot be an end of the farthest pair (float rounding is monotone, so this
+    holds as computed), and is dropped before all pairs (few points) or the convex hull (many)."""
+    if len(points) < 2:
+        return 0.0
+    lo, hi = points.min(0), points.max(0)
+    picks = [np.argmin(points, 0), np.argmax(points, 0)]
+    for sign in ((1.0, 1.0, 1.0), (1.0, 1.0, -1.0), (1.0, -1.0, 1.0), (-1.0, 1.0, 1.0)):
+        proj = points @ np.asarray(sign)
+        picks.append(np.asarray([np.argmin(proj), np.argmax(proj)]))
+    ends = points[np.unique(np.concatenate(picks))]
+    d0 = _max_sq_pairwise(ends)
+    reach = np.sum(np.maximum((points - lo) ** 2, (hi - points) ** 2), axis=1)
+    far = points[reach >= d0]
+    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_distance(far))
+
+
 def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
     """PyRadiomics's maximum diameters (slice, column, row, 3-D): the largest distance between two
     mesh vertices, overall and between vertices of equal z, y or x (``twice``: 2 x voxel coordinates).
@@ -478,7 +497,7 @@ def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, fl
     the two farthest apart are among them."""
     pts = twice * (spacing / 2.0)
     ext = [_line_extremes(twice, axis) for axis in range(3)]
-    d3 = _max_sq_distance(pts[ext[0] & ext[1] & ext[2]])
+    d3 = _max_sq_3d(pts[ext[0] & ext[1] & ext[2]])
     planes = []
     for axis in range(3):
         rest = [d for d in range(3) if d != axis]
