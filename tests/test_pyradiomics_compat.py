@@ -267,3 +267,26 @@ def test_nifti_gz_inflated_in_memory_same_image(tmp_path):
     if _nifti_in_memory(one) is None:
         pytest.skip("deflate not installed")
     assert _nifti_in_memory(two) is None
+
+
+@pytest.mark.parametrize("rare", [False, True], ids=["common-levels", "rare-levels"])
+def test_mcc_matches_pyradiomics_q(rare):
+    """MCC through the symmetric form where PyRadiomics's eps cannot matter (certified by a bound),
+    PyRadiomics's own Q otherwise: both within 1e-8 of sqrt(second eigenvalue of Q) with the eps."""
+    from medimg.features import _pyradiomics_calc as calc
+
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 50, (12, 12, 13)).astype(float)
+    if rare:  # two levels seen once each, only next to each other: p_x p_y ~ 1e-11, eps matters
+        counts[10:, :, :] = 0
+        counts[:, 10:, :] = 0
+        counts[10, 11, :] = 1
+        counts *= 1e3
+        counts[10, 11, :] = 1
+    counts = counts + counts.transpose(1, 0, 2)
+    P = counts / counts.sum((0, 1), keepdims=True)
+    px, py = P.sum(1, keepdims=True), P.sum(0, keepdims=True)
+    q = np.einsum("ika,jka->aij", P / (px[:, 0, :][:, None, :] * py[0][None] + np.spacing(1)), P)
+    ev = np.sort(np.linalg.eigvals(q), axis=1)
+    expected = float(np.mean(np.sqrt(ev[:, -2])).real)
+    assert calc._mcc(P, px[:, 0, :], py[0]) == pytest.approx(expected, rel=1e-8)
