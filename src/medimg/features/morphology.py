@@ -176,6 +176,12 @@ def hull_candidates(padded: np.ndarray, spacing_zyx: tuple[float, float, float],
     a vertex between two others of its line is not extreme. (The centres never are hull vertices,
     but they are kept so that the hull is computed from exactly the points of the explicit mesh.)
     ``config``: the :func:`_cube_configs` of ``padded``."""
+    return _hull_candidates_twice(padded, config) / 2.0 * np.asarray(spacing_zyx, dtype=np.float64)
+
+
+def _hull_candidates_twice(padded: np.ndarray, config: np.ndarray | None = None) -> np.ndarray:
+    """:func:`hull_candidates` as twice the voxel coordinates (whole numbers, int64): the hull
+    of these is exact (:mod:`medimg.core.hull`) and, scaled per axis, the hull in mm."""
     global _CENTRE_CONFIGS
     if _CENTRE_CONFIGS is None:
         from medimg.features._mc_tables import MC_TRIANGLES, VERTEX_CODES
@@ -210,7 +216,7 @@ def hull_candidates(padded: np.ndarray, spacing_zyx: tuple[float, float, float],
     key = np.unique((pts2[:, 0] * size[1] + pts2[:, 1]) * size[2] + pts2[:, 2])  # sorted, no duplicates
     zy, x2 = np.divmod(key, size[2])
     z2, y2 = np.divmod(zy, size[1])
-    return np.stack([z2, y2, x2], axis=1) / 2.0 * np.asarray(spacing_zyx, dtype=np.float64)
+    return np.stack([z2, y2, x2], axis=1)
 
 
 def _ellipsoid_area(a: float, b: float, c: float, terms: int = 20) -> float:
@@ -254,11 +260,11 @@ def _mvee(points: np.ndarray, tol: float = 1e-6, max_iter: int = 2000) -> np.nda
 
 def _min_area_rectangle(pts2: np.ndarray) -> tuple[float, float, float]:
     """(area, width, height) of the minimum-area rectangle of 2-D points (rotating calipers)."""
-    from scipy.spatial import ConvexHull, QhullError
+    from medimg.core.hull import hull_2d
 
     try:
-        hull = pts2[ConvexHull(pts2).vertices]
-    except (QhullError, ValueError):
+        hull = pts2[hull_2d(pts2)]
+    except ValueError:  # DegenerateHullError: collinear
         ext = pts2.max(axis=0) - pts2.min(axis=0)
         return float(ext[0] * ext[1]), float(ext[0]), float(ext[1])
     edges = np.roll(hull, -1, axis=0) - hull
@@ -444,7 +450,7 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
         Also compute the OMBB and MVEE densities, which the IBSI lists without reference
         values (NaN when False, the default: they cost more than the rest of the family).
     """
-    from scipy.spatial import ConvexHull, QhullError
+    from medimg.core.hull import convex_hull_3d
 
     sp = roi.spacing_zyx
     morph = roi.morph_mask
@@ -473,13 +479,14 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
         out["centre_of_mass_shift"] = float(np.linalg.norm(coords.mean(axis=0) - com_gl))
     else:
         out["centre_of_mass_shift"] = float("nan")
-    candidates = hull_candidates(padded, sp, config)
+    twice = _hull_candidates_twice(padded, config)
+    candidates = twice / 2.0 * np.asarray(sp, dtype=np.float64)
     try:
-        hull = ConvexHull(candidates)
+        hull = convex_hull_3d(twice)  # exact on the half-voxel lattice; the same hull in mm
         hull_pts = candidates[hull.vertices]
-        hull_volume, hull_area = float(hull.volume), float(hull.area)
-        hull_normals = hull.equations[:, :3]
-    except (QhullError, ValueError):
+        hull_volume, hull_area = hull.volume_area(candidates)
+        hull_normals = hull.normals(candidates)
+    except ValueError:  # DegenerateHullError: no volume
         hull_pts, hull_volume, hull_area, hull_normals = candidates, float("nan"), float("nan"), None
     diff = hull_pts[:, None, :] - hull_pts[None, :, :]
     out["maximum_3d_diameter"] = float(np.sqrt(np.max(np.einsum("ijk,ijk->ij", diff, diff))))
