@@ -225,12 +225,10 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
         """Give each of ``cand`` to the facet of ``fids`` it is farthest beyond (if any)."""
         if cand.size == 0:
             return
-        dist = p4[cand] @ np.array([plane[f] for f in fids]).T
-        if exact:  # > 0 exactly; the division (for the farthest facet) keeps the sign
-            dist /= np.array([scale[f] for f in fids])
-        best = dist.argmax(axis=1)
-        far = dist[np.arange(len(cand)), best]
-        keep = far > tol
+        dist = p4[cand] @ np.array([plane[f] for f in fids]).T  # exact in exact mode
+        best = dist.argmax(axis=1)  # (unnormalised in exact mode: any facet beyond will do)
+        far = dist.max(axis=1)
+        keep = far > tol  # tol = 0 in exact mode; normals are unit vectors otherwise
         if not keep.any():
             return
         cand, best, far = cand[keep], best[keep], far[keep]
@@ -288,41 +286,62 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
                 pooled.append(outside[f][0])
                 outside[f] = None
         new = [add(u, v, apex) for u, v in horizon]
-        cand = pooled[0] if len(pooled) == 1 else np.concatenate(pooled)
-        assign(cand[cand != apex], new, pending)
+        # (the apex is on every new facet: not beyond any, so it drops out)
+        assign(pooled[0] if len(pooled) == 1 else np.concatenate(pooled), new, pending)
     faces = [t for t, ok in zip(tri, alive, strict=True) if ok]
     if exact:
-        corners = sorted(_corners(faces, [pl_ for pl_, ok in zip(plane, alive, strict=True) if ok]))
+        corners = _corners(np.array(faces, dtype=np.intp),
+                           np.array([pl_[:3] for pl_, ok in zip(plane, alive, strict=True) if ok]))
     else:
         corners = sorted({v for t in faces for v in t})
     return Hull3D(vertices=np.array(corners, dtype=np.intp), simplices=np.array(faces, dtype=np.intp))
 
 
-def _corners(faces: list[tuple[int, int, int]], planes: list[tuple[float, float, float, float]]) -> set[int]:
+def _corners(faces: np.ndarray, normals: np.ndarray) -> list[int]:
     """The vertices of the triangulated hull that are corners: their facets' normals span 3-D (a
     vertex inside a flat face, or on a straight edge between two, is no corner; Quickhull keeps
-    such a vertex when the points that flatten the hull around it come later). Exact: the normals
-    are whole numbers, multiplied as Python integers."""
-    normals: dict[int, list[tuple]] = {}
-    for (a, b, q), (nx, ny, nz, _off) in zip(faces, planes, strict=True):
-        n = (int(nx), int(ny), int(nz))
-        for v in (a, b, q):
-            normals.setdefault(v, []).append(n)
+    such a vertex when the points that flatten the hull around it come later). Exact: the
+    normals are whole numbers, reduced by their gcd and multiplied in int64 (Python integers
+    when they are too large for that)."""
+    n = normals.astype(np.int64)
+    n //= np.gcd.reduce(np.abs(n), axis=1)[:, None]
+    if np.abs(n).max() >= 2**20:  # cross products (< 2**41) and triple products (< 2**63) fit in int64
+        return sorted(_corners_big(faces, n))
+    vid = faces.ravel()
+    fid = np.repeat(np.arange(len(faces)), 3)
+    order = np.argsort(vid, kind="stable")
+    vid, fid = vid[order], fid[order]
+    starts = np.flatnonzero(np.r_[True, vid[1:] != vid[:-1]])
+    group = np.cumsum(np.r_[False, vid[1:] != vid[:-1]])
+    nf = n[fid]
+    c = np.cross(nf[starts][group], nf)  # each incident normal x the vertex's first one
+    nonpar = np.any(c != 0, axis=1)
+    m = len(vid)
+    second = np.minimum.reduceat(np.where(nonpar, np.arange(m), m), starts)  # first non-parallel
+    has = second < m
+    c1 = c[np.where(has, second, 0)][group]
+    off_plane = np.einsum("ij,ij->i", c1, nf) != 0  # a third normal off the plane of the two
+    corner = has & np.logical_or.reduceat(off_plane, starts)
+    return vid[starts][corner].tolist()
+
+
+def _corners_big(faces: np.ndarray, normals: np.ndarray) -> set[int]:
+    """:func:`_corners` in Python integers (normals too large for int64 products)."""
+    incident: dict[int, list[tuple[int, int, int]]] = {}
+    for tri, nrm in zip(faces.tolist(), normals.tolist(), strict=True):
+        for v in tri:
+            incident.setdefault(v, []).append(tuple(nrm))
     out = set()
-    for v, ns in normals.items():
-        distinct = list(dict.fromkeys(ns))
-        n0 = distinct[0]
-        # a second normal not parallel to the first
-        n1 = cr = None
-        for n in distinct[1:]:
-            c = (n0[1] * n[2] - n0[2] * n[1], n0[2] * n[0] - n0[0] * n[2], n0[0] * n[1] - n0[1] * n[0])
-            if abs(c[0]) + abs(c[1]) + abs(c[2]) > 0:
-                n1, cr = n, c
+    for v, ns in incident.items():
+        n0 = ns[0]
+        cr = None
+        for nn in ns[1:]:
+            c = (n0[1] * nn[2] - n0[2] * nn[1], n0[2] * nn[0] - n0[0] * nn[2], n0[0] * nn[1] - n0[1] * nn[0])
+            if c != (0, 0, 0):
+                cr = c
                 break
-        if n1 is None or cr is None:
-            continue  # inside a flat face
-        if any(abs(cr[0] * n[0] + cr[1] * n[1] + cr[2] * n[2]) > 0 for n in distinct):
-            out.add(v)  # a third normal off the plane of the first two
+        if cr is not None and any(cr[0] * nn[0] + cr[1] * nn[1] + cr[2] * nn[2] != 0 for nn in ns):
+            out.add(v)
     return out
 
 
