@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull, QhullError
 
-from medimg.core.hull import convex_hull_3d, hull_2d, hull_vertices
+from medimg.core.hull import convex_hull_3d, extreme_points, hull_2d, hull_vertices
 from medimg.errors import DegenerateHullError
 
 
@@ -140,3 +140,24 @@ def test_hull_vertices_prune_maximum_distance_bit_for_bit() -> None:
         except DegenerateHullError:
             continue
         assert _max_sq(plane[idx]) == _max_sq(plane)
+
+
+def test_extreme_points_hold_every_vertex() -> None:
+    """The cheaper pruning of the PyRadiomics diameters: a superset of the hull vertices (same
+    coordinates), so the farthest pair among them is the farthest pair of all, bit for bit."""
+    rng = np.random.default_rng(8)
+    for k in range(60):
+        n = int(rng.integers(3, 400))
+        pts = (rng.normal(size=(n, 2)) if k % 3 == 0 else
+               rng.integers(0, 30, size=(n, 2)) * np.array([0.46875, 0.6]) if k % 3 == 1 else
+               rng.integers(0, 9, size=(n, 2)).astype(float))
+        keep = extreme_points(pts)
+        assert _max_sq(pts[keep]) == _max_sq(pts)
+        try:
+            corners = pts[hull_2d(pts)]
+        except DegenerateHullError:
+            continue
+        assert {tuple(v) for v in corners} <= {tuple(v) for v in pts[keep]}
+        assert len(np.unique(keep)) == len(keep)
+    cube = np.array([[x, y, z] for x in range(5) for y in range(5) for z in range(5)], dtype=float)
+    assert len(extreme_points(cube * [0.5, 0.7, 1.3])) == 8

@@ -5,7 +5,8 @@ costs a command about 0.1 s of start-up, more than the hulls a radiomics run nee
   ``scipy.spatial.ConvexHull(points).vertices`` in 2-D), after an Akl-Toussaint pre-filter.
 * :func:`convex_hull_3d`: Quickhull (Barber, Dobkin & Huhdanpaa 1996): outward triangles,
   vertices, volume and area.
-* :func:`hull_vertices`: the vertices of a 2-D or 3-D hull (to prune a maximum-distance search).
+* :func:`hull_vertices`: the vertices of a 2-D or 3-D hull; :func:`extreme_points`: a cheaper
+  superset of them in 2-D (both prune a farthest-pair search).
 
 Predicates are **exact** when the coordinates are whole numbers (extent < 2**15 in 3-D,
 2**24 in 2-D): every product and sum is then an integer below 2**53, so float64 computes it
@@ -29,7 +30,7 @@ import numpy as np
 
 from medimg.errors import DegenerateHullError
 
-__all__ = ["Hull3D", "convex_hull_3d", "hull_2d", "hull_vertices"]
+__all__ = ["Hull3D", "convex_hull_3d", "extreme_points", "hull_2d", "hull_vertices"]
 
 _REL_TOL = 1e-13
 _EXACT_3D = 2.0**15
@@ -44,8 +45,20 @@ def _exact(points: np.ndarray, limit: float) -> bool:
     return bool(np.all(ext < limit) and np.array_equal(points, np.rint(points)))
 
 
-def _cross2(ox: float, oy: float, ax: float, ay: float, bx: float, by: float) -> float:
-    return (ax - ox) * (by - oy) - (ay - oy) * (bx - ox)
+def _line_extremes(pts: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """Of ``idx``, those that are not strictly between two others of their line along ``axis``
+    (the points sharing all other coordinates exactly): a point inside a segment is no hull
+    vertex. Exact for any coordinates; on lattices (meshes of masks) it leaves a few per line."""
+    if len(idx) < 3:
+        return idx
+    sub = pts[idx]
+    other = [sub[:, a] for a in range(sub.shape[1]) if a != axis]
+    order = np.lexsort((sub[:, axis], *other[::-1]))
+    key = np.stack([o[order] for o in other], axis=1)
+    new = np.r_[True, np.any(key[1:] != key[:-1], axis=1)]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(order) - 1]
+    return np.sort(idx[order[np.union1d(first, last)]])
 
 
 def hull_2d(points: np.ndarray) -> np.ndarray:
@@ -79,7 +92,8 @@ def hull_2d(points: np.ndarray) -> np.ndarray:
             x, y = xs[k], ys[k]
             while len(out) >= 2:
                 o, a = out[-2], out[-1]
-                c = _cross2(xs[o], ys[o], xs[a], ys[a], x, y)
+                ox, oy = xs[o], ys[o]
+                c = (xs[a] - ox) * (y - oy) - (ys[a] - oy) * (x - ox)
                 if tol == 0.0:
                     if c > 0.0:
                         break
@@ -100,28 +114,28 @@ def hull_2d(points: np.ndarray) -> np.ndarray:
     return np.array([ids[k] for k in ring], dtype=np.intp)
 
 
+_DIRECTIONS_2D = np.stack([np.cos(np.arange(32) * (np.pi / 16)), np.sin(np.arange(32) * (np.pi / 16))])
+
+
 def _akl_toussaint(pts: np.ndarray, tol: float) -> np.ndarray:
-    """Indices of the points not strictly inside the polygon of the extreme points in 8
-    directions (those strictly inside are no hull vertices)."""
-    x, y = pts[:, 0], pts[:, 1]
-    keys = (x, x + y, y, y - x, -x, -x - y, -y, x - y)  # directions 0, 45, ..., 315 degrees
-    corners = []
-    for key in keys:
-        k = int(np.argmax(key))
-        if not corners or k != corners[-1]:
+    """Indices of the points not strictly inside the polygon of the extreme points in 32
+    directions (Akl & Toussaint 1978; those strictly inside are no hull vertices). Whichever
+    points the rounded projections pick, the polygon's vertices are input points, so a point to
+    the left of all its edges is inside the hull."""
+    corners: list[int] = []
+    for k in np.argmax(pts @ _DIRECTIONS_2D, axis=0).tolist():  # counter-clockwise
+        if k not in corners[-1:]:
             corners.append(k)
     if len(corners) > 1 and corners[-1] == corners[0]:
         corners.pop()
     if len(corners) < 3:
         return np.arange(len(pts))
-    inside = np.ones(len(pts), dtype=bool)
-    for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
-        ex, ey = pts[b] - pts[a]
-        length = float(np.hypot(ex, ey))
-        if length == 0.0:
-            continue
-        c = ex * (y - pts[a, 1]) - ey * (x - pts[a, 0])  # > 0: left of a -> b (inside)
-        inside &= c > tol * length
+    a = pts[corners]
+    e = np.roll(a, -1, axis=0) - a
+    length = np.hypot(e[:, 0], e[:, 1])
+    # > 0: left of the edge a -> b (inside); exact for whole numbers (tol = 0)
+    c = e[:, 0] * (pts[:, 1, None] - a[:, 1]) - e[:, 1] * (pts[:, 0, None] - a[:, 0])
+    inside = np.all(c > tol * length, axis=1)
     return np.flatnonzero(~inside)
 
 
@@ -164,8 +178,13 @@ def convex_hull_3d(points: np.ndarray) -> Hull3D:
     if len(pts) < 4:
         raise DegenerateHullError(f"convex hull: {len(pts)} points span no volume")
     exact = _exact(pts, _EXACT_3D)
-    centre = pts.min(axis=0) if exact else (pts.max(axis=0) + pts.min(axis=0)) / 2.0
-    return _quickhull(pts - centre, exact)
+    keep = np.arange(len(pts))
+    for axis in range(3):
+        keep = _line_extremes(pts, keep, axis)
+    sub = pts[keep]
+    centre = sub.min(axis=0) if exact else (sub.max(axis=0) + sub.min(axis=0)) / 2.0
+    hull = _quickhull(sub - centre, exact)
+    return Hull3D(vertices=keep[hull.vertices], simplices=keep[hull.simplices])
 
 
 def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
@@ -200,7 +219,10 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
     outside: list[tuple[np.ndarray, np.ndarray] | None] = []
     edge: dict[tuple[int, int], int] = {}  # directed edge -> the facet that has it
 
+    planes = np.empty((64, 4))  # `plane` as an array, for `assign`
+
     def add(a: int, b: int, q: int) -> int:
+        nonlocal planes
         ax_, ay, az = pl[a]
         ux, uy, uz = pl[b][0] - ax_, pl[b][1] - ay, pl[b][2] - az
         vx, vy, vz = pl[q][0] - ax_, pl[q][1] - ay, pl[q][2] - az
@@ -211,6 +233,9 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
         fid = len(tri)
         tri.append((a, b, q))
         plane.append((nx, ny, nz, nx * ax_ + ny * ay + nz * az))
+        if fid == len(planes):
+            planes = np.concatenate([planes, np.empty_like(planes)])
+        planes[fid] = plane[-1]
         scale.append(s)
         alive.append(True)
         outside.append(None)
@@ -225,7 +250,7 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
         """Give each of ``cand`` to the facet of ``fids`` it is farthest beyond (if any)."""
         if cand.size == 0:
             return
-        dist = p4[cand] @ np.array([plane[f] for f in fids]).T  # exact in exact mode
+        dist = p4[cand] @ planes[fids].T  # exact in exact mode
         best = dist.argmax(axis=1)  # (unnormalised in exact mode: any facet beyond will do)
         far = dist.max(axis=1)
         keep = far > tol  # tol = 0 in exact mode; normals are unit vectors otherwise
@@ -236,10 +261,12 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
             groups = [(0, cand, far)]
         else:
             order = np.argsort(best, kind="stable")
-            ordered = best[order].tolist()
-            cuts = [i for i in range(1, len(ordered)) if ordered[i] != ordered[i - 1]]
-            groups = [(ordered[lo], cand[order[lo:hi]], far[order[lo:hi]])
-                      for lo, hi in zip([0, *cuts], [*cuts, len(ordered)], strict=True)]
+            ordered = best[order]
+            cuts = (np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist()
+            lows = [0, *cuts]
+            facets = ordered[lows].tolist()
+            groups = [(k, cand[order[lo:hi]], far[order[lo:hi]])
+                      for k, lo, hi in zip(facets, lows, [*cuts, len(ordered)], strict=True)]
         for k, members, distances in groups:
             outside[fids[k]] = (members, distances)
             pending.append(fids[k])
@@ -355,6 +382,30 @@ def _one_cycle(edges: list[tuple[int, int]]) -> bool:
     while v != start:
         v, steps = succ[v], steps + 1
     return steps == len(edges)
+
+
+def extreme_points(points: np.ndarray) -> np.ndarray:
+    """Indices of a subset of 2-D or 3-D ``points`` that holds every convex-hull vertex (the
+    others are proven not to be): where a farthest pair of the points is. Cheaper than the
+    vertices themselves in 2-D (the points left after the line-extreme and Akl-Toussaint
+    filters, a few more than the vertices); the hull vertices in 3-D.
+
+    Raises :class:`~medimg.errors.DegenerateHullError` (a ``ValueError``) for 3-D points that
+    span no volume."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] not in (2, 3):
+        raise ValueError(f"extreme_points: points must be (n, 2) or (n, 3), got shape {pts.shape}")
+    if pts.shape[1] == 3:
+        return convex_hull_3d(pts).vertices
+    keep = np.arange(len(pts))
+    for axis in range(2):
+        keep = _line_extremes(pts, keep, axis)
+    if len(keep) > 16:
+        sub = pts[keep]
+        exact = _exact(sub, _EXACT_2D)
+        sub = sub - (sub.min(axis=0) if exact else (sub.max(axis=0) + sub.min(axis=0)) / 2.0)
+        keep = keep[_akl_toussaint(sub, 0.0 if exact else _REL_TOL * float(np.abs(sub).max()))]
+    return keep
 
 
 def hull_vertices(points: np.ndarray) -> np.ndarray:

@@ -259,10 +259,10 @@ def _max_sq_distance(points: np.ndarray) -> float:
         return 0.0
     if len(points) > 3 * points.shape[1] + 8:
         try:
-            from medimg.core.hull import hull_vertices
+            from medimg.core.hull import extreme_points
 
             try:
-                points = points[hull_vertices(points)]
+                points = points[extreme_points(points)]
             except ValueError:  # DegenerateHullError: no area / volume
                 pass
         except ImportError:  # pragma: no cover
