@@ -91,12 +91,16 @@ def taxicab_distance(mask: np.ndarray, *, in_plane: bool = False) -> np.ndarray:
     ``d[j] + |i - j|``, each done by two running minima."""
     mask = np.asarray(mask, dtype=bool)
     big = int(sum(mask.shape)) + 1  # more than any distance
-    d = np.where(mask, big, 0).astype(np.int64)
+    d = mask.astype(np.int32)
+    d *= big
     for ax in range(1 if in_plane else 0, mask.ndim):
         n = mask.shape[ax]
-        pos = np.arange(n, dtype=np.int64).reshape([-1 if k == ax else 1 for k in range(mask.ndim)])
-        d = np.minimum.accumulate(d - pos, axis=ax) + pos  # min over j <= i of d[j] + (i - j)
-        back = np.flip(d + pos, axis=ax)
-        d = np.flip(np.minimum.accumulate(back, axis=ax), axis=ax) - pos  # j >= i
+        pos = np.arange(n, dtype=np.int32).reshape([-1 if k == ax else 1 for k in range(mask.ndim)])
+        d -= pos
+        np.minimum.accumulate(d, axis=ax, out=d)  # min over j <= i of d[j] + (i - j), less i
+        d += 2 * pos
+        flipped = np.flip(d, axis=ax)
+        np.minimum.accumulate(flipped, axis=ax, out=flipped)  # over j >= i, plus i
+        d -= pos
     d[d >= big] = -1  # no outside voxel within reach: SciPy's -1
-    return d.astype(np.int32)
+    return d

@@ -299,19 +299,17 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
         for f in visible:
             a, b, q = tri[f]
             for u, v in ((a, b), (b, q), (q, a)):
-                if edge[(v, u)] not in visible:
-                    horizon.append((u, v))
-        if not _one_cycle(horizon):  # only possible with rounding (not in exact mode)
-            raise DegenerateHullError("convex hull: rounding made the hull inconsistent")
-        for f in visible:
-            alive[f] = False
-            a, b, q = tri[f]
-            for u, v in ((a, b), (b, q), (q, a)):
-                if edge.get((u, v)) == f:
+                twin = edge.get((v, u))  # None: a visible facet's, already removed
+                if twin is not None and twin not in visible:
+                    horizon.append((u, v))  # its edge (u, v) goes to the new facet
+                else:
                     del edge[(u, v)]
+            alive[f] = False
             if outside[f] is not None:
                 pooled.append(outside[f][0])
                 outside[f] = None
+        if not exact and not _one_cycle(horizon):  # only possible with rounding
+            raise DegenerateHullError("convex hull: rounding made the hull inconsistent")
         new = [add(u, v, apex) for u, v in horizon]
         # (the apex is on every new facet: not beyond any, so it drops out)
         assign(pooled[0] if len(pooled) == 1 else np.concatenate(pooled), new, pending)
