@@ -219,10 +219,16 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
     outside: list[tuple[np.ndarray, np.ndarray] | None] = []
     edge: dict[tuple[int, int], int] = {}  # directed edge -> the facet that has it
 
-    planes = np.empty((64, 4))  # `plane` as an array, for `assign`
+    planes = np.empty((64, 4))  # `plane` as an array, for `assign` (filled by `sync`)
+
+    def sync(fids: list[int]) -> None:
+        """Copy the planes of the new facets ``fids`` (consecutive) into ``planes``."""
+        nonlocal planes
+        while fids[-1] >= len(planes):
+            planes = np.concatenate([planes, np.empty_like(planes)])
+        planes[fids[0]:fids[-1] + 1] = plane[fids[0]:fids[-1] + 1]
 
     def add(a: int, b: int, q: int) -> int:
-        nonlocal planes
         ax_, ay, az = pl[a]
         ux, uy, uz = pl[b][0] - ax_, pl[b][1] - ay, pl[b][2] - az
         vx, vy, vz = pl[q][0] - ax_, pl[q][1] - ay, pl[q][2] - az
@@ -233,9 +239,6 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
         fid = len(tri)
         tri.append((a, b, q))
         plane.append((nx, ny, nz, nx * ax_ + ny * ay + nz * az))
-        if fid == len(planes):
-            planes = np.concatenate([planes, np.empty_like(planes)])
-        planes[fid] = plane[-1]
         scale.append(s)
         alive.append(True)
         outside.append(None)
@@ -272,6 +275,7 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
             pending.append(fids[k])
 
     first = [add(i0, i1, i2), add(i0, i3, i1), add(i1, i3, i2), add(i2, i3, i0)]
+    sync(first)
     rest = np.setdiff1d(np.arange(len(p)), [i0, i1, i2, i3])
     pending: list[int] = []
     assign(rest, first, pending)
@@ -311,6 +315,7 @@ def _quickhull(p: np.ndarray, exact: bool) -> Hull3D:
         if not exact and not _one_cycle(horizon):  # only possible with rounding
             raise DegenerateHullError("convex hull: rounding made the hull inconsistent")
         new = [add(u, v, apex) for u, v in horizon]
+        sync(new)
         # (the apex is on every new facet: not beyond any, so it drops out)
         assign(pooled[0] if len(pooled) == 1 else np.concatenate(pooled), new, pending)
     faces = [t for t, ok in zip(tri, alive, strict=True) if ok]
