@@ -161,3 +161,32 @@ def test_extreme_points_hold_every_vertex() -> None:
         assert len(np.unique(keep)) == len(keep)
     cube = np.array([[x, y, z] for x in range(5) for y in range(5) for z in range(5)], dtype=float)
     assert len(extreme_points(cube * [0.5, 0.7, 1.3])) == 8
+
+
+def test_large_sets_go_to_qhull_with_the_same_hull(monkeypatch) -> None:
+    """Above QHULL_ABOVE points the hull is Qhull's: the same corners, outward triangles and
+    volume/area as this module's Quickhull gives (forced here by raising the threshold)."""
+    import medimg.core.hull as hull_mod
+
+    rng = np.random.default_rng(12)
+    z, y, x = np.ogrid[-18:19, -18:19, -18:19]
+    ball = (z * z + y * y + x * x) <= 18**2
+    twice = np.argwhere(ball) * 2 + rng.integers(-1, 2, size=(int(ball.sum()), 3))
+    spacing = np.array([2.5, 0.7, 0.9])
+    for pts in (twice.astype(float), twice / 2.0 * spacing, rng.normal(size=(6000, 3))):
+        calls = []
+        qhull = hull_mod._qhull
+        monkeypatch.setattr(hull_mod, "_qhull", lambda p: calls.append(len(p)) or qhull(p))
+        big = convex_hull_3d(pts)
+        assert calls and calls[0] > hull_mod.QHULL_ABOVE  # Qhull did it
+        monkeypatch.undo()
+        monkeypatch.setattr(hull_mod, "QHULL_ABOVE", 10**9)
+        ours = convex_hull_3d(pts)
+        monkeypatch.undo()
+        assert {tuple(v) for v in pts[big.vertices]} <= {tuple(v) for v in pts[ours.vertices]}
+        assert _max_sq(pts[big.vertices]) == _max_sq(pts[ours.vertices])
+        for got, want in zip(big.volume_area(pts), ours.volume_area(pts), strict=True):
+            assert got == pytest.approx(want, rel=1e-12)
+        normals = big.normals(pts)
+        offset = np.einsum("ij,ij->i", normals, pts[big.simplices[:, 0]])
+        assert np.max(pts @ normals.T - offset) <= 1e-9 * np.abs(pts).max()  # outward
