@@ -166,9 +166,10 @@ def main() -> None:
         lines += ["", "`medimg features` on brain1: " + ", ".join(f"{n} {ms:.0f}" for n, ms in imp_feat)]
     lines += ["", "A run builds only the command it names (typer builds a pydantic adapter for every "
               "parameter of every command an app holds); NumPy, SciPy, pandas, SimpleITK, pydicom load only "
-              "inside the commands that use them (docs/development.md). A features run imports no SciPy and "
-              "no scikit-image (convex hulls, zone labels, border distances and Moran's I FFTs in NumPy, "
-              "identical values: `medimg.core.hull`, `medimg.core.components`), no pandas (CSV), no DICOM "
+              "inside the commands that use them (docs/development.md). A features run on brain1 imports no SciPy "
+              "and no scikit-image (convex hulls, zone labels, border distances and Moran's I FFTs in NumPy, "
+              "identical values: `medimg.core.hull`, `medimg.core.components`; large regions still use Qhull "
+              "and scikit-image's labelling, faster there than their import), no pandas (CSV), no DICOM "
               "reader for NRRD/NIfTI input and no filter module without filters "
               "(tests/test_cold_start.py checks the modules a run loads). What remains: NumPy, "
               "typer/pydantic (the CLI), medimg's own modules and the work itself"
