@@ -173,10 +173,16 @@ def test_large_sets_go_to_qhull_with_the_same_hull(monkeypatch) -> None:
     ball = (z * z + y * y + x * x) <= 18**2
     twice = np.argwhere(ball) * 2 + rng.integers(-1, 2, size=(int(ball.sum()), 3))
     spacing = np.array([2.5, 0.7, 0.9])
+    calls: list[int] = []
+    qhull = hull_mod._qhull
+
+    def counted(p: np.ndarray) -> object:
+        calls.append(len(p))
+        return qhull(p)
+
     for pts in (twice.astype(float), twice / 2.0 * spacing, rng.normal(size=(6000, 3))):
-        calls = []
-        qhull = hull_mod._qhull
-        monkeypatch.setattr(hull_mod, "_qhull", lambda p: calls.append(len(p)) or qhull(p))
+        calls.clear()
+        monkeypatch.setattr(hull_mod, "_qhull", counted)
         big = convex_hull_3d(pts)
         assert calls and calls[0] > hull_mod.QHULL_ABOVE  # Qhull did it
         monkeypatch.undo()
