@@ -33,6 +33,7 @@ __all__ = [
     "ParameterError",
     "UnknownNameError",
     "MissingDependencyError",
+    "DegenerateHullError",
     "did_you_mean",
 ]
 
@@ -135,6 +136,10 @@ class UnknownNameError(ParameterError):
 
 class MissingDependencyError(MedimgError, ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
+
+
+class DegenerateHullError(MedimgError, ValueError):
+    """Points span no area (2-D) or volume (3-D), so they have no convex hull (``medimg.core.hull``)."""
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -215,18 +215,22 @@ def extract(
         return values
     fams = config.families if families is None else ((families,) if isinstance(families, str) else tuple(families))
     calls = _family_calls(fams, config, params)  # validate before any work
-    from medimg.features.filters import filter_margin_mm, filtered_roi
+    margin = None  # no filters: the local-intensity default
+    if config.filters:  # (the filters module is imported only then: start-up of a command)
+        from medimg.features.filters import filter_margin_mm
 
-    spacing = np.asarray(image.spacing, dtype=float)[::-1]
-    if config.interpolation is not None:
-        spacing = np.maximum(spacing, np.asarray(config.interpolation.spacing_mm, dtype=float)[::-1])
-    margin = filter_margin_mm(config, tuple(float(v) for v in spacing))
+        spacing = np.asarray(image.spacing, dtype=float)[::-1]
+        if config.interpolation is not None:
+            spacing = np.maximum(spacing, np.asarray(config.interpolation.spacing_mm, dtype=float)[::-1])
+        margin = filter_margin_mm(config, tuple(float(v) for v in spacing))
     filter_calls = [_family_calls(filt.families, config, {}) for filt in config.filters]
     # One step per family, per filter response and per family of each response.
     steps = progress.Steps(len(calls) + sum(1 + len(c) for c in filter_calls), "features")
     roi = prepare_roi(image, mask, config, label=label, margin_mm=margin)
     out = _run(roi, calls, steps)
     for filt, fcalls in zip(config.filters, filter_calls, strict=True):
+        from medimg.features.filters import filtered_roi
+
         froi, tag = filtered_roi(roi, filt)
         steps.advance()
         values = _run(froi, fcalls, steps)

@@ -360,11 +360,11 @@ def _max_sq_distance(points: np.ndarray) -> float:
         return 0.0
     if len(points) > 3 * points.shape[1] + 8:
         try:
-            from scipy.spatial import ConvexHull, QhullError
+            from medimg.core.hull import extreme_points
 
             try:
-                points = points[ConvexHull(points).vertices]
-            except (QhullError, ValueError):
+                points = points[extreme_points(points)]
+            except ValueError:  # DegenerateHullError: no area / volume
                 pass
         except ImportError:  # pragma: no cover
             pass

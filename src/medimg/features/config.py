@@ -220,9 +220,9 @@ def _validate_names(config: RadiomicsConfig) -> RadiomicsConfig:
             msg = f"family_params.{fam}: set 'aggregations' at the top level of the config, not per family"
             raise ParameterError(msg)
         entry.validate(params)
-    from medimg.features.filters import FILTERS
-
     for i, filt in enumerate(config.filters):
+        from medimg.features.filters import FILTERS  # only with filters (start-up of a command)
+
         entry = FILTERS.get(filt.name)
         try:
             entry.validate(filt.params)

@@ -176,6 +176,12 @@ def hull_candidates(padded: np.ndarray, spacing_zyx: tuple[float, float, float],
     a vertex between two others of its line is not extreme. (The centres never are hull vertices,
     but they are kept so that the hull is computed from exactly the points of the explicit mesh.)
     ``config``: the :func:`_cube_configs` of ``padded``."""
+    return _hull_candidates_twice(padded, config) / 2.0 * np.asarray(spacing_zyx, dtype=np.float64)
+
+
+def _hull_candidates_twice(padded: np.ndarray, config: np.ndarray | None = None) -> np.ndarray:
+    """:func:`hull_candidates` as twice the voxel coordinates (whole numbers, int64): the hull
+    of these is exact (:mod:`medimg.core.hull`) and, scaled per axis, the hull in mm."""
     global _CENTRE_CONFIGS
     if _CENTRE_CONFIGS is None:
         from medimg.features._mc_tables import MC_TRIANGLES, VERTEX_CODES
@@ -210,7 +216,7 @@ def hull_candidates(padded: np.ndarray, spacing_zyx: tuple[float, float, float],
     key = np.unique((pts2[:, 0] * size[1] + pts2[:, 1]) * size[2] + pts2[:, 2])  # sorted, no duplicates
     zy, x2 = np.divmod(key, size[2])
     z2, y2 = np.divmod(zy, size[1])
-    return np.stack([z2, y2, x2], axis=1) / 2.0 * np.asarray(spacing_zyx, dtype=np.float64)
+    return np.stack([z2, y2, x2], axis=1)
 
 
 def _ellipsoid_area(a: float, b: float, c: float, terms: int = 20) -> float:
@@ -254,11 +260,11 @@ def _mvee(points: np.ndarray, tol: float = 1e-6, max_iter: int = 2000) -> np.nda
 
 def _min_area_rectangle(pts2: np.ndarray) -> tuple[float, float, float]:
     """(area, width, height) of the minimum-area rectangle of 2-D points (rotating calipers)."""
-    from scipy.spatial import ConvexHull, QhullError
+    from medimg.core.hull import hull_2d
 
     try:
-        hull = pts2[ConvexHull(pts2).vertices]
-    except (QhullError, ValueError):
+        hull = pts2[hull_2d(pts2)]
+    except ValueError:  # DegenerateHullError: collinear
         ext = pts2.max(axis=0) - pts2.min(axis=0)
         return float(ext[0] * ext[1]), float(ext[0]), float(ext[1])
     edges = np.roll(hull, -1, axis=0) - hull
@@ -292,14 +298,43 @@ def _ombb(hull_pts: np.ndarray, hull_normals: np.ndarray) -> tuple[float, float]
     return best
 
 
-def _even_fast_len(n: int) -> int:
-    """The smallest even length >= ``n`` that scipy's FFT handles fast."""
-    from scipy import fft
+def _next_fast_len_real(n: int) -> int:
+    """The smallest 5-smooth number (2**a 3**b 5**c) >= ``n``: the lengths pocketfft's real
+    transforms are fastest at (``scipy.fft.next_fast_len(n, real=True)``)."""
+    best = None
+    p5 = 1
+    while True:
+        p35 = p5
+        while True:
+            length = p35
+            while length < n:
+                length *= 2
+            best = length if best is None else min(best, length)
+            if p35 >= n:
+                break
+            p35 *= 3
+        if p5 >= n:
+            return best
+        p5 *= 5
 
-    length = fft.next_fast_len(n, real=True)
+
+def _even_fast_len(n: int) -> int:
+    """The smallest even length >= ``n`` that pocketfft's real FFT handles fast."""
+    length = _next_fast_len_real(n)
     while length % 2:
-        length = fft.next_fast_len(length + 1, real=True)
+        length = _next_fast_len_real(length + 1)
     return length
+
+
+def _dct1(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """DCT-I (unnormalised) along ``axes``, in that order: along each axis the real part of the
+    FFT of the even extension, as pocketfft computes it (bit for bit ``scipy.fft.dctn(a, type=1,
+    axes=axes)``; NumPy's FFT is the same pocketfft, and this keeps SciPy out of a run)."""
+    for ax in axes:
+        n = a.shape[ax]
+        mirror = np.flip(np.take(a, np.arange(1, n - 1), axis=ax), axis=ax)
+        a = np.ascontiguousarray(np.fft.rfft(np.concatenate([a, mirror], axis=ax), axis=ax).real)
+    return a
 
 
 def _kernel_spectrum(periods: tuple[int, ...], spacing: tuple[float, ...], n_slices: int = 0) -> np.ndarray:
@@ -312,8 +347,6 @@ def _kernel_spectrum(periods: tuple[int, ...], spacing: tuple[float, ...], n_sli
     ``n_slices``, ``spacing`` has one more (first) value, the slice spacing, and the result one
     more (first) axis, the slice distances :math:`0..n_{slices}-1`, not transformed; the
     frequencies of the first grid axis then stop at :math:`L/2` as well (mirror them)."""
-    from scipy import fft
-
     axes = tuple(range(1 if n_slices else 0, len(spacing)))
     lengths = ([n_slices] if n_slices else []) + [p // 2 + 1 for p in periods]
     d2 = np.zeros(())
@@ -322,7 +355,7 @@ def _kernel_spectrum(periods: tuple[int, ...], spacing: tuple[float, ...], n_sli
     with np.errstate(divide="ignore"):
         kernel = 1.0 / np.sqrt(d2)
     kernel[(0,) * kernel.ndim] = 0.0
-    spec = fft.dctn(kernel, type=1, axes=axes)
+    spec = _dct1(kernel, axes)
     if not n_slices:
         for ax in axes[:-1]:
             half = periods[ax] // 2
@@ -347,9 +380,8 @@ def _self_sums(mask: np.ndarray, fills: list[np.ndarray | float],
 
     The transforms skip the fields' zero padding and work in place, one field at a time (large
     temporaries cost page faults). With few slices they are 2-D and the sum over slice pairs is
-    done directly (slice distance :math:`|z_a - z_b|`); otherwise 3-D."""
-    from scipy import fft
-
+    done directly (slice distance :math:`|z_a - z_b|`); otherwise 3-D. NumPy's FFT: pocketfft,
+    as ``scipy.fft``, without importing SciPy."""
     nz, ny, nx = mask.shape
     fy, fx = _even_fast_len(2 * ny - 1), _even_fast_len(2 * nx - 1)
     weights = _half_spectrum_weights(fx)
@@ -374,10 +406,10 @@ def _self_sums(mask: np.ndarray, fills: list[np.ndarray | float],
     for fill in fills:
         inside[line_mask] = fill  # C order of the mask's voxels, as `fill`
         spec = np.zeros((fz or nz, fy, fx // 2 + 1), dtype=np.complex128)
-        spec.reshape(-1, fx // 2 + 1)[rows] = fft.rfft(field, axis=1)
-        spec = fft.fft(spec, axis=1, overwrite_x=True)
+        spec.reshape(-1, fx // 2 + 1)[rows] = np.fft.rfft(field, axis=1)
+        spec = np.fft.fft(spec, axis=1, out=spec)
         if not slabs:
-            spec = fft.fft(spec, axis=0, overwrite_x=True)
+            spec = np.fft.fft(spec, axis=0, out=spec)
             # sum of K |a|^2 without a temporary the size of the spectrum
             out.append(float(np.einsum("ijk,ijk,ijk->", kw, spec.real, spec.real)
                              + np.einsum("ijk,ijk,ijk->", kw, spec.imag, spec.imag)))
@@ -444,7 +476,7 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
         Also compute the OMBB and MVEE densities, which the IBSI lists without reference
         values (NaN when False, the default: they cost more than the rest of the family).
     """
-    from scipy.spatial import ConvexHull, QhullError
+    from medimg.core.hull import convex_hull_3d
 
     sp = roi.spacing_zyx
     morph = roi.morph_mask
@@ -473,13 +505,14 @@ def morph_features(roi: Roi, *, non_standard: bool = False) -> dict[str, float]:
         out["centre_of_mass_shift"] = float(np.linalg.norm(coords.mean(axis=0) - com_gl))
     else:
         out["centre_of_mass_shift"] = float("nan")
-    candidates = hull_candidates(padded, sp, config)
+    twice = _hull_candidates_twice(padded, config)
+    candidates = twice / 2.0 * np.asarray(sp, dtype=np.float64)
     try:
-        hull = ConvexHull(candidates)
+        hull = convex_hull_3d(twice)  # exact on the half-voxel lattice; the same hull in mm
         hull_pts = candidates[hull.vertices]
-        hull_volume, hull_area = float(hull.volume), float(hull.area)
-        hull_normals = hull.equations[:, :3]
-    except (QhullError, ValueError):
+        hull_volume, hull_area = hull.volume_area(candidates)
+        hull_normals = hull.normals(candidates)
+    except ValueError:  # DegenerateHullError: no volume
         hull_pts, hull_volume, hull_area, hull_normals = candidates, float("nan"), float("nan"), None
     diff = hull_pts[:, None, :] - hull_pts[None, :, :]
     out["maximum_3d_diameter"] = float(np.sqrt(np.max(np.einsum("ijk,ijk->ij", diff, diff))))

@@ -103,18 +103,31 @@ def _zonal(aggregations: Sequence[str]) -> tuple[str, ...]:
     return tuple(a for a in aggregations if a in ZONAL)
 
 
+#: Above this many voxels in the region's box, zones are labelled by scikit-image (C, several
+#: times faster); below, by :func:`medimg.core.components.label_equal` (NumPy), which takes
+#: less time than importing scikit-image's labelling (it imports ``scipy.ndimage``: ~0.1 s of
+#: a command's start-up). Both give the same labels (tests/test_components.py).
+LABEL_WITH_SKIMAGE_ABOVE = 32_768
+
+
 def _zones(tex: Texture, two_d: bool) -> tuple[np.ndarray, np.ndarray]:
     """Zone label of every region voxel (1..n, C order) and the number of zones."""
-    from skimage.measure import label
-
     core = tex.padded[tuple(slice(tex.pad, -tex.pad) for _ in range(3))] + 1  # 0 outside
-    if two_d:
+    if core.size <= LABEL_WITH_SKIMAGE_ABOVE:
+        from medimg.core.components import label_equal
+
+        lab, n = label_equal(core, background=0, in_plane=two_d)
+    elif two_d:
+        from skimage.measure import label
+
         nz = core.shape[0]
         spaced = np.zeros((2 * nz - 1, *core.shape[1:]), dtype=core.dtype)
         spaced[::2] = core
         lab, n = label(spaced, background=0, connectivity=3, return_num=True)
         lab = lab[::2]
     else:
+        from skimage.measure import label
+
         lab, n = label(core, background=0, connectivity=3, return_num=True)
     coords = tex.coords
     return lab[coords[:, 0], coords[:, 1], coords[:, 2]], int(n)
@@ -192,7 +205,7 @@ def _border_distance(roi: Roi, tex: Texture, two_d: bool) -> np.ndarray:
 
     Computed on the mask's bounding box padded by one empty voxel: every voxel outside the box
     is outside the mask, and a path to one of them crosses the padding first."""
-    from scipy import ndimage
+    from medimg.core.components import taxicab_distance
 
     morph = roi.morph_mask
     zs = np.flatnonzero(morph.any(axis=(1, 2)))
@@ -201,12 +214,8 @@ def _border_distance(roi: Roi, tex: Texture, two_d: bool) -> np.ndarray:
     xs = np.flatnonzero(sub.any(axis=(0, 1)))
     m_lo = np.array([zs[0], ys[0], xs[0]])
     padded = np.pad(sub[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1], 1)
-    if two_d:
-        structure = np.zeros((3, 3, 3), dtype=bool)
-        structure[1] = ndimage.generate_binary_structure(2, 1)
-    else:
-        structure = ndimage.generate_binary_structure(3, 1)
-    dist = ndimage.distance_transform_cdt(padded, metric=structure)
+    # = scipy.ndimage.distance_transform_cdt with the face-neighbour structure (in-plane in 2-D)
+    dist = taxicab_distance(padded, in_plane=two_d)
     c = tex.coords + (roi.int_index.min(axis=0) - m_lo + 1)
     return dist[c[:, 0], c[:, 1], c[:, 2]]
 

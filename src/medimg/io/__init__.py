@@ -58,17 +58,18 @@ def read(
         sidecar that no longer matches the file is ignored with a warning in
         ``meta["warnings"]``.
     """
-    from medimg.io import dicom
     from medimg.io.sidecar import attach_sidecar
 
     path = Path(path)
     if not path.exists():
         raise FileFormatError(path, "no such file or folder")
+    suffix = full_suffix(path)
+    if not path.is_dir() and suffix in NIFTI_SUFFIXES + ITK_SUFFIXES + RASTER_SUFFIXES:
+        return attach_sidecar(read_file(path), path)
+    from medimg.io import dicom  # only for DICOM (start-up of a command)
+
     if path.is_dir():
         return dicom.read_dicom(path, series_uid=series_uid, on_irregular=on_irregular)
-    suffix = full_suffix(path)
-    if suffix in NIFTI_SUFFIXES + ITK_SUFFIXES + RASTER_SUFFIXES:
-        return attach_sidecar(read_file(path), path)
     if path.stat().st_size == 0:
         raise EmptyInputError(f"{path}: file is empty")
     return attach_sidecar(dicom.read_dicom(path, series_uid=series_uid, on_irregular=on_irregular), path)

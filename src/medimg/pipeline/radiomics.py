@@ -23,7 +23,7 @@ __all__ = ["feature_row", "extract_features", "WORKER_MODULES"]
 
 #: Modules that extraction imports on first use: imported once before the workers start, so
 #: that forked workers inherit them instead of each importing them again.
-WORKER_MODULES = ("scipy.fft", "scipy.ndimage", "scipy.spatial", "skimage.measure", "nibabel",
+WORKER_MODULES = ("scipy.fft", "scipy.ndimage", "skimage.measure", "nibabel",
                   "medimg.io.dicom", "medimg.features")
 
 
