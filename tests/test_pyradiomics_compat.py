@@ -290,3 +290,19 @@ def test_mcc_matches_pyradiomics_q(rare):
     ev = np.sort(np.linalg.eigvals(q), axis=1)
     expected = float(np.mean(np.sqrt(ev[:, -2])).real)
     assert calc._mcc(P, px[:, 0, :], py[0]) == pytest.approx(expected, rel=1e-8)
+
+
+def test_filters_on_the_roi_box_float_normalised_image():
+    """The same on a float64 image with PyRadiomics's normalisation (the LoG's first pass then
+    rounds double to float32, as ITK's composed filter does)."""
+    arr = _smooth_image().astype(np.float64) / 7.0
+    mask = np.zeros(arr.shape, np.uint8)
+    mask[10:14, 40:52, 44:53] = 1
+    img = sitk.GetImageFromArray(arr)
+    msk = sitk.GetImageFromArray(mask)
+    for x in (img, msk):
+        x.SetSpacing((0.8, 0.8, 2.0))
+    params = {"setting": {"binCount": 16, "normalize": True, "normalizeScale": 100},
+              "imageType": {"LoG": {"sigma": [1.0, 2.0]}, "Gradient": {}, "Wavelet": {}},
+              "featureClass": {"firstorder": None, "glcm": None}}
+    _assert_same(img, msk, params)
