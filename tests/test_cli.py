@@ -45,6 +45,15 @@ def test_help_and_version(capsys) -> None:
     assert capsys.readouterr().out.strip() == f"medimg {__version__}"
 
 
+def test_python_dash_m_medimg_runs_the_cli(tmp_path: Path) -> None:
+    """``python -m medimg`` is the same CLI: version, and one error line with exit 2."""
+    ok = subprocess.run([sys.executable, "-m", "medimg", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"medimg {__version__}"
+    bad = subprocess.run([sys.executable, "-m", "medimg", "info", str(tmp_path / "absent")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_help_does_not_import_heavy_modules() -> None:
     code = ("import sys; from medimg.cli.main import main; main(['--help']); "
             "heavy = [m for m in ('torch', 'monai', 'sklearn', 'matplotlib', 'pydicom', 'SimpleITK', 'scipy') if m in sys.modules]; "
