@@ -159,9 +159,34 @@ def _initial_linear(kind: str, fixed: SimpleITK.Image, moving: SimpleITK.Image, 
         c = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()])
         base.SetCenter(c)
         return base
-    mode = (sitk.CenteredTransformInitializerFilter.MOMENTS if init == "moments"
-            else sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    return sitk.CenteredTransformInitializer(fixed, moving, base, mode)
+    if init == "moments":  # centres of mass in numpy (SimpleITK's MOMENTS initializer: 75 ms on brain1)
+        cf, cm = _centre_of_mass(fixed), _centre_of_mass(moving)
+        if cf is not None and cm is not None:
+            base.SetCenter(tuple(float(v) for v in cf))
+            base.SetTranslation(tuple(float(v) for v in cm - cf))
+            return base
+    return sitk.CenteredTransformInitializer(fixed, moving, base, sitk.CenteredTransformInitializerFilter.GEOMETRY)
+
+
+def _centre_of_mass(img: SimpleITK.Image) -> np.ndarray | None:
+    """Intensity-weighted centre (mm), as ITK's ``ImageMomentsCalculator``; None if the mass is 0."""
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayViewFromImage(img)
+    total = float(arr.sum(dtype=np.float64))
+    if not np.isfinite(total) or abs(total) < 1e-12:
+        return None
+    nd = arr.ndim
+    mean_idx = np.array([float(arr.sum(axis=tuple(a for a in range(nd) if a != d), dtype=np.float64)
+                               @ np.arange(arr.shape[d])) for d in range(nd)]) / total
+    return _index_to_physical(img, mean_idx[None, :])[0]
+
+
+def _index_to_physical(img: SimpleITK.Image, zyx: np.ndarray) -> np.ndarray:
+    """Physical points (mm, x-first) of array indices ``(n, nd)`` (z-first) of ``img``."""
+    nd = img.GetDimension()
+    direction = np.asarray(img.GetDirection(), float).reshape(nd, nd)
+    return (zyx[:, ::-1] * np.asarray(img.GetSpacing(), float)) @ direction.T + np.asarray(img.GetOrigin(), float)
 
 
 def _overlap_fraction(fixed: SimpleITK.Image, moving: SimpleITK.Image, tfm: SimpleITK.Transform,
@@ -169,21 +194,20 @@ def _overlap_fraction(fixed: SimpleITK.Image, moving: SimpleITK.Image, tfm: Simp
     """Fraction of (a sample of) the fixed foreground that maps inside the moving image."""
     import SimpleITK as sitk
 
-    arr = sitk.GetArrayViewFromImage(fixed)
-    sel = mask if mask is not None else np.ones(arr.shape, bool)
-    idx = np.argwhere(sel)
-    if idx.shape[0] == 0:
+    shape = sitk.GetArrayViewFromImage(fixed).shape
+    idx = np.flatnonzero(mask) if mask is not None else np.arange(int(np.prod(shape)))
+    if idx.size == 0:
         return 0.0
     rng = np.random.default_rng(0)
-    idx = idx[rng.choice(idx.shape[0], size=min(2000, idx.shape[0]), replace=False)]
-    size = np.asarray(moving.GetSize())
-    inside = 0
-    for zyx in idx:
-        p = fixed.TransformIndexToPhysicalPoint([int(v) for v in zyx[::-1]])
-        q = moving.TransformPhysicalPointToContinuousIndex(tfm.TransformPoint(p))
-        if np.all(np.asarray(q) >= -0.5) and np.all(np.asarray(q) <= size - 0.5):
-            inside += 1
-    return inside / idx.shape[0]
+    idx = idx[rng.choice(idx.size, size=min(2000, idx.size), replace=False)]
+    pts = _index_to_physical(fixed, np.stack(np.unravel_index(idx, shape), axis=1).astype(float))
+    moved = Transform(tfm).transform_points(pts)
+    nd = moving.GetDimension()
+    mdir = np.asarray(moving.GetDirection(), float).reshape(nd, nd)
+    q = np.linalg.solve(mdir @ np.diag(moving.GetSpacing()), (moved - np.asarray(moving.GetOrigin(), float)).T).T
+    size = np.asarray(moving.GetSize(), float)
+    inside = np.all((q >= -0.5) & (q <= size - 0.5), axis=1)
+    return float(np.count_nonzero(inside)) / idx.size
 
 
 def _set_metric(R: SimpleITK.ImageRegistrationMethod, metric: str, bins: int = 32) -> None:
