@@ -1,14 +1,17 @@
 """Intensity-based registration: rigid, similarity, affine, B-spline FFD and diffeomorphic demons.
 
-Engines: SimpleITK's ``ImageRegistrationMethod`` (linear, regular-step gradient descent) then
-our L-BFGS-B polish on the finest level; our own sparse cubic B-spline FFD optimiser
+Engines: rigid / similarity / affine run on our own linear engine
+(:mod:`medimg.registration._linear`: block-average pyramid, seeded random metric samples with
+the analytic gradient of the metric with respect to the parameters, a Gauss-Newton-
+preconditioned L-BFGS that stops on parameter change in mm). The affine start of a B-spline or
+``"syn"`` registration still runs SimpleITK's ``ImageRegistrationMethod`` (regular-step
+gradient descent) then our L-BFGS-B polish; then our own sparse cubic B-spline FFD optimiser
 (:mod:`medimg.registration._ffd`: coarse-to-fine control grids, L-BFGS-B, ITK-exact
 ``BSplineTransform`` output); SimpleITK's ``DiffeomorphicDemonsRegistrationFilter`` for the
-guarded dense refinement of ``"syn"``. All run on our own multi-resolution scheme: the images
-are smoothed (Gaussian, sigma in mm) and resampled onto coarser grids whose spacing is chosen in
-mm per axis (a thick-slice axis is not shrunk further), and the metric is evaluated on a fixed
-random subset of the fixed voxels (seeded). Why these engines and not elastix: see
-``docs/registration.md`` (measured in ``benchmarks/bench_registration.py``).
+guarded dense refinement of ``"syn"``. All run on a multi-resolution scheme whose level
+spacings are chosen in mm per axis (a thick-slice axis is not shrunk further), and the metric is
+evaluated on a fixed random subset of the fixed voxels (seeded). Why these engines and not
+elastix: see ``docs/registration.md`` (measured in ``benchmarks/bench_registration.py``).
 
 Convention: the returned :class:`~medimg.core.transform.Transform` maps fixed-image points
 (LPS mm) to moving-image points; ``result.resampled`` is the moving image on the fixed grid.
@@ -543,21 +546,26 @@ def register(
     initial_transform
         A linear transform to start from (fixed to moving).
     levels_mm
-        Pyramid spacings in mm, coarse to fine; 0 means the native grid. Each level smooths with
-        sigma = half the shrink (mm) and shrinks each axis by ``round(level / spacing)`` (>= 1).
+        Pyramid spacings in mm, coarse to fine; 0 means the native grid. Each level shrinks each
+        axis by ``round(level / spacing)`` (>= 1): the linear engine by block averaging, the
+        B-spline path by Gaussian smoothing (sigma = half the shrink, mm) and subsampling.
         Default: 4, 2 (those coarser than 1.5x the finest spacing) and native.
     samples
-        Metric samples per level (a seeded random subset of the fixed voxels in the mask).
+        Metric samples per level (a seeded random subset of the fixed voxels in the mask). The
+        linear engine uses this many on the finest level and at most 4,000 on coarser ones.
     iterations
-        Maximum optimiser iterations per level (default 200 linear, 100 B-spline, demons 20/10).
+        Maximum optimiser iterations per level (default 200 linear, 100 B-spline, demons 20/10);
+        the linear engine stops a level earlier when no parameter moves by more than 0.05 mm
+        (coarse levels) or 0.002 mm (finest level).
     grid_spacing_mm
         B-spline control-point spacing on the finest level (mm); each coarser level has twice the
         spacing of the next (exact refinement between levels).
     bending
         Weight of a bending-energy penalty on the B-spline coefficients (0: none).
     polish
-        Refine the linear result on the finest level with our L-BFGS-B after SimpleITK's
-        gradient descent (which stops early on noisy gradients).
+        B-spline / ``"syn"`` only: refine their affine start on the finest level with our
+        L-BFGS-B after SimpleITK's gradient descent (which stops early on noisy gradients).
+        Rigid / similarity / affine always run our linear engine, which needs no polish.
     demons_smoothing_mm
         Gaussian regularisation of the demons field (mm).
     seed
@@ -626,7 +634,8 @@ def register(
         # gradient descent on the pyramid, then (``polish``) our L-BFGS-B on the finest level: the
         # descent stops early on "step too small" (brain1, rigid 8 deg + 10 mm: 0.30 mm mean TRE
         # without, 0.05 mm with the polish; replacing the finest descent level by it: 0.08 mm)
-        if kind in ("rigid", "similarity", "affine"):
+        linear_engine = kind in ("rigid", "similarity", "affine")
+        if linear_engine:
             final = _linear_stage(fixed_s, moving_s, tfm, kind, metric=metric, levels=levels, samples=samples,
                                   iterations=iterations or 200, seed=seed, fmask=fmask, mmask=mmask,
                                   trace=trace, level_log=level_log)
@@ -680,7 +689,8 @@ def register(
         if threads is not None:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous_threads)
     quality: dict[str, Any] = {
-        "engine": f"SimpleITK {sitk.Version.VersionString()}",
+        "engine": ("medimg linear (numpy; see medimg.registration._linear)" if linear_engine
+                   else f"SimpleITK {sitk.Version.VersionString()} + medimg FFD"),
         "transform": kind, "metric": metric, "task": task, "init": init if initial_transform is None else "given",
         "final_metric": final, "metric_trace": trace, "levels": level_log,
         "overlap_after_init": overlap,
