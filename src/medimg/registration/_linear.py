@@ -396,7 +396,7 @@ def optimise_level(fixed: SimpleITK.Image, moving: SimpleITK.Image, kind: str, m
         mv, mg, valid = mov.sample(y)
         if int(valid.sum()) < min_valid:
             return float("inf"), np.zeros_like(p)
-        fb = (fbins[0][valid], fbins[1], fbins[2]) if fbins is not None else None
+        fb = (fbins[0][valid], *fbins[1:]) if fbins is not None else None
         value, dv = _ffd._metric(metric, fvals[valid], mv[valid], fb)
         g_y = dv[:, None] * mg[valid]                       # d metric / d y
         d_b = g_y.T @ z[valid]
