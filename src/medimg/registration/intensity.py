@@ -352,8 +352,8 @@ def _linear_stage(fixed_s: SimpleITK.Image, moving_s: SimpleITK.Image, tfm: Simp
     Coarse levels: at most :data:`_COARSE_SAMPLES` samples, stop below :data:`_COARSE_TOL_MM`;
     the finest level: ``samples`` samples, stop below :data:`_FINE_TOL_MM`. On the finest
     level of NCC / mean squares, an axis much coarser than the finest (a thick-slice axis) is
-    smoothed by half a voxel in both images (brain1, 6.5 mm slices: affine 0.02-0.03 mm mean
-    TRE over four seeds, 0.04-0.12 mm without); MI is left unsmoothed (a Gaussian of a
+    smoothed by half a voxel in both images (brain1, 6.5 mm slices: affine 0.022-0.032 mm mean
+    TRE over four seeds, 0.033-0.041 mm without); MI is left unsmoothed (a Gaussian of a
     non-monotonically remapped image is no remapping of the Gaussian of the other: 0.1-0.15 mm
     with it, 0.04-0.07 mm without)."""
     from medimg.registration import _linear
