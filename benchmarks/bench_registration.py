@@ -28,6 +28,9 @@ gradient descent with learning rate 1 and physical-shift scales, shrink 4/2/1 an
 scale factors 1/2/4 and gradient descent with line search, as in its FFD notebook). Time: the registration call only, one run each (a B-spline run
 takes a minute; the machine is shared, its load is recorded). Folding voxels: Jacobian
 determinant <= 0 on the fixed grid.
+
+``--cases rigid affine multi-modal --tools medimg elastix`` runs a part (printed only; the
+BENCHMARKS.md section is rewritten by a full run).
 """
 
 from __future__ import annotations
