@@ -28,6 +28,9 @@ gradient descent with learning rate 1 and physical-shift scales, shrink 4/2/1 an
 scale factors 1/2/4 and gradient descent with line search, as in its FFD notebook). Time: the registration call only, one run each (a B-spline run
 takes a minute; the machine is shared, its load is recorded). Folding voxels: Jacobian
 determinant <= 0 on the fixed grid.
+
+``--cases rigid affine multi-modal --tools medimg elastix`` runs a part (printed only; the
+BENCHMARKS.md section is rewritten by a full run).
 """
 
 from __future__ import annotations
@@ -245,7 +248,23 @@ def run_simpleitk(fixed, moving, case: str):
 TOOLS = {"medimg": run_medimg, "elastix": run_elastix, "SimpleITK": run_simpleitk}
 
 
-def main() -> None:
+CASES = ("rigid", "affine", "bspline", "multi-modal", "multi-modal bspline")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES),
+                        help="run only these cases (default: all)")
+    parser.add_argument("--tools", nargs="+", choices=list(TOOLS), default=list(TOOLS),
+                        help="run only these tools (default: all)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only; do not rewrite the BENCHMARKS.md section (for a partial run)")
+    args = parser.parse_args(argv)
+    partial = args.no_write or set(args.cases) != set(CASES) or set(args.tools) != set(TOOLS)
+    for tool in set(TOOLS) - set(args.tools):
+        TOOLS.pop(tool)
     threads = pin_threads()
     from medimg import io
 
@@ -259,7 +278,7 @@ def main() -> None:
     load_before = load_average()
     gens = generators(fixed)
     rows = []
-    for case in ("rigid", "affine", "bspline", "multi-modal", "multi-modal bspline"):
+    for case in args.cases:
         moving, y, x, interior = make_case(fixed, gens[case], remap=case.startswith("multi-modal"))
         start = np.linalg.norm(x - y, axis=1)
         rows.append((case, "(start: identity)", None, start, interior, None))
@@ -296,6 +315,9 @@ def main() -> None:
     lines += ["", "Issue targets: linear cases at elastix's accuracy (mean TRE <= 0.05 mm rigid/affine, <= 0.1 mm "
               "multi-modal) in at most half its time; B-spline mean TRE <= 0.5 mm and max <= 2 mm in at most half "
               "of elastix's time, with no folding voxels."]
+    if partial:
+        print("(partial run: BENCHMARKS.md not rewritten)")
+        return
     write_section("registration", "\n".join(lines))
 
 

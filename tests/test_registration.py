@@ -214,9 +214,9 @@ def test_bspline_multi_modal_with_mutual_information(deformed_brain) -> None:
     affine = register(fixed, remapped, transform="affine", metric="mi")
     result = register(fixed, remapped, transform="bspline", metric="mi")
     err = lambda r: np.linalg.norm(r.transform.transform_points(x) - y, axis=1)  # noqa: E731
-    # measured: affine 2.2 mm mean, B-spline 1.6 mm (1.1-1.7 over sampling seeds; on this 3.1 mm
-    # copy much weaker than mono-modal, see docs/registration.md; full brain1: 0.87 mm)
-    assert err(result).mean() <= 1.8 and err(result).mean() < 0.8 * err(affine).mean(), err(result).mean()
+    # measured: affine 2.1 mm mean, B-spline 0.79 mm (0.83-0.96 over sampling seeds 1-3; with 32
+    # bins and 20,000 FFD samples it was 1.1-1.7; weaker than mono-modal, see docs/registration.md)
+    assert err(result).mean() <= 1.3 and err(result).mean() < 0.6 * err(affine).mean(), err(result).mean()
     assert np.abs(result.transform.to_sitk().GetNthTransform(0).GetMatrix()).max() < 1.2  # no MI scaling drift
     assert result.quality["jacobian"]["folding_voxels"] == 0
 

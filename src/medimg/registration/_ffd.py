@@ -18,7 +18,8 @@ the deformation found on the coarse grid is carried over unchanged.
 
 Metrics (all minimised): ``ms`` mean squared difference, ``ncc`` minus the normalised
 correlation, ``mi`` minus Mattes mutual information (fixed intensities binned, moving
-intensities in cubic B-spline Parzen windows, 32 bins), each with its analytic gradient.
+intensities in cubic B-spline Parzen windows; 32 bins, ``bins`` in :func:`optimise_level`: the
+B-spline stage of :func:`register` uses 48), each with its analytic gradient.
 """
 
 from __future__ import annotations
@@ -242,16 +243,16 @@ def _metric(name: str, fvals: np.ndarray, mvals: np.ndarray, fbins: Any) -> tupl
         corr = sfm / denom
         return -corr, -(f / denom - corr * m / smm)
     # Mattes mutual information
-    fb, mmin, mwidth = fbins
+    fb, mmin, mwidth, bins = fbins
     raw = (mvals - mmin) / mwidth + 2.0                     # continuous moving bin, in [2, BINS - 2]
-    pos = np.clip(raw, 2.0, _BINS - 2.0 - 1e-9)
+    pos = np.clip(raw, 2.0, bins - 2.0 - 1e-9)
     inside = raw == pos                                     # clipped values do not move with M
     j0 = np.floor(pos).astype(np.int64) - 1                 # kernel support: j0 .. j0 + 3
     offs = np.arange(4)
     t = pos[:, None] - (j0[:, None] + offs)
     w = _cubic(t)
-    flat = (fb[:, None] * _BINS + j0[:, None] + offs).ravel()
-    joint = np.bincount(flat, weights=w.ravel(), minlength=_BINS * _BINS).reshape(_BINS, _BINS) / n
+    flat = (fb[:, None] * bins + j0[:, None] + offs).ravel()
+    joint = np.bincount(flat, weights=w.ravel(), minlength=bins * bins).reshape(bins, bins) / n
     pf = joint.sum(axis=1)
     pm = joint.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -263,18 +264,20 @@ def _metric(name: str, fvals: np.ndarray, mvals: np.ndarray, fbins: Any) -> tupl
     return -mi, -np.where(inside, dmi_dpos, 0.0) / mwidth
 
 
-def _fixed_bins(fvals: np.ndarray, mvals_all: np.ndarray) -> tuple[np.ndarray, float, float]:
+def _fixed_bins(fvals: np.ndarray, mvals_all: np.ndarray, bins: int = _BINS) -> tuple[np.ndarray, float, float, int]:
+    """Mattes MI binning: the fixed samples' bins (0.5-99.5 percentile range in ``bins`` bins),
+    the moving range start and bin width (Parzen windows keep 2 bins free at each end), ``bins``."""
     lo, hi = np.percentile(fvals, [0.5, 99.5])
-    fb = np.clip(((fvals - lo) / max(hi - lo, 1e-12) * _BINS).astype(np.int64), 0, _BINS - 1)
+    fb = np.clip(((fvals - lo) / max(hi - lo, 1e-12) * bins).astype(np.int64), 0, bins - 1)
     mlo, mhi = np.percentile(mvals_all, [0.5, 99.5])
-    width = max(mhi - mlo, 1e-12) / (_BINS - 4)
-    return fb, float(mlo), float(width)
+    width = max(mhi - mlo, 1e-12) / (bins - 4)
+    return fb, float(mlo), float(width), int(bins)
 
 
 def optimise_level(fixed: SimpleITK.Image, moving: SimpleITK.Image, grid: Grid, coeffs: np.ndarray, *,
                    matrix: np.ndarray, offset: np.ndarray, metric: str, samples: int, iterations: int,
                    seed: int, fmask: SimpleITK.Image | None, mmask: SimpleITK.Image | None,
-                   bending: float, trace: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
+                   bending: float, trace: list[float], bins: int = _BINS) -> tuple[np.ndarray, dict[str, Any]]:
     """Optimise the coefficients (``(n_points, nd)`` mm) of ``x -> A (x + u(x)) + offset`` on one level
     with L-BFGS-B; returns the new coefficients and a log entry."""
     import SimpleITK as sitk
@@ -299,7 +302,8 @@ def optimise_level(fixed: SimpleITK.Image, moving: SimpleITK.Image, grid: Grid, 
     pts, fvals = pts[fvalid], fvals[fvalid]
     W = grid.weights(pts)
     Wt = W.T.tocsr()
-    fbins_all = _fixed_bins(fvals, mov.arr.ravel()[:: max(1, mov.arr.size // 200000)]) if metric == "mi" else None
+    fbins_all = (_fixed_bins(fvals, mov.arr.ravel()[:: max(1, mov.arr.size // 200000)], bins)
+                 if metric == "mi" else None)
     shape = coeffs.shape
     lap = _bending_operator(grid) if bending > 0 else None
     state: dict[str, Any] = {"valid": 0}
@@ -315,7 +319,7 @@ def optimise_level(fixed: SimpleITK.Image, moving: SimpleITK.Image, grid: Grid, 
             return 0.0, np.zeros_like(c_flat)
         fb = None
         if fbins_all is not None:
-            fb = (fbins_all[0][valid], fbins_all[1], fbins_all[2])
+            fb = (fbins_all[0][valid], *fbins_all[1:])
         value, dv = _metric(metric, fvals[valid], mv[valid], fb)
         g_y = np.zeros((pts.shape[0], nd))
         g_y[valid] = dv[:, None] * mg[valid]
@@ -436,7 +440,7 @@ def polish_linear(fixed: SimpleITK.Image, moving: SimpleITK.Image, kind: str, ma
         mv, mg, valid = mov.sample(y)
         if valid.sum() < 50:
             return 0.0, np.zeros_like(p)
-        fb = (fbins[0][valid], fbins[1], fbins[2]) if fbins is not None else None
+        fb = (fbins[0][valid], *fbins[1:]) if fbins is not None else None
         value, dv = _metric(metric, fvals[valid], mv[valid], fb)
         g_y = dv[:, None] * mg[valid]                          # dL/dy
         d_b = g_y.T @ z[valid]                                 # dL/dB (nd x nd)
