@@ -251,59 +251,15 @@ def _bbox(region: np.ndarray, pad_vox: list[int]) -> tuple[slice, ...]:
 
 # --------------------------------------------------------------------------- registration
 def _register(followup: Image, baseline: Image, transform_kind: str) -> tuple[Transform, dict[str, Any]]:
-    """Intensity registration, follow-up fixed and baseline moving (task 'longitudinal').
+    """Intensity registration, follow-up fixed and baseline moving, with the package's
+    registration and its ``"longitudinal"`` task defaults (Mattes MI: lesions that appear or
+    vanish would pull a correlation metric). Returns the transform and the scalar part of its
+    quality record."""
+    from medimg.registration.intensity import register
 
-    Uses the package's intensity registration (``medimg.registration.register``) when it is
-    present; otherwise a plain SimpleITK registration (Mattes mutual information, centred by
-    moments, 3-level pyramid with smoothing 2/1/0 mm, regular-step gradient descent)."""
-    import importlib
-
-    package = importlib.import_module("medimg.registration")
-    register = getattr(package, "register", None)
-    if register is not None:
-        import inspect
-
-        accepted = inspect.signature(register).parameters
-        options = {k: v for k, v in (("transform", transform_kind), ("task", "longitudinal")) if k in accepted}
-        result = register(followup, baseline, **options)
-        quality = getattr(result, "quality", None)
-        record = quality if isinstance(quality, dict) else getattr(quality, "__dict__", {})
-        record = {k: v for k, v in dict(record).items() if isinstance(v, (int, float, str, bool, type(None)))}
-        return result.transform, {"engine": "medimg.registration.register", **record}
-    return _register_sitk(followup, baseline, transform_kind)
-
-
-def _register_sitk(followup: Image, baseline: Image, transform_kind: str) -> tuple[Transform, dict[str, Any]]:
-    import SimpleITK as sitk
-
-    from medimg.registration.transform import Transform
-
-    fixed = sitk.Cast(followup.to_sitk(), sitk.sitkFloat32)
-    moving = sitk.Cast(baseline.to_sitk(), sitk.sitkFloat32)
-    base = sitk.Euler3DTransform() if transform_kind == "rigid" else sitk.AffineTransform(3)
-    init = sitk.CenteredTransformInitializer(fixed, moving, base,
-                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.2, seed=0)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=200,
-                                                 relaxationFactor=0.5)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    reg.SetInitialTransform(init, inPlace=False)
-    try:
-        out = reg.Execute(fixed, moving)
-    except RuntimeError as err:
-        msg = f"registration of the follow-up to the baseline failed ({str(err).strip().splitlines()[-1]})"
-        raise GeometryMismatchError(msg) from err
-    record = {"engine": "SimpleITK ImageRegistrationMethod (Mattes MI)", "final_metric": float(reg.GetMetricValue()),
-              "iterations": int(reg.GetOptimizerIteration()),
-              "stop": reg.GetOptimizerStopConditionDescription()}
-    return Transform.from_sitk(out), record
+    result = register(followup, baseline, transform=transform_kind, task="longitudinal")
+    record = {k: v for k, v in result.quality.items() if isinstance(v, (int, float, str, bool, type(None)))}
+    return result.transform, {"engine": "medimg.registration.register", **record}
 
 
 def _check_inputs(baseline: Image, followup: Image, mask: Image, followup_mask: Image | None) -> None:
