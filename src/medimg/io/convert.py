@@ -1,12 +1,18 @@
 """Convert every image series under a DICOM folder to one file each (``medimg convert IN OUTDIR``).
 
 Two parallel passes through :func:`medimg.pipeline.executor.run_cases` (worker processes): the
-file list, cut into contiguous chunks, is scanned (headers, and each file's SHA-256 for the
-provenance) and the frames grouped into series here; then each series is read, written and
-compressed by a worker. Each output gets its
-provenance sidecar; its input record is the SHA-256 of that series' files (the same scheme as
-:func:`medimg.core.provenance.tree_sha256`, over the series' files only). A series that fails
-(irregular spacing, an undecodable file) is reported and the others go on.
+file list, cut into contiguous chunks, is scanned (headers only: the first 16 kB of each file)
+and the frames grouped into series here; then each series is read, written and compressed by a
+worker. Each output gets its provenance sidecar; its input record is the SHA-256 of that
+series' files (the same scheme as :func:`medimg.core.provenance.tree_sha256`, over the series'
+files only). A series that fails (irregular spacing, an undecodable file) is reported and the
+others go on.
+
+Every input byte is read once for the pixels and the hash together: uncompressed files are read
+whole by one ``preadv`` (pixels straight into the volume) and hashed from those buffers
+(:func:`medimg.io.dicom.read_series` with ``hashes``); only files decoded another way
+(compressed syntaxes) are read a second time to hash them. The output is hashed from the bytes
+as they are written (:func:`medimg.io.nifti.write_nifti`).
 """
 
 from __future__ import annotations
@@ -61,17 +67,14 @@ def _files_sha256(files: list[Path], root: Path, shas: dict[str, str] | None = N
     return digest.hexdigest()
 
 
-def _scan_chunk(files: list[Path]) -> tuple[list[Any], list[tuple[str, str]], dict[str, str]]:
-    """Headers of some files (runs in a worker): their image frames, the files that failed (path,
-    message) and the SHA-256 of each file holding frames (hashed here, in parallel, so that
-    the sidecars' input records need no second pass over the files)."""
-    from medimg.core.provenance import sha256_file
+def _scan_chunk(files: list[Path]) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Headers of some files (runs in a worker): their image frames and the files that failed
+    (path, message)."""
     from medimg.io.dicom import scan
 
     result = scan(files)
     frames = [f for series in result.series for f in series.frames]
-    shas = {str(p): sha256_file(p) for p in dict.fromkeys(f.header.path for f in frames)}
-    return frames, [(str(p), str(e)) for p, e in result.failures], shas
+    return frames, [(str(p), str(e)) for p, e in result.failures]
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,6 @@ class _Job:
     root: Path
     on_irregular: str
     argv: list[str] | None
-    shas: dict[str, str]
 
 
 def _convert_one(job: _Job) -> SeriesOutput:
@@ -90,13 +92,15 @@ def _convert_one(job: _Job) -> SeriesOutput:
     from medimg.core.provenance import Manifest
     from medimg.io.dicom import read_series
 
-    image = read_series(job.series, on_irregular=job.on_irregular)  # type: ignore[arg-type]
+    hashes: dict[Path, str] = {}  # each input file's SHA-256, from the read of its pixels
+    image = read_series(job.series, on_irregular=job.on_irregular, hashes=hashes)  # type: ignore[arg-type]
     manifest = Manifest(command="medimg convert", parameters={"series": job.series.key,
                                                               "resample": job.on_irregular == "resample"},
                         argv=job.argv)
     files = job.series.files
+    shas = {str(p): digest for p, digest in hashes.items()}
     manifest.add_input(job.root, role="image", hash_file=False, n_files=len(files),
-                       sha256_files=_files_sha256(files, job.root, job.shas), series_uid=job.series.series_uid)
+                       sha256_files=_files_sha256(files, job.root, shas), series_uid=job.series.series_uid)
     io.write(image, job.out, provenance=manifest)
     return SeriesOutput(job.series.key, job.out, f"{image.grid_summary()} {image.dtype}", "",
                         tuple(image.meta.get("warnings", [])))
@@ -152,20 +156,18 @@ def convert_folder(
         raise UserInputError(f"{dst}: exists and is not a folder")
     files = list_files(src)
     n = default_workers() if workers is None else max(1, int(workers))
-    # 1. headers (and file hashes) in parallel over contiguous chunks of the file list
+    # 1. headers in parallel over contiguous chunks of the file list
     n_chunks = 1 if n == 1 else min(len(files), 4 * n)
     chunks = [files[len(files) * i // n_chunks:len(files) * (i + 1) // n_chunks] for i in range(n_chunks)]
     frames: list[Any] = []
     failures: list[str] = []
-    shas: dict[str, str] = {}
     for outcome in run_cases(_scan_chunk, chunks, scheduler="serial" if n == 1 else "processes", workers=n,
                              chunk_size=1, ordered=True):
         if not outcome.ok:
             raise UserInputError(f"{src}: scanning failed: {outcome.error}")
-        part_frames, part_failures, part_shas = outcome.value  # type: ignore[misc]
+        part_frames, part_failures = outcome.value  # type: ignore[misc]
         frames.extend(part_frames)
         failures.extend(part_failures)
-        shas.update(part_shas)
     all_series = group_frames(frames)
     if not all_series:
         raise UserInputError(f"{src}: no DICOM image series found ({len(failures)} unreadable files)")
@@ -179,8 +181,7 @@ def convert_folder(
         out = dst / f"{name}{suffix}"
         if out.exists() and not overwrite:
             raise UserInputError(f"{out}: exists already (pass --overwrite to replace it)")
-        jobs.append(_Job(series, out, src, on_irregular, argv,
-                         {str(p): shas[str(p)] for p in series.files if str(p) in shas}))
+        jobs.append(_Job(series, out, src, on_irregular, argv))
     dst.mkdir(parents=True, exist_ok=True)
     # 2. each series read and written by a worker
     n = min(n, len(jobs))

@@ -27,7 +27,13 @@ from medimg.errors import (
     NonUniformSpacingError,
     ParameterError,
 )
-from medimg.io.dicom.pixels import can_read_raw, decode_pixels, raw_dtype, read_raw_frames_into
+from medimg.io.dicom.pixels import (
+    can_read_raw,
+    decode_pixels,
+    raw_dtype,
+    read_raw_frames_hashed,
+    read_raw_frames_into,
+)
 from medimg.io.dicom.scan import Frame, SeriesInfo, scan
 
 __all__ = ["StackGeometry", "analyze_geometry", "read_series", "read_dicom", "series_meta"]
@@ -179,8 +185,9 @@ def _raise_irregular(series: SeriesInfo, geo: StackGeometry) -> None:
     raise GantryTiltError(f"series {series.describe()}: {detail}.{hint}")
 
 
-def _stack_pixels(frames: list[Frame]) -> np.ndarray:
-    """Stored values of ``frames`` stacked in order: (n, rows, cols[, samples])."""
+def _stack_pixels(frames: list[Frame], hashes: dict[Path, str] | None = None) -> np.ndarray:
+    """Stored values of ``frames`` stacked in order: (n, rows, cols[, samples]). With ``hashes``,
+    the SHA-256 of each file read whole for its pixels is put there (see :func:`read_series`)."""
     first = frames[0].header
     rows, cols = int(first.get("Rows")), int(first.get("Columns"))
     all_raw = all(f.header.number_of_frames == 1 and can_read_raw(f.header) for f in frames)
@@ -188,7 +195,12 @@ def _stack_pixels(frames: list[Frame]) -> np.ndarray:
     if all_raw and len(dtypes) == 1:
         out = np.empty((len(frames), rows, cols), dtype=dtypes.pop())
         for i, frame in enumerate(frames):
-            read_raw_frames_into(frame.header, out[i : i + 1])
+            if hashes is None:
+                read_raw_frames_into(frame.header, out[i : i + 1])
+            else:
+                digest = read_raw_frames_hashed(frame.header, out[i : i + 1])
+                if digest is not None:
+                    hashes[frame.header.path] = digest
         return out.astype(out.dtype.newbyteorder("="), copy=False)
     cache: dict[Path, np.ndarray] = {}
     uses: dict[Path, int] = defaultdict(int)
@@ -228,7 +240,8 @@ def _apply_rescale(stored: np.ndarray, frames: list[Frame]) -> tuple[np.ndarray,
         lo_v, hi_v = min(ends), max(ends)
         for cand in (np.int16, np.int32, np.int64):
             if np.iinfo(cand).min <= lo_v and hi_v <= np.iinfo(cand).max:
-                out = stored.astype(cand)
+                # ``stored`` is this reader's own fresh array: rescaled in place when it has the type already
+                out = stored.astype(cand, copy=False)
                 if s != 1:
                     out *= s
                 out += cand(b)
@@ -302,13 +315,18 @@ def header_problems(series: SeriesInfo) -> list[str]:
     return list(out)
 
 
-def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"] = "error") -> Image:
+def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"] = "error",
+                hashes: dict[Path, str] | None = None) -> Image:
     """Read one series (from :func:`scan`) into an :class:`Image`.
 
     3-D images have array order (z, y, x) with z along the slice normal, ascending; Rescale
     Slope/Intercept (or Dose Grid Scaling) is applied — integer results stay integer (int16 when
     they fit), others become float32. Series without patient geometry (ultrasound, secondary
     capture) give an image with ``has_patient_geometry=False``.
+
+    ``hashes``: a dict that receives the SHA-256 (hex) of each file whose uncompressed pixels
+    were read, taken from the same read (the whole file in one ``preadv``, no second pass; for
+    provenance records). Files decoded another way (compressed syntaxes) are not in it.
     """
     if on_irregular not in ("error", "resample"):
         raise ParameterError(f"on_irregular must be 'error' or 'resample', got {on_irregular!r}")
@@ -316,7 +334,7 @@ def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"
     warnings_: list[str] = header_problems(series)
     if not series.has_geometry:
         frames = series.frames
-        stored = _stack_pixels(frames)
+        stored = _stack_pixels(frames, hashes)
         values, rescale = _apply_rescale(stored, frames)
         ps = frames[0].pixel_spacing or (1.0, 1.0)
         meta["rescale"] = rescale
@@ -331,7 +349,7 @@ def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"
     geo = analyze_geometry(series)
     if not geo.regular and on_irregular == "error":
         _raise_irregular(series, geo)
-    stored = _stack_pixels(geo.frames)
+    stored = _stack_pixels(geo.frames, hashes)
     values, rescale = _apply_rescale(stored, geo.frames)
     meta["rescale"] = rescale
     affine = geo.affine
