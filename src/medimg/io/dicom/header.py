@@ -279,9 +279,19 @@ def _skip_item_elements(buf: bytes, pos: int, explicit: bool) -> int:
                 pos += length
 
 
+#: Values already decoded, by (tag, value bytes, character set): the files of a series repeat
+#: most of their header (UIDs, sizes, spacing, orientation, rescale), so each is decoded once.
+#: Lists are copied out (every header owns its values). Bounded: cleared when full.
+_DECODED: dict[tuple[int, bytes, str], Any] = {}
+_MISSING = object()
+#: Tags whose values differ in every file: not worth remembering.
+_PER_FILE = frozenset({0x00080018, 0x00200013, 0x00200032, 0x00201041})
+
+
 def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header) -> None:
     """Walk top-level elements from ``pos``; fill ``header``; stop at the pixel data."""
     n = len(buf)
+    decoded = _DECODED
     values = header.values
     markers = []
     wanted = WANTED
@@ -338,14 +348,25 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
             raise _NeedMore
         spec = wanted.get(tag)
         if spec is not None:
-            try:
-                if tag == 0x00080005:
-                    codec = _codec(buf[vpos:end])
-                value = _decode(buf[vpos:end], spec[1], codec)
-            except (ValueError, OverflowError, struct.error, UnicodeDecodeError, LookupError) as err:
-                raise _FallBack from err
+            raw = buf[vpos:end]
+            key = (tag, raw, codec)
+            value = decoded.get(key, _MISSING)
+            if value is _MISSING:
+                try:
+                    if tag == 0x00080005:
+                        codec = _codec(raw)
+                        key = (tag, raw, codec)
+                    value = _decode(raw, spec[1], codec)
+                except (ValueError, OverflowError, struct.error, UnicodeDecodeError, LookupError) as err:
+                    raise _FallBack from err
+                if tag not in _PER_FILE:
+                    if len(decoded) > 8192:
+                        decoded.clear()
+                    decoded[key] = value
+            elif tag == 0x00080005:
+                codec = _codec(raw)
             if value is not None and value != "" and value != [""]:
-                values[spec[0]] = value
+                values[spec[0]] = value.copy() if type(value) is list else value
         elif tag in _MARKERS:
             markers.append(_MARKERS[tag])
         pos = end

@@ -336,14 +336,36 @@ def checked_orientation(header: Header, iop: Any) -> tuple[float, ...] | None:
         if any("ImageOrientationPatient" in p for p in header.problems):
             header.problems.append(_DROPPED)
         return None
-    if len(iop) == 6 and all(math.isfinite(v) for v in iop):
-        row, col = np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float)
-        nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
-        if 0.5 < nr < 1.5 and 0.5 < nc < 1.5 and float(np.linalg.norm(np.cross(row / nr, col / nc))) > 0.5:
-            return tuple(float(v) for v in iop)
+    if len(iop) == 6:
+        cosines = tuple(float(v) for v in iop)
+        if _usable_orientation(cosines):
+            return cosines
     header.problems.append(f"Image Orientation (Patient) (0020,0037) = {list(iop)} is not two unit, "
                            "non-parallel direction cosines: ignored. " + _DROPPED)
     return None
+
+
+#: Orientations already judged (the files of a series share one): six cosines -> usable.
+_ORIENTATION_OK: dict[tuple[float, ...], bool] = {}
+
+
+def _usable_orientation(cosines: tuple[float, ...]) -> bool:
+    """Two finite, unit (within 0.5), non-parallel (|row x col| > 0.5) direction cosines."""
+    known = _ORIENTATION_OK.get(cosines)
+    if known is not None:
+        return known
+    ok = False
+    if all(math.isfinite(v) for v in cosines):
+        rx, ry, rz, cx, cy, cz = cosines
+        nr, nc = math.sqrt(rx * rx + ry * ry + rz * rz), math.sqrt(cx * cx + cy * cy + cz * cz)
+        if 0.5 < nr < 1.5 and 0.5 < nc < 1.5:
+            rx, ry, rz, cx, cy, cz = rx / nr, ry / nr, rz / nr, cx / nc, cy / nc, cz / nc
+            nx, ny, nz = ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx
+            ok = math.sqrt(nx * nx + ny * ny + nz * nz) > 0.5
+        if len(_ORIENTATION_OK) > 4096:
+            _ORIENTATION_OK.clear()
+        _ORIENTATION_OK[cosines] = ok
+    return ok
 
 
 def checked_spacing(header: Header, ps: Any) -> tuple[float, float] | None:
@@ -361,10 +383,23 @@ _DROPPED = ("The image is read without patient geometry (no position or orientat
             "array order as stored, spacing from Pixel Spacing or 1 mm, no LPS placement).")
 
 
+#: Rounded tuples already computed (the frames of a series share orientation and spacing).
+_ROUNDED: dict[tuple[Any, int], tuple[float, ...]] = {}
+
+
 def _round(value: Any, ndigits: int) -> Any:
     if value is None:
         return None
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, tuple):
+        key = (value, ndigits)
+        done = _ROUNDED.get(key)
+        if done is None:
+            done = tuple(round(float(v), ndigits) for v in value)
+            if len(_ROUNDED) > 4096:
+                _ROUNDED.clear()
+            _ROUNDED[key] = done
+        return done
+    if isinstance(value, (list, np.ndarray)):
         return tuple(round(float(v), ndigits) for v in value)
     if isinstance(value, float):
         return round(value, ndigits)
