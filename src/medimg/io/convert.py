@@ -60,7 +60,14 @@ def _files_sha256(files: list[Path], root: Path, shas: dict[str, str] | None = N
     from medimg.core.provenance import sha256_file
 
     digest = hashlib.sha256()
-    rows = sorted((Path(os.path.relpath(f, root)).as_posix(), str(f)) for f in files)
+    prefix = os.path.join(str(root), "")
+
+    def relative(full: str) -> str:
+        if os.sep == "/" and full.startswith(prefix) and "/./" not in full and "/../" not in full:
+            return full[len(prefix):]  # the usual case: a file listed under root, no path walking
+        return Path(os.path.relpath(full, root)).as_posix()
+
+    rows = sorted((relative(str(f)), str(f)) for f in files)
     for rel, full in rows:
         digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(((shas or {}).get(full) or sha256_file(full)).encode() + b"\n")

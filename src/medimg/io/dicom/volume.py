@@ -240,8 +240,11 @@ def _apply_rescale(stored: np.ndarray, frames: list[Frame]) -> tuple[np.ndarray,
         lo_v, hi_v = min(ends), max(ends)
         for cand in (np.int16, np.int32, np.int64):
             if np.iinfo(cand).min <= lo_v and hi_v <= np.iinfo(cand).max:
-                # ``stored`` is this reader's own fresh array: rescaled in place when it has the type already
-                out = stored.astype(cand, copy=False)
+                # ``stored`` is this reader's own fresh array: rescaled in place when its items have
+                # the width of ``cand`` (uint16 -> int16 too: the sum wraps modulo 2**16 exactly as
+                # the true result does, and the true result fits, so they are equal)
+                same_width = stored.dtype.itemsize == np.dtype(cand).itemsize and stored.dtype.isnative
+                out = stored.view(cand) if same_width and stored.flags.c_contiguous else stored.astype(cand)
                 if s != 1:
                     out *= s
                 out += cand(b)
