@@ -1,0 +1,131 @@
+"""The fast paths of `medimg convert`: input hashed from the read of its pixels (one preadv),
+header values decoded once per series, integer rescale in place; and the NIfTI it writes against
+dcm2niix's, voxel for voxel in world space."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medimg import Image
+from medimg.core.provenance import sha256_file
+from medimg.io.convert import convert_folder
+from medimg.io.dicom import scan
+from medimg.io.dicom.header import read_header
+from medimg.io.dicom.pixels import read_raw_frames_hashed, read_raw_frames_into
+from medimg.io.dicom.scan import frames_of
+from medimg.io.dicom.volume import _apply_rescale
+from medimg.io.dicom.writer import write_series
+from medimg.io.sidecar import sidecar_path
+
+
+def _series(root: Path, k: int = 0, shape=(6, 10, 12)) -> Path:
+    rng = np.random.default_rng(k)
+    arr = rng.integers(-1000, 2000, size=shape).astype(np.float32)
+    img = Image.from_geometry(arr, spacing=(0.7, 0.8, 2.5), origin=(-30.0, 12.0, 4.0 * k))
+    write_series(img, root / f"s{k}", seed=k, shuffle_seed=k)
+    return root / f"s{k}"
+
+
+def test_hashed_read_gives_the_file_hash_and_the_same_pixels(tmp_path: Path) -> None:
+    folder = _series(tmp_path)
+    for path in sorted(folder.iterdir()):
+        header = read_header(path)
+        rows, cols = header.get("Rows"), header.get("Columns")
+        a = np.empty((1, rows, cols), dtype="<i2" if header.get("PixelRepresentation") else "<u2")
+        b = np.empty_like(a)
+        assert read_raw_frames_hashed(header, a) == sha256_file(path)
+        read_raw_frames_into(header, b)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hashed_read_of_a_file_that_changed_size_gives_no_hash(tmp_path: Path) -> None:
+    path = sorted(_series(tmp_path).iterdir())[0]
+    header = read_header(path)
+    with open(path, "ab") as fh:  # grown after its header was read: the hash must come from a full read
+        fh.write(b"\0\0")
+    out = np.empty((1, header.get("Rows"), header.get("Columns")), dtype="<u2" if not header.get("PixelRepresentation") else "<i2")
+    assert read_raw_frames_hashed(header, out) is None
+
+
+def test_sidecar_input_hash_unchanged_by_where_it_is_taken(tmp_path: Path) -> None:
+    """The series' input record equals the one from hashing every file on its own."""
+    import hashlib
+    import json
+
+    root = tmp_path / "in"
+    _series(root, 0)
+    _series(root, 1, shape=(4, 9, 7))
+    outs = list(convert_folder(root, tmp_path / "out", suffix=".nii", workers=1))
+    for series, out in zip(sorted(scan(root).series, key=lambda s: s.key),
+                           sorted(outs, key=lambda o: o.key), strict=True):
+        digest = hashlib.sha256()
+        for f in sorted(series.files, key=lambda p: p.relative_to(root).as_posix()):
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+        side = json.loads(sidecar_path(out.path).read_text())
+        assert side["inputs"][0]["sha256_files"] == digest.hexdigest()
+
+
+def test_decoded_values_are_not_shared_between_headers(tmp_path: Path) -> None:
+    files = sorted(_series(tmp_path).iterdir())
+    h1, h2 = read_header(files[0]), read_header(files[1])
+    assert h1.values["ImageOrientationPatient"] == h2.values["ImageOrientationPatient"]
+    h1.values["ImageOrientationPatient"].append(99.0)  # one header's list changed: the other's is its own
+    assert len(h2.values["ImageOrientationPatient"]) == 6
+    assert len(read_header(files[2]).values["ImageOrientationPatient"]) == 6
+
+
+def test_unusable_orientation_still_reported_when_judged_once(tmp_path: Path) -> None:
+    path = sorted(_series(tmp_path).iterdir())[0]
+    for _ in range(2):  # the second time from the cache of judged orientations
+        header = read_header(path)
+        header.values["ImageOrientationPatient"] = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]  # parallel cosines
+        (frame,) = frames_of(header)
+        assert frame.orientation is None and any("Orientation" in p for p in header.problems)
+        header = read_header(path)
+        header.values["ImageOrientationPatient"] = [1.0, 0.0, 0.0, 0.0, float("nan"), 1.0]
+        (frame,) = frames_of(header)
+        assert frame.orientation is None
+
+
+@pytest.mark.parametrize(("dtype", "lo", "hi", "slope", "intercept"), [
+    ("<u2", 0, 65535, 1, -32768), ("<u2", 0, 4095, 1, -1024), ("<u2", 30000, 40000, 1, -20000),
+    ("<i2", -2000, 3000, 1, -1024), ("<u2", 0, 4000, 3, -5000), ("<i2", -32768, 32767, 1, 100),
+    ("<u1", 0, 255, 2, -100),
+])
+def test_integer_rescale_in_place_equals_exact_arithmetic(dtype, lo, hi, slope, intercept) -> None:
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(lo, hi, size=(3, 5, 7), endpoint=True).astype(dtype)
+    stored.flat[0], stored.flat[1] = lo, hi
+    exact = stored.astype(np.int64) * slope + intercept
+    frames = [SimpleNamespace(slope=float(slope), intercept=float(intercept))] * 3
+    out, info = _apply_rescale(stored.copy(), frames)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(out.astype(np.int64), exact)
+    assert out.dtype == (np.int16 if exact.min() >= -32768 and exact.max() <= 32767 else np.int32)
+    assert info == {"slope": float(slope), "intercept": float(intercept)}
+
+
+def test_nifti_voxels_match_dcm2niix(tmp_path: Path) -> None:
+    """The same world-space voxel values as dcm2niix's NIfTI of the same series (both read by nibabel,
+    both brought to the closest canonical orientation; dcm2niix stores raw values + scl_slope/inter)."""
+    if shutil.which("dcm2niix") is None:
+        pytest.skip("dcm2niix is not installed (Debian package dcm2niix)")
+    nib = pytest.importorskip("nibabel")
+    root = tmp_path / "in"
+    _series(root, 0, shape=(7, 16, 20))
+    ours = list(convert_folder(root, tmp_path / "m", suffix=".nii", workers=1))
+    (tmp_path / "d").mkdir()
+    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "vol", "-o", str(tmp_path / "d"), str(root)],
+                   check=True, capture_output=True)
+    a = nib.as_closest_canonical(nib.load(str(ours[0].path)))
+    b = nib.as_closest_canonical(nib.load(str(tmp_path / "d" / "vol.nii")))
+    assert a.get_data_dtype() == np.int16  # int16 stays int16: no float conversion on the way
+    assert a.shape == b.shape
+    np.testing.assert_array_equal(np.asarray(a.dataobj), b.get_fdata())
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-3)
