@@ -129,3 +129,17 @@ def test_nifti_voxels_match_dcm2niix(tmp_path: Path) -> None:
     assert a.shape == b.shape
     np.testing.assert_array_equal(np.asarray(a.dataobj), b.get_fdata())
     np.testing.assert_allclose(a.affine, b.affine, atol=1e-3)
+
+
+@pytest.mark.parametrize("parallel_scan", [True, False])
+def test_scan_here_or_in_workers_same_outputs(tmp_path: Path, monkeypatch, parallel_scan: bool) -> None:
+    """Headers read by 3 workers (forced for a small folder) or in this process: the same files."""
+    import medimg.io.convert as convert
+
+    root = tmp_path / "in"
+    for k in range(3):
+        _series(root, k, shape=(3 + k, 6, 5))
+    monkeypatch.setattr(convert, "PARALLEL_SCAN_MIN_FILES", 1 if parallel_scan else 10**9)
+    ref = {o.path.name: sha256_file(o.path) for o in convert_folder(root, tmp_path / "a", suffix=".nii", workers=1)}
+    got = {o.path.name: sha256_file(o.path) for o in convert_folder(root, tmp_path / "b", suffix=".nii", workers=3)}
+    assert got == ref and len(ref) == 3

@@ -1,9 +1,11 @@
 """Convert every image series under a DICOM folder to one file each (``medimg convert IN OUTDIR``).
 
-Two parallel passes through :func:`medimg.pipeline.executor.run_cases` (worker processes): the
-file list, cut into contiguous chunks, is scanned (headers only: the first 16 kB of each file)
+Two passes through :func:`medimg.pipeline.executor.run_cases`: the file list is scanned
+(headers only: the first 16 kB of each file; in contiguous chunks by worker processes when
+there are at least 3 of them, else in this process, where no header has to come back pickled)
 and the frames grouped into series here; then each series is read, written and compressed by a
-worker. Each output gets its provenance sidecar; its input record is the SHA-256 of that
+worker process (forked after the grouping, so that it finds its series in memory instead of
+receiving it pickled). Each output gets its provenance sidecar; its input record is the SHA-256 of that
 series' files (the same scheme as :func:`medimg.core.provenance.tree_sha256`, over the series'
 files only). A series that fails (irregular spacing, an undecodable file) is reported and the
 others go on.
@@ -30,6 +32,10 @@ from medimg.errors import ParameterError, UserInputError
 __all__ = ["SeriesOutput", "convert_folder", "series_file_name"]
 
 OUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+#: The headers are read by worker processes only with at least this many workers and files
+#: (fewer: in this process; see :func:`convert_folder`).
+PARALLEL_SCAN_MIN_WORKERS = 3
+PARALLEL_SCAN_MIN_FILES = 256
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,18 @@ def _convert_one(job: _Job) -> SeriesOutput:
                         tuple(image.meta.get("warnings", [])))
 
 
+#: Jobs of running conversions, by run token. Workers forked after the jobs were built find
+#: their job here by (token, index) instead of receiving it pickled (a series of 100 slices
+#: is ~100 kB of pickled headers, pickled by the parent and unpickled by a worker).
+_FORKED_JOBS: dict[int, list[_Job]] = {}
+
+
+def _convert_forked(ref: tuple[int, int]) -> SeriesOutput:
+    """:func:`_convert_one` of job ``index`` of run ``token`` (runs in a forked worker)."""
+    token, index = ref
+    return _convert_one(_FORKED_JOBS[token][index])
+
+
 def convert_folder(
     src: str | Path,
     dst: str | Path,
@@ -152,7 +170,7 @@ def convert_folder(
         One per series, in the order they finish.
     """
     from medimg.io.dicom.scan import group_frames, list_files
-    from medimg.pipeline.executor import default_workers, run_cases
+    from medimg.pipeline.executor import _start_method, default_workers, run_cases
 
     if suffix not in OUT_SUFFIXES:
         raise ParameterError(f"convert: output suffix must be one of {', '.join(OUT_SUFFIXES)}, got {suffix!r}")
@@ -163,12 +181,16 @@ def convert_folder(
         raise UserInputError(f"{dst}: exists and is not a folder")
     files = list_files(src)
     n = default_workers() if workers is None else max(1, int(workers))
-    # 1. headers in parallel over contiguous chunks of the file list
-    n_chunks = 1 if n == 1 else min(len(files), 4 * n)
+    # 1. headers: here, or in parallel over contiguous chunks of the file list when there are
+    # enough workers for it to pay (each header comes back pickled: ~25 us of this process's time
+    # per file, against ~60-85 us to read it; with 2 workers the round trip eats the gain, and on a
+    # loaded machine the extra CPU time makes the whole run slower)
+    parallel_scan = n >= PARALLEL_SCAN_MIN_WORKERS and len(files) >= PARALLEL_SCAN_MIN_FILES
+    n_chunks = min(len(files), 4 * n) if parallel_scan else 1
     chunks = [files[len(files) * i // n_chunks:len(files) * (i + 1) // n_chunks] for i in range(n_chunks)]
     frames: list[Any] = []
     failures: list[str] = []
-    for outcome in run_cases(_scan_chunk, chunks, scheduler="serial" if n == 1 else "processes", workers=n,
+    for outcome in run_cases(_scan_chunk, chunks, scheduler="processes" if parallel_scan else "serial", workers=n,
                              chunk_size=1, ordered=True):
         if not outcome.ok:
             raise UserInputError(f"{src}: scanning failed: {outcome.error}")
@@ -193,9 +215,20 @@ def convert_folder(
     # 2. each series read and written by a worker
     n = min(n, len(jobs))
     scheduler = "serial" if n == 1 else "processes"
-    for outcome in run_cases(_convert_one, jobs, key=lambda j: j.series.key, scheduler=scheduler, workers=n,
-                             chunk_size=1, progress=progress, total=len(jobs)):
-        if outcome.ok:
-            yield outcome.value  # type: ignore[misc]
-        else:
-            yield SeriesOutput(outcome.key, None, error=outcome.error)
+    token = id(jobs)
+    fn: Callable[[Any], SeriesOutput] = _convert_one
+    items: list[Any] = jobs
+    key: Callable[[Any], str] = lambda job: job.series.key  # noqa: E731
+    if scheduler == "processes" and _start_method() == "fork":  # the workers inherit the jobs
+        _FORKED_JOBS[token] = jobs
+        fn, items = _convert_forked, [(token, i) for i in range(len(jobs))]
+        key = lambda ref: jobs[ref[1]].series.key  # noqa: E731
+    try:
+        for outcome in run_cases(fn, items, key=key, scheduler=scheduler, workers=n, chunk_size=1,
+                                 progress=progress, total=len(jobs)):
+            if outcome.ok:
+                yield outcome.value  # type: ignore[misc]
+            else:
+                yield SeriesOutput(outcome.key, None, error=outcome.error)
+    finally:
+        _FORKED_JOBS.pop(token, None)
