@@ -143,3 +143,36 @@ def test_scan_here_or_in_workers_same_outputs(tmp_path: Path, monkeypatch, paral
     ref = {o.path.name: sha256_file(o.path) for o in convert_folder(root, tmp_path / "a", suffix=".nii", workers=1)}
     got = {o.path.name: sha256_file(o.path) for o in convert_folder(root, tmp_path / "b", suffix=".nii", workers=3)}
     assert got == ref and len(ref) == 3
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_read_ahead_only_for_files_not_in_the_page_cache(tmp_path: Path, monkeypatch, cached: bool) -> None:
+    import importlib
+
+    scan_mod = importlib.import_module("medimg.io.dicom.scan")
+    files = sorted(_series(tmp_path, shape=(7, 4, 4)).iterdir())
+    asked: list[Path] = []
+    monkeypatch.setattr(scan_mod, "_cached", lambda f: cached)
+    monkeypatch.setattr(scan_mod, "_prefetch", asked.append)
+    got = [f for f, h in scan_mod._read_headers(files, 3)]
+    assert got == files  # file order kept, every file read once
+    assert sorted(asked) == ([] if cached else files)  # each file asked for once, when not cached
+
+
+def test_page_cache_probe_tells_a_dropped_file(tmp_path: Path) -> None:
+    import importlib
+    import os
+
+    scan_mod = importlib.import_module("medimg.io.dicom.scan")
+    path = tmp_path / "x.bin"
+    path.write_bytes(os.urandom(1 << 16))
+    assert scan_mod._cached(path)  # just written: in the page cache
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if scan_mod._cached(path):
+        pytest.skip("this file system keeps the pages (or has no non-blocking reads)")
+    assert not scan_mod._cached(path)

@@ -231,15 +231,39 @@ def _prefetch(file: Path) -> None:
         os.close(fd)
 
 
+def _cached(file: Path) -> bool:
+    """True when the first page of ``file`` is in the page cache (a 1-byte read that may not
+    wait for the disk); False when it is not or when that cannot be told."""
+    try:
+        fd = os.open(file, os.O_RDONLY)
+    except OSError:
+        return True  # nothing to read ahead: reading it will report the problem
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return True
+    except (OSError, AttributeError, ValueError):  # BlockingIOError: on disk; others: flag unsupported
+        return False
+    finally:
+        os.close(fd)
+
+
+def _prefetch_block(block: list[Path]) -> None:
+    """Ask the kernel to read ``block`` ahead, unless its first and last files are in the page
+    cache already (then the files in between most likely are too: no syscalls spent on them)."""
+    if block and not (_cached(block[0]) and _cached(block[-1])):
+        for file in block:
+            _prefetch(file)
+
+
 def _read_headers(files: list[Path], prefetch: int) -> Iterable[tuple[Path, Header | BaseException]]:
-    """(file, header or error) in file order; the next ``prefetch`` files are read ahead by the kernel."""
+    """(file, header or error) in file order; the kernel reads ahead in blocks of ``prefetch``
+    files, one block ahead of the reading (blocks found in the page cache are skipped)."""
     can_prefetch = prefetch > 0 and hasattr(os, "posix_fadvise") and len(files) > 1
     if can_prefetch:
-        for file in files[:prefetch]:
-            _prefetch(file)
+        _prefetch_block(files[:prefetch])
     for i, file in enumerate(files):
-        if can_prefetch and i + prefetch < len(files):
-            _prefetch(files[i + prefetch])
+        if can_prefetch and i % prefetch == 0:
+            _prefetch_block(files[i + prefetch:i + 2 * prefetch])
         yield file, _read_one(file)
 
 
