@@ -176,3 +176,33 @@ def test_page_cache_probe_tells_a_dropped_file(tmp_path: Path) -> None:
     if scan_mod._cached(path):
         pytest.skip("this file system keeps the pages (or has no non-blocking reads)")
     assert not scan_mod._cached(path)
+
+
+def test_nifti_written_whole_when_the_kernel_writes_in_pieces(tmp_path: Path, monkeypatch) -> None:
+    """One writev normally; continued correctly where a (short) writev stopped."""
+    import hashlib
+    import os
+
+    from medimg.io.nifti import write_nifti
+
+    arr = np.random.default_rng(3).integers(-1000, 1000, size=(3, 5, 7)).astype(np.int16)
+    image = Image.from_geometry(arr, spacing=(0.5, 0.7, 2.0))
+    ref = tmp_path / "ref.nii"
+    sha_ref, size_ref = write_nifti(image, ref)
+    real_writev, calls = os.writev, []
+
+    def short_writev(fd, buffers):  # at most 100 bytes a call, across buffer boundaries
+        calls.append(1)
+        left, parts = 100, []
+        for b in buffers:
+            parts.append(bytes(b[:left]))
+            left -= len(parts[-1])
+            if not left:
+                break
+        return real_writev(fd, parts)
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    got = tmp_path / "got.nii"
+    assert write_nifti(image, got) == (sha_ref, size_ref)
+    assert got.read_bytes() == ref.read_bytes() and len(calls) == -(-size_ref // 100)
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == sha_ref and size_ref == 352 + arr.nbytes
