@@ -81,7 +81,7 @@ def _files_sha256(files: list[Path], root: Path, shas: dict[str, str] | None = N
 
 
 def _scan_chunk(files: list[Path]) -> tuple[list[Any], list[tuple[str, str]]]:
-    """Headers of some files (runs in a worker): their image frames and the files that failed
+    """Headers of some files (in a worker, or in this process): their image frames and the files that failed
     (path, message)."""
     from medimg.io.dicom import scan
 
