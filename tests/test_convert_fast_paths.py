@@ -206,3 +206,22 @@ def test_nifti_written_whole_when_the_kernel_writes_in_pieces(tmp_path: Path, mo
     assert write_nifti(image, got) == (sha_ref, size_ref)
     assert got.read_bytes() == ref.read_bytes() and len(calls) == -(-size_ref // 100)
     assert hashlib.sha256(got.read_bytes()).hexdigest() == sha_ref and size_ref == 352 + arr.nbytes
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_no_file_hashed_by_a_second_read(tmp_path: Path, monkeypatch, ext: str) -> None:
+    """Inputs are hashed from the read of their pixels, outputs as they are written: the
+    whole-file hash function is never needed (and the records still match it, checked above)."""
+    import medimg.core.provenance as provenance
+    import medimg.io.sidecar as sidecar
+
+    root = tmp_path / "in"
+    _series(root, 0)
+
+    def refuse(path, *a, **k):
+        raise AssertionError(f"{path} hashed by a second read")
+
+    monkeypatch.setattr(provenance, "sha256_file", refuse)
+    monkeypatch.setattr(sidecar, "sha256_file", refuse)
+    outs = list(convert_folder(root, tmp_path / "out", suffix=ext, workers=1))
+    assert len(outs) == 1 and outs[0].path is not None, outs
