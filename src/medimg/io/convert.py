@@ -128,7 +128,10 @@ _FORKED_JOBS: dict[int, list[_Job]] = {}
 def _convert_forked(ref: tuple[int, int]) -> SeriesOutput:
     """:func:`_convert_one` of job ``index`` of run ``token`` (runs in a forked worker)."""
     token, index = ref
-    return _convert_one(_FORKED_JOBS[token][index])
+    jobs = _FORKED_JOBS.get(token)
+    if jobs is None:  # a worker not forked from the process that built the jobs (cannot happen with fork)
+        raise RuntimeError("convert: this worker did not inherit the series to convert (not a forked worker)")
+    return _convert_one(jobs[index])
 
 
 def convert_folder(
