@@ -226,3 +226,26 @@ def test_no_file_hashed_by_a_second_read(tmp_path: Path, monkeypatch, ext: str) 
     monkeypatch.setattr(sidecar, "sha256_file", refuse)
     outs = list(convert_folder(root, tmp_path / "out", suffix=ext, workers=1))
     assert len(outs) == 1 and outs[0].path is not None, outs
+
+
+@pytest.mark.parametrize("syntax", ["implicit", "rle"])
+def test_input_record_for_other_syntaxes(tmp_path: Path, syntax: str) -> None:
+    """Implicit VR files go through the hashed pixel read, RLE files through pydicom and a
+    separate hash: both give the record of hashing every file on its own."""
+    import hashlib
+    import json
+
+    from medimg import io
+    from medimg.io.dicom import read_series
+
+    root = tmp_path / "in"
+    rng = np.random.default_rng(5)
+    img = Image.from_geometry(rng.integers(-1000, 2000, size=(4, 6, 5)).astype(np.float32), spacing=(0.9, 0.9, 2.0))
+    write_series(img, root / "s", seed=5, transfer_syntax=syntax)
+    (out,) = convert_folder(root, tmp_path / "out", suffix=".nii", workers=1)
+    (series,) = scan(root).series
+    digest = hashlib.sha256()
+    for f in sorted(series.files, key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    assert json.loads(sidecar_path(out.path).read_text())["inputs"][0]["sha256_files"] == digest.hexdigest()
+    np.testing.assert_array_equal(io.read(out.path).array, read_series(series).array)
