@@ -154,17 +154,16 @@ def _convert_folder(src: Path, dst: Path, ext: str, resample: bool, overwrite: b
     from medimg.cli.runtime import command_argv
     from medimg.io.convert import convert_folder
 
-    err = _console(stderr=True)
     done = failed = 0
     for out in convert_folder(src, dst, suffix=ext, on_irregular="resample" if resample else "error",
                               overwrite=overwrite, workers=workers, argv=command_argv()):
-        if out.path is None:
+        if out.path is None:  # plain lines (no rich console to import; brackets in names kept)
             failed += 1
-            err.print(f"error: series {out.key}: {out.error}")
+            typer.echo(f"error: series {out.key}: {out.error}", err=True)
             continue
         done += 1
         for warning in out.warnings:
-            err.print(f"warning: {out.path.name}: {warning}")
+            typer.echo(f"warning: {out.path.name}: {warning}", err=True)
         typer.echo(f"wrote {out.path}: {out.summary}")
     typer.echo(f"{done} series written to {dst}" + (f", {failed} failed" if failed else ""))
     if failed:

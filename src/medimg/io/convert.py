@@ -1,12 +1,20 @@
 """Convert every image series under a DICOM folder to one file each (``medimg convert IN OUTDIR``).
 
-Two parallel passes through :func:`medimg.pipeline.executor.run_cases` (worker processes): the
-file list, cut into contiguous chunks, is scanned (headers, and each file's SHA-256 for the
-provenance) and the frames grouped into series here; then each series is read, written and
-compressed by a worker. Each output gets its
-provenance sidecar; its input record is the SHA-256 of that series' files (the same scheme as
-:func:`medimg.core.provenance.tree_sha256`, over the series' files only). A series that fails
-(irregular spacing, an undecodable file) is reported and the others go on.
+Two passes through :func:`medimg.pipeline.executor.run_cases`: the file list is scanned
+(headers only: the first 16 kB of each file; in contiguous chunks by worker processes when
+there are at least 3 of them, else in this process, where no header has to come back pickled)
+and the frames grouped into series here; then each series is read, written and compressed by a
+worker process (forked after the grouping, so that it finds its series in memory instead of
+receiving it pickled). Each output gets its provenance sidecar; its input record is the SHA-256 of that
+series' files (the same scheme as :func:`medimg.core.provenance.tree_sha256`, over the series'
+files only). A series that fails (irregular spacing, an undecodable file) is reported and the
+others go on.
+
+Every input byte is read once for the pixels and the hash together: uncompressed files are read
+whole by one ``preadv`` (pixels straight into the volume) and hashed from those buffers
+(:func:`medimg.io.dicom.read_series` with ``hashes``); only files decoded another way
+(compressed syntaxes) are read a second time to hash them. The output is hashed from the bytes
+as they are written (:func:`medimg.io.nifti.write_nifti`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,10 @@ from medimg.errors import ParameterError, UserInputError
 __all__ = ["SeriesOutput", "convert_folder", "series_file_name"]
 
 OUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+#: The headers are read by worker processes only with at least this many workers and files
+#: (fewer: in this process; see :func:`convert_folder`).
+PARALLEL_SCAN_MIN_WORKERS = 3
+PARALLEL_SCAN_MIN_FILES = 256
 
 
 @dataclass(frozen=True)
@@ -54,24 +66,28 @@ def _files_sha256(files: list[Path], root: Path, shas: dict[str, str] | None = N
     from medimg.core.provenance import sha256_file
 
     digest = hashlib.sha256()
-    rows = sorted((Path(os.path.relpath(f, root)).as_posix(), str(f)) for f in files)
+    prefix = os.path.join(str(root), "")
+
+    def relative(full: str) -> str:
+        if os.sep == "/" and full.startswith(prefix) and "/./" not in full and "/../" not in full:
+            return full[len(prefix):]  # the usual case: a file listed under root, no path walking
+        return Path(os.path.relpath(full, root)).as_posix()
+
+    rows = sorted((relative(str(f)), str(f)) for f in files)
     for rel, full in rows:
         digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(((shas or {}).get(full) or sha256_file(full)).encode() + b"\n")
     return digest.hexdigest()
 
 
-def _scan_chunk(files: list[Path]) -> tuple[list[Any], list[tuple[str, str]], dict[str, str]]:
-    """Headers of some files (runs in a worker): their image frames, the files that failed (path,
-    message) and the SHA-256 of each file holding frames (hashed here, in parallel, so that
-    the sidecars' input records need no second pass over the files)."""
-    from medimg.core.provenance import sha256_file
+def _scan_chunk(files: list[Path]) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Headers of some files (in a worker, or in this process): their image frames and the files that failed
+    (path, message)."""
     from medimg.io.dicom import scan
 
     result = scan(files)
     frames = [f for series in result.series for f in series.frames]
-    shas = {str(p): sha256_file(p) for p in dict.fromkeys(f.header.path for f in frames)}
-    return frames, [(str(p), str(e)) for p, e in result.failures], shas
+    return frames, [(str(p), str(e)) for p, e in result.failures]
 
 
 @dataclass(frozen=True)
@@ -81,7 +97,6 @@ class _Job:
     root: Path
     on_irregular: str
     argv: list[str] | None
-    shas: dict[str, str]
 
 
 def _convert_one(job: _Job) -> SeriesOutput:
@@ -90,16 +105,33 @@ def _convert_one(job: _Job) -> SeriesOutput:
     from medimg.core.provenance import Manifest
     from medimg.io.dicom import read_series
 
-    image = read_series(job.series, on_irregular=job.on_irregular)  # type: ignore[arg-type]
+    hashes: dict[Path, str] = {}  # each input file's SHA-256, from the read of its pixels
+    image = read_series(job.series, on_irregular=job.on_irregular, hashes=hashes)  # type: ignore[arg-type]
     manifest = Manifest(command="medimg convert", parameters={"series": job.series.key,
                                                               "resample": job.on_irregular == "resample"},
                         argv=job.argv)
     files = job.series.files
+    shas = {str(p): digest for p, digest in hashes.items()}
     manifest.add_input(job.root, role="image", hash_file=False, n_files=len(files),
-                       sha256_files=_files_sha256(files, job.root, job.shas), series_uid=job.series.series_uid)
+                       sha256_files=_files_sha256(files, job.root, shas), series_uid=job.series.series_uid)
     io.write(image, job.out, provenance=manifest)
     return SeriesOutput(job.series.key, job.out, f"{image.grid_summary()} {image.dtype}", "",
                         tuple(image.meta.get("warnings", [])))
+
+
+#: Jobs of running conversions, by run token. Workers forked after the jobs were built find
+#: their job here by (token, index) instead of receiving it pickled (a series of 100 slices
+#: is ~100 kB of pickled headers, pickled by the parent and unpickled by a worker).
+_FORKED_JOBS: dict[int, list[_Job]] = {}
+
+
+def _convert_forked(ref: tuple[int, int]) -> SeriesOutput:
+    """:func:`_convert_one` of job ``index`` of run ``token`` (runs in a forked worker)."""
+    token, index = ref
+    jobs = _FORKED_JOBS.get(token)
+    if jobs is None:  # a worker not forked from the process that built the jobs (cannot happen with fork)
+        raise RuntimeError("convert: this worker did not inherit the series to convert (not a forked worker)")
+    return _convert_one(jobs[index])
 
 
 def convert_folder(
@@ -141,7 +173,7 @@ def convert_folder(
         One per series, in the order they finish.
     """
     from medimg.io.dicom.scan import group_frames, list_files
-    from medimg.pipeline.executor import default_workers, run_cases
+    from medimg.pipeline.executor import _start_method, default_workers, run_cases
 
     if suffix not in OUT_SUFFIXES:
         raise ParameterError(f"convert: output suffix must be one of {', '.join(OUT_SUFFIXES)}, got {suffix!r}")
@@ -152,20 +184,22 @@ def convert_folder(
         raise UserInputError(f"{dst}: exists and is not a folder")
     files = list_files(src)
     n = default_workers() if workers is None else max(1, int(workers))
-    # 1. headers (and file hashes) in parallel over contiguous chunks of the file list
-    n_chunks = 1 if n == 1 else min(len(files), 4 * n)
+    # 1. headers: here, or in parallel over contiguous chunks of the file list when there are
+    # enough workers for it to pay (each header comes back pickled: ~25 us of this process's time
+    # per file, against ~60-85 us to read it; with 2 workers the round trip eats the gain, and on a
+    # loaded machine the extra CPU time makes the whole run slower)
+    parallel_scan = n >= PARALLEL_SCAN_MIN_WORKERS and len(files) >= PARALLEL_SCAN_MIN_FILES
+    n_chunks = min(len(files), 4 * n) if parallel_scan else 1
     chunks = [files[len(files) * i // n_chunks:len(files) * (i + 1) // n_chunks] for i in range(n_chunks)]
     frames: list[Any] = []
     failures: list[str] = []
-    shas: dict[str, str] = {}
-    for outcome in run_cases(_scan_chunk, chunks, scheduler="serial" if n == 1 else "processes", workers=n,
+    for outcome in run_cases(_scan_chunk, chunks, scheduler="processes" if parallel_scan else "serial", workers=n,
                              chunk_size=1, ordered=True):
         if not outcome.ok:
             raise UserInputError(f"{src}: scanning failed: {outcome.error}")
-        part_frames, part_failures, part_shas = outcome.value  # type: ignore[misc]
+        part_frames, part_failures = outcome.value  # type: ignore[misc]
         frames.extend(part_frames)
         failures.extend(part_failures)
-        shas.update(part_shas)
     all_series = group_frames(frames)
     if not all_series:
         raise UserInputError(f"{src}: no DICOM image series found ({len(failures)} unreadable files)")
@@ -179,15 +213,29 @@ def convert_folder(
         out = dst / f"{name}{suffix}"
         if out.exists() and not overwrite:
             raise UserInputError(f"{out}: exists already (pass --overwrite to replace it)")
-        jobs.append(_Job(series, out, src, on_irregular, argv,
-                         {str(p): shas[str(p)] for p in series.files if str(p) in shas}))
+        jobs.append(_Job(series, out, src, on_irregular, argv))
     dst.mkdir(parents=True, exist_ok=True)
     # 2. each series read and written by a worker
     n = min(n, len(jobs))
     scheduler = "serial" if n == 1 else "processes"
-    for outcome in run_cases(_convert_one, jobs, key=lambda j: j.series.key, scheduler=scheduler, workers=n,
-                             chunk_size=1, progress=progress, total=len(jobs)):
-        if outcome.ok:
-            yield outcome.value  # type: ignore[misc]
-        else:
-            yield SeriesOutput(outcome.key, None, error=outcome.error)
+    token = id(jobs)
+    fn: Callable[[Any], SeriesOutput] = _convert_one
+    items: list[Any] = jobs
+    key: Callable[[Any], str] = lambda job: job.series.key  # noqa: E731
+    if scheduler == "processes" and _start_method() == "fork":  # the workers inherit the jobs
+        from medimg.core.provenance import Manifest
+        from medimg.io import nifti, sidecar  # noqa: F401 - imported once here, not in every worker
+
+        Manifest(command="medimg convert").to_dict()  # the package versions and git commit, cached once
+        _FORKED_JOBS[token] = jobs
+        fn, items = _convert_forked, [(token, i) for i in range(len(jobs))]
+        key = lambda ref: jobs[ref[1]].series.key  # noqa: E731
+    try:
+        for outcome in run_cases(fn, items, key=key, scheduler=scheduler, workers=n, chunk_size=1,
+                                 progress=progress, total=len(jobs)):
+            if outcome.ok:
+                yield outcome.value  # type: ignore[misc]
+            else:
+                yield SeriesOutput(outcome.key, None, error=outcome.error)
+    finally:
+        _FORKED_JOBS.pop(token, None)

@@ -5,9 +5,11 @@ The header is the one :meth:`medimg.core.image.Image.to_nibabel` + ``nibabel.sav
 (tests/test_nifti_writer.py compares them byte for byte): RAS affine in the sform and the
 qform (code 1, the qform from the rotation made orthogonal, as nibabel does), mm / s units,
 no scaling (``scl_slope`` 1, ``scl_inter`` 0). The (z, y, x) array in C order is exactly NIfTI's (x, y, z)
-in Fortran order, so its bytes are written as they are. ``.nii.gz`` is compressed at level 1
-(nibabel's default) with ISA-L (package ``isal``) when installed, else zlib. The SHA-256 of
-the file is computed from the bytes as they are written (for the provenance sidecar).
+in Fortran order, so its bytes are written as they are: ``.nii`` by one ``os.writev`` of the
+header and the array's own memory (no copy, no conversion: int16 stays int16). ``.nii.gz`` is
+compressed at level 1 (nibabel's default) with ISA-L (package ``isal``) when installed, else
+zlib. The SHA-256 of the file is computed from the bytes as they are written (for the
+provenance sidecar; nothing is read back).
 """
 
 from __future__ import annotations
@@ -115,6 +117,26 @@ class _Hashing:
         return self.raw.write(view)
 
 
+def _write_all(fd: int, pieces: list[Any]) -> None:
+    """Write the buffers ``pieces`` to ``fd`` with ``os.writev`` (one call for a file of any
+    usual size; continued where the kernel stopped, as it may above 2 GiB)."""
+    import os
+
+    pending = [memoryview(p).cast("B") for p in pieces if len(p)]
+    if not hasattr(os, "writev"):
+        for piece in pending:
+            while len(piece):
+                piece = piece[os.write(fd, piece):]
+        return
+    while pending:
+        done = os.writev(fd, pending)
+        while pending and done >= len(pending[0]):
+            done -= len(pending[0])
+            pending.pop(0)
+        if pending and done:
+            pending[0] = pending[0][done:]
+
+
 def write_nifti(image: Image, path: str | Path, *, gzip: bool | None = None,
                 compresslevel: int = 1) -> tuple[str, int]:
     """Write ``image`` as NIfTI-1 to ``path`` in one pass (see the module notes).
@@ -128,26 +150,28 @@ def write_nifti(image: Image, path: str | Path, *, gzip: bool | None = None,
     if gzip is None:
         gzip = path.name.endswith(".gz")
     data = memoryview(array.reshape(-1)).cast("B") if array.size else b""
+    if not gzip:  # header and voxels in one writev, hashed from the same buffers
+        sha = hashlib.sha256(header)
+        sha.update(data)
+        with open(path, "wb", buffering=0) as raw:
+            _write_all(raw.fileno(), [memoryview(header), data])
+        return sha.hexdigest(), len(header) + len(data)
     with open(path, "wb") as raw:
         out = _Hashing(raw)
-        if not gzip:
-            out.write(header)
-            out.write(data)
-        else:
-            try:
-                from isal import isal_zlib as zlib_mod
-            except ImportError:
-                import zlib as zlib_mod
-            # a gzip member by hand: fixed header (no name, mtime 0), raw deflate, CRC-32 + size
-            out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
-            comp = zlib_mod.compressobj(compresslevel, zlib_mod.DEFLATED, -15)
-            crc = zlib_mod.crc32(header)
-            out.write(comp.compress(header))
-            step = 1 << 24
-            for start in range(0, len(data), step):
-                piece = data[start:start + step]
-                crc = zlib_mod.crc32(piece, crc)
-                out.write(comp.compress(piece))
-            out.write(comp.flush())
-            out.write(struct.pack("<II", crc & 0xFFFFFFFF, (len(header) + len(data)) & 0xFFFFFFFF))
+        try:
+            from isal import isal_zlib as zlib_mod
+        except ImportError:
+            import zlib as zlib_mod
+        # a gzip member by hand: fixed header (no name, mtime 0), raw deflate, CRC-32 + size
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        comp = zlib_mod.compressobj(compresslevel, zlib_mod.DEFLATED, -15)
+        crc = zlib_mod.crc32(header)
+        out.write(comp.compress(header))
+        step = 1 << 24
+        for start in range(0, len(data), step):
+            piece = data[start:start + step]
+            crc = zlib_mod.crc32(piece, crc)
+            out.write(comp.compress(piece))
+        out.write(comp.flush())
+        out.write(struct.pack("<II", crc & 0xFFFFFFFF, (len(header) + len(data)) & 0xFFFFFFFF))
     return out.sha.hexdigest(), out.size

@@ -279,9 +279,20 @@ def _skip_item_elements(buf: bytes, pos: int, explicit: bool) -> int:
                 pos += length
 
 
+#: Values already decoded, by (tag, value bytes, character set): the files of a series repeat
+#: most of their header (UIDs, sizes, spacing, orientation, rescale), so each is decoded once.
+#: Lists are copied out (every header owns its values). Bounded: cleared when full.
+_DECODED: dict[tuple[int, bytes, str], Any] = {}
+_MISSING = object()
+_EMPTY = object()  # decoded to nothing (None, "", [""]): not put into the header's values
+#: Tags whose values differ in every file: not worth remembering.
+_PER_FILE = frozenset({0x00080018, 0x00200013, 0x00200032, 0x00201041})
+
+
 def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header) -> None:
     """Walk top-level elements from ``pos``; fill ``header``; stop at the pixel data."""
     n = len(buf)
+    decoded = _DECODED
     values = header.values
     markers = []
     wanted = WANTED
@@ -307,7 +318,7 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
             vr = b"SQ" if length == _UNDEFINED else b""
             vpos = pos + 8
         tag = (group << 16) | elem
-        if tag in pixel_tags:
+        if tag >= 0x7FE00008 and tag in pixel_tags:  # (the pixel tags sort after every other tag read)
             header.pixel_keyword = pixel_tags[tag]
             if length == _UNDEFINED:
                 header.pixel_vr = "OB"
@@ -338,14 +349,24 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
             raise _NeedMore
         spec = wanted.get(tag)
         if spec is not None:
-            try:
-                if tag == 0x00080005:
-                    codec = _codec(buf[vpos:end])
-                value = _decode(buf[vpos:end], spec[1], codec)
-            except (ValueError, OverflowError, struct.error, UnicodeDecodeError, LookupError) as err:
-                raise _FallBack from err
-            if value is not None and value != "" and value != [""]:
-                values[spec[0]] = value
+            raw = buf[vpos:end]
+            if tag == 0x00080005:
+                codec = _codec(raw)
+            key = (tag, raw, codec)
+            value = decoded.get(key, _MISSING)
+            if value is _MISSING:
+                try:
+                    value = _decode(raw, spec[1], codec)
+                except (ValueError, OverflowError, struct.error, UnicodeDecodeError, LookupError) as err:
+                    raise _FallBack from err
+                if value is None or value == "" or value == [""]:
+                    value = _EMPTY
+                if tag not in _PER_FILE:
+                    if len(decoded) > 8192:
+                        decoded.clear()
+                    decoded[key] = value
+            if value is not _EMPTY:
+                values[spec[0]] = value.copy() if type(value) is list else value
         elif tag in _MARKERS:
             markers.append(_MARKERS[tag])
         pos = end

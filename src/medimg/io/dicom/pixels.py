@@ -24,8 +24,8 @@ from medimg.errors import (
 )
 from medimg.io.dicom.header import NATIVE_LE, TS_NAMES, Header
 
-__all__ = ["raw_dtype", "can_read_raw", "read_raw_frames_into", "decode_pixels", "syntax_name",
-           "check_size_claims"]
+__all__ = ["raw_dtype", "can_read_raw", "read_raw_frames_into", "read_raw_frames_hashed", "decode_pixels",
+           "syntax_name", "check_size_claims"]
 
 #: Fewest bytes one encapsulated frame takes: an item header (8 bytes) and a codestream of at
 #: least a start and an end marker (JPEG SOI + EOI, 4 bytes).
@@ -140,6 +140,42 @@ def read_raw_frames_into(header: Header, out: np.ndarray) -> None:
         got = fh.readinto(view)
     if got != view.nbytes:
         raise TruncatedFileError(header.path, f"pixel data is cut short: {got} of {view.nbytes} bytes")
+
+
+def read_raw_frames_hashed(header: Header, out: np.ndarray) -> str | None:
+    """As :func:`read_raw_frames_into`, reading the whole file in the same pass; returns the
+    file's SHA-256 (hex), or ``None`` when it could not be taken from that read (the file's size
+    changed since its header was read: hash it separately).
+
+    One ``preadv`` call reads the bytes before the pixel data and those after it into two small
+    buffers and the pixels straight into ``out``; the hash is updated from the three pieces, so
+    every byte is read once and copied nowhere else.
+    """
+    import hashlib
+    import os
+
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    offset = header.pixel_offset
+    size = header.file_size
+    if offset is None or not size or not hasattr(os, "preadv") or offset + view.nbytes > size:
+        read_raw_frames_into(header, out)
+        return None
+    head, tail = bytearray(offset), bytearray(size - offset - view.nbytes)
+    fd = os.open(header.path, os.O_RDONLY)
+    try:
+        got = os.preadv(fd, [head, view, tail], 0)
+        same_size = os.fstat(fd).st_size == size
+    finally:
+        os.close(fd)
+    if got != size:  # cut short since the header was read: the plain read reports it (or reads it)
+        read_raw_frames_into(header, out)
+        return None
+    if not same_size:
+        return None
+    digest = hashlib.sha256(head)
+    digest.update(view)
+    digest.update(tail)
+    return digest.hexdigest()
 
 
 def decode_pixels(path: str | Path, header: Header | None = None, *, dataset: Any = None) -> np.ndarray:

@@ -231,15 +231,39 @@ def _prefetch(file: Path) -> None:
         os.close(fd)
 
 
+def _cached(file: Path) -> bool:
+    """True when the first page of ``file`` is in the page cache (a 1-byte read that may not
+    wait for the disk); False when it is not or when that cannot be told."""
+    try:
+        fd = os.open(file, os.O_RDONLY)
+    except OSError:
+        return True  # nothing to read ahead: reading it will report the problem
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return True
+    except (OSError, AttributeError, ValueError):  # BlockingIOError: on disk; others: flag unsupported
+        return False
+    finally:
+        os.close(fd)
+
+
+def _prefetch_block(block: list[Path]) -> None:
+    """Ask the kernel to read ``block`` ahead, unless its first and last files are in the page
+    cache already (then the files in between most likely are too: no syscalls spent on them)."""
+    if block and not (_cached(block[0]) and _cached(block[-1])):
+        for file in block:
+            _prefetch(file)
+
+
 def _read_headers(files: list[Path], prefetch: int) -> Iterable[tuple[Path, Header | BaseException]]:
-    """(file, header or error) in file order; the next ``prefetch`` files are read ahead by the kernel."""
+    """(file, header or error) in file order; the kernel reads ahead in blocks of ``prefetch``
+    files, one block ahead of the reading (blocks found in the page cache are skipped)."""
     can_prefetch = prefetch > 0 and hasattr(os, "posix_fadvise") and len(files) > 1
     if can_prefetch:
-        for file in files[:prefetch]:
-            _prefetch(file)
+        _prefetch_block(files[:prefetch])
     for i, file in enumerate(files):
-        if can_prefetch and i + prefetch < len(files):
-            _prefetch(files[i + prefetch])
+        if can_prefetch and i % prefetch == 0:
+            _prefetch_block(files[i + prefetch:i + 2 * prefetch])
         yield file, _read_one(file)
 
 
@@ -336,14 +360,36 @@ def checked_orientation(header: Header, iop: Any) -> tuple[float, ...] | None:
         if any("ImageOrientationPatient" in p for p in header.problems):
             header.problems.append(_DROPPED)
         return None
-    if len(iop) == 6 and all(math.isfinite(v) for v in iop):
-        row, col = np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float)
-        nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
-        if 0.5 < nr < 1.5 and 0.5 < nc < 1.5 and float(np.linalg.norm(np.cross(row / nr, col / nc))) > 0.5:
-            return tuple(float(v) for v in iop)
+    if len(iop) == 6:
+        cosines = tuple(float(v) for v in iop)
+        if _usable_orientation(cosines):
+            return cosines
     header.problems.append(f"Image Orientation (Patient) (0020,0037) = {list(iop)} is not two unit, "
                            "non-parallel direction cosines: ignored. " + _DROPPED)
     return None
+
+
+#: Orientations already judged (the files of a series share one): six cosines -> usable.
+_ORIENTATION_OK: dict[tuple[float, ...], bool] = {}
+
+
+def _usable_orientation(cosines: tuple[float, ...]) -> bool:
+    """Two finite, unit (within 0.5), non-parallel (|row x col| > 0.5) direction cosines."""
+    known = _ORIENTATION_OK.get(cosines)
+    if known is not None:
+        return known
+    ok = False
+    if all(math.isfinite(v) for v in cosines):
+        rx, ry, rz, cx, cy, cz = cosines
+        nr, nc = math.sqrt(rx * rx + ry * ry + rz * rz), math.sqrt(cx * cx + cy * cy + cz * cz)
+        if 0.5 < nr < 1.5 and 0.5 < nc < 1.5:
+            rx, ry, rz, cx, cy, cz = rx / nr, ry / nr, rz / nr, cx / nc, cy / nc, cz / nc
+            nx, ny, nz = ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx
+            ok = math.sqrt(nx * nx + ny * ny + nz * nz) > 0.5
+        if len(_ORIENTATION_OK) > 4096:
+            _ORIENTATION_OK.clear()
+        _ORIENTATION_OK[cosines] = ok
+    return ok
 
 
 def checked_spacing(header: Header, ps: Any) -> tuple[float, float] | None:
@@ -361,10 +407,23 @@ _DROPPED = ("The image is read without patient geometry (no position or orientat
             "array order as stored, spacing from Pixel Spacing or 1 mm, no LPS placement).")
 
 
+#: Rounded tuples already computed (the frames of a series share orientation and spacing).
+_ROUNDED: dict[tuple[Any, int], tuple[float, ...]] = {}
+
+
 def _round(value: Any, ndigits: int) -> Any:
     if value is None:
         return None
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, tuple):
+        key = (value, ndigits)
+        done = _ROUNDED.get(key)
+        if done is None:
+            done = tuple(round(float(v), ndigits) for v in value)
+            if len(_ROUNDED) > 4096:
+                _ROUNDED.clear()
+            _ROUNDED[key] = done
+        return done
+    if isinstance(value, (list, np.ndarray)):
         return tuple(round(float(v), ndigits) for v in value)
     if isinstance(value, float):
         return round(value, ndigits)

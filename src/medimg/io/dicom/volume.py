@@ -27,7 +27,13 @@ from medimg.errors import (
     NonUniformSpacingError,
     ParameterError,
 )
-from medimg.io.dicom.pixels import can_read_raw, decode_pixels, raw_dtype, read_raw_frames_into
+from medimg.io.dicom.pixels import (
+    can_read_raw,
+    decode_pixels,
+    raw_dtype,
+    read_raw_frames_hashed,
+    read_raw_frames_into,
+)
 from medimg.io.dicom.scan import Frame, SeriesInfo, scan
 
 __all__ = ["StackGeometry", "analyze_geometry", "read_series", "read_dicom", "series_meta"]
@@ -108,7 +114,8 @@ def analyze_geometry(series: SeriesInfo) -> StackGeometry:
         regular = True
     else:
         mean_gap = (dist[-1] - dist[0]) / (n - 1)
-        median_gap = float(np.median(gaps))
+        ordered = np.sort(gaps)  # np.median's value, without the numpy.ma import it costs (~11 ms a process)
+        median_gap = float((ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2)
         tol = max(_SPACING_TOL_MM, _SPACING_TOL_REL * median_gap)
         regular = bool(np.max(np.abs(gaps - mean_gap)) <= tol)
         dz = float(mean_gap)
@@ -179,8 +186,9 @@ def _raise_irregular(series: SeriesInfo, geo: StackGeometry) -> None:
     raise GantryTiltError(f"series {series.describe()}: {detail}.{hint}")
 
 
-def _stack_pixels(frames: list[Frame]) -> np.ndarray:
-    """Stored values of ``frames`` stacked in order: (n, rows, cols[, samples])."""
+def _stack_pixels(frames: list[Frame], hashes: dict[Path, str] | None = None) -> np.ndarray:
+    """Stored values of ``frames`` stacked in order: (n, rows, cols[, samples]). With ``hashes``,
+    the SHA-256 of each file read whole for its pixels is put there (see :func:`read_series`)."""
     first = frames[0].header
     rows, cols = int(first.get("Rows")), int(first.get("Columns"))
     all_raw = all(f.header.number_of_frames == 1 and can_read_raw(f.header) for f in frames)
@@ -188,7 +196,12 @@ def _stack_pixels(frames: list[Frame]) -> np.ndarray:
     if all_raw and len(dtypes) == 1:
         out = np.empty((len(frames), rows, cols), dtype=dtypes.pop())
         for i, frame in enumerate(frames):
-            read_raw_frames_into(frame.header, out[i : i + 1])
+            if hashes is None:
+                read_raw_frames_into(frame.header, out[i : i + 1])
+            else:
+                digest = read_raw_frames_hashed(frame.header, out[i : i + 1])
+                if digest is not None:
+                    hashes[frame.header.path] = digest
         return out.astype(out.dtype.newbyteorder("="), copy=False)
     cache: dict[Path, np.ndarray] = {}
     uses: dict[Path, int] = defaultdict(int)
@@ -228,7 +241,11 @@ def _apply_rescale(stored: np.ndarray, frames: list[Frame]) -> tuple[np.ndarray,
         lo_v, hi_v = min(ends), max(ends)
         for cand in (np.int16, np.int32, np.int64):
             if np.iinfo(cand).min <= lo_v and hi_v <= np.iinfo(cand).max:
-                out = stored.astype(cand)
+                # ``stored`` is this reader's own fresh array: rescaled in place when its items have
+                # the width of ``cand`` (uint16 -> int16 too: the sum wraps modulo 2**16 exactly as
+                # the true result does, and the true result fits, so they are equal)
+                same_width = stored.dtype.itemsize == np.dtype(cand).itemsize and stored.dtype.isnative
+                out = stored.view(cand) if same_width and stored.flags.c_contiguous else stored.astype(cand)
                 if s != 1:
                     out *= s
                 out += cand(b)
@@ -302,13 +319,18 @@ def header_problems(series: SeriesInfo) -> list[str]:
     return list(out)
 
 
-def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"] = "error") -> Image:
+def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"] = "error",
+                hashes: dict[Path, str] | None = None) -> Image:
     """Read one series (from :func:`scan`) into an :class:`Image`.
 
     3-D images have array order (z, y, x) with z along the slice normal, ascending; Rescale
     Slope/Intercept (or Dose Grid Scaling) is applied — integer results stay integer (int16 when
     they fit), others become float32. Series without patient geometry (ultrasound, secondary
     capture) give an image with ``has_patient_geometry=False``.
+
+    ``hashes``: a dict that receives the SHA-256 (hex) of each file whose uncompressed pixels
+    were read, taken from the same read (the whole file in one ``preadv``, no second pass; for
+    provenance records). Files decoded another way (compressed syntaxes) are not in it.
     """
     if on_irregular not in ("error", "resample"):
         raise ParameterError(f"on_irregular must be 'error' or 'resample', got {on_irregular!r}")
@@ -316,7 +338,7 @@ def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"
     warnings_: list[str] = header_problems(series)
     if not series.has_geometry:
         frames = series.frames
-        stored = _stack_pixels(frames)
+        stored = _stack_pixels(frames, hashes)
         values, rescale = _apply_rescale(stored, frames)
         ps = frames[0].pixel_spacing or (1.0, 1.0)
         meta["rescale"] = rescale
@@ -331,7 +353,7 @@ def read_series(series: SeriesInfo, *, on_irregular: Literal["error", "resample"
     geo = analyze_geometry(series)
     if not geo.regular and on_irregular == "error":
         _raise_irregular(series, geo)
-    stored = _stack_pixels(geo.frames)
+    stored = _stack_pixels(geo.frames, hashes)
     values, rescale = _apply_rescale(stored, geo.frames)
     meta["rescale"] = rescale
     affine = geo.affine
