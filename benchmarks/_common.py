@@ -182,12 +182,14 @@ COMPARISONS = {
     "same": "the same computation",
     "defaults": "each tool with its recommended defaults (not the same computation)",
     "different": "not the same computation",
+    "per-row": "per row",
 }
 
 
 def comparison(kind: str, detail: str) -> str:
     """The standard "Comparison:" sentence of a section: ``kind`` is "same" (same windows,
-    settings, input and output), "defaults" (each tool its recommended defaults) or "different";
+    settings, input and output), "defaults" (each tool its recommended defaults), "different" or
+    "per-row" (a table column says it for each row);
     ``detail`` says what is and is not the same."""
     return f"Comparison: {COMPARISONS[kind]}: {detail.rstrip('.')}."
 
