@@ -26,8 +26,8 @@ defaults, and shows both where they differ; whether a time is end to end (a whol
 in and out) or in process (a call on data already in memory, or reading files inside the call).
 Every tool is pinned to the same number of threads (`pin_threads`), the load average is recorded
 before and after (the machine may be shared), and a ratio is a ratio of medians of >= 5 runs
-interleaved between the tools (A B, A B, ...) after a warm-up. A time measured fewer than 5
-times is labelled as such and gives no ratio.
+interleaved between the tools (A B, A B, ...) after a warm-up. Where a section measures a time
+fewer than 5 times (a slow library call, cold-cache runs, a scale check), it says so beside it.
 """
 
 
