@@ -19,6 +19,15 @@ _HEADER = """# Benchmarks
 Measured by `make bench` (each section is rewritten by its benchmark; ratios compare tools
 measured in the same run, on the same files, on the same machine). Numbers below were not
 edited by hand.
+
+Protocol: every section says, in a "Comparison:" line (or a column), whether the tools ran the
+same computation (same windows, same settings, same input and output) or each its recommended
+defaults, and shows both where they differ; whether a time is end to end (a whole process, files
+in and out) or in process (a call on data already in memory, or reading files inside the call).
+Every tool is pinned to the same number of threads (`pin_threads`), the load average is recorded
+before and after (the machine may be shared), and a ratio is a ratio of medians of >= 5 runs
+interleaved between the tools (A B, A B, ...) after a warm-up. Where a section measures a time
+fewer than 5 times (a slow library call, cold-cache runs, a scale check), it says so beside it.
 """
 
 
@@ -166,3 +175,26 @@ def write_section(name: str, body: str) -> None:
     tmp = BENCH_MD.with_suffix(".md.part")
     tmp.write_text(text)
     tmp.replace(BENCH_MD)
+
+
+#: What a "Comparison:" line says about two tools' runs (``comparison``).
+COMPARISONS = {
+    "same": "the same computation",
+    "defaults": "each tool with its recommended defaults (not the same computation)",
+    "different": "not the same computation",
+    "per-row": "per row",
+}
+
+
+def comparison(kind: str, detail: str) -> str:
+    """The standard "Comparison:" sentence of a section: ``kind`` is "same" (same windows,
+    settings, input and output), "defaults" (each tool its recommended defaults), "different" or
+    "per-row" (a table column says it for each row);
+    ``detail`` says what is and is not the same."""
+    return f"Comparison: {COMPARISONS[kind]}: {detail.rstrip('.')}."
+
+
+def protocol(threads: str, load_before: str, load_after: str, runs: str) -> str:
+    """The standard first line of a section: machine, thread pinning, load before and after,
+    and how times were taken (e.g. "medians of 5 interleaved runs after a warm-up")."""
+    return f"Machine: {machine()}; {threads}; {load_before} before, {load_after} after; {runs}."

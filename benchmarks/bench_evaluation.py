@@ -9,21 +9,21 @@ The two plain intervals are checked equal. `python benchmarks/run.py bench_evalu
 
 from __future__ import annotations
 
-import os
-import time
-
 import numpy as np
 
-from _common import interleaved, machine, write_section
+from _common import comparison, interleaved, load_average, pin_threads, protocol, write_section
+
+REPEATS = 5
+SIZES = (10_000, 1_000)  # predictions: two data shapes (the loop's cost per resample grows with n)
 
 
-def main() -> None:
+def measure(n: int, b: int) -> list[str]:
+    """Table rows for ``b`` bootstrap resamples of ``n`` predictions."""
     from sklearn.metrics import roc_auc_score
 
     from medimg.evaluation.classification import BinaryData, bootstrap_ci, plain_bootstrap_auc
 
     rng = np.random.default_rng(0)
-    n, b = 10_000, 1_000
     y = rng.integers(0, 2, n).astype(bool)
     s = rng.normal(0, 1, n) + 1.0 * y
     data = BinaryData.from_arrays(y, s, threshold=0.0)
@@ -38,32 +38,43 @@ def main() -> None:
         return tuple(np.quantile(aucs, [0.025, 0.975]))
 
     assert np.allclose(sklearn_loop(), medimg_plain(), atol=1e-12)
-    load = os.getloadavg()
     times = interleaved({
         "loop": sklearn_loop,
         "plain": medimg_plain,
         "strat": lambda: bootstrap_ci(y, s, n_bootstrap=b, seed=1),
-    }, repeats=3)
-    t0 = time.perf_counter()
-    bootstrap_ci(y, s, n_bootstrap=b, seed=1, method="bca")
-    t_bca = time.perf_counter() - t0
-    load_after = os.getloadavg()
+        "bca": lambda: bootstrap_ci(y, s, n_bootstrap=b, seed=1, method="bca"),
+    }, repeats=REPEATS)
     rows = [
         ("scikit-learn loop: `roc_auc_score` on each resample", times["loop"]),
         ("medimg `plain_bootstrap_auc` (same resamples, vectorised)", times["plain"]),
         ("medimg `bootstrap_ci` (stratified percentile, default)", times["strat"]),
-        ("medimg `bootstrap_ci(method='bca')` (+ 10,000-case jackknife), one run", t_bca),
+        (f"medimg `bootstrap_ci(method='bca')` (+ {n:,}-case jackknife)", times["bca"]),
     ]
-    lines = [f"| {name} | {t:.3f} | {times['loop'] / t:.1f}x |" for name, t in rows]
+    same = ["(the reference)", "yes: the same resamples, the same interval", "no: stratified resamples (the default)",
+            "no: stratified resamples + jackknife (BCa)"]
+    return [f"| {n:,} | {name} | {sm} | {t:.3f} | {times['loop'] / t:.1f}x |" for (name, t), sm in zip(rows, same, strict=True)]
+
+
+def main() -> None:
+    threads = pin_threads()
+    b = 1_000
+    load = load_average()
+    lines: list[str] = []
+    for n in SIZES:
+        lines += measure(n, b)
+    load_after = load_average()
     body = f"""## Evaluation: bootstrap CI of the AUC
 
-Machine: {machine()}; load average {load[0]:.2f} before, {load_after[0]:.2f} after (shared machine).
-{b:,} bootstrap resamples of {n:,} predictions (binormal scores). Median of 3 interleaved runs after a
-warm-up (BCa: one run). The scikit-learn loop and medimg's plain bootstrap draw the same resamples and give
-the same 95 % interval (checked to 1e-12). `python benchmarks/run.py bench_evaluation`.
+{protocol(threads, load, load_after, f"medians of {REPEATS} runs interleaved between the methods after a warm-up")}
+{b:,} bootstrap resamples of {" and of ".join(f"{n:,}" for n in SIZES)} predictions (binormal scores), in process (arrays in memory).
+`python benchmarks/run.py bench_evaluation`.
 
-| method | time (s) | speed-up vs loop |
-|---|---:|---:|
+{comparison("same", "the scikit-learn loop and medimg's `plain_bootstrap_auc` draw the same resamples and give "
+            "the same 95 % interval (checked to 1e-12); the `bootstrap_ci` rows are medimg's recommended defaults "
+            "(stratified resampling, percentile or BCa interval), a different computation shown beside it")}
+
+| predictions | method | same computation as the loop? | time (s) | speed-up vs loop |
+|---:|---|---|---:|---:|
 {chr(10).join(lines)}
 """
     write_section("evaluation", body)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, write_section
+from _common import ROOT, comparison, load_average, pin_threads, protocol, write_section
 
 POSE_DEG = (4.0, -3.0, 6.0)
 POSE_MM = (3.0, -2.0, 4.0)
@@ -136,13 +136,14 @@ def errors(matrix: np.ndarray, clean_fixed: np.ndarray, truth_pos: np.ndarray) -
 
 
 def main() -> None:
+    threads = pin_threads()  # before Open3D loads its OpenMP runtime
     try:
         import open3d  # noqa: F401
         have_o3d = True
     except ImportError:
         have_o3d = False
     surface, source = head_surface()
-    load_before = os.getloadavg()
+    load_before = load_average()
     rows = []
     for case in ("same points", "resampled", "resampled + outliers"):
         fixed, moving, clean_fixed, truth_pos = make_case(surface, outliers=case.endswith("outliers"),
@@ -164,12 +165,19 @@ def main() -> None:
             rows.append((case, tool, statistics.median(times[tool]), mean, worst, len(fixed)))
             print(f"{case:9s} {tool:7s} {statistics.median(times[tool]):.3f} s  mean {mean:.4f} mm  max {worst:.4f} mm",
                   flush=True)
-    load_after = os.getloadavg()
+    load_after = load_average()
     lines = [
         "## Point-based registration: ICP (medimg vs Open3D point-to-plane)",
         "",
-        f"Machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
-        "(1 min; the cores are shared).",
+        protocol(threads, load_before, load_after, f"medians of {REPEATS} runs interleaved between the tools "
+                 "after a warm-up; in process (point arrays in memory)"),
+        "",
+        comparison("defaults", "the same clouds, both point-to-plane ICP from the identity with target normals from "
+                   "10 neighbours and at most 50 iterations, but each with its own stopping and rejection rules "
+                   "(Open3D: 10 mm correspondence distance, relative fitness / RMSE 1e-6; medimg: automatic outlier "
+                   "rejection, 1e-4 mm tolerance), so the error columns matter as much as the times; three data "
+                   "shapes (same points, resampled, resampled + outliers)"),
+        "",
         f"Surface: {source}; {N_POINTS} target points; fixed cloud: the same points or ('resampled') another "
         f"{N_POINTS} surface points, moved by "
         f"the inverse of rotation {POSE_DEG} deg, translation {POSE_MM} mm, noise sigma {NOISE_MM} mm per axis; "
