@@ -60,7 +60,7 @@ def reference_data() -> Path | None:
 
 
 def medimg_argv(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from medimg.cli.main import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "from medimg.cli.main import run; run()", *args]
 
 
 def importtime(args: list[str], env: dict[str, str], top: int = 8) -> list[tuple[str, float]]:

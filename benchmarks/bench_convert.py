@@ -124,7 +124,7 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONPYCACHEPREFIX=str(CACHE / "pycache"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
-    medimg = [sys.executable, "-c", "import sys; from medimg.cli.main import main; sys.exit(main())"]
+    medimg = [sys.executable, "-c", "from medimg.cli.main import run; run()"]
 
     cpu: dict[str, list[float]] = {}
 

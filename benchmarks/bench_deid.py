@@ -87,7 +87,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-deid-", dir=CACHE))
     key_file = tmp / "key"
     key_file.write_bytes(KEY)
-    medimg_cli = [sys.executable, "-c", "import sys; from medimg.cli.main import main; sys.exit(main())"]
+    medimg_cli = [sys.executable, "-c", "from medimg.cli.main import run; run()"]
     try:
         rows = []
         datas = []

@@ -54,6 +54,30 @@ def test_python_dash_m_medimg_runs_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_program_exit_flushes_output_and_runs_atexit_handlers(tmp_path: Path) -> None:
+    """``run`` (the console script) ends by ``os._exit`` when only the main thread is left:
+    stdout is flushed, atexit handlers run, the status is kept, outputs are complete; with
+    another thread alive it exits the ordinary way (which waits for the thread)."""
+    code = ("import atexit, sys; atexit.register(lambda: print('atexit ran', flush=True)); "
+            "from medimg.cli.main import run; sys.argv = ['medimg', *sys.argv[1:]]; run()")
+    out = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.splitlines() == [f"medimg {__version__}", "atexit ran"]
+    bad = subprocess.run([sys.executable, "-c", code, "info", str(tmp_path / "absent")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout.strip() == "atexit ran"
+    image = Image.from_geometry(np.arange(24, dtype=np.int16).reshape(2, 3, 4), spacing=(2.0, 1.0, 1.0))
+    io.write(image, tmp_path / "in.nrrd")
+    done = subprocess.run([sys.executable, "-c", code, "convert", str(tmp_path / "in.nrrd"), str(tmp_path / "out.nii")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(io.read(tmp_path / "out.nii").array, image.array)
+    assert json.loads((tmp_path / "out.json").read_text())
+    threaded = ("import sys, threading, time; from medimg.cli.main import run; "
+                "t = threading.Thread(target=lambda: (time.sleep(0.3), print('thread done', flush=True))); t.start(); "
+                "sys.argv = ['medimg', '--version']; run()")
+    out = subprocess.run([sys.executable, "-c", threaded], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.splitlines() == [f"medimg {__version__}", "thread done"]
+
+
 def test_help_does_not_import_heavy_modules() -> None:
     code = ("import sys; from medimg.cli.main import main; main(['--help']); "
             "heavy = [m for m in ('torch', 'monai', 'sklearn', 'matplotlib', 'pydicom', 'SimpleITK', 'scipy') if m in sys.modules]; "
