@@ -249,3 +249,33 @@ def test_input_record_for_other_syntaxes(tmp_path: Path, syntax: str) -> None:
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
     assert json.loads(sidecar_path(out.path).read_text())["inputs"][0]["sha256_files"] == digest.hexdigest()
     np.testing.assert_array_equal(io.read(out.path).array, read_series(series).array)
+
+
+def test_no_input_hashes_same_output_and_no_hash_work(tmp_path: Path, monkeypatch) -> None:
+    """``hash_inputs=False`` (``--no-input-hashes``): the same NIfTI bytes, the output still hashed
+    in its sidecar, the inputs recorded by count and series without any hash computed."""
+    import json
+
+    import medimg.core.provenance as provenance
+    import medimg.io.dicom.volume as volume
+    from medimg.cli.main import main
+
+    root = tmp_path / "in"
+    _series(root, 0)
+    ref = list(convert_folder(root, tmp_path / "hashed", suffix=".nii", workers=1))
+
+    def refuse(*a, **k):
+        raise AssertionError("an input was hashed")
+
+    monkeypatch.setattr(volume, "read_raw_frames_hashed", refuse)  # the fused read-and-hash
+    monkeypatch.setattr(provenance, "sha256_file", refuse)  # a hash by a second read
+    got = list(convert_folder(root, tmp_path / "plain", suffix=".nii", workers=1, hash_inputs=False))
+    assert got[0].path.read_bytes() == ref[0].path.read_bytes()
+    side = json.loads(sidecar_path(got[0].path).read_text())
+    row = side["inputs"][0]
+    assert row["sha256_files"] is None and row["n_files"] == 6 and row["series_uid"]
+    assert side["parameters"]["hash_inputs"] is False
+    assert side["file"]["sha256"] == sha256_file(got[0].path)
+    assert main(["convert", str(root), str(tmp_path / "cli"), "--ext", ".nii", "--workers", "1", "--no-input-hashes"]) == 0
+    cli_side = json.loads(next((tmp_path / "cli").glob("*.json")).read_text())
+    assert cli_side["inputs"][0]["sha256_files"] is None

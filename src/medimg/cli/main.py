@@ -104,6 +104,7 @@ def convert(
     ext: Annotated[str, typer.Option("--ext", help="With OUT a folder: the output format of every series (.nii.gz, .nii, .nrrd, .mha).")] = ".nii.gz",
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With OUT a folder: worker processes (default: the CPUs).")] = None,  # noqa: UP045
     slice_: Annotated[Optional[int], typer.Option("--slice", min=0, help="Write only this slice (0-based, along the slowest axis) of a 3-D image, e.g. to a PNG.")] = None,  # noqa: UP045
+    input_hashes: Annotated[bool, typer.Option("--input-hashes/--no-input-hashes", help="With OUT a folder: record the SHA-256 of every input file in the sidecars (default; about 1 s of CPU per GB read). The outputs are hashed either way.")] = True,
 ) -> None:
     """Convert IN (a DICOM series or an image file) to OUT; the format follows OUT's extension.
 
@@ -113,7 +114,7 @@ def convert(
     from medimg.core.files import full_suffix
 
     if src.is_dir() and series is None and not full_suffix(dst):
-        _convert_folder(src, dst, ext, resample, overwrite, workers)
+        _convert_folder(src, dst, ext, resample, overwrite, workers, input_hashes)
         return
     from medimg import io
     from medimg.cli.params import check_output
@@ -150,13 +151,15 @@ def _one_slice(image: Any, k: int) -> Any:
                  has_patient_geometry=image.has_patient_geometry)
 
 
-def _convert_folder(src: Path, dst: Path, ext: str, resample: bool, overwrite: bool, workers: int | None) -> None:
+def _convert_folder(src: Path, dst: Path, ext: str, resample: bool, overwrite: bool, workers: int | None,
+                    input_hashes: bool = True) -> None:
     from medimg.cli.runtime import command_argv
     from medimg.io.convert import convert_folder
 
     done = failed = 0
     for out in convert_folder(src, dst, suffix=ext, on_irregular="resample" if resample else "error",
-                              overwrite=overwrite, workers=workers, argv=command_argv()):
+                              overwrite=overwrite, workers=workers, argv=command_argv(),
+                              hash_inputs=input_hashes):
         if out.path is None:  # plain lines (no rich console to import; brackets in names kept)
             failed += 1
             typer.echo(f"error: series {out.key}: {out.error}", err=True)
