@@ -21,6 +21,7 @@ from medimg.catalog import (
 from medimg.catalog import index as index_mod
 from medimg.cli.main import main
 from medimg.datasets import make_cohort
+from medimg.errors import UserInputError
 from medimg.pipeline import index as pipeline_index
 from servers.fixtures import postgres_url  # noqa: F401 - pytest fixture
 
@@ -349,3 +350,43 @@ def test_a_catalog_locked_too_long_is_one_clear_error(tmp_path: Path) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_new_sqlite_catalog_waits_for_a_lock_held_elsewhere(tmp_path: Path) -> None:
+    """Opening a catalog while another connection holds the database (as a second indexer does
+    when two open a new catalog at once) waits for it instead of failing: switching to WAL mode
+    gets no busy handler from SQLite, so medimg retries it within the busy timeout."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "cat.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (a)")
+    holder.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        time.sleep(0.4)
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    t0 = time.monotonic()
+    try:
+        with Catalog(f"sqlite:///{path}") as catalog:
+            assert catalog.engine.dialect.name == "sqlite"
+        assert time.monotonic() - t0 >= 0.3
+    finally:
+        thread.join()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()
+    with pytest.raises(UserInputError, match="locked"):  # a lock that outlives the timeout still fails, clearly
+        blocker = sqlite3.connect(tmp_path / "held.sqlite", isolation_level=None)
+        blocker.execute("CREATE TABLE other (a)")
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            Catalog(f"sqlite:///{tmp_path / 'held.sqlite'}", busy_timeout_s=0.2)
+        finally:
+            blocker.close()

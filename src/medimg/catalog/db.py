@@ -85,6 +85,29 @@ def normalize_url(db: str | Path | None) -> str:
     return text
 
 
+def _enable_wal(cursor: Any, timeout_s: float) -> None:
+    """Put a SQLite catalog in WAL mode (persistent: a catalog already in it is left alone).
+
+    Switching the journal mode needs the database to itself, and SQLite answers "database is
+    locked" at once, without its busy handler, while another process holds a lock (two indexers
+    opening a new catalog at the same instant). So the switch is retried, backing off from 5 to
+    100 ms, for up to ``timeout_s`` seconds (the catalog's busy timeout)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if ("locked" not in str(err) and "busy" not in str(err)) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.1)
+
+
 def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -132,7 +155,7 @@ class Catalog:
                 dbapi_conn.isolation_level = None  # medimg emits BEGIN itself (below)
                 cur = dbapi_conn.cursor()
                 cur.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-                cur.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(cur, self.busy_timeout_s)
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
