@@ -353,9 +353,10 @@ def test_a_catalog_locked_too_long_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_new_sqlite_catalog_waits_for_a_lock_held_elsewhere(tmp_path: Path) -> None:
-    """Opening a catalog while another connection holds the database (as a second indexer does
-    when two open a new catalog at once) waits for it instead of failing: switching to WAL mode
-    gets no busy handler from SQLite, so medimg retries it within the busy timeout."""
+    """Opening a catalog while another connection is writing to it (as when two indexers open a
+    new catalog at once) waits for it instead of failing: SQLite answers the switch to WAL mode
+    with "locked" at once (no busy handler while another connection holds a write lock), so
+    medimg retries it within the busy timeout."""
     import sqlite3
     import threading
     import time
@@ -363,7 +364,8 @@ def test_new_sqlite_catalog_waits_for_a_lock_held_elsewhere(tmp_path: Path) -> N
     path = tmp_path / "cat.sqlite"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE other (a)")
-    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE")  # a writer mid-transaction, as the first indexer creating the tables
+    holder.execute("INSERT INTO other VALUES (1)")
 
     def release() -> None:
         time.sleep(0.4)
@@ -385,7 +387,8 @@ def test_new_sqlite_catalog_waits_for_a_lock_held_elsewhere(tmp_path: Path) -> N
     with pytest.raises(UserInputError, match="locked"):  # a lock that outlives the timeout still fails, clearly
         blocker = sqlite3.connect(tmp_path / "held.sqlite", isolation_level=None)
         blocker.execute("CREATE TABLE other (a)")
-        blocker.execute("BEGIN EXCLUSIVE")
+        blocker.execute("BEGIN IMMEDIATE")
+        blocker.execute("INSERT INTO other VALUES (1)")
         try:
             Catalog(f"sqlite:///{tmp_path / 'held.sqlite'}", busy_timeout_s=0.2)
         finally:
