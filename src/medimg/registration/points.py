@@ -250,25 +250,87 @@ def target_registration_error(transform: Any, fixed_targets: np.ndarray,
 
 
 # --------------------------------------------------------------------------- normals and surfaces
+def _knn(points: np.ndarray, k: int, tree: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices (N, k) of each point's ``k`` nearest points in ``tree`` (itself
+    included), queried in the tree's leaf order (spatially coherent: faster)."""
+    order = tree.indices
+    d_sorted, idx_sorted = tree.query(points[order], k=k)
+    dist = np.empty_like(d_sorted)
+    idx = np.empty_like(idx_sorted)
+    dist[order] = d_sorted
+    idx[order] = idx_sorted
+    return dist, idx
+
+
+def _smallest_eigenvectors(cxx: np.ndarray, cyy: np.ndarray, czz: np.ndarray, cxy: np.ndarray,
+                           cxz: np.ndarray, cyz: np.ndarray) -> np.ndarray:
+    """Unit eigenvectors (N, 3) of the smallest eigenvalue of N symmetric 3x3 matrices given by
+    their six entries, in closed form: the eigenvalue by the trigonometric solution of the
+    characteristic cubic (Smith 1961), the eigenvector as the largest cross product of two rows
+    of ``A - lambda I``. Where that is ill-conditioned (the two smallest eigenvalues within
+    1e-4 of the spread, or all equal), ``numpy.linalg.eigh`` decides for those matrices."""
+    n = len(cxx)
+    q = (cxx + cyy + czz) / 3.0
+    a, b, c = cxx - q, cyy - q, czz - q
+    p1 = cxy * cxy + cxz * cxz + cyz * cyz
+    p = np.sqrt((a * a + b * b + c * c + 2.0 * p1) / 6.0)
+    safe = np.where(p > 0, p, 1.0)
+    # det(A - q I) / p^3 / 2 = cos(3 phi)
+    det = a * (b * c - cyz * cyz) - cxy * (cxy * c - cyz * cxz) + cxz * (cxy * cyz - b * cxz)
+    r = np.clip(det / (2.0 * safe**3), -1.0, 1.0)
+    phi = np.arccos(r) / 3.0
+    lam = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)  # the smallest root
+    # rows of A - lam I
+    r0 = np.stack([cxx - lam, cxy, cxz], axis=1)
+    r1 = np.stack([cxy, cyy - lam, cyz], axis=1)
+    r2 = np.stack([cxz, cyz, czz - lam], axis=1)
+    crosses = np.stack([np.cross(r0, r1), np.cross(r0, r2), np.cross(r1, r2)], axis=1)  # (N, 3, 3)
+    norms2 = np.einsum("nij,nij->ni", crosses, crosses)
+    best = np.argmax(norms2, axis=1)
+    rows = np.arange(n)
+    vec = crosses[rows, best]
+    norm2 = norms2[rows, best]
+    # |cross|^2 = ((l1 - lam)(l2 - lam))^2 (scaled) for the two other eigenvalues; compare it
+    # with the spread of the spectrum: a small value means nearly repeated smallest eigenvalues
+    spread2 = (3.0 * p) ** 2
+    bad = ~(norm2 > 1e-8 * spread2 * spread2) | ~(p > 0)
+    vec = vec / np.sqrt(np.where(bad, 1.0, norm2))[:, None]
+    if np.any(bad):
+        sel = np.flatnonzero(bad)
+        cov = np.empty((len(sel), 3, 3))
+        cov[:, 0, 0], cov[:, 1, 1], cov[:, 2, 2] = cxx[sel], cyy[sel], czz[sel]
+        cov[:, 0, 1] = cov[:, 1, 0] = cxy[sel]
+        cov[:, 0, 2] = cov[:, 2, 0] = cxz[sel]
+        cov[:, 1, 2] = cov[:, 2, 1] = cyz[sel]
+        vec[sel] = np.linalg.eigh(cov)[1][:, :, 0]
+    return vec
+
+
+def _normals_from_neighbours(points: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Unit normals (N, 3) by local PCA over the neighbour indices ``idx`` (N, k)."""
+    k = idx.shape[1]
+    x, y, z = (np.ascontiguousarray(points[:, i])[idx] for i in range(3))  # (N, k) each
+    x = x - x.sum(axis=1, keepdims=True) / k
+    y = y - y.sum(axis=1, keepdims=True) / k
+    z = z - z.sum(axis=1, keepdims=True) / k
+    return _smallest_eigenvectors(np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y),
+                                  np.einsum("ij,ij->i", z, z), np.einsum("ij,ij->i", x, y),
+                                  np.einsum("ij,ij->i", x, z), np.einsum("ij,ij->i", y, z))
+
+
 def estimate_normals(points: np.ndarray, *, neighbours: int = 10, tree: Any = None) -> np.ndarray:
     """Unit normals (N, 3) of a point cloud by local PCA: the direction of least variance of
-    each point's ``neighbours`` nearest points. The sign is not oriented (point-to-plane ICP
-    does not need it). ``tree``: a ``cKDTree`` of ``points`` already built (reused)."""
+    each point's ``neighbours`` nearest points (the smallest eigenvector of their covariance,
+    in closed form). The sign is not oriented (point-to-plane ICP does not need it).
+    ``tree``: a ``cKDTree`` of ``points`` already built (reused)."""
     from scipy.spatial import cKDTree
 
     pts = _points(points, "points", min_count=3)
     k = int(min(max(neighbours, 3), len(pts)))
     if tree is None or not np.array_equal(np.asarray(tree.data), pts):
         tree = cKDTree(pts)
-    order = tree.indices
-    _d, idx_sorted = tree.query(pts[order], k=k)  # in leaf order: faster, spatially coherent
-    idx = np.empty_like(idx_sorted)
-    idx[order] = idx_sorted
-    nb = pts[idx]  # (N, k, 3)
-    centred = nb - nb.mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", centred, centred)
-    _w, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
-    return vecs[:, :, 0]
+    _d, idx = _knn(pts, k, tree)
+    return _normals_from_neighbours(pts, idx)
 
 
 def surface_points(mask: Image, *, label: int | None = None,
@@ -388,23 +450,88 @@ def _initial_matrix(init: Any, fixed: np.ndarray, moving: np.ndarray) -> np.ndar
     return m
 
 
-def _select(dist: np.ndarray, max_distance_mm: float | str | None, trim_fraction: float) -> np.ndarray:
+def _select(dist: np.ndarray, max_distance_mm: float | str | None,
+            trim_fraction: float) -> tuple[np.ndarray, float]:
     """Indices of the pairs kept: within ``max_distance_mm`` (``"auto"``: the median distance
     + 3 robust standard deviations, 1.4826 MAD) and among the closest ``trim_fraction`` of all
-    pairs."""
+    pairs. Also returns the largest distance (mm) the choice depends on: distances beyond it
+    may be given as ``inf`` (unknown, farther) without changing the choice, as long as the
+    median, the MAD and the trimming cut come out at or below it."""
     keep = np.ones(len(dist), dtype=bool)
+    limit = 0.0 if max_distance_mm is not None or trim_fraction < 1.0 else np.inf
     if max_distance_mm == "auto":
         med = float(np.median(dist))
         mad = float(np.median(np.abs(dist - med)))
-        keep &= dist <= med + 3.0 * 1.4826 * mad
+        threshold = med + 3.0 * 1.4826 * mad
+        keep &= dist <= threshold
+        limit = max(limit, threshold)
     elif max_distance_mm is not None:
         keep &= dist <= max_distance_mm
     if trim_fraction < 1.0:
         n_keep = max(3, int(round(trim_fraction * len(dist))))
         if n_keep < len(dist):
-            cut = np.partition(dist, n_keep - 1)[n_keep - 1]
+            cut = float(np.partition(dist, n_keep - 1)[n_keep - 1])
             keep &= dist <= cut
-    return np.flatnonzero(keep)
+            limit = max(limit, cut)
+    return np.flatnonzero(keep), limit
+
+
+class _Nearest:
+    """Exact nearest moving point of each query point, warm-started from the previous answer.
+
+    With the moving cloud's k-nearest-neighbour graph (``graph``: indices (M, k), self
+    included, and the distance to the k-th neighbour, (M,)), a query point ``q`` whose previous
+    nearest point was ``j`` is compared with the k neighbours of ``j`` only; the best of them,
+    at distance ``d``, is certainly the nearest moving point when ``d + |q - j|`` is below the
+    radius of ``j``'s neighbourhood (every moving point closer to ``q`` than ``d`` lies within
+    that radius of ``j``, so it is among the candidates). Points without that certificate are
+    queried in the KD-tree, with ``bound``: beyond it a distance comes back as ``inf``.
+    """
+
+    def __init__(self, tree: Any, moving: np.ndarray,
+                 graph: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.tree = tree
+        self.moving = moving
+        self.graph = graph
+        self.coords = [np.ascontiguousarray(moving[:, axis]) for axis in range(3)]
+        self.prev: np.ndarray | None = None
+
+    def query(self, q: np.ndarray, bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Distances (mm; ``inf`` beyond ``bound`` where not certified) and indices of the
+        nearest moving points of ``q`` (an index of ``len(moving)`` where ``inf``)."""
+        n_moving = len(self.moving)
+        if self.graph is None or self.prev is None:
+            dist, idx = self.tree.query(q, k=1, distance_upper_bound=bound)
+        else:
+            nbr, radius = self.graph
+            prev = self.prev
+            cand = nbr.take(prev, axis=0)  # (N, k)
+            d2 = None
+            for axis in range(3):  # squared distances to the candidates, one coordinate at a time
+                diff = self.coords[axis].take(cand)
+                diff -= q[:, axis, None]
+                diff *= diff
+                d2 = diff if d2 is None else d2.__iadd__(diff)
+            assert d2 is not None
+            best = np.argmin(d2, axis=1)[:, None]
+            idx = np.take_along_axis(cand, best, axis=1)[:, 0]
+            dist = np.sqrt(np.take_along_axis(d2, best, axis=1)[:, 0])
+            to_prev = q - self.moving.take(prev, axis=0)
+            to_prev = np.sqrt(np.einsum("nc,nc->n", to_prev, to_prev))
+            unsure = np.flatnonzero(~(dist + to_prev < radius.take(prev)))
+            if len(unsure):
+                dist[unsure], idx[unsure] = self.tree.query(q[unsure], k=1, distance_upper_bound=bound)
+        found = idx < n_moving
+        self.prev = np.where(found, idx, 0 if self.prev is None else self.prev)
+        return dist, idx
+
+    def unbounded(self, q: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> None:
+        """Re-query, without a bound, the points whose distance came back ``inf`` (in place)."""
+        far = np.flatnonzero(~np.isfinite(dist))
+        if len(far):
+            dist[far], idx[far] = self.tree.query(q[far], k=1)
+            assert self.prev is not None
+            self.prev[far] = idx[far]
 
 
 def _plane_step(src: np.ndarray, dst: np.ndarray, nrm: np.ndarray) -> np.ndarray:
@@ -413,9 +540,12 @@ def _plane_step(src: np.ndarray, dst: np.ndarray, nrm: np.ndarray) -> np.ndarray
     The points are centred first, which conditions the 6x6 normal equations."""
     c = src.mean(axis=0)
     p = src - c
-    q = dst - c
-    a = np.hstack([np.cross(p, nrm), nrm])  # (N, 6)
-    b = np.einsum("ij,ij->i", q - p, nrm)
+    a = np.empty((len(p), 6))
+    a[:, 0] = p[:, 1] * nrm[:, 2] - p[:, 2] * nrm[:, 1]  # p x n
+    a[:, 1] = p[:, 2] * nrm[:, 0] - p[:, 0] * nrm[:, 2]
+    a[:, 2] = p[:, 0] * nrm[:, 1] - p[:, 1] * nrm[:, 0]
+    a[:, 3:] = nrm
+    b = np.einsum("ij,ij->i", dst - src, nrm)  # (q - p) . n, with q - p = (dst - c) - (src - c)
     ata = a.T @ a
     atb = a.T @ b
     try:
@@ -479,23 +609,42 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
     fixed = fixed[cKDTree(fixed, leafsize=8).indices]
     tree = cKDTree(moving)
     normals = None
+    graph = None
     if method == "point-to-plane":
         if moving_normals is None:
-            normals = estimate_normals(moving, neighbours=normal_neighbours, tree=tree)
+            # the neighbourhoods that give the normals also warm-start the closest-point search
+            k = int(min(max(normal_neighbours, 3), len(moving)))
+            nb_dist, nb_idx = _knn(moving, k, tree)
+            normals = _normals_from_neighbours(moving, nb_idx)
+            graph = (nb_idx, nb_dist[:, -1])
         else:
             normals = _points(moving_normals, "moving_normals")
             if normals.shape != moving.shape:
                 raise ParameterError("moving_normals must have one normal per moving point")
             normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    nearest = _Nearest(tree, moving, graph)
+    fixed_bound = float(np.nextafter(max_distance_mm, np.inf)) if isinstance(max_distance_mm, (int, float)) else None
+
+    def pairs(points: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Closest pairs of ``points`` and the kept ones; the result does not depend on
+        ``bound`` (a search radius, mm): a choice that needed farther distances is redone."""
+        if fixed_bound is not None:
+            bound = fixed_bound
+        dist, idx = nearest.query(points, bound)
+        keep, limit = _select(dist, max_distance_mm, trim_fraction)
+        if fixed_bound is None and not limit <= bound and not np.all(np.isfinite(dist)):
+            nearest.unbounded(points, dist, idx)
+            keep, limit = _select(dist, max_distance_mm, trim_fraction)
+        return dist, idx, keep, limit
+
     matrix = _initial_matrix(init, fixed, moving)
     current = apply_matrix(matrix, fixed)
     trace: list[float] = []
     converged = False
     iterations = 0
-    keep = np.arange(len(fixed))
+    bound = np.inf
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - read after the loop
-        dist, idx = tree.query(current, k=1)
-        keep = _select(dist, max_distance_mm, trim_fraction)
+        dist, idx, keep, limit = pairs(current, bound)
         if len(keep) < 3:
             msg = (f"ICP kept {len(keep)} point pairs (max_distance_mm={max_distance_mm}): the clouds "
                    "do not overlap after initialisation; raise max_distance_mm or give init")
@@ -514,12 +663,14 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
         shift = float(np.max(np.linalg.norm(moved - current, axis=1)))
         current = moved
         matrix = step @ matrix
+        # next search radius: the distances the choice needed, with room for this step's motion
+        # (a guess only: pairs() redoes a search that was too tight)
+        bound = 1.5 * limit + shift if np.isfinite(limit) else np.inf
         if shift < tolerance_mm:
             converged = True
             break
     # final residual of the returned transform
-    dist, idx = tree.query(current, k=1)
-    keep = _select(dist, max_distance_mm, trim_fraction)
+    dist, idx, keep, _limit = pairs(current, bound)
     if method == "point-to-plane" and normals is not None and len(keep):
         res = np.einsum("ij,ij->i", moving[idx[keep]] - current[keep], normals[idx[keep]])
         rms = float(np.sqrt(np.mean(res**2)))
