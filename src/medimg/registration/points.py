@@ -485,7 +485,9 @@ class _Nearest:
     at distance ``d``, is certainly the nearest moving point when ``d + |q - j|`` is below the
     radius of ``j``'s neighbourhood (every moving point closer to ``q`` than ``d`` lies within
     that radius of ``j``, so it is among the candidates). Points without that certificate are
-    queried in the KD-tree, with ``bound``: beyond it a distance comes back as ``inf``.
+    queried in the KD-tree, with ``bound``: beyond it a distance comes back as ``inf``; and not
+    at all where the previous distance minus the point's motion since (``motion``, mm; the
+    triangle inequality) already exceeds ``bound``.
     """
 
     def __init__(self, tree: Any, moving: np.ndarray,
@@ -495,13 +497,21 @@ class _Nearest:
         self.graph = graph
         self.coords = [np.ascontiguousarray(moving[:, axis]) for axis in range(3)]
         self.prev: np.ndarray | None = None
+        self.lower: np.ndarray | None = None  # a lower bound of each point's distance (mm)
 
-    def query(self, q: np.ndarray, bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (mm; ``inf`` beyond ``bound`` where not certified) and indices of the
-        nearest moving points of ``q`` (an index of ``len(moving)`` where ``inf``)."""
+    def query(self, q: np.ndarray, bound: float = np.inf,
+              motion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Distances (mm; ``inf`` where farther than ``bound`` and not found otherwise) and
+        indices of the nearest moving points of ``q`` (``len(moving)`` where ``inf``).
+        ``motion``: how far each point moved since the previous query (mm)."""
         n_moving = len(self.moving)
+        low = None
+        if self.lower is not None and motion is not None and np.isfinite(bound):
+            low = self.lower - motion
         if self.graph is None or self.prev is None:
-            dist, idx = self.tree.query(q, k=1, distance_upper_bound=bound)
+            dist = np.full(len(q), np.inf)
+            idx = np.full(len(q), n_moving, dtype=np.intp)
+            ask = np.arange(len(q)) if low is None else np.flatnonzero(~(low > bound))
         else:
             nbr, radius = self.graph
             prev = self.prev
@@ -518,11 +528,21 @@ class _Nearest:
             dist = np.sqrt(np.take_along_axis(d2, best, axis=1)[:, 0])
             to_prev = q - self.moving.take(prev, axis=0)
             to_prev = np.sqrt(np.einsum("nc,nc->n", to_prev, to_prev))
-            unsure = np.flatnonzero(~(dist + to_prev < radius.take(prev)))
-            if len(unsure):
-                dist[unsure], idx[unsure] = self.tree.query(q[unsure], k=1, distance_upper_bound=bound)
+            unsure = ~(dist + to_prev < radius.take(prev))
+            if low is not None:
+                known_far = unsure & (low > bound)
+                dist[known_far] = np.inf
+                idx[known_far] = n_moving
+                unsure &= ~known_far
+            ask = np.flatnonzero(unsure)
+        if len(ask) == len(q):
+            dist, idx = self.tree.query(q, k=1, distance_upper_bound=bound)
+        elif len(ask):
+            dist[ask], idx[ask] = self.tree.query(q[ask], k=1, distance_upper_bound=bound)
         found = idx < n_moving
         self.prev = np.where(found, idx, 0 if self.prev is None else self.prev)
+        floor = bound if low is None else np.maximum(low, bound)
+        self.lower = np.where(found, dist, floor)
         return dist, idx
 
     def unbounded(self, q: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> None:
@@ -530,8 +550,9 @@ class _Nearest:
         far = np.flatnonzero(~np.isfinite(dist))
         if len(far):
             dist[far], idx[far] = self.tree.query(q[far], k=1)
-            assert self.prev is not None
+            assert self.prev is not None and self.lower is not None
             self.prev[far] = idx[far]
+            self.lower[far] = dist[far]
 
 
 def _plane_step(src: np.ndarray, dst: np.ndarray, nrm: np.ndarray) -> np.ndarray:
@@ -625,12 +646,13 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
     nearest = _Nearest(tree, moving, graph)
     fixed_bound = float(np.nextafter(max_distance_mm, np.inf)) if isinstance(max_distance_mm, (int, float)) else None
 
-    def pairs(points: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def pairs(points: np.ndarray, bound: float,
+              motion: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Closest pairs of ``points`` and the kept ones; the result does not depend on
         ``bound`` (a search radius, mm): a choice that needed farther distances is redone."""
         if fixed_bound is not None:
             bound = fixed_bound
-        dist, idx = nearest.query(points, bound)
+        dist, idx = nearest.query(points, bound, motion)
         keep, limit = _select(dist, max_distance_mm, trim_fraction)
         if fixed_bound is None and not limit <= bound and not np.all(np.isfinite(dist)):
             nearest.unbounded(points, dist, idx)
@@ -643,24 +665,28 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
     converged = False
     iterations = 0
     bound = np.inf
+    motion = None
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - read after the loop
-        dist, idx, keep, limit = pairs(current, bound)
+        dist, idx, keep, limit = pairs(current, bound, motion)
         if len(keep) < 3:
             msg = (f"ICP kept {len(keep)} point pairs (max_distance_mm={max_distance_mm}): the clouds "
                    "do not overlap after initialisation; raise max_distance_mm or give init")
             raise ParameterError(msg)
-        src = current[keep]
-        dst = moving[idx[keep]]
+        src = current.take(keep, axis=0)
+        pair = idx.take(keep)
+        dst = moving.take(pair, axis=0)
         if method == "point-to-plane":
             assert normals is not None
-            nk = normals[idx[keep]]
+            nk = normals.take(pair, axis=0)
             trace.append(float(np.sqrt(np.mean(np.einsum("ij,ij->i", dst - src, nk) ** 2))))
             step = _plane_step(src, dst, nk)
         else:
             trace.append(float(np.sqrt(np.mean(dist[keep] ** 2))))
             step, _scale = _fit(src, dst, kind)
         moved = apply_matrix(step, current)
-        shift = float(np.max(np.linalg.norm(moved - current, axis=1)))
+        motion = moved - current
+        motion = np.sqrt(np.einsum("nc,nc->n", motion, motion))
+        shift = float(motion.max())
         current = moved
         matrix = step @ matrix
         # next search radius: the distances the choice needed, with room for this step's motion
@@ -670,7 +696,7 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
             converged = True
             break
     # final residual of the returned transform
-    dist, idx, keep, _limit = pairs(current, bound)
+    dist, idx, keep, _limit = pairs(current, bound, motion)
     if method == "point-to-plane" and normals is not None and len(keep):
         res = np.einsum("ij,ij->i", moving[idx[keep]] - current[keep], normals[idx[keep]])
         rms = float(np.sqrt(np.mean(res**2)))
