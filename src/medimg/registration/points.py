@@ -479,15 +479,18 @@ def _select(dist: np.ndarray, max_distance_mm: float | str | None,
 class _Nearest:
     """Exact nearest moving point of each query point, warm-started from the previous answer.
 
-    With the moving cloud's k-nearest-neighbour graph (``graph``: indices (M, k), self
-    included, and the distance to the k-th neighbour, (M,)), a query point ``q`` whose previous
-    nearest point was ``j`` is compared with the k neighbours of ``j`` only; the best of them,
-    at distance ``d``, is certainly the nearest moving point when ``d + |q - j|`` is below the
-    radius of ``j``'s neighbourhood (every moving point closer to ``q`` than ``d`` lies within
-    that radius of ``j``, so it is among the candidates). Points without that certificate are
-    queried in the KD-tree, with ``bound``: beyond it a distance comes back as ``inf``; and not
-    at all where the previous distance minus the point's motion since (``motion``, mm; the
-    triangle inequality) already exceeds ``bound``.
+    Three shortcuts, each exact by the triangle inequality, before a KD-tree query:
+
+    * a point whose previous nearest point ``j`` is still closer than a lower bound of its
+      distance to every other moving point (that bound minus the point's motion since,
+      ``motion`` in mm) keeps ``j``;
+    * with the moving cloud's k-nearest-neighbour graph (``graph``: indices (M, k), self
+      included, and the distance to the k-th neighbour, (M,)), a point is compared with the k
+      neighbours of ``j`` only; the best of them, at distance ``d``, is certainly the nearest
+      when ``d + |q - j|`` is below the radius of ``j``'s neighbourhood (every moving point
+      closer to ``q`` than ``d`` lies within that radius of ``j``, so it is a candidate);
+    * a point whose previous distance minus its motion exceeds ``bound`` is farther than
+      ``bound`` (its distance comes back ``inf``, as from the KD-tree with that bound).
     """
 
     def __init__(self, tree: Any, moving: np.ndarray,
@@ -496,53 +499,73 @@ class _Nearest:
         self.moving = moving
         self.graph = graph
         self.coords = [np.ascontiguousarray(moving[:, axis]) for axis in range(3)]
-        self.prev: np.ndarray | None = None
-        self.lower: np.ndarray | None = None  # a lower bound of each point's distance (mm)
+        self.prev = np.zeros(0, dtype=np.intp)  # previous nearest point (or a placeholder)
+        self.valid = np.zeros(0, dtype=bool)  # prev is the nearest point
+        self.lower = np.zeros(0)  # lower bound of the distance to the nearest point (mm)
+        self.second = np.zeros(0)  # lower bound of the distance to any point but prev (mm)
 
     def query(self, q: np.ndarray, bound: float = np.inf,
               motion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (mm; ``inf`` where farther than ``bound`` and not found otherwise) and
-        indices of the nearest moving points of ``q`` (``len(moving)`` where ``inf``).
-        ``motion``: how far each point moved since the previous query (mm)."""
+        """Distances (mm; ``inf`` where farther than ``bound``) and indices of the nearest
+        moving points of ``q`` (``len(moving)`` where ``inf``). ``motion``: how far each
+        point moved since the previous query (mm); ``None`` for a first query."""
         n_moving = len(self.moving)
-        low = None
-        if self.lower is not None and motion is not None and np.isfinite(bound):
-            low = self.lower - motion
-        if self.graph is None or self.prev is None:
-            dist = np.full(len(q), np.inf)
-            idx = np.full(len(q), n_moving, dtype=np.intp)
-            ask = np.arange(len(q)) if low is None else np.flatnonzero(~(low > bound))
-        else:
+        n = len(q)
+        if motion is None or len(self.prev) != n:
+            dist, idx = self.tree.query(q, k=1, distance_upper_bound=bound)
+            found = idx < n_moving
+            self.prev = np.where(found, idx, 0)
+            self.valid = found
+            self.lower = np.where(found, dist, bound)
+            self.second = self.lower.copy()
+            return dist, idx
+        prev = self.prev
+        to_prev = q - self.moving.take(prev, axis=0)
+        to_prev = np.sqrt(np.einsum("nc,nc->n", to_prev, to_prev))
+        second = self.second - motion
+        stay = self.valid & (to_prev < second)
+        dist = np.where(stay, to_prev, np.inf)
+        idx = np.where(stay, prev, n_moving)
+        rest = np.flatnonzero(~stay)
+        low = self.lower - motion
+        if np.isfinite(bound) and len(rest):
+            rest = rest[~(low.take(rest) > bound)]  # the others stay inf: known to be farther
+        if self.graph is not None and len(rest):
             nbr, radius = self.graph
-            prev = self.prev
-            cand = nbr.take(prev, axis=0)  # (N, k)
+            j = prev.take(rest)
+            qr = q.take(rest, axis=0)
+            cand = nbr.take(j, axis=0)  # (R, k)
             d2 = None
             for axis in range(3):  # squared distances to the candidates, one coordinate at a time
                 diff = self.coords[axis].take(cand)
-                diff -= q[:, axis, None]
+                diff -= qr[:, axis, None]
                 diff *= diff
                 d2 = diff if d2 is None else d2.__iadd__(diff)
             assert d2 is not None
             best = np.argmin(d2, axis=1)[:, None]
-            idx = np.take_along_axis(cand, best, axis=1)[:, 0]
-            dist = np.sqrt(np.take_along_axis(d2, best, axis=1)[:, 0])
-            to_prev = q - self.moving.take(prev, axis=0)
-            to_prev = np.sqrt(np.einsum("nc,nc->n", to_prev, to_prev))
-            unsure = ~(dist + to_prev < radius.take(prev))
-            if low is not None:
-                known_far = unsure & (low > bound)
-                dist[known_far] = np.inf
-                idx[known_far] = n_moving
-                unsure &= ~known_far
-            ask = np.flatnonzero(unsure)
-        if len(ask) == len(q):
-            dist, idx = self.tree.query(q, k=1, distance_upper_bound=bound)
-        elif len(ask):
-            dist[ask], idx[ask] = self.tree.query(q[ask], k=1, distance_upper_bound=bound)
+            d_best = np.sqrt(np.take_along_axis(d2, best, axis=1)[:, 0])
+            np.put_along_axis(d2, best, np.inf, axis=1)
+            d_second = np.sqrt(d2.min(axis=1))
+            r_j = radius.take(j)
+            t_j = to_prev.take(rest)
+            sure = d_best + t_j < r_j
+            done = rest[sure]
+            dist[done] = d_best[sure]
+            idx[done] = np.take_along_axis(cand, best, axis=1)[sure, 0]
+            # any point outside j's neighbourhood is at least r_j - |q - j| away
+            second[done] = np.minimum(d_second[sure], r_j[sure] - t_j[sure])
+            rest = rest[~sure]
+        if len(rest):
+            # two neighbours: the second distance lets the point keep its nearest next time
+            d_rest, i_rest = self.tree.query(q.take(rest, axis=0), k=2, distance_upper_bound=bound)
+            dist[rest] = d_rest[:, 0]
+            idx[rest] = i_rest[:, 0]
+            second[rest] = np.minimum(d_rest[:, 1], bound)
         found = idx < n_moving
-        self.prev = np.where(found, idx, 0 if self.prev is None else self.prev)
-        floor = bound if low is None else np.maximum(low, bound)
-        self.lower = np.where(found, dist, floor)
+        self.prev = np.where(found, idx, prev)
+        self.valid = found
+        self.lower = np.where(found, dist, np.maximum(low, bound))
+        self.second = second
         return dist, idx
 
     def unbounded(self, q: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> None:
@@ -550,9 +573,10 @@ class _Nearest:
         far = np.flatnonzero(~np.isfinite(dist))
         if len(far):
             dist[far], idx[far] = self.tree.query(q[far], k=1)
-            assert self.prev is not None and self.lower is not None
             self.prev[far] = idx[far]
+            self.valid[far] = True
             self.lower[far] = dist[far]
+            self.second[far] = dist[far]
 
 
 def _plane_step(src: np.ndarray, dst: np.ndarray, nrm: np.ndarray) -> np.ndarray:
@@ -691,7 +715,7 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
         matrix = step @ matrix
         # next search radius: the distances the choice needed, with room for this step's motion
         # (a guess only: pairs() redoes a search that was too tight)
-        bound = 1.5 * limit + shift if np.isfinite(limit) else np.inf
+        bound = 1.2 * limit + shift if np.isfinite(limit) else np.inf
         if shift < tolerance_mm:
             converged = True
             break
