@@ -280,21 +280,30 @@ def _smallest_eigenvectors(cxx: np.ndarray, cyy: np.ndarray, czz: np.ndarray, cx
     r = np.clip(det / (2.0 * safe**3), -1.0, 1.0)
     phi = np.arccos(r) / 3.0
     lam = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)  # the smallest root
-    # rows of A - lam I
-    r0 = np.stack([cxx - lam, cxy, cxz], axis=1)
-    r1 = np.stack([cxy, cyy - lam, cyz], axis=1)
-    r2 = np.stack([cxz, cyz, czz - lam], axis=1)
-    crosses = np.stack([np.cross(r0, r1), np.cross(r0, r2), np.cross(r1, r2)], axis=1)  # (N, 3, 3)
-    norms2 = np.einsum("nij,nij->ni", crosses, crosses)
-    best = np.argmax(norms2, axis=1)
-    rows = np.arange(n)
-    vec = crosses[rows, best]
-    norm2 = norms2[rows, best]
+    # rows of A - lam I: r0 = (a0, cxy, cxz), r1 = (cxy, a1, cyz), r2 = (cxz, cyz, a2)
+    a0, a1, a2 = cxx - lam, cyy - lam, czz - lam
+    crosses = (  # r0 x r1, r0 x r2, r1 x r2
+        (cxy * cyz - cxz * a1, cxz * cxy - a0 * cyz, a0 * a1 - cxy * cxy),
+        (cxy * a2 - cxz * cyz, cxz * cxz - a0 * a2, a0 * cyz - cxy * cxz),
+        (a1 * a2 - cyz * cyz, cyz * cxz - cxy * a2, cxy * cyz - a1 * cxz),
+    )
+    norms2 = [u * u + v * v + w * w for u, v, w in crosses]
+    use1 = norms2[1] > norms2[0]
+    vx = np.where(use1, crosses[1][0], crosses[0][0])
+    vy = np.where(use1, crosses[1][1], crosses[0][1])
+    vz = np.where(use1, crosses[1][2], crosses[0][2])
+    norm2 = np.maximum(norms2[0], norms2[1])
+    use2 = norms2[2] > norm2
+    vx = np.where(use2, crosses[2][0], vx)
+    vy = np.where(use2, crosses[2][1], vy)
+    vz = np.where(use2, crosses[2][2], vz)
+    norm2 = np.maximum(norm2, norms2[2])
     # |cross|^2 = ((l1 - lam)(l2 - lam))^2 (scaled) for the two other eigenvalues; compare it
     # with the spread of the spectrum: a small value means nearly repeated smallest eigenvalues
     spread2 = (3.0 * p) ** 2
     bad = ~(norm2 > 1e-8 * spread2 * spread2) | ~(p > 0)
-    vec = vec / np.sqrt(np.where(bad, 1.0, norm2))[:, None]
+    inv = 1.0 / np.sqrt(np.where(bad, 1.0, norm2))
+    vec = np.stack([vx * inv, vy * inv, vz * inv], axis=1)
     if np.any(bad):
         sel = np.flatnonzero(bad)
         cov = np.empty((len(sel), 3, 3))
@@ -309,10 +318,10 @@ def _smallest_eigenvectors(cxx: np.ndarray, cyy: np.ndarray, czz: np.ndarray, cx
 def _normals_from_neighbours(points: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Unit normals (N, 3) by local PCA over the neighbour indices ``idx`` (N, k)."""
     k = idx.shape[1]
-    x, y, z = (np.ascontiguousarray(points[:, i])[idx] for i in range(3))  # (N, k) each
-    x = x - x.sum(axis=1, keepdims=True) / k
-    y = y - y.sum(axis=1, keepdims=True) / k
-    z = z - z.sum(axis=1, keepdims=True) / k
+    x, y, z = (np.ascontiguousarray(points[:, i]).take(idx) for i in range(3))  # (N, k) each
+    x -= x.sum(axis=1, keepdims=True) / k
+    y -= y.sum(axis=1, keepdims=True) / k
+    z -= z.sum(axis=1, keepdims=True) / k
     return _smallest_eigenvectors(np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y),
                                   np.einsum("ij,ij->i", z, z), np.einsum("ij,ij->i", x, y),
                                   np.einsum("ij,ij->i", x, z), np.einsum("ij,ij->i", y, z))
@@ -450,6 +459,16 @@ def _initial_matrix(init: Any, fixed: np.ndarray, moving: np.ndarray) -> np.ndar
     return m
 
 
+def _median(values: np.ndarray) -> float:
+    """``numpy.median`` of a 1-D float array without NaN (the same value), by one partition."""
+    n = len(values)
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, [half - 1, half])
+    return float((part[half - 1] + part[half]) / 2)
+
+
 def _select(dist: np.ndarray, max_distance_mm: float | str | None,
             trim_fraction: float) -> tuple[np.ndarray, float]:
     """Indices of the pairs kept: within ``max_distance_mm`` (``"auto"``: the median distance
@@ -460,8 +479,8 @@ def _select(dist: np.ndarray, max_distance_mm: float | str | None,
     keep = np.ones(len(dist), dtype=bool)
     limit = 0.0 if max_distance_mm is not None or trim_fraction < 1.0 else np.inf
     if max_distance_mm == "auto":
-        med = float(np.median(dist))
-        mad = float(np.median(np.abs(dist - med)))
+        med = _median(dist)
+        mad = _median(np.abs(dist - med))
         threshold = med + 3.0 * 1.4826 * mad
         keep &= dist <= threshold
         limit = max(limit, threshold)
@@ -584,19 +603,23 @@ def _plane_step(src: np.ndarray, dst: np.ndarray, nrm: np.ndarray) -> np.ndarray
     minimises sum(((I + [omega]x) p + t - q) . n)^2, then applies omega as an exact rotation.
     The points are centred first, which conditions the 6x6 normal equations."""
     c = src.mean(axis=0)
-    p = src - c
-    a = np.empty((len(p), 6))
-    a[:, 0] = p[:, 1] * nrm[:, 2] - p[:, 2] * nrm[:, 1]  # p x n
-    a[:, 1] = p[:, 2] * nrm[:, 0] - p[:, 0] * nrm[:, 2]
-    a[:, 2] = p[:, 0] * nrm[:, 1] - p[:, 1] * nrm[:, 0]
-    a[:, 3:] = nrm
+    p = (src - c).T
+    n = nrm.T
+    a = np.empty((6, len(src)))  # rows: p x n, n
+    np.multiply(p[1], n[2], out=a[0])
+    a[0] -= p[2] * n[1]
+    np.multiply(p[2], n[0], out=a[1])
+    a[1] -= p[0] * n[2]
+    np.multiply(p[0], n[1], out=a[2])
+    a[2] -= p[1] * n[0]
+    a[3:] = n
     b = np.einsum("ij,ij->i", dst - src, nrm)  # (q - p) . n, with q - p = (dst - c) - (src - c)
-    ata = a.T @ a
-    atb = a.T @ b
+    ata = a @ a.T
+    atb = a @ b
     try:
         x = np.linalg.solve(ata, atb)
     except np.linalg.LinAlgError:
-        x = np.linalg.lstsq(a, b, rcond=None)[0]
+        x = np.linalg.lstsq(a.T, b, rcond=None)[0]
     rot = _rotation_from_vector(x[:3])
     # rotation about the centroid c, then the translation
     return _homogeneous(rot, c + x[3:] - rot @ c)
@@ -648,10 +671,6 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
         raise ParameterError(f"max_iterations must be >= 1, got {max_iterations}")
     if not tolerance_mm >= 0:
         raise ParameterError(f"tolerance_mm must be >= 0 mm, got {tolerance_mm}")
-    # visit the fixed points in a spatially coherent order (the leaf order of a KD-tree on them):
-    # consecutive queries then walk nearby branches, about 30 % faster; the fit does not depend
-    # on the order
-    fixed = fixed[cKDTree(fixed, leafsize=8).indices]
     tree = cKDTree(moving)
     normals = None
     graph = None
