@@ -518,6 +518,7 @@ class _Nearest:
         self.moving = moving
         self.graph = graph
         self.coords = [np.ascontiguousarray(moving[:, axis]) for axis in range(3)]
+        self.walk_rounds = 2
         self.prev = np.zeros(0, dtype=np.intp)  # previous nearest point (or a placeholder)
         self.valid = np.zeros(0, dtype=bool)  # prev is the nearest point
         self.lower = np.zeros(0)  # lower bound of the distance to the nearest point (mm)
@@ -552,28 +553,37 @@ class _Nearest:
         if self.graph is not None and len(rest):
             nbr, radius = self.graph
             j = prev.take(rest)
-            qr = q.take(rest, axis=0)
-            cand = nbr.take(j, axis=0)  # (R, k)
-            d2 = None
-            for axis in range(3):  # squared distances to the candidates, one coordinate at a time
-                diff = self.coords[axis].take(cand)
-                diff -= qr[:, axis, None]
-                diff *= diff
-                d2 = diff if d2 is None else d2.__iadd__(diff)
-            assert d2 is not None
-            best = np.argmin(d2, axis=1)[:, None]
-            d_best = np.sqrt(np.take_along_axis(d2, best, axis=1)[:, 0])
-            np.put_along_axis(d2, best, np.inf, axis=1)
-            d_second = np.sqrt(d2.min(axis=1))
-            r_j = radius.take(j)
             t_j = to_prev.take(rest)
-            sure = d_best + t_j < r_j
-            done = rest[sure]
-            dist[done] = d_best[sure]
-            idx[done] = np.take_along_axis(cand, best, axis=1)[sure, 0]
-            # any point outside j's neighbourhood is at least r_j - |q - j| away
-            second[done] = np.minimum(d_second[sure], r_j[sure] - t_j[sure])
-            rest = rest[~sure]
+            stuck: list[np.ndarray] = []
+            for _round in range(self.walk_rounds):
+                qr = q.take(rest, axis=0)
+                cand = nbr.take(j, axis=0)  # (R, k)
+                d2 = None
+                for axis in range(3):  # squared distances to the candidates, one axis at a time
+                    diff = self.coords[axis].take(cand)
+                    diff -= qr[:, axis, None]
+                    diff *= diff
+                    d2 = diff if d2 is None else d2.__iadd__(diff)
+                assert d2 is not None
+                best = np.argmin(d2, axis=1)[:, None]
+                d_best = np.sqrt(np.take_along_axis(d2, best, axis=1)[:, 0])
+                i_best = np.take_along_axis(cand, best, axis=1)[:, 0]
+                np.put_along_axis(d2, best, np.inf, axis=1)
+                d_second = np.sqrt(d2.min(axis=1))
+                r_j = radius.take(j)
+                sure = d_best + t_j < r_j
+                done = rest[sure]
+                dist[done] = d_best[sure]
+                idx[done] = i_best[sure]
+                # any point outside j's neighbourhood is at least r_j - |q - j| away
+                second[done] = np.minimum(d_second[sure], r_j[sure] - t_j[sure])
+                # the others walk on from their best candidate, while it gets closer
+                on = ~sure & (i_best != j)
+                stuck.append(rest[~sure & ~on])
+                rest, j, t_j = rest[on], i_best[on], d_best[on]
+                if len(rest) == 0:
+                    break
+            rest = np.concatenate([*stuck, rest])
         if len(rest):
             # two neighbours: the second distance lets the point keep its nearest next time
             d_rest, i_rest = self.tree.query(q.take(rest, axis=0), k=2, distance_upper_bound=bound)
