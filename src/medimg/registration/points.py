@@ -269,7 +269,6 @@ def _smallest_eigenvectors(cxx: np.ndarray, cyy: np.ndarray, czz: np.ndarray, cx
     characteristic cubic (Smith 1961), the eigenvector as the largest cross product of two rows
     of ``A - lambda I``. Where that is ill-conditioned (the two smallest eigenvalues within
     1e-4 of the spread, or all equal), ``numpy.linalg.eigh`` decides for those matrices."""
-    n = len(cxx)
     q = (cxx + cyy + czz) / 3.0
     a, b, c = cxx - q, cyy - q, czz - q
     p1 = cxy * cxy + cxz * cxz + cyz * cyz
@@ -337,7 +336,7 @@ def estimate_normals(points: np.ndarray, *, neighbours: int = 10, tree: Any = No
     pts = _points(points, "points", min_count=3)
     k = int(min(max(neighbours, 3), len(pts)))
     if tree is None or not np.array_equal(np.asarray(tree.data), pts):
-        tree = cKDTree(pts)
+        tree = cKDTree(pts, leafsize=32)
     _d, idx = _knn(pts, k, tree)
     return _normals_from_neighbours(pts, idx)
 
@@ -526,9 +525,10 @@ class _Nearest:
 
     def query(self, q: np.ndarray, bound: float = np.inf,
               motion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (mm; ``inf`` where farther than ``bound``) and indices of the nearest
-        moving points of ``q`` (``len(moving)`` where ``inf``). ``motion``: how far each
-        point moved since the previous query (mm); ``None`` for a first query."""
+        """Exact distances (mm) and indices of the nearest moving points of ``q``, except that
+        a point farther than ``bound`` may come back as ``inf`` with index ``len(moving)``.
+        ``motion``: how far each point moved since the previous query (mm); ``None`` for a
+        first query."""
         n_moving = len(self.moving)
         n = len(q)
         if motion is None or len(self.prev) != n:
@@ -681,7 +681,7 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
         raise ParameterError(f"max_iterations must be >= 1, got {max_iterations}")
     if not tolerance_mm >= 0:
         raise ParameterError(f"tolerance_mm must be >= 0 mm, got {tolerance_mm}")
-    tree = cKDTree(moving)
+    tree = cKDTree(moving, leafsize=32)  # measured: build + 10-NN + closest points fastest at 32
     normals = None
     graph = None
     if method == "point-to-plane":
