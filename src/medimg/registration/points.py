@@ -697,7 +697,8 @@ def icp(fixed_points: np.ndarray, moving_points: np.ndarray, *,
                 raise ParameterError("moving_normals must have one normal per moving point")
             normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     nearest = _Nearest(tree, moving, graph)
-    fixed_bound = float(np.nextafter(max_distance_mm, np.inf)) if isinstance(max_distance_mm, (int, float)) else None
+    fixed_bound = (None if max_distance_mm is None or isinstance(max_distance_mm, str)
+                   else float(np.nextafter(float(max_distance_mm), np.inf)))
 
     def pairs(points: np.ndarray, bound: float,
               motion: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
