@@ -267,8 +267,10 @@ def _smallest_eigenvectors(cxx: np.ndarray, cyy: np.ndarray, czz: np.ndarray, cx
     """Unit eigenvectors (N, 3) of the smallest eigenvalue of N symmetric 3x3 matrices given by
     their six entries, in closed form: the eigenvalue by the trigonometric solution of the
     characteristic cubic (Smith 1961), the eigenvector as the largest cross product of two rows
-    of ``A - lambda I``. Where that is ill-conditioned (the two smallest eigenvalues within
-    1e-4 of the spread, or all equal), ``numpy.linalg.eigh`` decides for those matrices."""
+    of ``A - lambda I``. Where that is ill-conditioned (the product of the smallest
+    eigenvalue's distances to the other two below 1e-4 of the squared spread of the spectrum:
+    nearly repeated smallest eigenvalues, or all equal), ``numpy.linalg.eigh`` decides for
+    those matrices. Agrees with ``eigh`` to about 1e-12 elsewhere (tested to 1e-10)."""
     q = (cxx + cyy + czz) / 3.0
     a, b, c = cxx - q, cyy - q, czz - q
     p1 = cxy * cxy + cxz * cxz + cyz * cyz
