@@ -485,3 +485,103 @@ def test_longitudinal_registers_the_followup(lesion_pair):
     (grown,) = [r for r in res.lesions if r.status == "grown"]
     assert grown.change_percent == pytest.approx(100 * (8**3 / 6**3 - 1), abs=8.0)
     assert sorted(r.status for r in res.lesions) == ["grown", "new", "vanished"]
+
+
+# --------------------------------------------------------------------------- ICP internals: exact shortcuts
+def test_closed_form_normals_match_eigh():
+    """The closed-form smallest eigenvector (trigonometric cubic + cross products) equals
+    numpy.linalg.eigh's up to sign, to 1e-10, on local covariances of a noisy surface and on
+    random symmetric matrices; repeated smallest eigenvalues fall back to eigh."""
+    from scipy.spatial import cKDTree
+
+    from medimg.registration.points import _knn, _normals_from_neighbours, _smallest_eigenvectors
+
+    rng = np.random.default_rng(11)
+    pts, _ = surface_points(_ellipsoid_mask())
+    pts = pts + rng.normal(0, 0.05, size=pts.shape)
+    _d, idx = _knn(pts, 10, cKDTree(pts))
+    nb = pts[idx]
+    centred = nb - nb.mean(axis=1, keepdims=True)
+    ref = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))[1][:, :, 0]
+    for got in (_normals_from_neighbours(pts, idx), estimate_normals(pts)):
+        err = np.minimum(np.linalg.norm(got - ref, axis=1), np.linalg.norm(got + ref, axis=1))
+        assert err.max() < 1e-10
+    a = rng.normal(size=(5000, 3, 3))
+    a = a @ a.transpose(0, 2, 1)
+    a[:3] = [np.eye(3), np.diag([1.0, 1.0, 2.0]), np.zeros((3, 3))]  # degenerate: eigh decides
+    got = _smallest_eigenvectors(a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], a[:, 0, 1], a[:, 0, 2], a[:, 1, 2])
+    w, v = np.linalg.eigh(a)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", a, got), w[:, :1] * got, atol=1e-9)
+    gap = (w[:, 1] - w[:, 0]) / (w[:, 2] - w[:, 0] + 1e-300)
+    ok = gap > 1e-3
+    err = np.minimum(np.linalg.norm(got - v[:, :, 0], axis=1), np.linalg.norm(got + v[:, :, 0], axis=1))
+    assert err[ok].max() < 1e-10
+    assert np.abs(got[1] @ [0.0, 0.0, 1.0]) < 1e-12  # the repeated smallest eigenvalue's plane
+
+
+def test_warm_started_closest_points_are_exact():
+    """The warm-started search (kept nearest point, neighbour-graph walk, bound by motion)
+    returns the KD-tree's exact closest points over a sequence of moves, small and large,
+    with and without a search bound."""
+    from scipy.spatial import cKDTree
+
+    from medimg.registration.points import _knn, _Nearest
+
+    rng = np.random.default_rng(12)
+    moving, _ = surface_points(_ellipsoid_mask())
+    tree = cKDTree(moving)
+    dist_k, idx_k = _knn(moving, 10, tree)
+    q = moving[rng.choice(len(moving), 1500)] + rng.normal(0, 0.5, size=(1500, 3))
+    q = np.vstack([q, rng.uniform(moving.min(0) - 15, moving.max(0) + 15, size=(300, 3))])
+    for graph in ((idx_k, dist_k[:, -1]), None):
+        nearest = _Nearest(tree, moving, graph)
+        motion = None
+        for step, (scale, bound) in enumerate([(0, np.inf), (2.0, np.inf), (0.3, 6.0), (0.01, 4.0),
+                                               (0.0, 4.0), (1e-4, 3.0), (3.0, 5.0), (0.02, np.inf)]):
+            if step:
+                move = rng.normal(0, scale, size=q.shape)
+                q = q + move
+                motion = np.linalg.norm(move, axis=1)
+            dist, idx = nearest.query(q, bound, motion)
+            true_d, true_i = tree.query(q)
+            found = np.isfinite(dist)
+            assert np.all(found | (true_d > bound))
+            np.testing.assert_allclose(dist[found], true_d[found], rtol=0, atol=1e-12)
+            assert np.array_equal(idx[found], true_i[found])
+            assert np.all(idx[~found] == len(moving))
+
+
+@pytest.mark.parametrize("opts", [{}, {"max_distance_mm": 3.0}, {"trim_fraction": 0.8, "max_distance_mm": None},
+                                  {"trim_fraction": 0.9}])
+def test_icp_fast_paths_match_a_plain_icp(opts):
+    """icp (warm-started closest points, search bounds) gives the transform of a plain
+    point-to-plane ICP that queries the KD-tree afresh every iteration, to 1e-9 mm."""
+    from scipy.spatial import cKDTree
+
+    from medimg.registration.points import _plane_step, _select
+
+    rng = np.random.default_rng(13)
+    moving, _ = surface_points(_ellipsoid_mask())
+    moving = moving[rng.choice(len(moving), 2000, replace=False)]
+    truth = _rigid((5.0, -4.0, 7.0), (2.0, -3.0, 1.0))
+    fixed = apply_matrix(np.linalg.inv(truth), moving[rng.permutation(len(moving))[:1500]])
+    fixed = fixed + rng.normal(0, 0.2, size=fixed.shape)
+    fixed = np.vstack([fixed, rng.uniform(fixed.min(0) - 10, fixed.max(0) + 10, size=(170, 3))])
+    res = icp(fixed, moving, init="identity", **opts)
+    # the plain loop
+    normals = estimate_normals(moving)
+    tree = cKDTree(moving)
+    matrix = np.eye(4)
+    max_d, trim = opts.get("max_distance_mm", "auto"), opts.get("trim_fraction", 1.0)
+    for _ in range(50):
+        current = apply_matrix(matrix, fixed)
+        dist, idx = tree.query(current)
+        keep, _limit = _select(dist, max_d, trim)
+        step = _plane_step(current[keep], moving[idx[keep]], normals[idx[keep]])
+        matrix = step @ matrix
+        if np.linalg.norm(apply_matrix(step, current) - current, axis=1).max() < 1e-4:
+            break
+    assert res.converged
+    probe = fixed[:1500]
+    assert np.abs(apply_matrix(res.matrix, probe) - apply_matrix(matrix, probe)).max() < 1e-9
