@@ -371,7 +371,7 @@ def run() -> None:
     ``sys.argv``, then the process ends with its status.
 
     When only the main thread is left, the end is fast: the standard streams are flushed and
-    the ``atexit`` handlers run (logging, temporary folders, multiprocessing), then
+    the ``atexit`` handlers run (logging, temporary folders, worker clean-up), then
     ``os._exit`` skips the interpreter's teardown of every imported module (0.05-0.15 s of CPU
     after a command that loaded NumPy, pydicom and SimpleITK). Every medimg output is complete
     and closed by then (atomic writes, context managers); with another thread alive the exit

@@ -280,26 +280,11 @@ def optimise_level(fixed: SimpleITK.Image, moving: SimpleITK.Image, grid: Grid, 
                    bending: float, trace: list[float], bins: int = _BINS) -> tuple[np.ndarray, dict[str, Any]]:
     """Optimise the coefficients (``(n_points, nd)`` mm) of ``x -> A (x + u(x)) + offset`` on one level
     with L-BFGS-B; returns the new coefficients and a log entry."""
-    import SimpleITK as sitk
     from scipy.optimize import minimize
 
     nd = fixed.GetDimension()
-    farr = sitk.GetArrayFromImage(fixed)
-    sel = np.ones(farr.shape, bool) if fmask is None else sitk.GetArrayFromImage(fmask) > 0
-    idx = np.flatnonzero(sel)
-    rng = np.random.default_rng(seed)
-    if idx.size > samples:
-        idx = np.sort(rng.choice(idx, samples, replace=False))
-    zyx = np.stack(np.unravel_index(idx, farr.shape), axis=1).astype(float)
-    zyx += rng.uniform(-0.5, 0.5, zyx.shape) * (np.asarray(farr.shape) > 1)  # off the voxel centres
-    fspacing = np.asarray(fixed.GetSpacing(), float)
-    fdir = np.asarray(fixed.GetDirection(), float).reshape(nd, nd)
-    pts = (zyx[:, ::-1] * fspacing) @ fdir.T + np.asarray(fixed.GetOrigin(), float)
+    pts, fvals = _sample_fixed(fixed, fmask, samples, seed)
     mov = _Moving(moving, mmask)
-    # fixed values at the jittered positions (linear interpolation of the fixed level)
-    fixed_img = _Moving(fixed, None)
-    fvals, _g, fvalid = fixed_img.sample(pts)
-    pts, fvals = pts[fvalid], fvals[fvalid]
     W = grid.weights(pts)
     Wt = W.T.tocsr()
     fbins_all = (_fixed_bins(fvals, mov.arr.ravel()[:: max(1, mov.arr.size // 200000)], bins)
