@@ -21,16 +21,10 @@ __all__ = ["register"]
 
 
 def _read_predictions(path: Path, required: list[str]) -> Any:
-    import pandas as pd
+    from medimg.errors import ParameterError
+    from medimg.io.tables import read_csv
 
-    from medimg.errors import FileFormatError, ParameterError
-
-    if not path.is_file():
-        raise FileFormatError(path, "no such file")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FileFormatError(path, f"cannot read as CSV: {str(exc).splitlines()[0]}") from None
+    frame = read_csv(path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ParameterError(

@@ -9,10 +9,26 @@ from typing import Any
 from medimg.core.files import atomic_path, full_suffix
 from medimg.errors import ParameterError
 
-__all__ = ["write_table", "TABLE_SUFFIXES"]
+__all__ = ["write_table", "read_csv", "TABLE_SUFFIXES"]
 
 #: The table formats medimg writes, by extension.
 TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def read_csv(path: str | Path, **options: Any) -> Any:
+    """A CSV file as a pandas ``DataFrame`` (``options`` go to ``pandas.read_csv``); a missing
+    file or one pandas cannot parse is a :class:`~medimg.errors.FileFormatError` naming it."""
+    from medimg.core.optional import require
+    from medimg.errors import FileFormatError
+
+    pd = require("pandas", extra="ml")
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(path, "no such file")
+    try:
+        return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise FileFormatError(path, f"cannot read as CSV: {str(err).splitlines()[0]}") from None
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], path: str | Path, *, columns: Sequence[str] | None = None,

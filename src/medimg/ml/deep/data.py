@@ -213,18 +213,10 @@ def read_case_table(
     patients, case ids and the table (a pandas DataFrame) as read.
     """
     from medimg import io
-    from medimg.core.optional import require
-    from medimg.errors import FileFormatError
-
-    pd = require("pandas", extra="ml")
+    from medimg.io.tables import read_csv
 
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(path, "no such file")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise FileFormatError(path, f"cannot read as CSV: {str(err).splitlines()[0]}") from None
+    frame = read_csv(path)
     image_columns = [image_column] if isinstance(image_column, str) else list(image_column)
     if not image_columns:
         raise ParameterError("image_column: no column named")
