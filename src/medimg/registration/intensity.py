@@ -104,16 +104,13 @@ def _check_inputs(fixed: Image, moving: Image, fixed_mask: Image | None, moving_
             raise RegistrationError("register: the moving mask is empty")
 
 
-def _level_grid(img: SimpleITK.Image, spacing_mm: float) -> list[int]:
-    """Integer shrink factors per axis so that the spacing approaches ``spacing_mm`` (never below native)."""
-    return [max(1, int(round(spacing_mm / s))) for s in img.GetSpacing()]
-
-
 def _pyramid_level(img: SimpleITK.Image, spacing_mm: float, *, label: bool = False) -> SimpleITK.Image:
     """``img`` smoothed (sigma = half the target spacing, mm) and shrunk towards ``spacing_mm``."""
     import SimpleITK as sitk
 
-    factors = _level_grid(img, spacing_mm)
+    from medimg.registration._linear import shrink_factors
+
+    factors = shrink_factors(img, spacing_mm)
     if all(f == 1 for f in factors):
         return img
     if label:
