@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medimg.core.image import Image
+from medimg.core.jit import use_compiled
 from medimg.errors import FileFormatError, ParameterError, did_you_mean
 from medimg.features import _pyradiomics_calc as calc
 
@@ -483,7 +484,8 @@ def _class_features(cls: str, wanted: Any) -> tuple[str, ...]:
 
 def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
                         params: Mapping[str, Any] | str | Path | None = None, *,
-                        label: int | None = None, diagnostics: dict[str, float] | None = None) -> dict[str, float]:
+                        label: int | None = None, diagnostics: dict[str, float] | None = None,
+                        compiled: bool | None = None) -> dict[str, float]:
     """PyRadiomics's features of ``mask == label`` in ``image``, named as PyRadiomics names them.
 
     Parameters
@@ -500,6 +502,10 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
     diagnostics
         Filled with the values PyRadiomics gets wrong, each with the correct value
         (``"<image type>_shape_MeshVolume.pyradiomics_negative_corrected"``, ...).
+    compiled
+        Use the compiled (numba) kernels where they exist: ``None`` where numba is installed,
+        ``False`` the NumPy path (the same values), ``True`` require them (:mod:`medimg.core.jit`).
+        ``None`` keeps the setting of an enclosing :func:`medimg.core.jit.use_compiled` block.
 
     Returns
     -------
@@ -514,6 +520,14 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
     GeometryMismatchError
         ``image`` and ``mask`` are not on the same grid.
     """
+    if compiled is None:
+        return _extract(image, mask, params, label, diagnostics)
+    with use_compiled(compiled):
+        return _extract(image, mask, params, label, diagnostics)
+
+
+def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mapping[str, Any] | str | Path | None,
+             label: int | None, diagnostics: dict[str, float] | None) -> dict[str, float]:
     p = check_params(DEFAULT_PARAMS if params is None else
                      (params if isinstance(params, Mapping) else load_params(params)))
     s: dict[str, Any] = dict(p["setting"])
