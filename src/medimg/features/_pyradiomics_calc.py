@@ -592,8 +592,13 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
 
     The sums over (i, j) that depend on i + j or |i - j| only go through p_x+y and p_x-y, those of
     i or j only through the marginals: the same values as PyRadiomics's sums over the matrix, to
-    rounding."""
+    rounding. Compiled (:func:`medimg.core.jit.wanted`): the matrices straight from the ROI box and
+    the per-angle sums in one pass (``_prad_cooc_kernels``)."""
+    from medimg.core import jit
+
     d = _prepared(q)
+    if jit.wanted():
+        return _glcm_compiled(d, spacing, settings, names)
     grid, offs, both = d.both_directions(settings)
     levels, ng = d.levels, d.ng
     nl = levels.size
@@ -714,14 +719,80 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
     return out
 
 
+def _level_ranks(d: Discretised) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI box as int64 (C order) and each grey level's row among the levels present."""
+    rank = np.zeros(d.ng + 1, dtype=np.int64)
+    rank[d.levels] = np.arange(d.levels.size)
+    return np.ascontiguousarray(d.q, dtype=np.int64), rank
+
+
+def _angle_normalised(P: np.ndarray, offs: np.ndarray, spacing: tuple[float, float, float],
+                      settings: Mapping[str, Any], kind: str, normalise: bool) -> np.ndarray:
+    """Per-angle matrices (Na first) weighted into one (``weightingNorm``), the empty angles dropped
+    (unless only one), divided by their sums where ``normalise`` (0 sums: NaN)."""
+    norm = settings.get("weightingNorm")
+    if norm is not None:
+        P = np.sum(P * _weights(offs, spacing, norm, kind)[:, None, None], 0, keepdims=True)
+    sums = P.sum((1, 2))
+    if P.shape[0] > 1:
+        keep = sums != 0
+        if not keep.all():
+            P, sums = P[keep], sums[keep]
+    if normalise:
+        P = P / np.where(sums == 0, np.nan, sums)[:, None, None]
+    return P
+
+
+def _glcm_compiled(d: Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+                   names: Iterable[str]) -> dict[str, float]:
+    """:func:`glcm` with the compiled kernels (the same values to rounding)."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    distances = tuple(int(v) for v in settings.get("distances", [1]))
+    offs = angles(d.q.shape, distances, force2d=bool(settings.get("force2D", False)),
+                  force2d_dim=int(settings.get("force2Ddimension", 0)))
+    box, rank = _level_ranks(d)
+    symmetrical = bool(settings.get("symmetricalGLCM", True))
+    P = K.kernel(K.glcm_counts)(box, offs.astype(np.int64), rank, d.levels.size, symmetrical)
+    P = _angle_normalised(P, offs, spacing, settings, "glcm", True)
+    names = tuple(names)
+    table = K.kernel(K.glcm_features)(P, d.levels.astype(float), d.ng)
+    out: dict[str, float] = {}
+    for name in names:
+        if name == "MCC":
+            v = _mcc_compiled(P, symmetrical)
+        elif name == "JointAverage":
+            v = float(table[:, 1].mean())
+        else:
+            v = _nanmean(table[:, K.GLCM_COLUMNS.index(name)])
+        out[name] = float(v)
+    return out
+
+
+def _mcc_compiled(P: np.ndarray, symmetric: bool) -> float:
+    """:func:`_mcc` of the normalised ``P`` (Na, Nl, Nl), S's eigenvalues and the bounds compiled."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    if P.shape[1] < 2:
+        return 1.0
+    if not np.all(np.isfinite(P)):
+        return float("nan")
+    px = P.sum(2)
+    py = P.sum(1)
+    lam, bound = K.kernel(K.mcc_parts)(P, px, py, symmetric)
+    return _mcc_finish(P, px[:, :, None] * py[:, None, :], lam, bound)
+
+
 def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     """Square root of the second largest eigenvalue of Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k) + eps),
     per angle, averaged (PyRadiomics's MCC).
 
-    Q = Q0 + E with Q0 = D_x^-1 P D_y^-1 P^T (no eps) and E the eps's share. D_x^1/2 Q D_x^-1/2 is the
-    symmetric S = D_x^-1/2 P D_y^-1 P^T D_x^-1/2 plus F = D_x^1/2 E D_x^-1/2, so (Bauer-Fike, S normal)
-    Q's second largest eigenvalue is within 3 ||F|| of S's. S's (a symmetric eigensolver) is taken where
-    3 ||F||_F is below 1e-8 of it (MCC then within 1e-8 relative); elsewhere Q itself, as PyRadiomics computes it."""
+    Q = Q0 + E with Q0 = D_x^-1 P D_y^-1 P^T (no eps) and E = W P^T the eps's share (W = P dw, dw the
+    difference 1/(p p + eps) - 1/(p p)). D_x^1/2 Q D_x^-1/2 is the symmetric S = A A^T
+    (A = D_x^-1/2 P D_y^-1/2) plus F = D_x^1/2 E D_x^-1/2 = G A^T with G = D_x^1/2 W D_y^1/2; A's largest
+    singular value is 1, so ||F|| <= ||G||_F, and (Bauer-Fike, S normal) Q's second largest eigenvalue is
+    within 3 ||G||_F of S's. S's (a symmetric eigensolver) is taken where 3 ||G||_F is below 1e-8 of it
+    (MCC then within 1e-8 relative); elsewhere Q itself, as PyRadiomics computes it."""
     ng = P.shape[0]
     if ng < 2:
         return 1.0
@@ -731,15 +802,18 @@ def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     pxa, pya = px.T, py.T  # (Na, Ng)
     pxpy = pxa[:, :, None] * pya[:, None, :]  # p_x(i) p_y(k)
     with np.errstate(divide="ignore", invalid="ignore"):
-        root_x = np.where(pxa > 0, np.sqrt(pxa), 0.0)
-        inv_root_x = np.where(pxa > 0, 1.0 / root_x, 0.0)
+        inv_root_x = np.where(pxa > 0, 1.0 / np.sqrt(pxa), 0.0)
         inv_root_y = np.where(pya > 0, 1.0 / np.sqrt(pya), 0.0)
-        dw = np.where(pxpy > 0, -_EPS / (pxpy * (pxpy + _EPS)), 0.0)  # 1/(p p + eps) - 1/(p p), exactly
+        gw = np.where(pxpy > 0, pa * (-_EPS / (pxpy * (pxpy + _EPS))) * np.sqrt(pxpy), 0.0)  # G
     left = pa * (inv_root_x[:, :, None] * inv_root_y[:, None, :])
     lam = np.linalg.eigvalsh(left @ left.transpose(0, 2, 1))[:, -2]  # S's, per angle
-    err = (pa * dw) @ pa.transpose(0, 2, 1)  # E
-    err *= root_x[:, :, None] * inv_root_x[:, None, :]  # F
-    bound = 3.0 * np.sqrt(np.sum(err * err, axis=(1, 2)))
+    bound = 3.0 * np.sqrt(np.sum(gw * gw, axis=(1, 2)))
+    return _mcc_finish(pa, pxpy, lam, bound)
+
+
+def _mcc_finish(pa: np.ndarray, pxpy: np.ndarray, lam: np.ndarray, bound: np.ndarray) -> float:
+    """MCC from S's eigenvalues ``lam`` and the bounds (see :func:`_mcc`): Q's own eigenvalues for the
+    angles where the bound is not small enough."""
     exact = ~((lam > 0) & (bound <= 1e-8 * lam))
     values = np.sqrt(np.clip(lam, 0, None)).astype(complex)
     if exact.any():
@@ -814,8 +888,14 @@ def _glrlm_matrix(q: np.ndarray | Discretised, settings: Mapping[str, Any]) -> t
 
 def glrlm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
-    """PyRadiomics GLRLM features of the discretised ROI ``q``."""
+    """PyRadiomics GLRLM features of the discretised ROI ``q``. Compiled
+    (:func:`medimg.core.jit.wanted`): the runs counted straight from the ROI box and the per-angle sums
+    in one pass (``_prad_cooc_kernels``)."""
+    from medimg.core import jit
+
     q = _prepared(q)
+    if jit.wanted():
+        return _glrlm_compiled(q, spacing, settings, names)
     P, offs = _glrlm_matrix(q, settings)
     levels = q.levels
     P = P[levels - 1]
@@ -877,6 +957,20 @@ def glrlm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], sett
             raise KeyError(name)
         out[name] = _nanmean(v)
     return out
+
+
+def _glrlm_compiled(d: Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+                    names: Iterable[str]) -> dict[str, float]:
+    """:func:`glrlm` with the compiled kernels (the same values to rounding)."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    offs = angles(d.q.shape, (1,), force2d=settings.get("force2D", False),
+                  force2d_dim=settings.get("force2Ddimension", 0))
+    box, rank = _level_ranks(d)
+    P = K.kernel(K.glrlm_counts)(box, offs.astype(np.int64), rank, d.levels.size, int(max(d.q.shape)))
+    P = _angle_normalised(P, offs, spacing, settings, "glrlm", False)
+    table = K.kernel(K.glrlm_features)(P, d.levels.astype(float))
+    return {name: _nanmean(table[:, K.GLRLM_COLUMNS.index(name)]) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------- GLSZM

@@ -1,0 +1,622 @@
+"""Compiled loops of PyRadiomics mode's GLCM (with its MCC) and GLRLM (``_pyradiomics_calc``).
+
+Plain Python functions, compiled on first use by :func:`medimg.core.jit.compile_kernel` (numba);
+:func:`kernel` returns the compiled twin. The matrices are built straight from the discretised ROI
+box (grey levels >= 1 inside, 0 outside; int64, C order): every voxel visits its neighbour at each
+offset, bounds checked, with no padded copy and no neighbour table. Counts are exact integers held
+in float64. Grey levels index the matrices through ``rank`` (level -> row among the levels present);
+a level outside ``rank`` raises ``ValueError``.
+
+The feature kernels compute, per angle, the sums the NumPy path computes with one reduction each
+(same formulas, other summation order: equal to rounding). Their columns follow ``GLCM_COLUMNS``
+and ``GLRLM_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from medimg.core import jit
+
+__all__ = ["kernel", "GLCM_COLUMNS", "GLRLM_COLUMNS"]
+
+_EPS = float(np.spacing(1))
+
+#: Columns of :func:`glcm_features`'s output (every GLCM feature but MCC).
+GLCM_COLUMNS = ("Autocorrelation", "JointAverage", "ClusterProminence", "ClusterShade", "ClusterTendency",
+                "Contrast", "Correlation", "DifferenceAverage", "DifferenceEntropy", "DifferenceVariance",
+                "JointEnergy", "JointEntropy", "Imc1", "Imc2", "Idm", "Idmn", "Id", "Idn", "InverseVariance",
+                "MaximumProbability", "SumAverage", "SumEntropy", "SumSquares")
+#: Columns of :func:`glrlm_features`'s output.
+GLRLM_COLUMNS = ("ShortRunEmphasis", "LongRunEmphasis", "GrayLevelNonUniformity",
+                 "GrayLevelNonUniformityNormalized", "RunLengthNonUniformity", "RunLengthNonUniformityNormalized",
+                 "RunPercentage", "GrayLevelVariance", "RunVariance", "RunEntropy", "LowGrayLevelRunEmphasis",
+                 "HighGrayLevelRunEmphasis", "ShortRunLowGrayLevelEmphasis", "ShortRunHighGrayLevelEmphasis",
+                 "LongRunLowGrayLevelEmphasis", "LongRunHighGrayLevelEmphasis")
+
+
+#: Helpers the loops call: compiled first and bound in place of the Python functions (numba
+#: resolves a loop's globals when it compiles it).
+_HELPERS = ("_check_levels", "_tridiagonal", "_sturm6", "_two")
+
+
+def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The compiled twin of one of this module's loops (compiled once per process)."""
+    space = globals()
+    for name in _HELPERS:
+        plain = _PLAIN.setdefault(name, space[name])
+        space[name] = jit.compile_kernel(plain)
+    return jit.compile_kernel(func)
+
+
+_PLAIN: dict[str, Callable[..., Any]] = {}
+
+
+# ------------------------------------------------------------------------------------------- matrices
+
+def _check_levels(q: np.ndarray, nrank: int) -> None:
+    for v in q.ravel():
+        if v >= nrank:
+            raise ValueError("grey level outside the levels given")
+
+
+def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symmetric: bool) -> np.ndarray:
+    """Co-occurrence counts (Na, Nl, Nl): voxel of level i with its neighbour at ``offs[a]`` of
+    level j, both in the ROI (``symmetric``: plus the transpose)."""
+    n0, n1, n2 = q.shape
+    na = offs.shape[0]
+    _check_levels(q, rank.shape[0])
+    P = np.zeros((na, nl, nl), dtype=np.float64)
+    for a in range(na):
+        dz = offs[a, 0]
+        dy = offs[a, 1]
+        dx = offs[a, 2]
+        pa = P[a]
+        # the voxels whose neighbour lies inside the box: z in [z0, z1), ...
+        z0, z1 = max(0, -dz), min(n0, n0 - dz)
+        y0, y1 = max(0, -dy), min(n1, n1 - dy)
+        x0, x1 = max(0, -dx), min(n2, n2 - dx)
+        for z in range(z0, z1):
+            for y in range(y0, y1):
+                row = q[z, y]
+                nrow = q[z + dz, y + dy]
+                for x in range(x0, x1):
+                    g = row[x]
+                    if g <= 0:
+                        continue
+                    h = nrow[x + dx]
+                    if h <= 0:
+                        continue
+                    pa[rank[g], rank[h]] += 1.0
+    if symmetric:
+        for a in range(na):
+            for i in range(nl):
+                for j in range(i, nl):
+                    s = P[a, i, j] + P[a, j, i]
+                    P[a, i, j] = s
+                    P[a, j, i] = s
+    return P
+
+
+def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr: int) -> np.ndarray:
+    """Run-length counts (Na, Nl, Nr): runs of equal level along ``offs[a]`` (a run ends at a
+    voxel of another level, outside the ROI or outside the box). An angle whose runs are all one
+    voxel long and along which no line of the box holds two ROI voxels gets no counts
+    (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do)."""
+    n0, n1, n2 = q.shape
+    na = offs.shape[0]
+    _check_levels(q, rank.shape[0])
+    P = np.zeros((na, nl, nr), dtype=np.float64)
+    run = np.zeros((n0, n1, n2), dtype=np.int64)  # length of the run so far, at each voxel
+    for a in range(na):
+        dz = offs[a, 0]
+        dy = offs[a, 1]
+        dx = offs[a, 2]
+        if dz < 0 or (dz == 0 and (dy < 0 or (dy == 0 and dx <= 0))):
+            raise ValueError("run-length offsets must point forward in C order")
+        pa = P[a]
+        longest = 0
+        for z in range(n0):
+            zp = 0 <= z - dz < n0
+            zn = 0 <= z + dz < n0
+            for y in range(n1):
+                yp = zp and 0 <= y - dy < n1
+                yn = zn and 0 <= y + dy < n1
+                row = q[z, y]
+                runs = run[z, y]
+                prow = q[z - dz if yp else z, y - dy if yp else y]
+                pruns = run[z - dz if yp else z, y - dy if yp else y]
+                nrow = q[z + dz if yn else z, y + dy if yn else y]
+                for x in range(n2):
+                    g = row[x]
+                    if g <= 0:
+                        continue
+                    xp = x - dx
+                    length = 1
+                    if yp and 0 <= xp < n2 and prow[xp] == g:
+                        length = pruns[xp] + 1
+                    runs[x] = length
+                    xn = x + dx
+                    if yn and 0 <= xn < n2 and nrow[xn] == g:
+                        continue  # the run goes on
+                    if length > nr:
+                        raise ValueError("run longer than the matrix")
+                    pa[rank[g], length - 1] += 1.0
+                    if length > longest:
+                        longest = length
+        if longest != 1:
+            continue
+        # every run is one voxel: is there a line holding two ROI voxels? Each walk stops at the
+        # next ROI voxel, so the walks of one angle cover the box at most once.
+        multi = False
+        for z in range(n0):
+            for y in range(n1):
+                for x in range(n2):
+                    if q[z, y, x] <= 0:
+                        continue
+                    zz = z + dz
+                    yy = y + dy
+                    xx = x + dx
+                    while 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
+                        if q[zz, yy, xx] > 0:
+                            multi = True
+                            break
+                        zz += dz
+                        yy += dy
+                        xx += dx
+                    if multi:
+                        break
+                if multi:
+                    break
+            if multi:
+                break
+        if not multi:
+            for i in range(nl):
+                pa[i, 0] = 0.0
+    return P
+
+
+# ------------------------------------------------------------------------------------------- features
+
+def glcm_features(P: np.ndarray, g: np.ndarray, ng: int) -> np.ndarray:
+    """Per angle, the GLCM features of ``GLCM_COLUMNS`` of the normalised matrices ``P`` (Na, Nl, Nl)
+    (NaN matrices give NaN); ``g``: the grey level of each row, ``ng``: the largest level."""
+    na, nl, _ = P.shape
+    out = np.empty((na, len(GLCM_COLUMNS)), dtype=np.float64)
+    px = np.empty(nl)
+    py = np.empty(nl)
+    add = np.empty(2 * ng - 1)
+    sub = np.empty(ng)
+    ln2 = math.log(2.0)
+    for a in range(na):
+        pa = P[a]
+        px[:] = 0.0
+        py[:] = 0.0
+        add[:] = 0.0
+        sub[:] = 0.0
+        auto = 0.0
+        energy = 0.0
+        hxy = 0.0
+        pmax = -np.inf
+        anynan = False
+        for i in range(nl):
+            gi = g[i]
+            for j in range(nl):
+                p = pa[i, j]
+                if p != p:
+                    anynan = True
+                px[i] += p
+                py[j] += p
+                gj = g[j]
+                auto += gi * gj * p
+                energy += p * p
+                hxy -= p * (math.log(p + _EPS) / ln2)
+                if p > pmax:
+                    pmax = p
+                add[int(gi + gj) - 2] += p
+                sub[int(abs(gi - gj))] += p
+        if anynan:
+            out[a, :] = np.nan
+            continue
+        ux = 0.0
+        uy = 0.0
+        for i in range(nl):
+            ux += g[i] * px[i]
+            uy += g[i] * py[i]
+        varx = 0.0
+        vary = 0.0
+        hx = 0.0
+        hy = 0.0
+        for i in range(nl):
+            d = g[i] - ux
+            varx += px[i] * d * d
+            d = g[i] - uy
+            vary += py[i] * d * d
+            hx -= px[i] * (math.log(px[i] + _EPS) / ln2)
+            hy -= py[i] * (math.log(py[i] + _EPS) / ln2)
+        corm = 0.0
+        hxy1 = 0.0
+        hxy2 = 0.0
+        for i in range(nl):
+            dxi = g[i] - ux
+            for j in range(nl):
+                p = pa[i, j]
+                corm += dxi * (g[j] - uy) * p
+                pp = px[i] * py[j]
+                lp = math.log(pp + _EPS) / ln2
+                hxy1 -= p * lp
+                hxy2 -= pp * lp
+        prom = 0.0
+        shade = 0.0
+        tend = 0.0
+        savg = 0.0
+        sent = 0.0
+        for k in range(2 * ng - 1):
+            p = add[k]
+            kc = (k + 2.0) - (ux + uy)
+            k2 = kc * kc
+            tend += p * k2
+            shade += p * k2 * kc
+            prom += p * k2 * k2
+            savg += (k + 2.0) * p
+            sent -= p * (math.log(p + _EPS) / ln2)
+        contrast = 0.0
+        davg = 0.0
+        dent = 0.0
+        idm = 0.0
+        idmn = 0.0
+        idd = 0.0
+        idn = 0.0
+        ivar = 0.0
+        for k in range(ng):
+            p = sub[k]
+            kf = float(k)
+            contrast += p * kf * kf
+            davg += kf * p
+            dent -= p * (math.log(p + _EPS) / ln2)
+            idm += p / (1.0 + kf * kf)
+            idmn += p / (1.0 + (kf * kf) / (ng * ng))
+            idd += p / (1.0 + kf)
+            idn += p / (1.0 + kf / ng)
+            if k > 0:
+                ivar += p / (kf * kf)
+        dvar = 0.0
+        for k in range(ng):
+            d = k - davg
+            dvar += sub[k] * d * d
+        sig = math.sqrt(varx) * math.sqrt(vary)
+        corr = 1.0 if sig == 0 else corm / (sig + _EPS)
+        div = max(hx, hy)
+        imc1 = (hxy - hxy1) / div if div != 0 else 0.0
+        if hxy2 == hxy:
+            imc2 = 0.0
+        else:
+            t = 1.0 - math.e ** (-2.0 * (hxy2 - hxy))
+            imc2 = math.sqrt(t) if t >= 0 else np.nan
+        out[a, 0] = auto
+        out[a, 1] = ux
+        out[a, 2] = prom
+        out[a, 3] = shade
+        out[a, 4] = tend
+        out[a, 5] = contrast
+        out[a, 6] = corr
+        out[a, 7] = davg
+        out[a, 8] = dent
+        out[a, 9] = dvar
+        out[a, 10] = energy
+        out[a, 11] = hxy
+        out[a, 12] = imc1
+        out[a, 13] = imc2
+        out[a, 14] = idm
+        out[a, 15] = idmn
+        out[a, 16] = idd
+        out[a, 17] = idn
+        out[a, 18] = ivar
+        out[a, 19] = pmax
+        out[a, 20] = savg
+        out[a, 21] = sent
+        out[a, 22] = varx
+    return out
+
+
+def glrlm_features(P: np.ndarray, iv: np.ndarray) -> np.ndarray:
+    """Per angle, the GLRLM features of ``GLRLM_COLUMNS`` of the run-length counts ``P`` (Na, Nl, Nr)
+    (an angle without runs gives NaN); ``iv``: the grey level of each row."""
+    na, nl, nr = P.shape
+    out = np.empty((na, len(GLRLM_COLUMNS)), dtype=np.float64)
+    pr = np.empty(nr)
+    pg = np.empty(nl)
+    ln2 = math.log(2.0)
+    for a in range(na):
+        pa = P[a]
+        pr[:] = 0.0
+        pg[:] = 0.0
+        tot = 0.0
+        for i in range(nl):
+            for j in range(nr):
+                p = pa[i, j]
+                pr[j] += p
+                pg[i] += p
+                tot += p
+        if tot == 0:
+            out[a, :] = np.nan
+            continue
+        sre = 0.0
+        lre = 0.0
+        rln = 0.0
+        npix = 0.0
+        ur = 0.0
+        for j in range(nr):
+            jv = j + 1.0
+            p = pr[j]
+            sre += p / (jv * jv)
+            lre += p * jv * jv
+            rln += p * p
+            npix += p * jv
+            ur += (p / tot) * jv
+        rv = 0.0
+        for j in range(nr):
+            d = (j + 1.0) - ur
+            rv += (pr[j] / tot) * d * d
+        gln = 0.0
+        lgl = 0.0
+        hgl = 0.0
+        ug = 0.0
+        for i in range(nl):
+            p = pg[i]
+            gln += p * p
+            lgl += p / (iv[i] * iv[i])
+            hgl += p * iv[i] * iv[i]
+            ug += (p / tot) * iv[i]
+        gv = 0.0
+        for i in range(nl):
+            d = iv[i] - ug
+            gv += (pg[i] / tot) * d * d
+        ent = 0.0
+        srl = 0.0
+        srh = 0.0
+        lrl = 0.0
+        lrh = 0.0
+        for i in range(nl):
+            i2 = iv[i] * iv[i]
+            for j in range(nr):
+                p = pa[i, j]
+                if p == 0:
+                    continue
+                jv = j + 1.0
+                j2 = jv * jv
+                pn = p / tot
+                ent -= pn * (math.log(pn + _EPS) / ln2)
+                srl += p / (i2 * j2)
+                srh += p * i2 / j2
+                lrl += p * j2 / i2
+                lrh += p * j2 * i2
+        out[a, 0] = sre / tot
+        out[a, 1] = lre / tot
+        out[a, 2] = gln / tot
+        out[a, 3] = gln / (tot * tot)
+        out[a, 4] = rln / tot
+        out[a, 5] = rln / (tot * tot)
+        out[a, 6] = tot / npix
+        out[a, 7] = gv
+        out[a, 8] = rv
+        out[a, 9] = ent
+        out[a, 10] = lgl / tot
+        out[a, 11] = hgl / tot
+        out[a, 12] = srl / tot
+        out[a, 13] = srh / tot
+        out[a, 14] = lrl / tot
+        out[a, 15] = lrh / tot
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ MCC
+
+def _tridiagonal(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
+    """Householder reduction of the symmetric ``a`` (n, n; overwritten) to a tridiagonal matrix of
+    diagonal ``d`` (n) and off-diagonal ``e`` (n - 1), with the same eigenvalues."""
+    n = a.shape[0]
+    v = np.empty(n)
+    w = np.empty(n)
+    for k in range(n - 2):
+        norm2 = 0.0
+        for i in range(k + 1, n):
+            norm2 += a[i, k] * a[i, k]
+        if norm2 == 0.0:
+            e[k] = 0.0
+            continue
+        norm = math.sqrt(norm2)
+        x0 = a[k + 1, k]
+        alpha = -norm if x0 >= 0 else norm
+        # v = x - alpha e1, normalised
+        vn2 = norm2 - x0 * x0 + (x0 - alpha) * (x0 - alpha)
+        if vn2 == 0.0:
+            e[k] = a[k + 1, k]
+            continue
+        vs = 1.0 / math.sqrt(vn2)
+        for i in range(k + 1, n):
+            v[i] = a[i, k] * vs
+        v[k + 1] = (x0 - alpha) * vs
+        # p = A v (the trailing block), K = v'p, w = p - K v; A -= 2 (v w' + w v')
+        for i in range(k + 1, n):
+            w[i] = 0.0
+        for j in range(k + 1, n):  # p = A v as rows times v (A symmetric): contiguous, no reduction
+            vj = v[j]
+            row = a[j]
+            for i in range(k + 1, n):
+                w[i] += vj * row[i]
+        kk = 0.0
+        for i in range(k + 1, n):
+            kk += v[i] * w[i]
+        for i in range(k + 1, n):
+            w[i] -= kk * v[i]
+        for i in range(k + 1, n):
+            vi2 = 2.0 * v[i]
+            wi2 = 2.0 * w[i]
+            row = a[i]
+            for j in range(k + 1, n):
+                row[j] -= vi2 * w[j] + wi2 * v[j]
+        e[k] = alpha
+    for i in range(n):
+        d[i] = a[i, i]
+    if n >= 2:
+        e[n - 2] = a[n - 1, n - 2]
+
+
+def _sturm6(d: np.ndarray, e: np.ndarray, xs: np.ndarray, cnt: np.ndarray, pivmin: float) -> None:
+    """``cnt[m]``: how many eigenvalues of the tridiagonal (d, e) are below ``xs[m]`` (6 points; Sturm
+    sequences run side by side, so the divisions overlap)."""
+    n = d.shape[0]
+    x0, x1, x2, x3, x4, x5 = xs[0], xs[1], xs[2], xs[3], xs[4], xs[5]
+    c0 = c1 = c2 = c3 = c4 = c5 = 0
+    t0 = d[0] - x0
+    t1 = d[0] - x1
+    t2 = d[0] - x2
+    t3 = d[0] - x3
+    t4 = d[0] - x4
+    t5 = d[0] - x5
+    for i in range(n):
+        if i > 0:
+            di = d[i]
+            e2 = e[i - 1] * e[i - 1]
+            t0 = di - x0 - e2 / t0
+            t1 = di - x1 - e2 / t1
+            t2 = di - x2 - e2 / t2
+            t3 = di - x3 - e2 / t3
+            t4 = di - x4 - e2 / t4
+            t5 = di - x5 - e2 / t5
+        if abs(t0) < pivmin:
+            t0 = -pivmin
+        if abs(t1) < pivmin:
+            t1 = -pivmin
+        if abs(t2) < pivmin:
+            t2 = -pivmin
+        if abs(t3) < pivmin:
+            t3 = -pivmin
+        if abs(t4) < pivmin:
+            t4 = -pivmin
+        if abs(t5) < pivmin:
+            t5 = -pivmin
+        c0 += t0 < 0
+        c1 += t1 < 0
+        c2 += t2 < 0
+        c3 += t3 < 0
+        c4 += t4 < 0
+        c5 += t5 < 0
+    cnt[0] = c0
+    cnt[1] = c1
+    cnt[2] = c2
+    cnt[3] = c3
+    cnt[4] = c4
+    cnt[5] = c5
+
+
+def _two(d: np.ndarray, e: np.ndarray, k1: int, k2: int) -> tuple[float, float]:
+    """The ``k1``-th and ``k2``-th smallest (from 0) eigenvalues of the tridiagonal (d, e), by
+    quadrisection of both at once, to LAPACK's default tolerance (ulp times the matrix's norm)."""
+    n = d.shape[0]
+    lo = np.inf
+    hi = -np.inf
+    emax = 0.0
+    for i in range(n):
+        r = 0.0
+        if i > 0:
+            r += abs(e[i - 1])
+        if i < n - 1:
+            r += abs(e[i])
+        lo = min(lo, d[i] - r)
+        hi = max(hi, d[i] + r)
+        if i < n - 1:
+            emax = max(emax, e[i] * e[i])
+    pivmin = 2.2250738585072014e-308 * max(1.0, emax)
+    tnorm = max(abs(lo), abs(hi))
+    lo -= 2.0 * _EPS * tnorm + pivmin
+    hi += 2.0 * _EPS * tnorm + pivmin
+    tol = max(_EPS * tnorm, pivmin)
+    lo1 = lo2 = lo
+    hi1 = hi2 = hi
+    xs = np.empty(6)
+    cnt = np.empty(6, dtype=np.int64)
+    for _ in range(200):
+        done1 = hi1 - lo1 <= max(tol, 2.0 * _EPS * max(abs(lo1), abs(hi1)))
+        done2 = hi2 - lo2 <= max(tol, 2.0 * _EPS * max(abs(lo2), abs(hi2)))
+        if done1 and done2:
+            break
+        for m in range(3):
+            xs[m] = lo1 + (hi1 - lo1) * (m + 1) * 0.25
+            xs[3 + m] = lo2 + (hi2 - lo2) * (m + 1) * 0.25
+        _sturm6(d, e, xs, cnt, pivmin)
+        nlo1, nhi1, nlo2, nhi2 = lo1, hi1, lo2, hi2
+        for m in range(3):
+            if cnt[m] >= k1 + 1:
+                nhi1 = min(nhi1, xs[m])
+            else:
+                nlo1 = max(nlo1, xs[m])
+            if cnt[3 + m] >= k2 + 1:
+                nhi2 = min(nhi2, xs[3 + m])
+            else:
+                nlo2 = max(nlo2, xs[3 + m])
+        if nlo1 == lo1 and nhi1 == hi1 and nlo2 == lo2 and nhi2 == hi2:
+            break  # no representable point left inside
+        lo1, hi1, lo2, hi2 = nlo1, nhi1, nlo2, nhi2
+    return 0.5 * (lo1 + hi1), 0.5 * (lo2 + hi2)
+
+
+def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per angle of the normalised ``P`` (Na, Nl, Nl) with marginals ``px``, ``py`` (Na, Nl): the
+    second largest eigenvalue of S = A A' (A = D_x^-1/2 P D_y^-1/2) and the bound 3 ||G||_F on the
+    eps's share (see ``_pyradiomics_calc._mcc``). ``symmetric`` (P = P', px = py): A's own
+    eigenvalues, squared, instead of forming S."""
+    na, n, _ = P.shape
+    lam = np.empty(na)
+    bound = np.empty(na)
+    A = np.empty((n, n))
+    S = np.empty((n, n))
+    At = np.empty((n, n))
+    d = np.empty(n)
+    e = np.empty(max(n - 1, 1))
+    irx = np.empty(n)
+    iry = np.empty(n)
+    for a in range(na):
+        g2 = 0.0
+        for i in range(n):
+            irx[i] = 1.0 / math.sqrt(px[a, i]) if px[a, i] > 0 else 0.0
+            iry[i] = 1.0 / math.sqrt(py[a, i]) if py[a, i] > 0 else 0.0
+        for i in range(n):
+            for k in range(n):
+                p = P[a, i, k]
+                A[i, k] = p * (irx[i] * iry[k])
+                m = px[a, i] * py[a, k]
+                if m > 0:
+                    gv = p * (-_EPS / (m * (m + _EPS))) * math.sqrt(m)
+                    g2 += gv * gv
+        bound[a] = 3.0 * math.sqrt(g2)
+        if symmetric:
+            _tridiagonal(A, d, e)
+            # the largest squares are among the two largest and the two smallest eigenvalues
+            # A's largest eigenvalue is 1 (eigenvector sqrt(p_x)) and none is beyond +-1: S = A^2's
+            # second largest is the larger square of the second largest and the smallest
+            l0, l1 = _two(d, e, 0, n - 2)
+            second = max(l0 * l0, l1 * l1)
+            lam[a] = second
+        else:
+            for i in range(n):
+                for j in range(n):
+                    S[i, j] = 0.0
+            for k in range(n):
+                for j in range(n):
+                    At[k, j] = A[j, k]
+            for i in range(n):
+                for k in range(n):
+                    aik = A[i, k]
+                    if aik == 0.0:
+                        continue
+                    for j in range(n):
+                        S[i, j] += aik * At[k, j]
+            _tridiagonal(S, d, e)
+            lam[a] = _two(d, e, n - 2, n - 2)[0]
+    return lam, bound
