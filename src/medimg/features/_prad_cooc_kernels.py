@@ -41,7 +41,7 @@ GLRLM_COLUMNS = ("ShortRunEmphasis", "LongRunEmphasis", "GrayLevelNonUniformity"
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
 #: resolves a loop's globals when it compiles it).
-_HELPERS = ("_check_levels", "_tridiagonal", "_sturm6", "_two")
+_HELPERS = ("_check", "_tridiagonal", "_sturm6", "_two")
 
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,7 +58,38 @@ _PLAIN: dict[str, Callable[..., Any]] = {}
 
 # ------------------------------------------------------------------------------------------- matrices
 
-def _check_levels(q: np.ndarray, nrank: int) -> None:
+def roi_voxels(q: np.ndarray) -> np.ndarray:
+    """The ROI's voxels (q > 0) in C order, as (z, y, x) rows (N, 3)."""
+    n0, n1, n2 = q.shape
+    count = 0
+    for v in q.ravel():
+        if v > 0:
+            count += 1
+    coords = np.empty((count, 3), dtype=np.int64)
+    k = 0
+    for z in range(n0):
+        for y in range(n1):
+            for x in range(n2):
+                if q[z, y, x] > 0:
+                    coords[k, 0] = z
+                    coords[k, 1] = y
+                    coords[k, 2] = x
+                    k += 1
+    return coords
+
+
+def _check(q: np.ndarray, coords: np.ndarray, nrank: int) -> None:
+    """Every row of ``coords`` inside ``q`` at a level in 1 .. ``nrank`` - 1."""
+    n0, n1, n2 = q.shape
+    for k in range(coords.shape[0]):
+        z = coords[k, 0]
+        y = coords[k, 1]
+        x = coords[k, 2]
+        if z < 0 or z >= n0 or y < 0 or y >= n1 or x < 0 or x >= n2:
+            raise ValueError("voxel outside the box")
+        g = q[z, y, x]
+        if g <= 0 or g >= nrank:
+            raise ValueError("grey level outside the levels given")
     for v in q.ravel():
         if v >= nrank:
             raise ValueError("grey level outside the levels given")
@@ -69,29 +100,29 @@ def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symm
     level j, both in the ROI (``symmetric``: plus the transpose)."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
-    _check_levels(q, rank.shape[0])
+    nrank = rank.shape[0]
     P = np.zeros((na, nl, nl), dtype=np.float64)
-    for a in range(na):
-        dz = offs[a, 0]
-        dy = offs[a, 1]
-        dx = offs[a, 2]
-        pa = P[a]
-        # the voxels whose neighbour lies inside the box: z in [z0, z1), ...
-        z0, z1 = max(0, -dz), min(n0, n0 - dz)
-        y0, y1 = max(0, -dy), min(n1, n1 - dy)
-        x0, x1 = max(0, -dx), min(n2, n2 - dx)
-        for z in range(z0, z1):
-            for y in range(y0, y1):
-                row = q[z, y]
-                nrow = q[z + dz, y + dy]
-                for x in range(x0, x1):
-                    g = row[x]
-                    if g <= 0:
+    for z in range(n0):
+        for y in range(n1):
+            for x in range(n2):
+                g = q[z, y, x]
+                if g <= 0:
+                    continue
+                if g >= nrank:
+                    raise ValueError("grey level outside the levels given")
+                r = rank[g]
+                for a in range(na):
+                    zz = z + offs[a, 0]
+                    yy = y + offs[a, 1]
+                    xx = x + offs[a, 2]
+                    if zz < 0 or zz >= n0 or yy < 0 or yy >= n1 or xx < 0 or xx >= n2:
                         continue
-                    h = nrow[x + dx]
+                    h = q[zz, yy, xx]
                     if h <= 0:
                         continue
-                    pa[rank[g], rank[h]] += 1.0
+                    if h >= nrank:
+                        raise ValueError("grey level outside the levels given")
+                    P[a, r, rank[h]] += 1.0
     if symmetric:
         for a in range(na):
             for i in range(nl):
@@ -102,76 +133,67 @@ def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symm
     return P
 
 
-def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr: int) -> np.ndarray:
+def glrlm_counts(q: np.ndarray, coords: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int,
+                 nr: int) -> np.ndarray:
     """Run-length counts (Na, Nl, Nr): runs of equal level along ``offs[a]`` (a run ends at a
     voxel of another level, outside the ROI or outside the box). An angle whose runs are all one
     voxel long and along which no line of the box holds two ROI voxels gets no counts
-    (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do)."""
+    (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do);
+    ``coords``: :func:`roi_voxels`.
+
+    Per angle, the ROI voxels in C order: a voxel continues the run of the one before it (already
+    seen) when that one has its level, and closes its run when the one after it does not; both
+    tests are arithmetic (no branch on the grey levels)."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
-    _check_levels(q, rank.shape[0])
+    _check(q, coords, rank.shape[0])
+    qf = q.ravel()
     P = np.zeros((na, nl, nr), dtype=np.float64)
-    run = np.zeros((n0, n1, n2), dtype=np.int64)  # length of the run so far, at each voxel
+    run = np.zeros(qf.shape[0], dtype=np.int64)  # length of the run so far (ROI voxels only)
     for a in range(na):
         dz = offs[a, 0]
         dy = offs[a, 1]
         dx = offs[a, 2]
         if dz < 0 or (dz == 0 and (dy < 0 or (dy == 0 and dx <= 0))):
             raise ValueError("run-length offsets must point forward in C order")
+        step = (dz * n1 + dy) * n2 + dx
         pa = P[a]
         longest = 0
-        for z in range(n0):
-            zp = 0 <= z - dz < n0
-            zn = 0 <= z + dz < n0
-            for y in range(n1):
-                yp = zp and 0 <= y - dy < n1
-                yn = zn and 0 <= y + dy < n1
-                row = q[z, y]
-                runs = run[z, y]
-                prow = q[z - dz if yp else z, y - dy if yp else y]
-                pruns = run[z - dz if yp else z, y - dy if yp else y]
-                nrow = q[z + dz if yn else z, y + dy if yn else y]
-                for x in range(n2):
-                    g = row[x]
-                    if g <= 0:
-                        continue
-                    xp = x - dx
-                    length = 1
-                    if yp and 0 <= xp < n2 and prow[xp] == g:
-                        length = pruns[xp] + 1
-                    runs[x] = length
-                    xn = x + dx
-                    if yn and 0 <= xn < n2 and nrow[xn] == g:
-                        continue  # the run goes on
-                    if length > nr:
-                        raise ValueError("run longer than the matrix")
-                    pa[rank[g], length - 1] += 1.0
-                    if length > longest:
-                        longest = length
+        for k in range(coords.shape[0]):
+            z = coords[k, 0]
+            y = coords[k, 1]
+            x = coords[k, 2]
+            v = (z * n1 + y) * n2 + x
+            g = qf[v]
+            inside = ((z - dz >= 0) & (z - dz < n0) & (y - dy >= 0) & (y - dy < n1)
+                      & (x - dx >= 0) & (x - dx < n2))
+            prev = v - step if inside else v
+            length = 1 + ((qf[prev] == g) & inside) * run[prev]
+            run[v] = length
+            inside = ((z + dz >= 0) & (z + dz < n0) & (y + dy >= 0) & (y + dy < n1)
+                      & (x + dx >= 0) & (x + dx < n2))
+            nxt = v + step if inside else v
+            goes_on = (qf[nxt] == g) & inside
+            if length > nr:
+                raise ValueError("run longer than the matrix")
+            pa[rank[g], length - 1] += 1.0 - goes_on
+            longest = max(longest, length)
         if longest != 1:
             continue
         # every run is one voxel: is there a line holding two ROI voxels? Each walk stops at the
         # next ROI voxel, so the walks of one angle cover the box at most once.
         multi = False
-        for z in range(n0):
-            for y in range(n1):
-                for x in range(n2):
-                    if q[z, y, x] <= 0:
-                        continue
-                    zz = z + dz
-                    yy = y + dy
-                    xx = x + dx
-                    while 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
-                        if q[zz, yy, xx] > 0:
-                            multi = True
-                            break
-                        zz += dz
-                        yy += dy
-                        xx += dx
-                    if multi:
-                        break
-                if multi:
+        for k in range(coords.shape[0]):
+            zz = coords[k, 0] + dz
+            yy = coords[k, 1] + dy
+            xx = coords[k, 2] + dx
+            while 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
+                if q[zz, yy, xx] > 0:
+                    multi = True
                     break
+                zz += dz
+                yy += dy
+                xx += dx
             if multi:
                 break
         if not multi:
