@@ -180,7 +180,7 @@ def test_kernels_against_brute_force(seed):
     assert np.array_equal(sym, got + got.transpose(0, 2, 1))
     offs1 = calc.angles(q.shape, (1,)).astype(np.int64)
     nr = max(q.shape)
-    runs = K.kernel(K.glrlm_counts)(q, K.kernel(K.roi_voxels)(q), offs1, rank, levels.size, nr)
+    runs = K.kernel(K.glrlm_counts)(q, offs1, rank, levels.size, nr)
     assert np.array_equal(runs, _brute_glrlm(q, offs1, rank, levels.size, nr))
 
 
@@ -224,12 +224,14 @@ def test_hostile_input_raises():
     with pytest.raises(ValueError):
         K.kernel(K.glcm_counts)(q, offs, rank, 2, True)
     with pytest.raises(ValueError):
-        K.kernel(K.glrlm_counts)(q, K.kernel(K.roi_voxels)(q), offs, rank, 2, 4)
+        K.kernel(K.glrlm_counts)(q, offs, rank, 2, 4)
     q[1, 2, 3] = 1
     with pytest.raises(ValueError):  # backward offsets
-        K.kernel(K.glrlm_counts)(q, K.kernel(K.roi_voxels)(q), -offs, rank, 2, 4)
-    with pytest.raises(ValueError):  # voxels outside the box
-        K.kernel(K.glrlm_counts)(q, np.asarray([[5, 0, 0]], np.int64), offs, rank, 2, 4)
+        K.kernel(K.glrlm_counts)(q, -offs, rank, 2, 4)
+    with pytest.raises(ValueError):  # not a unit step
+        K.kernel(K.glrlm_counts)(q, 2 * offs, rank, 2, 4)
+    with pytest.raises(ValueError):  # runs longer than the matrix
+        K.kernel(K.glrlm_counts)(q, offs, rank, 2, 2)
 
 
 def test_against_pyradiomics_adversarial():

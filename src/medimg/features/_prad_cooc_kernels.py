@@ -41,7 +41,7 @@ GLRLM_COLUMNS = ("ShortRunEmphasis", "LongRunEmphasis", "GrayLevelNonUniformity"
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
 #: resolves a loop's globals when it compiles it).
-_HELPERS = ("_check", "_tridiagonal", "_sturm6", "_two")
+_HELPERS = ("_tridiagonal", "_sturm6", "_two")
 
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,43 +57,6 @@ _PLAIN: dict[str, Callable[..., Any]] = {}
 
 
 # ------------------------------------------------------------------------------------------- matrices
-
-def roi_voxels(q: np.ndarray) -> np.ndarray:
-    """The ROI's voxels (q > 0) in C order, as (z, y, x) rows (N, 3)."""
-    n0, n1, n2 = q.shape
-    count = 0
-    for v in q.ravel():
-        if v > 0:
-            count += 1
-    coords = np.empty((count, 3), dtype=np.int64)
-    k = 0
-    for z in range(n0):
-        for y in range(n1):
-            for x in range(n2):
-                if q[z, y, x] > 0:
-                    coords[k, 0] = z
-                    coords[k, 1] = y
-                    coords[k, 2] = x
-                    k += 1
-    return coords
-
-
-def _check(q: np.ndarray, coords: np.ndarray, nrank: int) -> None:
-    """Every row of ``coords`` inside ``q`` at a level in 1 .. ``nrank`` - 1."""
-    n0, n1, n2 = q.shape
-    for k in range(coords.shape[0]):
-        z = coords[k, 0]
-        y = coords[k, 1]
-        x = coords[k, 2]
-        if z < 0 or z >= n0 or y < 0 or y >= n1 or x < 0 or x >= n2:
-            raise ValueError("voxel outside the box")
-        g = q[z, y, x]
-        if g <= 0 or g >= nrank:
-            raise ValueError("grey level outside the levels given")
-    for v in q.ravel():
-        if v >= nrank:
-            raise ValueError("grey level outside the levels given")
-
 
 def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symmetric: bool) -> np.ndarray:
     """Co-occurrence counts (Na, Nl, Nl): voxel of level i with its neighbour at ``offs[a]`` of
@@ -133,60 +96,90 @@ def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symm
     return P
 
 
-def glrlm_counts(q: np.ndarray, coords: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int,
-                 nr: int) -> np.ndarray:
+def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr: int) -> np.ndarray:
     """Run-length counts (Na, Nl, Nr): runs of equal level along ``offs[a]`` (a run ends at a
     voxel of another level, outside the ROI or outside the box). An angle whose runs are all one
     voxel long and along which no line of the box holds two ROI voxels gets no counts
-    (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do);
-    ``coords``: :func:`roi_voxels`.
+    (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do).
 
-    Per angle, the ROI voxels in C order: a voxel continues the run of the one before it (already
-    seen) when that one has its level, and closes its run when the one after it does not; both
-    tests are arithmetic (no branch on the grey levels)."""
+    The voxels in C order: each one's run so far is one more than that of the voxel before it along
+    the angle (already seen) when that one has its level, else 1 (arithmetic, no branch on the
+    levels; the lengths kept for the last plane and row only). A run of length n has exactly one
+    voxel whose run so far is L for each L <= n, so with H[g, L] the number of voxels of level g
+    whose run so far is L, the runs of length exactly L are H[g, L] - H[g, L + 1]."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
-    _check(q, coords, rank.shape[0])
-    qf = q.ravel()
-    P = np.zeros((na, nl, nr), dtype=np.float64)
-    run = np.zeros(qf.shape[0], dtype=np.int64)  # length of the run so far (ROI voxels only)
+    nrank = rank.shape[0]
+    steps = np.empty(na, dtype=np.int64)
     for a in range(na):
         dz = offs[a, 0]
         dy = offs[a, 1]
         dx = offs[a, 2]
-        if dz < 0 or (dz == 0 and (dy < 0 or (dy == 0 and dx <= 0))):
-            raise ValueError("run-length offsets must point forward in C order")
-        step = (dz * n1 + dy) * n2 + dx
-        pa = P[a]
-        longest = 0
-        for k in range(coords.shape[0]):
-            z = coords[k, 0]
-            y = coords[k, 1]
-            x = coords[k, 2]
-            v = (z * n1 + y) * n2 + x
-            g = qf[v]
-            inside = ((z - dz >= 0) & (z - dz < n0) & (y - dy >= 0) & (y - dy < n1)
-                      & (x - dx >= 0) & (x - dx < n2))
-            prev = v - step if inside else v
-            length = 1 + ((qf[prev] == g) & inside) * run[prev]
-            run[v] = length
-            inside = ((z + dz >= 0) & (z + dz < n0) & (y + dy >= 0) & (y + dy < n1)
-                      & (x + dx >= 0) & (x + dx < n2))
-            nxt = v + step if inside else v
-            goes_on = (qf[nxt] == g) & inside
-            if length > nr:
-                raise ValueError("run longer than the matrix")
-            pa[rank[g], length - 1] += 1.0 - goes_on
-            longest = max(longest, length)
-        if longest != 1:
+        if dz < 0 or dz > 1 or dy < -1 or dy > 1 or dx < -1 or dx > 1:
+            raise ValueError("run-length offsets must be unit steps pointing forward in C order")
+        if dz == 0 and (dy < 0 or (dy == 0 and dx <= 0)):
+            raise ValueError("run-length offsets must be unit steps pointing forward in C order")
+        steps[a] = (dz * n1 + dy) * n2 + dx
+    size = 1  # ring of the last run lengths: the voxel before is at most a plane, a row and one back
+    while size < n1 * n2 + n2 + 2:
+        size *= 2
+    mask = size - 1
+    run = np.empty((size, na), dtype=np.int32)  # read only where written (else times 0)
+    H = np.zeros((na, nl, nr + 1), dtype=np.float64)
+    qf = q.ravel()
+    for z in range(n0):
+        for y in range(n1):
+            for x in range(n2):
+                v = (z * n1 + y) * n2 + x
+                g = qf[v]
+                if g <= 0:
+                    continue
+                if g >= nrank:
+                    raise ValueError("grey level outside the levels given")
+                r = rank[g]
+                cur = run[v & mask]
+                for a in range(na):
+                    dz = offs[a, 0]
+                    dy = offs[a, 1]
+                    dx = offs[a, 2]
+                    inside = ((z - dz >= 0) & (y - dy >= 0) & (y - dy < n1) & (x - dx >= 0) & (x - dx < n2))
+                    prev = v - steps[a] if inside else v
+                    length = 1 + ((qf[prev] == g) & inside) * run[prev & mask, a]
+                    cur[a] = length
+                    if length > nr:
+                        raise ValueError("run longer than the matrix")
+                    H[a, r, length - 1] += 1.0
+    P = np.empty((na, nl, nr), dtype=np.float64)
+    roi = np.empty((0, 3), dtype=np.int64)  # the ROI's voxels, gathered when first needed
+    for a in range(na):
+        multi = False
+        for i in range(nl):
+            for j in range(nr):
+                P[a, i, j] = H[a, i, j] - H[a, i, j + 1]
+            multi = multi or H[a, i, 1] > 0
+        if multi:
             continue
         # every run is one voxel: is there a line holding two ROI voxels? Each walk stops at the
         # next ROI voxel, so the walks of one angle cover the box at most once.
-        multi = False
-        for k in range(coords.shape[0]):
-            zz = coords[k, 0] + dz
-            yy = coords[k, 1] + dy
-            xx = coords[k, 2] + dx
+        if roi.shape[0] == 0:
+            roi = np.empty((qf.shape[0], 3), dtype=np.int64)
+            k = 0
+            for z in range(n0):
+                for y in range(n1):
+                    for x in range(n2):
+                        if q[z, y, x] > 0:
+                            roi[k, 0] = z
+                            roi[k, 1] = y
+                            roi[k, 2] = x
+                            k += 1
+            roi = roi[:k]
+        dz = offs[a, 0]
+        dy = offs[a, 1]
+        dx = offs[a, 2]
+        for k in range(roi.shape[0]):
+            zz = roi[k, 0] + dz
+            yy = roi[k, 1] + dy
+            xx = roi[k, 2] + dx
             while 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
                 if q[zz, yy, xx] > 0:
                     multi = True
@@ -198,7 +191,7 @@ def glrlm_counts(q: np.ndarray, coords: np.ndarray, offs: np.ndarray, rank: np.n
                 break
         if not multi:
             for i in range(nl):
-                pa[i, 0] = 0.0
+                P[a, i, 0] = 0.0
     return P
 
 

@@ -719,18 +719,11 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
     return out
 
 
-def _level_ranks(d: Discretised) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ROI box as int64 (C order), its voxels (z, y, x) and each grey level's row among the
-    levels present (compiled; kept in ``d``'s cache for the next class)."""
-    key = "cooc_box"
-    if key not in d._cache:
-        from medimg.features import _prad_cooc_kernels as K
-
-        rank = np.zeros(d.ng + 1, dtype=np.int64)
-        rank[d.levels] = np.arange(d.levels.size)
-        box = np.ascontiguousarray(d.q, dtype=np.int64)
-        d._cache[key] = (box, K.kernel(K.roi_voxels)(box), rank)
-    return d._cache[key]
+def _level_ranks(d: Discretised) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI box as int64 (C order) and each grey level's row among the levels present."""
+    rank = np.zeros(d.ng + 1, dtype=np.int64)
+    rank[d.levels] = np.arange(d.levels.size)
+    return np.ascontiguousarray(d.q, dtype=np.int64), rank
 
 
 def _angle_normalised(P: np.ndarray, offs: np.ndarray, spacing: tuple[float, float, float],
@@ -758,7 +751,7 @@ def _glcm_compiled(d: Discretised, spacing: tuple[float, float, float], settings
     distances = tuple(int(v) for v in settings.get("distances", [1]))
     offs = angles(d.q.shape, distances, force2d=bool(settings.get("force2D", False)),
                   force2d_dim=int(settings.get("force2Ddimension", 0)))
-    box, _, rank = _level_ranks(d)
+    box, rank = _level_ranks(d)
     symmetrical = bool(settings.get("symmetricalGLCM", True))
     P = K.kernel(K.glcm_counts)(box, offs.astype(np.int64), rank, d.levels.size, symmetrical)
     P = _angle_normalised(P, offs, spacing, settings, "glcm", True)
@@ -973,8 +966,8 @@ def _glrlm_compiled(d: Discretised, spacing: tuple[float, float, float], setting
 
     offs = angles(d.q.shape, (1,), force2d=settings.get("force2D", False),
                   force2d_dim=settings.get("force2Ddimension", 0))
-    box, coords, rank = _level_ranks(d)
-    P = K.kernel(K.glrlm_counts)(box, coords, offs.astype(np.int64), rank, d.levels.size, int(max(d.q.shape)))
+    box, rank = _level_ranks(d)
+    P = K.kernel(K.glrlm_counts)(box, offs.astype(np.int64), rank, d.levels.size, int(max(d.q.shape)))
     P = _angle_normalised(P, offs, spacing, settings, "glrlm", False)
     table = K.kernel(K.glrlm_features)(P, d.levels.astype(float))
     return {name: _nanmean(table[:, K.GLRLM_COLUMNS.index(name)]) for name in names}
