@@ -37,6 +37,8 @@ GLRLM_COLUMNS = ("ShortRunEmphasis", "LongRunEmphasis", "GrayLevelNonUniformity"
                  "RunPercentage", "GrayLevelVariance", "RunVariance", "RunEntropy", "LowGrayLevelRunEmphasis",
                  "HighGrayLevelRunEmphasis", "ShortRunLowGrayLevelEmphasis", "ShortRunHighGrayLevelEmphasis",
                  "LongRunLowGrayLevelEmphasis", "LongRunHighGrayLevelEmphasis")
+GLCM_INDEX = {name: k for k, name in enumerate(GLCM_COLUMNS)}
+GLRLM_INDEX = {name: k for k, name in enumerate(GLRLM_COLUMNS)}
 
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
@@ -46,14 +48,34 @@ _HELPERS = ("_tridiagonal", "_sturm6", "_two")
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     """The compiled twin of one of this module's loops (compiled once per process)."""
-    space = globals()
-    for name in _HELPERS:
-        plain = _PLAIN.setdefault(name, space[name])
-        space[name] = jit.compile_kernel(plain)
-    return jit.compile_kernel(func)
+    compiled = _COMPILED.get(func)
+    if compiled is None:
+        space = globals()
+        for name in _HELPERS:
+            plain = _PLAIN.setdefault(name, space[name])
+            space[name] = jit.compile_kernel(plain)
+        compiled = _COMPILED[func] = jit.compile_kernel(func)
+    return compiled
 
 
 _PLAIN: dict[str, Callable[..., Any]] = {}
+_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def nan_means(table: np.ndarray) -> np.ndarray:
+    """Mean of each column over its rows that are not NaN (NaN where none are)."""
+    na, nc = table.shape
+    out = np.empty(nc, dtype=np.float64)
+    for c in range(nc):
+        total = 0.0
+        count = 0
+        for a in range(na):
+            v = table[a, c]
+            if v == v:
+                total += v
+                count += 1
+        out[c] = total / count if count else np.nan
+    return out
 
 
 # ------------------------------------------------------------------------------------------- matrices
@@ -97,10 +119,11 @@ def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symm
 
 
 def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr: int) -> np.ndarray:
-    """Run-length counts (Na, Nl, Nr): runs of equal level along ``offs[a]`` (a run ends at a
+    """Run-length counts (Na, Nl, L): runs of equal level along ``offs[a]`` (a run ends at a
     voxel of another level, outside the ROI or outside the box). An angle whose runs are all one
     voxel long and along which no line of the box holds two ROI voxels gets no counts
     (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do).
+    L: the longest run (at most ``nr``); longer runs raise ``ValueError``.
 
     The voxels in C order: each one's run so far is one more than that of the voxel before it along
     the angle (already seen) when that one has its level, else 1 (arithmetic, no branch on the
@@ -127,6 +150,7 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
     run = np.empty((size, na), dtype=np.int32)  # read only where written (else times 0)
     H = np.zeros((na, nl, nr + 1), dtype=np.float64)
     qf = q.ravel()
+    longest = 0
     for z in range(n0):
         for y in range(n1):
             for x in range(n2):
@@ -148,7 +172,10 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
                     cur[a] = length
                     if length > nr:
                         raise ValueError("run longer than the matrix")
+                    if length > longest:
+                        longest = length
                     H[a, r, length - 1] += 1.0
+    nr = longest  # the columns past the longest run are empty: left out
     P = np.empty((na, nl, nr), dtype=np.float64)
     roi = np.empty((0, 3), dtype=np.int64)  # the ROI's voxels, gathered when first needed
     for a in range(na):

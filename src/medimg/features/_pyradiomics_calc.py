@@ -757,14 +757,15 @@ def _glcm_compiled(d: Discretised, spacing: tuple[float, float, float], settings
     P = _angle_normalised(P, offs, spacing, settings, "glcm", True)
     names = tuple(names)
     table = K.kernel(K.glcm_features)(P, d.levels.astype(float), d.ng)
+    means = K.kernel(K.nan_means)(table).tolist()
     out: dict[str, float] = {}
     for name in names:
         if name == "MCC":
             v = _mcc_compiled(P, symmetrical)
         elif name == "JointAverage":
-            v = float(table[:, 1].mean())
+            v = float(table[:, 1].mean()) if table.shape[0] else float("nan")
         else:
-            v = _nanmean(table[:, K.GLCM_COLUMNS.index(name)])
+            v = means[K.GLCM_INDEX[name]]
         out[name] = float(v)
     return out
 
@@ -970,7 +971,8 @@ def _glrlm_compiled(d: Discretised, spacing: tuple[float, float, float], setting
     P = K.kernel(K.glrlm_counts)(box, offs.astype(np.int64), rank, d.levels.size, int(max(d.q.shape)))
     P = _angle_normalised(P, offs, spacing, settings, "glrlm", False)
     table = K.kernel(K.glrlm_features)(P, d.levels.astype(float))
-    return {name: _nanmean(table[:, K.GLRLM_COLUMNS.index(name)]) for name in names}
+    means = K.kernel(K.nan_means)(table).tolist()
+    return {name: float(means[K.GLRLM_INDEX[name]]) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------- GLSZM
