@@ -43,7 +43,7 @@ GLRLM_INDEX = {name: k for k, name in enumerate(GLRLM_COLUMNS)}
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
 #: resolves a loop's globals when it compiles it).
-_HELPERS = ("_tridiagonal", "_sturm6", "_two")
+_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two")
 
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -608,57 +608,162 @@ def _two(d: np.ndarray, e: np.ndarray, k1: int, k2: int) -> tuple[float, float]:
     return 0.5 * (lo1 + hi1), 0.5 * (lo2 + hi2)
 
 
+def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
+    """:func:`_tridiagonal` of ``m`` symmetric matrices at once: ``a`` (n, n, m), overwritten; ``d``
+    (n, m), ``e`` (n, m) (rows 0 .. n - 2 set). The same reflections, the innermost loops over the
+    matrices (contiguous: vectorised)."""
+    n = a.shape[0]
+    m = a.shape[2]
+    v = np.zeros((n, m))
+    w = np.zeros((n, m))
+    norm2 = np.empty(m)
+    x0 = np.empty(m)
+    alpha = np.empty(m)
+    vs = np.empty(m)
+    kk = np.empty(m)
+    for k in range(n - 2):
+        norm2[:] = 0.0
+        for i in range(k + 1, n):
+            aik = a[i, k]
+            for c in range(m):
+                norm2[c] += aik[c] * aik[c]
+        if norm2.max() == 0.0:  # no matrix has anything below the diagonal here
+            e[k, :] = 0.0
+            continue
+        for c in range(m):
+            x = a[k + 1, k, c]
+            nrm = math.sqrt(norm2[c])
+            al = -nrm if x >= 0 else nrm
+            vn2 = norm2[c] - x * x + (x - al) * (x - al)
+            if vn2 > 0.0:
+                vs[c] = 1.0 / math.sqrt(vn2)
+                e[k, c] = al
+            else:  # nothing below the diagonal: no reflection
+                vs[c] = 0.0
+                e[k, c] = x
+            x0[c] = x
+            alpha[c] = al
+        for i in range(k + 1, n):
+            aik = a[i, k]
+            vi = v[i]
+            for c in range(m):
+                vi[c] = aik[c] * vs[c]
+        for c in range(m):
+            v[k + 1, c] = (x0[c] - alpha[c]) * vs[c]
+        for i in range(k + 1, n):
+            w[i, :] = 0.0
+        for j in range(k + 1, n):  # w = A v, by rows (A symmetric)
+            vj = v[j]
+            aj = a[j]
+            for i in range(k + 1, n):
+                wi = w[i]
+                aji = aj[i]
+                for c in range(m):
+                    wi[c] += vj[c] * aji[c]
+        kk[:] = 0.0
+        for i in range(k + 1, n):
+            for c in range(m):
+                kk[c] += v[i, c] * w[i, c]
+        for i in range(k + 1, n):
+            for c in range(m):
+                w[i, c] -= kk[c] * v[i, c]
+        for i in range(k + 1, n):
+            vi = v[i]
+            wi = w[i]
+            ai = a[i]
+            for j in range(k + 1, n):
+                aij = ai[j]
+                vj = v[j]
+                wj = w[j]
+                for c in range(m):
+                    aij[c] -= 2.0 * vi[c] * wj[c] + 2.0 * wi[c] * vj[c]
+    for i in range(n):
+        for c in range(m):
+            d[i, c] = a[i, i, c]
+    if n >= 2:
+        for c in range(m):
+            e[n - 2, c] = a[n - 1, n - 2, c]
+
+
 def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per angle of the normalised ``P`` (Na, Nl, Nl) with marginals ``px``, ``py`` (Na, Nl): the
     second largest eigenvalue of S = A A' (A = D_x^-1/2 P D_y^-1/2) and the bound 3 ||G||_F on the
     eps's share (see ``_pyradiomics_calc._mcc``). ``symmetric`` (P = P', px = py): A's own
-    eigenvalues, squared, instead of forming S."""
-    na, n, _ = P.shape
+    eigenvalues, squared, instead of forming S. The angles' matrices are reduced side by side."""
+    na, nfull, _ = P.shape
+    # lanes: a multiple of 16 (the vectorised loops' width), the spare ones zero matrices; a few
+    # angles one by one instead
+    m = (na + 15) // 16 * 16 if na > 4 else na
     lam = np.empty(na)
     bound = np.empty(na)
-    A = np.empty((n, n))
-    S = np.empty((n, n))
-    At = np.empty((n, n))
-    d = np.empty(n)
-    e = np.empty(max(n - 1, 1))
+    # levels with neither a row nor a column in any angle add zero eigenvalues only: left out
+    used = np.zeros(nfull, dtype=np.int64)
+    n = 0
+    for i in range(nfull):
+        seen = False
+        for a in range(na):
+            seen = seen or px[a, i] > 0 or py[a, i] > 0
+        if seen:
+            used[n] = i
+            n += 1
+    A = np.zeros((n, n, m))
     irx = np.empty(n)
     iry = np.empty(n)
     for a in range(na):
         g2 = 0.0
         for i in range(n):
-            irx[i] = 1.0 / math.sqrt(px[a, i]) if px[a, i] > 0 else 0.0
-            iry[i] = 1.0 / math.sqrt(py[a, i]) if py[a, i] > 0 else 0.0
+            irx[i] = 1.0 / math.sqrt(px[a, used[i]]) if px[a, used[i]] > 0 else 0.0
+            iry[i] = 1.0 / math.sqrt(py[a, used[i]]) if py[a, used[i]] > 0 else 0.0
         for i in range(n):
+            ui = used[i]
             for k in range(n):
-                p = P[a, i, k]
-                A[i, k] = p * (irx[i] * iry[k])
-                m = px[a, i] * py[a, k]
-                if m > 0:
-                    gv = p * (-_EPS / (m * (m + _EPS))) * math.sqrt(m)
+                uk = used[k]
+                p = P[a, ui, uk]
+                A[i, k, a] = p * (irx[i] * iry[k])
+                mm = px[a, ui] * py[a, uk]
+                if mm > 0:
+                    gv = p * (-_EPS / (mm * (mm + _EPS))) * math.sqrt(mm)
                     g2 += gv * gv
         bound[a] = 3.0 * math.sqrt(g2)
-        if symmetric:
-            _tridiagonal(A, d, e)
-            # the largest squares are among the two largest and the two smallest eigenvalues
-            # A's largest eigenvalue is 1 (eigenvector sqrt(p_x)) and none is beyond +-1: S = A^2's
-            # second largest is the larger square of the second largest and the smallest
-            l0, l1 = _two(d, e, 0, n - 2)
-            second = max(l0 * l0, l1 * l1)
-            lam[a] = second
+    if n < 2:
+        lam[:] = 0.0  # one level in use: S = [1] and zeros
+        return lam, bound
+    if symmetric:
+        T = A
+    else:
+        T = np.zeros((n, n, m))
+        for i in range(n):
+            for j in range(n):
+                tij = T[i, j]
+                for k in range(n):
+                    aik = A[i, k]
+                    ajk = A[j, k]
+                    for c in range(m):
+                        tij[c] += aik[c] * ajk[c]
+    d = np.empty((n, m))
+    e = np.zeros((n, m))
+    dd = np.empty(n)
+    ee = np.empty(max(n - 1, 1))
+    if na > 4:
+        _tridiagonal_batch(T, d, e)
+    else:
+        one = np.empty((n, n))
+    for a in range(na):
+        if na > 4:
+            for i in range(n):
+                dd[i] = d[i, a]
+            for i in range(n - 1):
+                ee[i] = e[i, a]
         else:
             for i in range(n):
                 for j in range(n):
-                    S[i, j] = 0.0
-            for k in range(n):
-                for j in range(n):
-                    At[k, j] = A[j, k]
-            for i in range(n):
-                for k in range(n):
-                    aik = A[i, k]
-                    if aik == 0.0:
-                        continue
-                    for j in range(n):
-                        S[i, j] += aik * At[k, j]
-            _tridiagonal(S, d, e)
-            lam[a] = _two(d, e, n - 2, n - 2)[0]
+                    one[i, j] = T[i, j, a]
+            _tridiagonal(one, dd, ee)
+        if symmetric:
+            # A's largest eigenvalue is 1 (eigenvector sqrt(p_x)) and none is beyond +-1: S = A^2's
+            # second largest is the larger square of the second largest and the smallest
+            l0, l1 = _two(dd, ee, 0, n - 2)
+            lam[a] = max(l0 * l0, l1 * l1)
+        else:
+            lam[a] = _two(dd, ee, n - 2, n - 2)[0]
     return lam, bound
