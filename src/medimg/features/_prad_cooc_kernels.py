@@ -82,39 +82,56 @@ def nan_means(table: np.ndarray) -> np.ndarray:
 
 def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symmetric: bool) -> np.ndarray:
     """Co-occurrence counts (Na, Nl, Nl): voxel of level i with its neighbour at ``offs[a]`` of
-    level j, both in the ROI (``symmetric``: plus the transpose)."""
+    level j, both in the ROI (``symmetric``: plus the transpose). Counted as (Nl, Na, Nl), so that
+    one voxel's counts fall in one block; bounds are checked only near the box's faces."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
     nrank = rank.shape[0]
-    P = np.zeros((na, nl, nl), dtype=np.float64)
+    R = np.zeros((nl, na, nl), dtype=np.float64)
+    steps = np.empty(na, dtype=np.int64)
+    reach = 0
+    for a in range(na):
+        steps[a] = (offs[a, 0] * n1 + offs[a, 1]) * n2 + offs[a, 2]
+        for k in range(3):
+            reach = max(reach, abs(offs[a, k]))
+    qf = q.ravel()
     for z in range(n0):
+        zin = reach <= z < n0 - reach
         for y in range(n1):
+            yin = zin and reach <= y < n1 - reach
             for x in range(n2):
-                g = q[z, y, x]
+                v = (z * n1 + y) * n2 + x
+                g = qf[v]
                 if g <= 0:
                     continue
                 if g >= nrank:
                     raise ValueError("grey level outside the levels given")
-                r = rank[g]
+                Rr = R[rank[g]]
+                interior = yin and reach <= x < n2 - reach
                 for a in range(na):
-                    zz = z + offs[a, 0]
-                    yy = y + offs[a, 1]
-                    xx = x + offs[a, 2]
-                    if zz < 0 or zz >= n0 or yy < 0 or yy >= n1 or xx < 0 or xx >= n2:
-                        continue
-                    h = q[zz, yy, xx]
-                    if h <= 0:
-                        continue
-                    if h >= nrank:
-                        raise ValueError("grey level outside the levels given")
-                    P[a, r, rank[h]] += 1.0
+                    if not interior:
+                        zz = z + offs[a, 0]
+                        yy = y + offs[a, 1]
+                        xx = x + offs[a, 2]
+                        if zz < 0 or zz >= n0 or yy < 0 or yy >= n1 or xx < 0 or xx >= n2:
+                            continue
+                    h = qf[v + steps[a]]
+                    if h > 0:
+                        if h >= nrank:
+                            raise ValueError("grey level outside the levels given")
+                        Rr[a, rank[h]] += 1.0
+    P = np.empty((na, nl, nl), dtype=np.float64)
+    for i in range(nl):
+        for a in range(na):
+            for j in range(nl):
+                P[a, i, j] = R[i, a, j]
     if symmetric:
         for a in range(na):
             for i in range(nl):
                 for j in range(i, nl):
-                    s = P[a, i, j] + P[a, j, i]
-                    P[a, i, j] = s
-                    P[a, j, i] = s
+                    t = P[a, i, j] + P[a, j, i]
+                    P[a, i, j] = t
+                    P[a, j, i] = t
     return P
 
 
@@ -148,11 +165,13 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
         size *= 2
     mask = size - 1
     run = np.empty((size, na), dtype=np.int32)  # read only where written (else times 0)
-    H = np.zeros((na, nl, nr + 1), dtype=np.float64)
+    H = np.zeros((nl, na, nr + 1), dtype=np.float64)  # one voxel's counts in one block
     qf = q.ravel()
     longest = 0
     for z in range(n0):
+        zin = z >= 1
         for y in range(n1):
+            yin = zin and 1 <= y < n1 - 1
             for x in range(n2):
                 v = (z * n1 + y) * n2 + x
                 g = qf[v]
@@ -160,13 +179,18 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
                     continue
                 if g >= nrank:
                     raise ValueError("grey level outside the levels given")
-                r = rank[g]
+                Hr = H[rank[g]]
                 cur = run[v & mask]
+                interior = yin and 1 <= x < n2 - 1
                 for a in range(na):
-                    dz = offs[a, 0]
-                    dy = offs[a, 1]
-                    dx = offs[a, 2]
-                    inside = ((z - dz >= 0) & (y - dy >= 0) & (y - dy < n1) & (x - dx >= 0) & (x - dx < n2))
+                    if interior:
+                        inside = True
+                    else:
+                        dz = offs[a, 0]
+                        dy = offs[a, 1]
+                        dx = offs[a, 2]
+                        inside = ((z - dz >= 0) & (y - dy >= 0) & (y - dy < n1) & (x - dx >= 0)
+                                  & (x - dx < n2))
                     prev = v - steps[a] if inside else v
                     length = 1 + ((qf[prev] == g) & inside) * run[prev & mask, a]
                     cur[a] = length
@@ -174,7 +198,7 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
                         raise ValueError("run longer than the matrix")
                     if length > longest:
                         longest = length
-                    H[a, r, length - 1] += 1.0
+                    Hr[a, length - 1] += 1.0
     nr = longest  # the columns past the longest run are empty: left out
     P = np.empty((na, nl, nr), dtype=np.float64)
     roi = np.empty((0, 3), dtype=np.int64)  # the ROI's voxels, gathered when first needed
@@ -182,8 +206,8 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
         multi = False
         for i in range(nl):
             for j in range(nr):
-                P[a, i, j] = H[a, i, j] - H[a, i, j + 1]
-            multi = multi or H[a, i, 1] > 0
+                P[a, i, j] = H[i, a, j] - H[i, a, j + 1]
+            multi = multi or H[i, a, 1] > 0
         if multi:
             continue
         # every run is one voxel: is there a line holding two ROI voxels? Each walk stops at the
