@@ -269,3 +269,25 @@ def test_against_pyradiomics_adversarial():
 def test_column_tables_agree():
     assert set(K.GLRLM_COLUMNS) == set(calc.FEATURE_NAMES["glrlm"])
     assert set(K.GLCM_COLUMNS) | {"MCC"} == set(calc.FEATURE_NAMES["glcm"])
+
+
+def test_mcc_refine_matches_general_eigensolver():
+    """Where PyRadiomics's eps matters, Q's second eigenvalue by inverse iteration from S's equals
+    NumPy's general eigensolver's (and the Bauer-Fike isolation holds, so the compiled path takes it)."""
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 50, (12, 12)).astype(float) * 10
+    counts[10:, :] = 0
+    counts[:, 10:] = 0
+    counts[10, 11] = counts[11, 3] = 1  # rare levels: p_x p_y ~ 1e-9
+    counts = counts + counts.T
+    P = (counts / counts.sum())[None]
+    px, py = P.sum(2), P.sum(1)
+    lam, bound, third = K.kernel(K.mcc_parts)(P, px, py, True)
+    assert bound[0] > 1e-8 * lam[0]  # the exact path
+    assert lam[0] - third[0] > 3 * bound[0] and 1 - lam[0] > 3 * bound[0]  # isolated
+    q = (P[0] / (np.outer(px[0], py[0]) + np.spacing(1))) @ P[0].T
+    expected = np.sort(np.linalg.eigvals(q))[-2]
+    assert abs(expected.imag) < 1e-14
+    rho = K.kernel(K.mcc_refine)(P[0], px[0], py[0], lam[0])
+    assert rho == pytest.approx(expected.real, rel=1e-13)
+    assert rho != pytest.approx(lam[0], rel=1e-13)  # the eps moved it: a different value from S's

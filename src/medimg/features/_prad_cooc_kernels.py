@@ -43,7 +43,7 @@ GLRLM_INDEX = {name: k for k, name in enumerate(GLRLM_COLUMNS)}
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
 #: resolves a loop's globals when it compiles it).
-_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two")
+_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two", "_lu")
 
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -709,17 +709,21 @@ def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
             e[n - 2, c] = a[n - 1, n - 2, c]
 
 
-def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
+              symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per angle of the normalised ``P`` (Na, Nl, Nl) with marginals ``px``, ``py`` (Na, Nl): the
-    second largest eigenvalue of S = A A' (A = D_x^-1/2 P D_y^-1/2) and the bound 3 ||G||_F on the
-    eps's share (see ``_pyradiomics_calc._mcc``). ``symmetric`` (P = P', px = py): A's own
-    eigenvalues, squared, instead of forming S. The angles' matrices are reduced side by side."""
+    second largest eigenvalue of S = A A' (A = D_x^-1/2 P D_y^-1/2), the bound 3 ||G||_F on the
+    eps's share (see ``_pyradiomics_calc._mcc``) and, where that bound is not below 1e-8 of the
+    eigenvalue, S's third largest eigenvalue (else -inf; -inf too where S has no third).
+    ``symmetric`` (P = P', px = py): A's own eigenvalues, squared, instead of forming S. The angles'
+    matrices are reduced side by side."""
     na, nfull, _ = P.shape
     # lanes: a multiple of 16 (the vectorised loops' width), the spare ones zero matrices; a few
     # angles one by one instead
     m = (na + 15) // 16 * 16 if na > 4 else na
     lam = np.empty(na)
     bound = np.empty(na)
+    third = np.full(na, -np.inf)
     # levels with neither a row nor a column in any angle add zero eigenvalues only: left out
     used = np.zeros(nfull, dtype=np.int64)
     n = 0
@@ -751,7 +755,7 @@ def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray, symmetric: bool) ->
         bound[a] = 3.0 * math.sqrt(g2)
     if n < 2:
         lam[:] = 0.0  # one level in use: S = [1] and zeros
-        return lam, bound
+        return lam, bound, third
     if symmetric:
         T = A
     else:
@@ -788,6 +792,128 @@ def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray, symmetric: bool) ->
             # second largest is the larger square of the second largest and the smallest
             l0, l1 = _two(dd, ee, 0, n - 2)
             lam[a] = max(l0 * l0, l1 * l1)
+            if lam[a] > 0 and bound[a] <= 1e-8 * lam[a] or n < 3:
+                continue
+            # the third: the next square among the two largest and two smallest (but the top)
+            m0, m1 = _two(dd, ee, 1, n - 3)
+            sq = [l0 * l0, l1 * l1, m0 * m0]
+            if n > 4:
+                sq.append(m1 * m1)
+            sq.sort()
+            third[a] = sq[-2]
         else:
-            lam[a] = _two(dd, ee, n - 2, n - 2)[0]
-    return lam, bound
+            if n >= 3:
+                lam[a], third[a] = _two(dd, ee, n - 2, n - 3)
+            else:
+                lam[a] = _two(dd, ee, n - 2, n - 2)[0]
+    return lam, bound, third
+
+
+def _lu(M: np.ndarray, perm: np.ndarray) -> None:
+    """LU factorisation of ``M`` in place, partial pivoting (rows swapped as ``perm`` records); an
+    exactly zero pivot replaced by eps times the matrix's scale (inverse iteration only)."""
+    n = M.shape[0]
+    scale = 0.0
+    for i in range(n):
+        for j in range(n):
+            scale = max(scale, abs(M[i, j]))
+    for i in range(n):
+        perm[i] = i
+    for k in range(n):
+        piv = k
+        best = abs(M[k, k])
+        for i in range(k + 1, n):
+            if abs(M[i, k]) > best:
+                best = abs(M[i, k])
+                piv = i
+        if piv != k:
+            for j in range(n):
+                t = M[k, j]
+                M[k, j] = M[piv, j]
+                M[piv, j] = t
+            t2 = perm[k]
+            perm[k] = perm[piv]
+            perm[piv] = t2
+        if M[k, k] == 0.0:
+            M[k, k] = _EPS * max(scale, 1e-300)
+        inv = 1.0 / M[k, k]
+        for i in range(k + 1, n):
+            f = M[i, k] * inv
+            M[i, k] = f
+            if f != 0.0:
+                for j in range(k + 1, n):
+                    M[i, j] -= f * M[k, j]
+
+
+def mcc_refine(P: np.ndarray, px: np.ndarray, py: np.ndarray, mu: float) -> float:
+    """The eigenvalue of PyRadiomics's Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k) + eps) nearest
+    ``mu`` (one angle: ``P`` (Nl, Nl), ``px``, ``py`` (Nl)), by inverse iteration with shift ``mu`` on
+    D_x^1/2 Q D_x^-1/2 and its Rayleigh quotient; NaN if that does not settle within 30 steps."""
+    nfull = P.shape[0]
+    used = np.empty(nfull, dtype=np.int64)
+    n = 0
+    for i in range(nfull):
+        if px[i] > 0:
+            used[n] = i
+            n += 1
+    if n == 0:
+        return np.nan
+    W = np.empty((n, nfull))
+    for i in range(n):
+        ui = used[i]
+        for k in range(nfull):
+            W[i, k] = P[ui, k] / (px[ui] * py[k] + _EPS)
+    PT = np.empty((nfull, n))  # P's used rows, transposed: the products below run along rows
+    for j in range(n):
+        for k in range(nfull):
+            PT[k, j] = P[used[j], k]
+    Q = np.zeros((n, n))
+    for i in range(n):
+        qi = Q[i]
+        for k in range(nfull):
+            wik = W[i, k]
+            if wik != 0.0:
+                pk = PT[k]
+                for j in range(n):
+                    qi[j] += wik * pk[j]
+    for i in range(n):
+        ri = math.sqrt(px[used[i]])
+        for j in range(n):
+            Q[i, j] *= ri / math.sqrt(px[used[j]])
+    M = Q.copy()
+    for i in range(n):
+        M[i, i] -= mu
+    perm = np.empty(n, dtype=np.int64)
+    _lu(M, perm)
+    x = np.full(n, 1.0 / math.sqrt(n))
+    y = np.empty(n)
+    prev = mu
+    for it in range(30):
+        for i in range(n):  # L y = P x, then U y = y
+            t = x[perm[i]]
+            for j in range(i):
+                t -= M[i, j] * y[j]
+            y[i] = t
+        for i in range(n - 1, -1, -1):
+            t = y[i]
+            for j in range(i + 1, n):
+                t -= M[i, j] * y[j]
+            y[i] = t / M[i, i]
+        nrm = 0.0
+        for i in range(n):
+            nrm += y[i] * y[i]
+        nrm = math.sqrt(nrm)
+        if not (nrm > 0 and nrm < np.inf):
+            return np.nan
+        for i in range(n):
+            x[i] = y[i] / nrm
+        rho = 0.0
+        for i in range(n):
+            t = 0.0
+            for j in range(n):
+                t += Q[i, j] * x[j]
+            rho += x[i] * t
+        if it > 0 and abs(rho - prev) <= 64.0 * _EPS * abs(rho):
+            return rho
+        prev = rho
+    return np.nan
