@@ -633,9 +633,10 @@ def _two(d: np.ndarray, e: np.ndarray, k1: int, k2: int) -> tuple[float, float]:
 
 
 def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
-    """:func:`_tridiagonal` of ``m`` symmetric matrices at once: ``a`` (n, n, m), overwritten; ``d``
-    (n, m), ``e`` (n, m) (rows 0 .. n - 2 set). The same reflections, the innermost loops over the
-    matrices (contiguous: vectorised)."""
+    """:func:`_tridiagonal` of ``m`` symmetric matrices at once, from their upper triangles: ``a``
+    (n, n, m), overwritten; ``d`` (n, m), ``e`` (n, m) (rows 0 .. n - 2 set). The same reflections,
+    the innermost loops over the matrices (contiguous: vectorised); only the upper triangle is read
+    and updated (a[i, j] and a[j, i] are the same length-m vectors' worth of work)."""
     n = a.shape[0]
     m = a.shape[2]
     v = np.zeros((n, m))
@@ -646,44 +647,51 @@ def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
     vs = np.empty(m)
     kk = np.empty(m)
     for k in range(n - 2):
+        ak = a[k]
         norm2[:] = 0.0
         for i in range(k + 1, n):
-            aik = a[i, k]
+            aki = ak[i]
             for c in range(m):
-                norm2[c] += aik[c] * aik[c]
-        if norm2.max() == 0.0:  # no matrix has anything below the diagonal here
+                norm2[c] += aki[c] * aki[c]
+        if norm2.max() == 0.0:  # no matrix has anything off the diagonal here
             e[k, :] = 0.0
             continue
         for c in range(m):
-            x = a[k + 1, k, c]
+            x = ak[k + 1, c]
             nrm = math.sqrt(norm2[c])
             al = -nrm if x >= 0 else nrm
             vn2 = norm2[c] - x * x + (x - al) * (x - al)
             if vn2 > 0.0:
                 vs[c] = 1.0 / math.sqrt(vn2)
                 e[k, c] = al
-            else:  # nothing below the diagonal: no reflection
+            else:  # nothing off the diagonal: no reflection
                 vs[c] = 0.0
                 e[k, c] = x
             x0[c] = x
             alpha[c] = al
         for i in range(k + 1, n):
-            aik = a[i, k]
+            aki = ak[i]
             vi = v[i]
             for c in range(m):
-                vi[c] = aik[c] * vs[c]
+                vi[c] = aki[c] * vs[c]
         for c in range(m):
             v[k + 1, c] = (x0[c] - alpha[c]) * vs[c]
         for i in range(k + 1, n):
             w[i, :] = 0.0
-        for j in range(k + 1, n):  # w = A v, by rows (A symmetric)
-            vj = v[j]
-            aj = a[j]
-            for i in range(k + 1, n):
-                wi = w[i]
-                aji = aj[i]
+        for i in range(k + 1, n):  # w = A v from the upper triangle
+            ai = a[i]
+            vi = v[i]
+            wi = w[i]
+            aii = ai[i]
+            for c in range(m):
+                wi[c] += aii[c] * vi[c]
+            for j in range(i + 1, n):
+                aij = ai[j]
+                vj = v[j]
+                wj = w[j]
                 for c in range(m):
-                    wi[c] += vj[c] * aji[c]
+                    wi[c] += aij[c] * vj[c]
+                    wj[c] += aij[c] * vi[c]
         kk[:] = 0.0
         for i in range(k + 1, n):
             for c in range(m):
@@ -695,7 +703,7 @@ def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
             vi = v[i]
             wi = w[i]
             ai = a[i]
-            for j in range(k + 1, n):
+            for j in range(i, n):
                 aij = ai[j]
                 vj = v[j]
                 wj = w[j]
@@ -706,7 +714,7 @@ def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
             d[i, c] = a[i, i, c]
     if n >= 2:
         for c in range(m):
-            e[n - 2, c] = a[n - 1, n - 2, c]
+            e[n - 2, c] = a[n - 2, n - 1, c]
 
 
 def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
@@ -761,7 +769,7 @@ def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
     else:
         T = np.zeros((n, n, m))
         for i in range(n):
-            for j in range(n):
+            for j in range(i, n):  # the upper triangle is all the reduction reads
                 tij = T[i, j]
                 for k in range(n):
                     aik = A[i, k]
@@ -784,8 +792,9 @@ def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
                 ee[i] = e[i, a]
         else:
             for i in range(n):
-                for j in range(n):
+                for j in range(i, n):
                     one[i, j] = T[i, j, a]
+                    one[j, i] = T[i, j, a]
             _tridiagonal(one, dd, ee)
         if symmetric:
             # A's largest eigenvalue is 1 (eigenvector sqrt(p_x)) and none is beyond +-1: S = A^2's
