@@ -43,7 +43,8 @@ GLRLM_INDEX = {name: k for k, name in enumerate(GLRLM_COLUMNS)}
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
 #: resolves a loop's globals when it compiles it).
-_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two", "_lu")
+_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two", "_lu", "glcm_counts", "glcm_features",
+            "nan_means", "mcc_parts", "angle_normalised", "glrlm_counts", "glrlm_features")
 
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,7 +55,7 @@ def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
         for name in _HELPERS:
             plain = _PLAIN.setdefault(name, space[name])
             space[name] = jit.compile_kernel(plain)
-        compiled = _COMPILED[func] = jit.compile_kernel(func)
+        compiled = _COMPILED[func] = jit.compile_kernel(getattr(func, "py_func", func))
     return compiled
 
 
@@ -244,6 +245,91 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
             for i in range(nl):
                 P[a, i, 0] = 0.0
     return P
+
+
+def angle_normalised(P: np.ndarray, weights: np.ndarray, normalise: bool) -> np.ndarray:
+    """The per-angle matrices ``P`` (Na, ...) summed with ``weights`` into one (none given: left
+    per angle), the empty angles dropped unless only one, divided by their sums where ``normalise``
+    (a zero sum: NaN)."""
+    na = P.shape[0]
+    if weights.shape[0] > 0:
+        W = np.zeros((1, P.shape[1], P.shape[2]))
+        for a in range(na):  # in order, as NumPy's sum over the first axis
+            W[0] += P[a] * weights[a]
+        P = W
+        na = 1
+    sums = np.empty(na)
+    kept = 0
+    for a in range(na):
+        sums[a] = P[a].sum()
+        if sums[a] != 0 or na == 1:
+            kept += 1
+    out = np.empty((kept, P.shape[1], P.shape[2]))
+    k = 0
+    for a in range(na):
+        if sums[a] != 0 or na == 1:
+            if normalise:
+                out[k] = P[a] / (sums[a] if sums[a] != 0 else np.nan)
+            else:
+                out[k] = P[a]
+            k += 1
+    return out
+
+
+def glcm_all(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, levels: np.ndarray, ng: int, symmetric: bool,
+             weights: np.ndarray, want_mcc: bool):  # noqa: ANN201 - a tuple of arrays and numbers
+    """The whole compiled GLCM of one image: counts (:func:`glcm_counts`), weighting and empty angles
+    (:func:`angle_normalised`), the features' means over the angles (``GLCM_COLUMNS``; JointAverage a
+    plain mean), and with ``want_mcc`` the MCC: ``state`` 0 the mean of sqrt(S's eigenvalues) (no
+    angle where PyRadiomics's eps matters), 1 some angle needs Q (the caller's part: the matrices,
+    marginals and :func:`mcc_parts`'s output come back), 2 fewer than two levels (1.0), 3 a NaN
+    matrix (NaN). Returns (means, joint_average, mcc, state, P, px, py, lam, bound, third)."""
+    nl = levels.shape[0]
+    P = angle_normalised(glcm_counts(q, offs, rank, nl, symmetric), weights, True)
+    table = glcm_features(P, levels, ng)
+    means = nan_means(table)
+    na = P.shape[0]
+    joint = table[:, 1].sum() / na if na else np.nan
+    px = np.zeros((na, nl))
+    py = np.zeros((na, nl))
+    lam = np.zeros(na)
+    bound = np.zeros(na)
+    third = np.zeros(na)
+    mcc = np.nan
+    state = -1
+    if want_mcc:
+        finite = True
+        for v in P.ravel():
+            if not np.isfinite(v):
+                finite = False
+                break
+        if nl < 2:
+            mcc, state = 1.0, 2
+        elif not finite:
+            mcc, state = np.nan, 3
+        else:
+            for a in range(na):
+                for i in range(nl):
+                    for j in range(nl):
+                        px[a, i] += P[a, i, j]
+                        py[a, j] += P[a, i, j]
+            lam, bound, third = mcc_parts(P, px, py, symmetric)
+            state = 0
+            total = 0.0
+            for a in range(na):
+                if not (lam[a] > 0 and bound[a] <= 1e-8 * lam[a]):
+                    state = 1
+                total += math.sqrt(max(lam[a], 0.0))
+            mcc = total / na if na else np.nan
+    return means, joint, mcc, state, P, px, py, lam, bound, third
+
+
+def glrlm_all(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, levels: np.ndarray, nr: int,
+              weights: np.ndarray) -> np.ndarray:
+    """The whole compiled GLRLM of one image: counts (:func:`glrlm_counts`), weighting and empty
+    angles (:func:`angle_normalised`), the features' means over the angles (``GLRLM_COLUMNS``)."""
+    P = angle_normalised(glrlm_counts(q, offs, rank, levels.shape[0], nr), weights, False)
+    return nan_means(glrlm_features(P, levels))
 
 
 # ------------------------------------------------------------------------------------------- features

@@ -726,26 +726,10 @@ def _level_ranks(d: Discretised) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(d.q, dtype=np.int64), rank
 
 
-def _angle_normalised(P: np.ndarray, offs: np.ndarray, spacing: tuple[float, float, float],
-                      settings: Mapping[str, Any], kind: str, normalise: bool) -> np.ndarray:
-    """Per-angle matrices (Na first) weighted into one (``weightingNorm``), the empty angles dropped
-    (unless only one), divided by their sums where ``normalise`` (0 sums: NaN)."""
-    norm = settings.get("weightingNorm")
-    if norm is not None:
-        P = np.sum(P * _weights(offs, spacing, norm, kind)[:, None, None], 0, keepdims=True)
-    sums = P.sum((1, 2))
-    if P.shape[0] > 1:
-        keep = sums != 0
-        if not keep.all():
-            P, sums = P[keep], sums[keep]
-    if normalise:
-        P = P / np.where(sums == 0, np.nan, sums)[:, None, None]
-    return P
-
-
 def _glcm_compiled(d: Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
                    names: Iterable[str]) -> dict[str, float]:
-    """:func:`glcm` with the compiled kernels (the same values to rounding)."""
+    """:func:`glcm` with the compiled kernels (the same values to rounding): one kernel call, and
+    Python only for the MCC's angles where PyRadiomics's eps matters."""
     from medimg.features import _prad_cooc_kernels as K
 
     distances = tuple(int(v) for v in settings.get("distances", [1]))
@@ -753,36 +737,32 @@ def _glcm_compiled(d: Discretised, spacing: tuple[float, float, float], settings
                   force2d_dim=int(settings.get("force2Ddimension", 0)))
     box, rank = _level_ranks(d)
     symmetrical = bool(settings.get("symmetricalGLCM", True))
-    P = K.kernel(K.glcm_counts)(box, offs.astype(np.int64), rank, d.levels.size, symmetrical)
-    P = _angle_normalised(P, offs, spacing, settings, "glcm", True)
+    norm = settings.get("weightingNorm")
+    weights = _weights(offs, spacing, norm, "glcm") if norm is not None else np.empty(0)
     names = tuple(names)
-    table = K.kernel(K.glcm_features)(P, d.levels.astype(float), d.ng)
-    means = K.kernel(K.nan_means)(table).tolist()
+    means, joint, mcc, state, P, px, py, lam, bound, third = K.kernel(K.glcm_all)(
+        box, offs.astype(np.int64), rank, d.levels.astype(float), d.ng, symmetrical, weights, "MCC" in names)
+    if state == 1:
+        mcc = _mcc_exact(P, px, py, lam, bound, third)
+    means = means.tolist()
     out: dict[str, float] = {}
     for name in names:
         if name == "MCC":
-            v = _mcc_compiled(P, symmetrical)
+            out[name] = float(mcc)
         elif name == "JointAverage":
-            v = float(table[:, 1].mean()) if table.shape[0] else float("nan")
+            out[name] = float(joint)
         else:
-            v = means[K.GLCM_INDEX[name]]
-        out[name] = float(v)
+            out[name] = means[K.GLCM_INDEX[name]]
     return out
 
 
-def _mcc_compiled(P: np.ndarray, symmetric: bool) -> float:
-    """:func:`_mcc` of the normalised ``P`` (Na, Nl, Nl), S's eigenvalues and the bounds compiled; where
-    PyRadiomics's eps matters, Q's eigenvalue by inverse iteration when Bauer-Fike isolates it, else
+def _mcc_exact(P: np.ndarray, px: np.ndarray, py: np.ndarray, lam: np.ndarray, bound: np.ndarray,
+               third: np.ndarray) -> float:
+    """:func:`_mcc` from the compiled parts (``_prad_cooc_kernels.mcc_parts``) where PyRadiomics's eps
+    matters on some angle: Q's eigenvalue by inverse iteration when Bauer-Fike isolates it, else
     NumPy's general eigensolver."""
     from medimg.features import _prad_cooc_kernels as K
 
-    if P.shape[1] < 2:
-        return 1.0
-    if not np.all(np.isfinite(P)):
-        return float("nan")
-    px = P.sum(2)
-    py = P.sum(1)
-    lam, bound, third = K.kernel(K.mcc_parts)(P, px, py, symmetric)
     exact = ~((lam > 0) & (bound <= 1e-8 * lam))
     values = np.sqrt(np.clip(lam, 0, None)).astype(complex)
     rest = []
@@ -806,6 +786,21 @@ def _mcc_compiled(P: np.ndarray, symmetric: bool) -> float:
         ev.sort()
         values[rest] = np.sqrt(ev[:, -2])
     return float(np.nanmean(values).real)
+
+
+def _mcc_compiled(P: np.ndarray, symmetric: bool) -> float:
+    """:func:`_mcc` of the normalised ``P`` (Na, Nl, Nl), S's eigenvalues and the bounds compiled
+    (:func:`_mcc_exact` where PyRadiomics's eps matters)."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    if P.shape[1] < 2:
+        return 1.0
+    if not np.all(np.isfinite(P)):
+        return float("nan")
+    px = P.sum(2)
+    py = P.sum(1)
+    lam, bound, third = K.kernel(K.mcc_parts)(P, px, py, symmetric)
+    return _mcc_exact(P, px, py, lam, bound, third)
 
 
 def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
@@ -992,10 +987,10 @@ def _glrlm_compiled(d: Discretised, spacing: tuple[float, float, float], setting
     offs = angles(d.q.shape, (1,), force2d=settings.get("force2D", False),
                   force2d_dim=settings.get("force2Ddimension", 0))
     box, rank = _level_ranks(d)
-    P = K.kernel(K.glrlm_counts)(box, offs.astype(np.int64), rank, d.levels.size, int(max(d.q.shape)))
-    P = _angle_normalised(P, offs, spacing, settings, "glrlm", False)
-    table = K.kernel(K.glrlm_features)(P, d.levels.astype(float))
-    means = K.kernel(K.nan_means)(table).tolist()
+    norm = settings.get("weightingNorm")
+    weights = _weights(offs, spacing, norm, "glrlm") if norm is not None else np.empty(0)
+    means = K.kernel(K.glrlm_all)(box, offs.astype(np.int64), rank, d.levels.astype(float), int(max(d.q.shape)),
+                                  weights).tolist()
     return {name: float(means[K.GLRLM_INDEX[name]]) for name in names}
 
 
