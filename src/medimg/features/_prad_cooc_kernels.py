@@ -336,11 +336,17 @@ def glrlm_all(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, levels: np.ndar
 
 def glcm_features(P: np.ndarray, g: np.ndarray, ng: int) -> np.ndarray:
     """Per angle, the GLCM features of ``GLCM_COLUMNS`` of the normalised matrices ``P`` (Na, Nl, Nl)
-    (NaN matrices give NaN); ``g``: the grey level of each row, ``ng``: the largest level."""
+    (NaN matrices give NaN); ``g``: the grey level of each row, ``ng``: the largest level.
+
+    log2(p_x p_y + eps) is log2 p_x + log2 p_y + eps / (p_x p_y ln 2) where p_x p_y >= 1e-6 (the
+    dropped terms are below 1e-19): one logarithm per level instead of per pair; where P is exactly
+    p_x p_y, HXY1 and HXY2 are HXY exactly, as in the NumPy path (Imc2 then 0)."""
     na, nl, _ = P.shape
     out = np.empty((na, len(GLCM_COLUMNS)), dtype=np.float64)
     px = np.empty(nl)
     py = np.empty(nl)
+    lx = np.empty(nl)
+    ly = np.empty(nl)
     add = np.empty(2 * ng - 1)
     sub = np.empty(ng)
     ln2 = math.log(2.0)
@@ -366,7 +372,8 @@ def glcm_features(P: np.ndarray, g: np.ndarray, ng: int) -> np.ndarray:
                 gj = g[j]
                 auto += gi * gj * p
                 energy += p * p
-                hxy -= p * (math.log(p + _EPS) / ln2)
+                if p != 0.0:
+                    hxy -= p * (math.log(p + _EPS) / ln2)
                 if p > pmax:
                     pmax = p
                 add[int(gi + gj) - 2] += p
@@ -393,15 +400,29 @@ def glcm_features(P: np.ndarray, g: np.ndarray, ng: int) -> np.ndarray:
         corm = 0.0
         hxy1 = 0.0
         hxy2 = 0.0
+        indep = True  # P = p_x p_y exactly: then HXY1 = HXY2 = HXY, term by term
+        for i in range(nl):
+            lx[i] = math.log(px[i]) if px[i] > 0 else 0.0
+            ly[i] = math.log(py[i]) if py[i] > 0 else 0.0
         for i in range(nl):
             dxi = g[i] - ux
             for j in range(nl):
                 p = pa[i, j]
                 corm += dxi * (g[j] - uy) * p
                 pp = px[i] * py[j]
-                lp = math.log(pp + _EPS) / ln2
+                indep = indep and p == pp
+                if pp == 0.0:
+                    continue  # p = 0 too (p <= p_x, p_y)
+                if pp >= 1e-6:
+                    # log(pp + eps) = log p_x + log p_y + log1p(eps / pp), eps / pp < 2.3e-10
+                    lp = (lx[i] + ly[j] + _EPS / pp) / ln2
+                else:
+                    lp = math.log(pp + _EPS) / ln2
                 hxy1 -= p * lp
                 hxy2 -= pp * lp
+        if indep:
+            hxy1 = hxy
+            hxy2 = hxy
         prom = 0.0
         shade = 0.0
         tend = 0.0
