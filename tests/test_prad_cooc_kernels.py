@@ -291,3 +291,13 @@ def test_mcc_refine_matches_general_eigensolver():
     rho = K.kernel(K.mcc_refine)(P[0], px[0], py[0], lam[0])
     assert rho == pytest.approx(expected.real, rel=1e-13)
     assert rho != pytest.approx(lam[0], rel=1e-13)  # the eps moved it: a different value from S's
+
+
+def test_glcm_features_exact_independence():
+    """P = p_x p_y exactly: HXY1 = HXY2 = HXY, so Imc1 and Imc2 are exactly 0 (as the NumPy path
+    gives them) despite the faster logarithms."""
+    px = np.asarray([0.25, 0.5, 0.25])
+    P = np.outer(px, px)[None]
+    table = K.kernel(K.glcm_features)(P, np.asarray([1.0, 2.0, 4.0]), 4)
+    assert table[0, K.GLCM_INDEX["Imc1"]] == 0.0
+    assert table[0, K.GLCM_INDEX["Imc2"]] == 0.0
