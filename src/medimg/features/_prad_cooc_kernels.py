@@ -43,7 +43,8 @@ GLRLM_INDEX = {name: k for k, name in enumerate(GLRLM_COLUMNS)}
 
 #: Helpers the loops call: compiled first and bound in place of the Python functions (numba
 #: resolves a loop's globals when it compiles it).
-_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two", "_lu", "glcm_counts", "glcm_features",
+_HELPERS = ("_tridiagonal", "_tridiagonal_batch", "_sturm6", "_two", "_lu", "_mcc_setup", "_mcc_square",
+            "_mcc_eigen", "glcm_counts", "glcm_features",
             "nan_means", "mcc_parts", "angle_normalised", "glrlm_counts", "glrlm_features")
 
 
@@ -251,29 +252,36 @@ def angle_normalised(P: np.ndarray, weights: np.ndarray, normalise: bool) -> np.
     """The per-angle matrices ``P`` (Na, ...) summed with ``weights`` into one (none given: left
     per angle), the empty angles dropped unless only one, divided by their sums where ``normalise``
     (a zero sum: NaN)."""
-    na = P.shape[0]
+    na, n1, n2 = P.shape
+    size = n1 * n2
+    flat = P.reshape(na, size)
     if weights.shape[0] > 0:
-        W = np.zeros((1, P.shape[1], P.shape[2]))
+        one = np.zeros((1, size))
         for a in range(na):  # in order, as NumPy's sum over the first axis
-            W[0] += P[a] * weights[a]
-        P = W
+            wa = weights[a]
+            for k in range(size):
+                one[0, k] += flat[a, k] * wa
+        flat = one
         na = 1
-    sums = np.empty(na)
+    sums = np.zeros(na)
     kept = 0
     for a in range(na):
-        sums[a] = P[a].sum()
-        if sums[a] != 0 or na == 1:
+        t = 0.0
+        for k in range(size):
+            t += flat[a, k]
+        sums[a] = t
+        if t != 0 or na == 1:
             kept += 1
-    out = np.empty((kept, P.shape[1], P.shape[2]))
-    k = 0
+    out = np.empty((kept, size))
+    row = 0
     for a in range(na):
-        if sums[a] != 0 or na == 1:
-            if normalise:
-                out[k] = P[a] / (sums[a] if sums[a] != 0 else np.nan)
-            else:
-                out[k] = P[a]
-            k += 1
-    return out
+        t = sums[a]
+        if t != 0 or na == 1:
+            div = t if (t != 0 or not normalise) else np.nan
+            for k in range(size):
+                out[row, k] = flat[a, k] / div if normalise else flat[a, k]
+            row += 1
+    return out.reshape(kept, n1, n2)
 
 
 def glcm_all(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, levels: np.ndarray, ng: int, symmetric: bool,
@@ -824,21 +832,10 @@ def _tridiagonal_batch(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
             e[n - 2, c] = a[n - 2, n - 1, c]
 
 
-def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
-              symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per angle of the normalised ``P`` (Na, Nl, Nl) with marginals ``px``, ``py`` (Na, Nl): the
-    second largest eigenvalue of S = A A' (A = D_x^-1/2 P D_y^-1/2), the bound 3 ||G||_F on the
-    eps's share (see ``_pyradiomics_calc._mcc``) and, where that bound is not below 1e-8 of the
-    eigenvalue, S's third largest eigenvalue (else -inf; -inf too where S has no third).
-    ``symmetric`` (P = P', px = py): A's own eigenvalues, squared, instead of forming S. The angles'
-    matrices are reduced side by side."""
+def _mcc_setup(P: np.ndarray, px: np.ndarray, py: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """A = D_x^-1/2 P D_y^-1/2 of each angle as (n, n, m) over the levels in use, and the bounds."""
     na, nfull, _ = P.shape
-    # lanes: a multiple of 16 (the vectorised loops' width), the spare ones zero matrices; a few
-    # angles one by one instead
-    m = (na + 15) // 16 * 16 if na > 4 else na
-    lam = np.empty(na)
     bound = np.empty(na)
-    third = np.full(na, -np.inf)
     # levels with neither a row nor a column in any angle add zero eigenvalues only: left out
     used = np.zeros(nfull, dtype=np.int64)
     n = 0
@@ -868,29 +865,35 @@ def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
                     gv = p * (-_EPS / (mm * (mm + _EPS))) * math.sqrt(mm)
                     g2 += gv * gv
         bound[a] = 3.0 * math.sqrt(g2)
-    if n < 2:
-        lam[:] = 0.0  # one level in use: S = [1] and zeros
-        return lam, bound, third
-    if symmetric:
-        T = A
-    else:
-        T = np.zeros((n, n, m))
-        for i in range(n):
-            for j in range(i, n):  # the upper triangle is all the reduction reads
-                tij = T[i, j]
-                for k in range(n):
-                    aik = A[i, k]
-                    ajk = A[j, k]
-                    for c in range(m):
-                        tij[c] += aik[c] * ajk[c]
+    return A, bound
+
+
+def _mcc_square(A: np.ndarray) -> np.ndarray:
+    """S = A A' of each lane, upper triangle (all the reduction reads)."""
+    n, _, m = A.shape
+    T = np.zeros((n, n, m))
+    for i in range(n):
+        for j in range(i, n):
+            tij = T[i, j]
+            for k in range(n):
+                aik = A[i, k]
+                ajk = A[j, k]
+                for c in range(m):
+                    tij[c] += aik[c] * ajk[c]
+    return T
+
+
+def _mcc_eigen(T: np.ndarray, na: int, symmetric: bool, bound: np.ndarray, lam: np.ndarray,
+               third: np.ndarray) -> None:
+    """S's second (and where needed third) eigenvalue per angle from ``T`` (A, or S, per lane)."""
+    n, _, m = T.shape
     d = np.empty((n, m))
     e = np.zeros((n, m))
     dd = np.empty(n)
     ee = np.empty(max(n - 1, 1))
+    one = np.empty((n, n))
     if na > 4:
         _tridiagonal_batch(T, d, e)
-    else:
-        one = np.empty((n, n))
     for a in range(na):
         if na > 4:
             for i in range(n):
@@ -910,18 +913,55 @@ def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
             lam[a] = max(l0 * l0, l1 * l1)
             if lam[a] > 0 and bound[a] <= 1e-8 * lam[a] or n < 3:
                 continue
-            # the third: the next square among the two largest and two smallest (but the top)
+            # the third: the next square among the two largest and two smallest (but the top):
+            # lambda_0, lambda_1, lambda_n-3, lambda_n-2, each index once
             m0, m1 = _two(dd, ee, 1, n - 3)
-            sq = [l0 * l0, l1 * l1, m0 * m0]
-            if n > 4:
-                sq.append(m1 * m1)
-            sq.sort()
-            third[a] = sq[-2]
+            first = -1.0
+            second = -1.0
+            for k in range(4):
+                if k == 0:
+                    v = l0 * l0
+                elif k == 1:
+                    v = l1 * l1
+                elif k == 2:
+                    if n < 4:  # index 1 is n - 2
+                        continue
+                    v = m0 * m0
+                else:
+                    if n < 5:  # index n - 3 is 0 or 1
+                        continue
+                    v = m1 * m1
+                if v > first:
+                    second = first
+                    first = v
+                elif v > second:
+                    second = v
+            third[a] = second
+        elif n >= 3:
+            l2, l3 = _two(dd, ee, n - 2, n - 3)
+            lam[a] = l2
+            third[a] = l3
         else:
-            if n >= 3:
-                lam[a], third[a] = _two(dd, ee, n - 2, n - 3)
-            else:
-                lam[a] = _two(dd, ee, n - 2, n - 2)[0]
+            lam[a] = _two(dd, ee, n - 2, n - 2)[0]
+
+
+def mcc_parts(P: np.ndarray, px: np.ndarray, py: np.ndarray,
+              symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per angle of the normalised ``P`` (Na, Nl, Nl) with marginals ``px``, ``py`` (Na, Nl): the
+    second largest eigenvalue of S = A A' (A = D_x^-1/2 P D_y^-1/2), the bound 3 ||G||_F on the
+    eps's share (see ``_pyradiomics_calc._mcc``) and, where that bound is not below 1e-8 of the
+    eigenvalue, S's third largest eigenvalue (else -inf; -inf too where S has no third).
+    ``symmetric`` (P = P', px = py): A's own eigenvalues, squared, instead of forming S. The angles'
+    matrices are reduced side by side (16 lanes: the vectorised loops' width; the spare ones zero
+    matrices), or one by one when there are few."""
+    na = P.shape[0]
+    m = (na + 15) // 16 * 16 if na > 4 else na
+    lam = np.zeros(na)
+    third = np.full(na, -np.inf)
+    A, bound = _mcc_setup(P, px, py, m)
+    if A.shape[0] < 2:
+        return lam, bound, third  # one level in use: S = [1] and zeros
+    _mcc_eigen(A if symmetric else _mcc_square(A), na, symmetric, bound, lam, third)
     return lam, bound, third
 
 
