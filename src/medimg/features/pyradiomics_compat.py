@@ -386,7 +386,17 @@ def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.nd
     Gaussian along d, then the smoothing one along each other axis in increasing order (float32
     between passes), added into a float32 sum as ``sum + term / spacing_d^2``. Each pass filters
     lines along its axis independently, so the passes after the first need only the lines that
-    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data."""
+    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data.
+
+    Where compiled kernels are wanted (:mod:`medimg.core.jit`), the same passes run as compiled
+    loops (:func:`medimg.features._prad_filter_kernels.log_box`: ITK's recursion reproduced operation
+    for operation, the same float32 values) without SimpleITK's copies of the region."""
+    from medimg.core.jit import wanted
+
+    if wanted():
+        from medimg.features import _prad_filter_kernels as kernels
+
+        return kernels.log_box(vol.array, tuple(float(v) for v in vol.spacing), sigma, clo, chi, lo, hi)
     import SimpleITK as sitk
 
     region = vol.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))]
