@@ -131,6 +131,42 @@ def test_log_box_compiled_equals_simpleitk_path_random_boxes(seed):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("wavelet", ["coif1", "haar", "db3", "bior1.3"])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_swt1_box_is_pywavelets_swtn_to_the_bit(wavelet, dtype):
+    """Every sub-band of PyRadiomics's level-1 transform (swtn of the image padded to even sizes by
+    wrapping) inside random boxes (some at the borders, odd and even sizes, axes shorter than the
+    filter), 3-D and each force2D pair of axes: the same numbers and precision as PyWavelets."""
+    pywt = pytest.importorskip("pywt")
+    rng = np.random.default_rng(11)
+    w = pywt.Wavelet(wavelet)
+    lo_f, hi_f = K.swt_filters(wavelet, np.float32 if dtype is np.float32 else np.float64)
+    for shape in [(4, 5, 7), (9, 16, 13), (3, 24, 21)]:
+        arr = _textured(shape, int(rng.integers(100)), dtype)
+        data = np.pad(arr, [(0, n % 2) for n in shape], "wrap")
+        for axes in ((2, 1, 0), (2, 1), (2, 0), (1, 0)):
+            dec = pywt.swtn(data, w, level=1, start_level=0, axes=axes)[0]
+            for _ in range(2):
+                lo = np.array([int(rng.integers(0, n)) for n in shape])
+                hi = np.array([int(rng.integers(a, n)) for a, n in zip(lo, shape, strict=True)])
+                keys, bands = K.swt1_box(arr, lo_f, hi_f, axes, lo, hi)
+                assert keys == list(dec)
+                sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+                for key, band in zip(keys, bands, strict=True):
+                    assert band.dtype == dec[key].dtype
+                    np.testing.assert_array_equal(band, dec[key][sl], err_msg=f"{shape} {axes} {key}")
+
+
+def test_swt_filters_are_pywavelets_own_float32_table():
+    """PyWavelets's float32 coif1 table is not the float64 one rounded (one coefficient an ulp off):
+    the filters used are the ones it applies."""
+    pywt = pytest.importorskip("pywt")
+    lo32, _ = K.swt_filters("coif1", np.float32)
+    lo64, _ = K.swt_filters("coif1", np.float64)
+    np.testing.assert_array_equal(lo64, np.asarray(pywt.Wavelet("coif1").dec_lo))
+    assert lo32.dtype == np.float32 and np.abs(lo32.astype(np.float64) - lo64).max() < 1e-7
+
+
 def _extract_both(img: Image, msk: Image, params: dict) -> tuple[dict[str, float], dict[str, float]]:
     ref = pc.extract_pyradiomics(img, msk, params, compiled=False)
     got = pc.extract_pyradiomics(img, msk, params, compiled=True)
@@ -145,6 +181,26 @@ def _worst(ref: dict[str, float], got: dict[str, float], prefix: str = "") -> fl
             continue
         worst = max(worst, abs(got[k] - v) / max(abs(v), 1e-12))
     return worst
+
+
+@pytest.mark.parametrize("where", ["inside", "border"])
+def test_wavelet_compiled_equals_pywavelets_path(where):
+    """_wavelet (level 1) compiled and through pywt.swtn: the same sub-bands, names and order, for a
+    box inside the image and one touching three borders (wrap-around), 3-D and force2D."""
+    arr = _textured((11, 40, 37), 4)
+    if where == "inside":
+        lo, hi = np.array([3, 10, 12]), np.array([6, 25, 20])
+    else:
+        lo, hi = np.array([7, 0, 30]), np.array([10, 9, 36])
+    for s in ({}, {"force2D": True, "force2Ddimension": 0}, {"wavelet": "db2"}):
+        with pc.use_compiled(False):
+            ref = list(pc._wavelet(arr, s, lo, hi))
+        with pc.use_compiled(True):
+            got = list(pc._wavelet(arr, s, lo, hi))
+        assert [name for _, name, _ in got] == [name for _, name, _ in ref]
+        for (g, _, _), (r, _, _) in zip(got, ref, strict=True):
+            assert g.dtype == r.dtype
+            np.testing.assert_array_equal(g, r)
 
 
 def test_extract_compiled_equals_numpy_path_filters_brain1():

@@ -25,7 +25,8 @@ import numpy as np
 
 from medimg.core import jit
 
-__all__ = ["recursive_gaussian_coefficients", "recursive_gaussian_pass", "log_box", "log_reach"]
+__all__ = ["recursive_gaussian_coefficients", "recursive_gaussian_pass", "log_box", "swt_filters", "swt_axis_plan",
+           "swt1_box"]
 
 #: Width of the tiles of lines filtered together (vectorised across the lines of a tile).
 _TILE = 32
@@ -126,7 +127,8 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
     by ITK's ``FilterDataArray``: the causal recursion into ``cb``, the anti-causal one into ``ab``,
     each started as if the line's end sample went on forever, every sum in ITK's order
     (``out = a1*b1 + a2*b2 + a3*b3 + a4*b4``, then ``out -= a1*b1 + a2*b2 + a3*b3 + a4*b4``); the
-    response is ``float32(cb + ab)``."""
+    response is ``float32(cb + ab)``. The causal recursion stops at the last kept sample and the
+    anti-causal one at the first (later/earlier values are not read): the same kept values."""
     n0, n1, n2, n3 = c[0], c[1], c[2], c[3]
     d1, d2, d3, d4 = c[4], c[5], c[6], c[7]
     m1, m2, m3, m4 = c[8], c[9], c[10], c[11]
@@ -173,7 +175,7 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
                 cb[1, j] = s1
                 cb[2, j] = s2
                 cb[3, j] = s3
-            for i in range(4, n):
+            for i in range(4, max(k1, 4)):  # the causal values after the last kept sample are not read
                 for j in range(w):
                     s = xb[i, j] * n0 + xb[i - 1, j] * n1 + xb[i - 2, j] * n2 + xb[i - 3, j] * n3
                     cb[i, j] = s - (cb[i - 1, j] * d1 + cb[i - 2, j] * d2 + cb[i - 3, j] * d3 + cb[i - 4, j] * d4)
@@ -192,7 +194,7 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
                 ab[e - 1, j] = t1
                 ab[e - 2, j] = t2
                 ab[e - 3, j] = t3
-            for i in range(n - 4, 0, -1):
+            for i in range(n - 4, k0, -1):  # nor the anti-causal ones before the first
                 for j in range(w):
                     s = xb[i, j] * m1 + xb[i + 1, j] * m2 + xb[i + 2, j] * m3 + xb[i + 3, j] * m4
                     ab[i - 1, j] = s - (ab[i, j] * d1 + ab[i + 1, j] * d2 + ab[i + 2, j] * d3 + ab[i + 3, j] * d4)
@@ -275,3 +277,155 @@ def log_box(src: np.ndarray, spacing_xyz: tuple[float, float, float], sigma: flo
         total = scaled.astype(np.float32) if total is None else (total.astype(np.float64) + scaled).astype(np.float32)
     assert total is not None
     return total
+
+
+# ------------------------------------------------------------------------ stationary wavelet (pywt)
+
+def _periodization_order(i: int, n: int, f: int) -> list[tuple[int, int]]:
+    """The (filter index, input index) terms of one output of PyWavelets's periodic convolution
+    (``downsampling_convolution_periodization``, step 1), in the order it adds them: the output
+    centred on input ``i`` (``F/2 <= i < N + F/2``) of a signal of ``n`` samples and a filter of ``f``."""
+    terms: list[tuple[int, int]] = []
+    j = 0
+    if i >= n:  # the filter overhangs the right end: the wrapped terms first, filter index falling
+        while i - j >= n:
+            k = 0
+            while k < n and i - j >= n:
+                terms.append((i - n - j, k))
+                k += 1
+                j += 1
+    if i < f:  # the filter overhangs the left end: the terms inside, then the wrapped ones
+        while j <= i and j < f:
+            terms.append((j, i - j))
+            j += 1
+        while j < f:
+            k = 0
+            while k < n and j < f:
+                terms.append((j, n - 1 - k))
+                k += 1
+                j += 1
+    else:
+        while j < f:
+            terms.append((j, i - j))
+            j += 1
+    return terms
+
+
+def swt_axis_plan(lo: int, hi: int, n: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the outputs ``lo..hi`` (inclusive) of a level-1 ``pywt.swt`` along an axis of ``n``
+    samples that PyRadiomics pads to even length by wrapping (``P = n + n % 2`` samples, the last
+    equal to the first): the input samples read (``take``: indices into the axis), and per output
+    the filter index and the position in ``take`` of each term, in PyWavelets's order of addition."""
+    period = n + n % 2
+    rows = []
+    for p in range(lo, hi + 1):
+        i = p + f // 2
+        if i >= period + f // 2 or p < 0:
+            raise ValueError("output outside the signal")
+        terms = _periodization_order(i, period, f)
+        if len(terms) != f:  # pragma: no cover - PyWavelets's loops always add F terms
+            raise AssertionError("unexpected number of terms")
+        rows.append([(fj, q if q < n else 0) for fj, q in terms])
+    take = np.unique(np.array([q for row in rows for _, q in row], dtype=np.int64))
+    where = {int(q): k for k, q in enumerate(take)}
+    fidx = np.array([[fj for fj, _ in row] for row in rows], dtype=np.int64)
+    iidx = np.array([[where[q] for _, q in row] for row in rows], dtype=np.int64)
+    return take, fidx, iidx
+
+
+def _swt_stage(src, axis, fidx, iidx, flo, fhi, dst):  # pragma: no cover - compiled
+    """Low- and high-pass of every array ``src[s]`` along spatial ``axis`` (0, 1, 2): ``dst[2s]``
+    and ``dst[2s + 1]``, output ``t`` the sum over ``r`` of ``filter[fidx[t, r]] * src[.., iidx[t, r], ..]``
+    added in ``r`` order from zero (PyWavelets's order, in the arrays' own precision)."""
+    ns, a, b, c = src.shape
+    nt, nf = fidx.shape
+    zero = flo[0] - flo[0]  # 0 in the arrays' precision (the filters are finite)
+    for s in range(ns):
+        if axis == 0:
+            for t in range(nt):
+                for y in range(b):
+                    for x in range(c):
+                        lo = zero
+                        hi = zero
+                        for r in range(nf):
+                            v = src[s, iidx[t, r], y, x]
+                            lo += flo[fidx[t, r]] * v
+                            hi += fhi[fidx[t, r]] * v
+                        dst[2 * s, t, y, x] = lo
+                        dst[2 * s + 1, t, y, x] = hi
+        elif axis == 1:
+            for z in range(a):
+                for t in range(nt):
+                    for x in range(c):
+                        lo = zero
+                        hi = zero
+                        for r in range(nf):
+                            v = src[s, z, iidx[t, r], x]
+                            lo += flo[fidx[t, r]] * v
+                            hi += fhi[fidx[t, r]] * v
+                        dst[2 * s, z, t, x] = lo
+                        dst[2 * s + 1, z, t, x] = hi
+        else:
+            for z in range(a):
+                for y in range(b):
+                    for t in range(nt):
+                        lo = zero
+                        hi = zero
+                        for r in range(nf):
+                            v = src[s, z, y, iidx[t, r]]
+                            lo += flo[fidx[t, r]] * v
+                            hi += fhi[fidx[t, r]] * v
+                        dst[2 * s, z, y, t] = lo
+                        dst[2 * s + 1, z, y, t] = hi
+
+
+def swt_filters(wavelet: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """The decomposition filters (low, high) PyWavelets's ``swt`` applies to data of ``dtype``
+    (float32 or float64), read back from its response to a unit impulse: its float32 tables are
+    not always the float64 coefficients rounded (coif1: one differs by an ulp)."""
+    import pywt
+
+    w = pywt.Wavelet(wavelet)
+    f = int(w.dec_len)
+    x = np.zeros(2 * f + 2, dtype=dtype)
+    x[f] = 1
+    lo, hi = pywt.swt(x, w, level=1, start_level=0, trim_approx=False)[0]
+    start = f - f // 2
+    return np.ascontiguousarray(lo[start:start + f]), np.ascontiguousarray(hi[start:start + f])
+
+
+def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarray | list[float],
+             axes: tuple[int, ...], lo: np.ndarray, hi: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """PyRadiomics's level-1 wavelet decomposition (``pywt.swtn(level=1)`` of the image padded to
+    even sizes by wrapping) inside the box ``lo..hi`` (z, y, x, inclusive) of ``arr``.
+
+    Returns the sub-band keys in ``swtn``'s order (``'a'``/``'d'`` per axis of ``axes``, in that
+    order) and their values (one array per key, the box's shape), in ``swtn``'s precision (float32
+    for float32/float16 images, float64 otherwise) with each sum added in its order: the same numbers.
+    Each axis is filtered only where the later axes read it."""
+    dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
+    f = len(dec_lo)
+    take, plans = [], {}
+    for axis, n in enumerate(arr.shape):
+        a, b = int(lo[axis]), int(hi[axis])
+        if axis in axes:
+            tk, fidx, iidx = swt_axis_plan(a, b, int(n), f)
+            plans[axis] = (fidx, iidx)
+            take.append(tk)
+        else:
+            take.append(np.arange(a, b + 1))
+    data = np.ascontiguousarray(arr[np.ix_(*take)], dtype=dtype)[None]
+    flo = np.asarray(dec_lo, dtype=dtype)
+    fhi = np.asarray(dec_hi, dtype=dtype)
+    kernel = jit.compile_kernel(_swt_stage)
+    keys = [""]
+    for axis in axes:
+        fidx, iidx = plans[axis]
+        shape = list(data.shape)
+        shape[0] *= 2
+        shape[axis + 1] = fidx.shape[0]
+        out = np.empty(shape, dtype)
+        kernel(data, axis, fidx, iidx, flo, fhi, out)
+        data = out
+        keys = [k + c for k in keys for c in "ad"]
+    return keys, data
