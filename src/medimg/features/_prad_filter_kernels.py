@@ -19,6 +19,7 @@ nothing here imports numba at module level. Call only when :func:`medimg.core.ji
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -317,55 +318,33 @@ def swt_axis_plan(lo: int, hi: int, n: int, f: int) -> tuple[np.ndarray, np.ndar
     equal to the first): the input samples read (``take``: indices into the axis), and per output
     the filter index and the position in ``take`` of each term, in PyWavelets's order of addition."""
     period = n + n % 2
-    rows = []
-    for p in range(lo, hi + 1):
-        i = p + f // 2
-        if i >= period + f // 2 or p < 0:
-            raise ValueError("output outside the signal")
-        terms = _periodization_order(i, period, f)
+    if not 0 <= lo <= hi < n:
+        raise ValueError(f"outputs {lo}..{hi} outside the axis of {n}")
+    centre = np.arange(lo, hi + 1) + f // 2  # the input sample each output is centred on
+    fidx = np.broadcast_to(np.arange(f), (centre.size, f)).copy()
+    qidx = centre[:, None] - fidx  # inside the signal: filter index ascending, input falling
+    for t in np.flatnonzero((centre < f) | (centre >= period)):  # the wrapping ones: PyWavelets's order
+        terms = _periodization_order(int(centre[t]), period, f)
         if len(terms) != f:  # pragma: no cover - PyWavelets's loops always add F terms
             raise AssertionError("unexpected number of terms")
-        rows.append([(fj, q if q < n else 0) for fj, q in terms])
-    take = np.unique(np.array([q for row in rows for _, q in row], dtype=np.int64))
-    where = {int(q): k for k, q in enumerate(take)}
-    fidx = np.array([[fj for fj, _ in row] for row in rows], dtype=np.int64)
-    iidx = np.array([[where[q] for _, q in row] for row in rows], dtype=np.int64)
-    return take, fidx, iidx
+        fidx[t] = [fj for fj, _ in terms]
+        qidx[t] = [q for _, q in terms]
+    qidx[qidx == n] = 0  # the padding sample repeats the first
+    take, iidx = np.unique(qidx, return_inverse=True)
+    return take.astype(np.int64), fidx.astype(np.int64), iidx.reshape(qidx.shape).astype(np.int64)
 
 
 def _swt_stage(src, axis, fidx, iidx, flo, fhi, dst):  # pragma: no cover - compiled
     """Low- and high-pass of every array ``src[s]`` along spatial ``axis`` (0, 1, 2): ``dst[2s]``
     and ``dst[2s + 1]``, output ``t`` the sum over ``r`` of ``filter[fidx[t, r]] * src[.., iidx[t, r], ..]``
-    added in ``r`` order from zero (PyWavelets's order, in the arrays' own precision)."""
+    added in ``r`` order from zero (PyWavelets's order, in the arrays' own precision). Each output
+    sees the same sequence of additions whatever the loop order, which keeps the contiguous axis
+    innermost where it can."""
     ns, a, b, c = src.shape
     nt, nf = fidx.shape
     zero = flo[0] - flo[0]  # 0 in the arrays' precision (the filters are finite)
     for s in range(ns):
-        if axis == 0:
-            for t in range(nt):
-                for y in range(b):
-                    for x in range(c):
-                        lo = zero
-                        hi = zero
-                        for r in range(nf):
-                            v = src[s, iidx[t, r], y, x]
-                            lo += flo[fidx[t, r]] * v
-                            hi += fhi[fidx[t, r]] * v
-                        dst[2 * s, t, y, x] = lo
-                        dst[2 * s + 1, t, y, x] = hi
-        elif axis == 1:
-            for z in range(a):
-                for t in range(nt):
-                    for x in range(c):
-                        lo = zero
-                        hi = zero
-                        for r in range(nf):
-                            v = src[s, z, iidx[t, r], x]
-                            lo += flo[fidx[t, r]] * v
-                            hi += fhi[fidx[t, r]] * v
-                        dst[2 * s, z, t, x] = lo
-                        dst[2 * s + 1, z, t, x] = hi
-        else:
+        if axis == 2:
             for z in range(a):
                 for y in range(b):
                     for t in range(nt):
@@ -377,8 +356,36 @@ def _swt_stage(src, axis, fidx, iidx, flo, fhi, dst):  # pragma: no cover - comp
                             hi += fhi[fidx[t, r]] * v
                         dst[2 * s, z, y, t] = lo
                         dst[2 * s + 1, z, y, t] = hi
+            continue
+        for z in range(a if axis == 1 else 1):
+            for t in range(nt):
+                for r in range(nf):
+                    fl = flo[fidx[t, r]]
+                    fh = fhi[fidx[t, r]]
+                    q = iidx[t, r]
+                    if axis == 0:
+                        src_rows = src[s, q]
+                        lo_rows = dst[2 * s, t]
+                        hi_rows = dst[2 * s + 1, t]
+                    else:
+                        src_rows = src[s, z, q:q + 1]
+                        lo_rows = dst[2 * s, z, t:t + 1]
+                        hi_rows = dst[2 * s + 1, z, t:t + 1]
+                    for y in range(src_rows.shape[0]):
+                        sv = src_rows[y]
+                        lv = lo_rows[y]
+                        hv = hi_rows[y]
+                        if r == 0:
+                            for x in range(c):
+                                lv[x] = zero + fl * sv[x]
+                                hv[x] = zero + fh * sv[x]
+                        else:
+                            for x in range(c):
+                                lv[x] += fl * sv[x]
+                                hv[x] += fh * sv[x]
 
 
+@functools.lru_cache(maxsize=32)
 def swt_filters(wavelet: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """The decomposition filters (low, high) PyWavelets's ``swt`` applies to data of ``dtype``
     (float32 or float64), read back from its response to a unit impulse: its float32 tables are
@@ -391,7 +398,10 @@ def swt_filters(wavelet: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     x[f] = 1
     lo, hi = pywt.swt(x, w, level=1, start_level=0, trim_approx=False)[0]
     start = f - f // 2
-    return np.ascontiguousarray(lo[start:start + f]), np.ascontiguousarray(hi[start:start + f])
+    out = np.array(lo[start:start + f]), np.array(hi[start:start + f])
+    for a in out:
+        a.flags.writeable = False  # cached: shared by every call
+    return out
 
 
 def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarray | list[float],
