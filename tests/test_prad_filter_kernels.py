@@ -167,6 +167,33 @@ def test_swt_filters_are_pywavelets_own_float32_table():
     assert lo32.dtype == np.float32 and np.abs(lo32.astype(np.float64) - lo64).max() < 1e-7
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_simple_filters_on_the_box_equal_the_whole_image_formulas(seed):
+    """Square, SquareRoot, Logarithm, Exponential on the box only (the whole image's largest
+    magnitude from its extremes, the logarithm's scale from the largest-magnitude voxel): the same
+    numbers as PyRadiomics's formulas applied to the whole image, then cropped."""
+    arr = _textured((6, 20, 17), seed, np.int16 if seed < 2 else np.float64) - (300 if seed % 2 else 0)
+    if seed == 3:
+        arr[0, 0, 0] = -5000.0  # the largest magnitude negative
+    lo, hi = np.array([1, 3, 2]), np.array([4, 15, 9])
+    sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+    whole = arr.astype("float64")
+    mx = np.max(np.abs(whole))
+    pos, neg = whole > 0, whole < 0
+    log = whole.copy()
+    log[pos] = np.log(log[pos] + 1)
+    log[neg] = -np.log(-(log[neg] - 1))
+    sqrt = whole.copy()
+    sqrt[pos] = np.sqrt(sqrt[pos] * mx)
+    sqrt[neg] = -np.sqrt(-sqrt[neg] * mx)
+    expected = {"square": (1 / np.sqrt(mx) * whole) ** 2, "squareroot": sqrt,
+                "logarithm": log * (mx / np.max(np.abs(log))), "exponential": np.exp(np.log(mx) / mx * whole)}
+    vol = _vol(arr, (1.0, 1.0, 1.0))
+    for name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
+        ((got, tname, _),) = list(pc._image_types(vol, name, {}, lo, hi))
+        np.testing.assert_array_equal(got, expected[tname][sl], err_msg=name)
+
+
 def _extract_both(img: Image, msk: Image, params: dict) -> tuple[dict[str, float], dict[str, float]]:
     ref = pc.extract_pyradiomics(img, msk, params, compiled=False)
     got = pc.extract_pyradiomics(img, msk, params, compiled=True)
@@ -208,7 +235,8 @@ def test_extract_compiled_equals_numpy_path_filters_brain1():
     1e-12 relative of the NumPy/SimpleITK run (the filter responses are the same numbers)."""
     img, msk = read(DATA / "brain1_roi_image.nrrd"), read(DATA / "brain1_roi_label.nrrd")
     params = {"setting": {"binWidth": 25},
-              "imageType": {"LoG": {"sigma": [1.0, 3.0]}, "Wavelet": {}, "Square": {}, "Gradient": {}},
+              "imageType": {"LoG": {"sigma": [1.0, 3.0]}, "Wavelet": {}, "Square": {}, "Logarithm": {},
+                            "Gradient": {}},
               "featureClass": {"firstorder": None, "glcm": None, "glszm": None}}
     ref, got = _extract_both(img, msk, params)
     assert _worst(ref, got) <= 1e-12

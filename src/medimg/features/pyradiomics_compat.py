@@ -347,8 +347,8 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
     elif name == "Wavelet":
         yield from _wavelet(arr, s, lo, hi)
     elif name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
-        mx = np.max(np.abs(arr.astype("float64")))  # over the whole image, as PyRadiomics
-        im = arr.astype("float64") if name == "Logarithm" else arr[sl].astype("float64")
+        mx = _max_abs(arr)  # over the whole image, as PyRadiomics
+        im = arr[sl].astype("float64")
         if name == "Square":
             im = (1 / np.sqrt(mx) * im) ** 2
             yield im, "square", s
@@ -358,11 +358,11 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
             im[neg] = -np.sqrt(-im[neg] * mx)
             yield im, "squareroot", s
         elif name == "Logarithm":
-            pos, neg = im > 0, im < 0
-            im[pos] = np.log(im[pos] + 1)
-            im[neg] = -np.log(-(im[neg] - 1))
-            im = im * (mx / np.max(np.abs(im)))
-            yield im[sl], "logarithm", s
+            im = _signed_log(im)
+            # PyRadiomics scales by the whole transformed image's largest magnitude: the transform is
+            # odd and increasing in |v|, so that is the transform of the largest |v| (one voxel)
+            im = im * (mx / np.max(np.abs(_signed_log(np.array([mx])))))
+            yield im, "logarithm", s
         else:
             coeff = np.log(mx) / mx
             yield np.exp(coeff * im), "exponential", s
@@ -376,6 +376,19 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
         yield out[tuple(slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True))], "gradient", s
     else:  # pragma: no cover - checked by check_params
         raise ParameterError(f"image type {name!r} not supported")
+
+
+def _max_abs(arr: np.ndarray) -> float:
+    """``max(|arr|)`` in float64 (NaN if any is NaN) from the extremes: no float64 copy of the image."""
+    return float(np.maximum(abs(float(np.max(arr))), abs(float(np.min(arr)))))
+
+
+def _signed_log(im: np.ndarray) -> np.ndarray:
+    """PyRadiomics's logarithm filter before its scaling: ``sign(v) * log(|v| + 1)`` (float64, in place)."""
+    pos, neg = im > 0, im < 0
+    im[pos] = np.log(im[pos] + 1)
+    im[neg] = -np.log(-(im[neg] - 1))
+    return im
 
 
 def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.ndarray, chi: np.ndarray) -> np.ndarray:
