@@ -214,8 +214,8 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
                         out[k - k0, a, t + j] = np.float32(cb[k, j] + ab[k, j])
 
 
-_FIRST_DTYPES = (np.dtype(np.int16), np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int32),
-                 np.dtype(np.float32), np.dtype(np.float64))
+#: Image types filtered as they are (one compiled signature each); others go through float64.
+_DTYPES = (np.dtype(np.int16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int], hi: tuple[int, int, int],
@@ -240,8 +240,9 @@ def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int]
     coef = np.ascontiguousarray(coef, dtype=np.float64)
     if coef.shape != (20,):
         raise ValueError("coef must hold the 20 coefficients")
-    if src.dtype not in _FIRST_DTYPES:
-        src = src.astype(np.float64)  # exact for every integer ITK reads as double
+    if src.dtype not in _DTYPES:  # the region in float64: exact for every integer (ITK reads them so)
+        src = src[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))].astype(np.float64)
+        lo, hi = (0, 0, 0), src.shape
     src = np.ascontiguousarray(src)
     out_shape = [b - a for a, b in zip(lo, hi, strict=True)]
     out_shape[axis] = k1 - k0
