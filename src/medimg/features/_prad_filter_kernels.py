@@ -36,6 +36,7 @@ _TILE = 64
 
 # ------------------------------------------------------------------------------- recursive Gaussian
 
+@functools.lru_cache(maxsize=256)
 def recursive_gaussian_coefficients(sigma: float, spacing: float, order: int,
                                     normalize_across_scale: bool = True) -> np.ndarray:
     """Deriche's recursive-Gaussian coefficients as ITK's ``RecursiveGaussianImageFilter::SetUp``
@@ -117,7 +118,9 @@ def recursive_gaussian_coefficients(sigma: float, spacing: float, order: int,
     sd = 1.0 + d1 + d2 + d3 + d4
     bn = [d * sn / sd for d in (d1, d2, d3, d4)]
     bm = [d * sm / sd for d in (d1, d2, d3, d4)]
-    return np.array([n0, n1, n2, n3, d1, d2, d3, d4, m1, m2, m3, m4, *bn, *bm], dtype=np.float64)
+    coef = np.array([n0, n1, n2, n3, d1, d2, d3, d4, m1, m2, m3, m4, *bn, *bm], dtype=np.float64)
+    coef.flags.writeable = False  # cached: shared by every call
+    return coef
 
 
 def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pragma: no cover - compiled
@@ -237,7 +240,7 @@ def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int]
         raise ValueError("the recursive Gaussian needs at least 4 samples along its axis")
     if not 0 <= k0 < k1 <= n:
         raise ValueError(f"kept samples {k0}..{k1} outside 0..{n}")
-    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    coef = np.array(coef, dtype=np.float64)  # a writable copy: one compiled signature
     if coef.shape != (20,):
         raise ValueError("coef must hold the 20 coefficients")
     if src.dtype not in _DTYPES:  # the region in float64: exact for every integer (ITK reads them so)
@@ -427,8 +430,8 @@ def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarr
         else:
             take.append(np.arange(a, b + 1))
     data = np.ascontiguousarray(arr[np.ix_(*take)], dtype=dtype)[None]
-    flo = np.asarray(dec_lo, dtype=dtype)
-    fhi = np.asarray(dec_hi, dtype=dtype)
+    flo = np.array(dec_lo, dtype=dtype)  # writable copies: one compiled signature per precision
+    fhi = np.array(dec_hi, dtype=dtype)
     kernel = jit.compile_kernel(_swt_stage)
     keys = [""]
     for axis in axes:
