@@ -141,7 +141,7 @@ def test_swt1_box_is_pywavelets_swtn_to_the_bit(wavelet, dtype):
     rng = np.random.default_rng(11)
     w = pywt.Wavelet(wavelet)
     lo_f, hi_f = K.swt_filters(wavelet, np.float32 if dtype is np.float32 else np.float64)
-    for shape in [(4, 5, 7), (9, 16, 13), (3, 24, 21)]:
+    for shape in [(4, 5, 7), (9, 16, 13), (3, 24, 21), (1, 9, 8), (2, 3, 1)]:
         arr = _textured(shape, int(rng.integers(100)), dtype)
         data = np.pad(arr, [(0, n % 2) for n in shape], "wrap")
         for axes in ((2, 1, 0), (2, 1), (2, 0), (1, 0)):
@@ -240,3 +240,44 @@ def test_extract_compiled_equals_numpy_path_filters_brain1():
               "featureClass": {"firstorder": None, "glcm": None, "glszm": None}}
     ref, got = _extract_both(img, msk, params)
     assert _worst(ref, got) <= 1e-12
+
+
+@pytest.mark.parametrize("case", ["plate-at-border", "fragments-force2D", "single-slice-image"])
+def test_filtered_extraction_compiled_vs_numpy_vs_pyradiomics(case):
+    """Adversarial ROIs through every filter: compiled == NumPy/SimpleITK path (1e-12) and both
+    within 1e-6 of PyRadiomics itself."""
+    radiomics = pytest.importorskip("radiomics")
+    import logging
+
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.ERROR)
+    shape = (1, 30, 28) if case == "single-slice-image" else (9, 30, 28)
+    arr = _textured(shape, 9)
+    mask = np.zeros(shape, np.uint8)
+    setting: dict = {"binCount": 12}
+    types: dict = {"LoG": {"sigma": [0.8, 2.0]}, "Wavelet": {}, "Logarithm": {}, "Gradient": {}}
+    if case == "plate-at-border":
+        mask[0, 0:12, 20:28] = 1  # one voxel thick, touching three borders
+        mask[1, 3:5, 22:24] = 1
+    elif case == "fragments-force2D":
+        rng = np.random.default_rng(4)
+        for _ in range(15):
+            z, y, x = (int(rng.integers(0, n - 2)) for n in shape)
+            mask[z, y, x:x + 2] = 1
+        setting.update({"force2D": True, "force2Ddimension": 0})
+    else:
+        mask[0, 5:20, 4:15] = 1
+        mask[0, 8:12, 15:27] = 1
+        setting.update({"force2D": True, "force2Ddimension": 0})
+        types = {"Wavelet": {}, "Square": {}, "Exponential": {}}
+    params = {"setting": setting, "imageType": types, "featureClass": {"firstorder": None, "glcm": None}}
+    img, msk = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(mask)
+    for x in (img, msk):
+        x.SetSpacing((0.7, 0.9, 2.5))
+    ref, got = _extract_both(Image.from_sitk(img), Image.from_sitk(msk), params)
+    assert _worst(ref, got) <= 1e-12
+    ex = featureextractor.RadiomicsFeatureExtractor(params)
+    prad = {k: float(v) for k, v in ex.execute(img, msk).items() if not k.startswith("diagnostics")}
+    assert set(prad) == set(got)
+    assert _worst(prad, got) <= 1e-6
