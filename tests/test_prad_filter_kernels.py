@@ -157,6 +157,14 @@ def test_swt1_box_is_pywavelets_swtn_to_the_bit(wavelet, dtype):
                     np.testing.assert_array_equal(band, dec[key][sl], err_msg=f"{shape} {axes} {key}")
 
 
+def test_swt1_box_refuses_bad_input():
+    arr = np.zeros((4, 5, 6))
+    with pytest.raises(ValueError):
+        K.swt1_box(arr, [0.5, 0.5], [0.5], (2, 1, 0), np.zeros(3, int), np.ones(3, int))
+    with pytest.raises(ValueError):
+        K.swt1_box(arr, [0.5, 0.5], [0.5, -0.5], (2, 1, 0), np.zeros(3, int), np.array([1, 1, 6]))
+
+
 def test_swt_filters_are_pywavelets_own_float32_table():
     """PyWavelets's float32 coif1 table is not the float64 one rounded (one coefficient an ulp off):
     the filters used are the ones it applies."""

@@ -420,6 +420,8 @@ def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarr
     Each axis is filtered only where the later axes read it."""
     dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
     f = len(dec_lo)
+    if f < 1 or len(dec_hi) != f or arr.ndim != 3 or not set(axes) <= {0, 1, 2}:
+        raise ValueError("swt1_box needs a 3-D array, axes among 0, 1, 2 and two filters of one length")
     take, plans = [], {}
     for axis, n in enumerate(arr.shape):
         a, b = int(lo[axis]), int(hi[axis])
