@@ -149,12 +149,13 @@ def test_swt1_box_is_pywavelets_swtn_to_the_bit(wavelet, dtype):
             for _ in range(2):
                 lo = np.array([int(rng.integers(0, n)) for n in shape])
                 hi = np.array([int(rng.integers(a, n)) for a, n in zip(lo, shape, strict=True)])
-                keys, bands = K.swt1_box(arr, lo_f, hi_f, axes, lo, hi)
-                assert keys == list(dec)
                 sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
-                for key, band in zip(keys, bands, strict=True):
-                    assert band.dtype == dec[key].dtype
-                    np.testing.assert_array_equal(band, dec[key][sl], err_msg=f"{shape} {axes} {key}")
+                for compiled in (True, False):
+                    keys, bands = K.swt1_box(arr, lo_f, hi_f, axes, lo, hi, compiled=compiled)
+                    assert keys == list(dec)
+                    for key, band in zip(keys, bands, strict=True):
+                        assert band.dtype == dec[key].dtype
+                        np.testing.assert_array_equal(band, dec[key][sl], err_msg=f"{shape} {axes} {key} {compiled}")
 
 
 def test_swt1_box_refuses_bad_input():
@@ -220,22 +221,30 @@ def _worst(ref: dict[str, float], got: dict[str, float], prefix: str = "") -> fl
 
 @pytest.mark.parametrize("where", ["inside", "border"])
 def test_wavelet_compiled_equals_pywavelets_path(where):
-    """_wavelet (level 1) compiled and through pywt.swtn: the same sub-bands, names and order, for a
-    box inside the image and one touching three borders (wrap-around), 3-D and force2D."""
+    """_wavelet (level 1) compiled, in NumPy, and through pywt.swtn (the region path PyRadiomics's
+    levels > 1 take): the same sub-bands, names and order, for a box inside the image and one
+    touching three borders (wrap-around), 3-D and force2D."""
+    pywt = pytest.importorskip("pywt")
     arr = _textured((11, 40, 37), 4)
     if where == "inside":
         lo, hi = np.array([3, 10, 12]), np.array([6, 25, 20])
     else:
         lo, hi = np.array([7, 0, 30]), np.array([10, 9, 36])
     for s in ({}, {"force2D": True, "force2Ddimension": 0}, {"wavelet": "db2"}):
-        with pc.use_compiled(False):
-            ref = list(pc._wavelet(arr, s, lo, hi))
-        with pc.use_compiled(True):
-            got = list(pc._wavelet(arr, s, lo, hi))
-        assert [name for _, name, _ in got] == [name for _, name, _ in ref]
-        for (g, _, _), (r, _, _) in zip(got, ref, strict=True):
-            assert g.dtype == r.dtype
-            np.testing.assert_array_equal(g, r)
+        axes = (2, 1, 0) if not s.get("force2D") else (2, 1)
+        data = np.pad(arr, [(0, n % 2) for n in arr.shape], "wrap")  # PyRadiomics's _swt3
+        dec = pywt.swtn(data, s.get("wavelet", "coif1"), level=1, start_level=0, axes=axes)[0]
+        sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+        approx = "a" * len(axes)
+        ref = [(v[sl], "wavelet-" + k.replace("a", "L").replace("d", "H")) for k, v in dec.items() if k != approx]
+        ref.append((dec[approx][sl], "wavelet-" + "L" * len(axes)))
+        for compiled in (False, True):
+            with pc.use_compiled(compiled):
+                got = list(pc._wavelet(arr, s, lo, hi))
+            assert [name for _, name, _ in got] == [name for _, name in ref]
+            for (g, _, _), (r, _) in zip(got, ref, strict=True):
+                assert g.dtype == r.dtype
+                np.testing.assert_array_equal(g, r)
 
 
 def test_extract_compiled_equals_numpy_path_filters_brain1():

@@ -11,10 +11,12 @@
   computed: each pass filters only the lines the later passes read, writes only the samples they
   read (no copies of whole images), and many lines at once (vectorised across lines).
 * :func:`swt1_box`: one level of PyWavelets's ``swtn`` (periodic, undecimated) on a region, each
-  sub-band's sums in PyWavelets's order, the later axes filtered only where the box needs them.
+  sub-band's sums in PyWavelets's order, the later axes filtered only where the box needs them
+  (compiled, or the same sums in NumPy).
 
 The loops are plain Python functions compiled lazily by :func:`medimg.core.jit.compile_kernel`;
-nothing here imports numba at module level. Call only when :func:`medimg.core.jit.wanted` is true.
+nothing here imports numba at module level. Call the compiled ones only when
+:func:`medimg.core.jit.wanted` is true.
 """
 
 from __future__ import annotations
@@ -409,15 +411,33 @@ def swt_filters(wavelet: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     return out
 
 
+def _swt_stage_numpy(src: np.ndarray, axis: int, fidx: np.ndarray, iidx: np.ndarray, flo: np.ndarray,
+                     fhi: np.ndarray, dst: np.ndarray) -> None:
+    """:func:`_swt_stage` in NumPy: per term ``r`` (in order) one gather along the axis, one product
+    and one addition per sub-band; each output gets the same additions in the same order."""
+    shape = [1, 1, 1]
+    shape[axis] = fidx.shape[0]
+    for s in range(src.shape[0]):
+        lo_out, hi_out = dst[2 * s], dst[2 * s + 1]
+        lo_out.fill(0)
+        hi_out.fill(0)
+        for r in range(fidx.shape[1]):
+            v = np.take(src[s], iidx[:, r], axis=axis)
+            lo_out += flo[fidx[:, r]].reshape(shape) * v
+            hi_out += fhi[fidx[:, r]].reshape(shape) * v
+
+
 def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarray | list[float],
-             axes: tuple[int, ...], lo: np.ndarray, hi: np.ndarray) -> tuple[list[str], np.ndarray]:
+             axes: tuple[int, ...], lo: np.ndarray, hi: np.ndarray, *,
+             compiled: bool = True) -> tuple[list[str], np.ndarray]:
     """PyRadiomics's level-1 wavelet decomposition (``pywt.swtn(level=1)`` of the image padded to
     even sizes by wrapping) inside the box ``lo..hi`` (z, y, x, inclusive) of ``arr``.
 
     Returns the sub-band keys in ``swtn``'s order (``'a'``/``'d'`` per axis of ``axes``, in that
     order) and their values (one array per key, the box's shape), in ``swtn``'s precision (float32
-    for float32/float16 images, float64 otherwise) with each sum added in its order: the same numbers.
-    Each axis is filtered only where the later axes read it."""
+    for float32/float16 images, float64 otherwise) with each sum added in its order: the same numbers,
+    given ``dec_lo``/``dec_hi`` from :func:`swt_filters` for that precision. Each axis is filtered
+    only where the later axes read it; ``compiled`` False runs the same sums in NumPy."""
     dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
     f = len(dec_lo)
     if f < 1 or len(dec_hi) != f or arr.ndim != 3 or not set(axes) <= {0, 1, 2}:
@@ -434,7 +454,7 @@ def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarr
     data = np.ascontiguousarray(arr[np.ix_(*take)], dtype=dtype)[None]
     flo = np.array(dec_lo, dtype=dtype)  # writable copies: one compiled signature per precision
     fhi = np.array(dec_hi, dtype=dtype)
-    kernel = jit.compile_kernel(_swt_stage)
+    kernel = jit.compile_kernel(_swt_stage) if compiled else _swt_stage_numpy
     keys = [""]
     for axis in axes:
         fidx, iidx = plans[axis]

@@ -475,10 +475,11 @@ def _wavelet(arr: np.ndarray, s: Mapping[str, Any], lo: np.ndarray,
     plus the filter length per repetition on each side, the indices taken modulo the padded size
     (the whole axis where that is as long): the same sums as on the whole image.
 
-    Where compiled kernels are wanted and one level is taken from the image itself (``start_level``
-    0, ``level`` 1, the default), the sub-bands are computed inside the box only
+    Where one level is taken from the image itself (``start_level`` 0, ``level`` 1, the default),
+    the sub-bands are computed inside the box only
     (:func:`medimg.features._prad_filter_kernels.swt1_box`: PyWavelets's sums in its order, each axis
-    filtered only where the later axes read it): the same numbers."""
+    filtered only where the later axes read it; compiled where wanted, else in NumPy): the same
+    numbers."""
     import pywt
 
     from medimg.core.jit import wanted
@@ -490,11 +491,12 @@ def _wavelet(arr: np.ndarray, s: Mapping[str, Any], lo: np.ndarray,
     wavelet = pywt.Wavelet(s.get("wavelet", "coif1"))
     level = s.get("level", 1)
     start = s.get("start_level", 0)
-    if start == 0 and level == 1 and wanted():
+    if start == 0 and level == 1:
         from medimg.features import _prad_filter_kernels as kernels
 
         dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
-        keys, bands = kernels.swt1_box(arr, *kernels.swt_filters(wavelet.name, dtype), axes_t, lo, hi)
+        keys, bands = kernels.swt1_box(arr, *kernels.swt_filters(wavelet.name, dtype), axes_t, lo, hi,
+                                       compiled=wanted())
         approx_key = "a" * len(axes_t)
         for key, band in zip(keys, bands, strict=True):
             if key != approx_key:
