@@ -164,6 +164,51 @@ def test_swt1_box_is_pywavelets_swtn_to_the_bit(wavelet, dtype):
                         np.testing.assert_array_equal(band, dec[key][sl], err_msg=f"{shape} {axes} {key} {compiled}")
 
 
+def _swt3(arr: np.ndarray, wavelet: str, axes: tuple[int, ...], start: int, level: int):
+    """PyRadiomics's ``_swt3`` (imageoperations): swtn level 1 repeated on the approximation."""
+    import pywt
+
+    data = np.pad(arr, [(0, n % 2) for n in arr.shape], "wrap")
+    approx = "a" * len(axes)
+    for _ in range(start):
+        data = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes)[0][approx].copy()
+    levels = []
+    for _ in range(start, start + level):
+        dec = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes)[0]
+        data = dec[approx].copy()
+        levels.append(dec)
+    return levels, data
+
+
+@pytest.mark.parametrize("start_level", [(1, 1), (0, 2), (1, 2), (0, 0), (2, 0)])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_swt_box_repeated_levels_are_pyradiomics_swt3(start_level, dtype):
+    """start_level / level > 1: every level's sub-bands and the last approximation inside random
+    boxes, compiled and in NumPy, equal PyRadiomics's _swt3 on the whole image (the padded sample
+    of an odd axis is a sample of its own after the first repetition)."""
+    pytest.importorskip("pywt")
+    start, level = start_level
+    rng = np.random.default_rng(start * 10 + level)
+    for wavelet in ("coif1", "db2"):
+        lo_f, hi_f = K.swt_filters(wavelet, np.float32 if dtype is np.float32 else np.float64)
+        for shape in [(5, 9, 16), (1, 13, 10)]:
+            arr = _textured(shape, int(rng.integers(100)), dtype)
+            for axes in ((2, 1, 0), (2, 1)):
+                levels, approx = _swt3(arr, wavelet, axes, start, level)
+                lo = np.array([int(rng.integers(0, n)) for n in shape])
+                hi = np.array([int(rng.integers(a, n)) for a, n in zip(lo, shape, strict=True)])
+                sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+                for compiled in (True, False) if NUMBA else (False,):
+                    keys, got, got_approx = K.swt_box(arr, lo_f, hi_f, axes, lo, hi, start, level, compiled=compiled)
+                    assert len(got) == level
+                    assert got_approx.dtype == approx.dtype
+                    np.testing.assert_array_equal(got_approx, approx[sl])
+                    for bands, dec in zip(got, levels, strict=True):
+                        assert keys == list(dec)
+                        for key, band in zip(keys, bands, strict=True):
+                            np.testing.assert_array_equal(band, dec[key][sl], err_msg=f"{wavelet} {shape} {key}")
+
+
 def test_swt1_box_refuses_bad_input():
     arr = np.zeros((4, 5, 6))
     with pytest.raises(ValueError):

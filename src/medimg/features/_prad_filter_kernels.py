@@ -28,7 +28,7 @@ import numpy as np
 
 from medimg.core import jit
 
-__all__ = ["recursive_gaussian_coefficients", "recursive_gaussian_pass", "log_box", "swt_filters", "swt_axis_plan",
+__all__ = ["recursive_gaussian_coefficients", "recursive_gaussian_pass", "log_box", "swt_filters", "swt_axis_plan", "swt_box",
            "swt1_box"]
 
 #: Width of the tiles of lines filtered together (vectorised across the lines of a tile); 16 for
@@ -319,15 +319,13 @@ def _periodization_order(i: int, n: int, f: int) -> list[tuple[int, int]]:
     return terms
 
 
-def swt_axis_plan(lo: int, hi: int, n: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For the outputs ``lo..hi`` (inclusive) of a level-1 ``pywt.swt`` along an axis of ``n``
-    samples that PyRadiomics pads to even length by wrapping (``P = n + n % 2`` samples, the last
-    equal to the first): the input samples read (``take``: indices into the axis), and per output
-    the filter index and the position in ``take`` of each term, in PyWavelets's order of addition."""
-    period = n + n % 2
-    if not 0 <= lo <= hi < n:
-        raise ValueError(f"outputs {lo}..{hi} outside the axis of {n}")
-    centre = np.arange(lo, hi + 1) + f // 2  # the input sample each output is centred on
+def _axis_plan(out_pos: np.ndarray, period: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the outputs at the (padded, periodic) positions ``out_pos`` of a level-1 ``pywt.swt``
+    along an axis of ``period`` samples: the input positions read (sorted), and per output the
+    filter index and the slot in those positions of each term, in PyWavelets's order of addition."""
+    centre = np.asarray(out_pos, dtype=np.int64) + f // 2  # the input sample each output is centred on
+    if centre.size and (centre.min() < f // 2 or centre.max() >= period + f // 2):
+        raise ValueError(f"outputs outside the signal of {period} samples")
     fidx = np.broadcast_to(np.arange(f), (centre.size, f)).copy()
     qidx = centre[:, None] - fidx  # inside the signal: filter index ascending, input falling
     for t in np.flatnonzero((centre < f) | (centre >= period)):  # the wrapping ones: PyWavelets's order
@@ -336,9 +334,19 @@ def swt_axis_plan(lo: int, hi: int, n: int, f: int) -> tuple[np.ndarray, np.ndar
             raise AssertionError("unexpected number of terms")
         fidx[t] = [fj for fj, _ in terms]
         qidx[t] = [q for _, q in terms]
-    qidx[qidx == n] = 0  # the padding sample repeats the first
-    take, iidx = np.unique(qidx, return_inverse=True)
-    return take.astype(np.int64), fidx.astype(np.int64), iidx.reshape(qidx.shape).astype(np.int64)
+    in_pos, iidx = np.unique(qidx, return_inverse=True)
+    return in_pos.astype(np.int64), fidx.astype(np.int64), iidx.reshape(qidx.shape).astype(np.int64)
+
+
+def swt_axis_plan(lo: int, hi: int, n: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the outputs ``lo..hi`` (inclusive) of a level-1 ``pywt.swt`` along an axis of ``n``
+    samples that PyRadiomics pads to even length by wrapping (``P = n + n % 2`` samples, the last
+    equal to the first): the input samples read (``take``: indices into the axis), and per output
+    the filter index and the position in ``take`` of each term, in PyWavelets's order of addition."""
+    if not 0 <= lo <= hi < n:
+        raise ValueError(f"outputs {lo}..{hi} outside the axis of {n}")
+    in_pos, fidx, iidx = _axis_plan(np.arange(lo, hi + 1), n + n % 2, f)
+    return np.where(in_pos == n, 0, in_pos), fidx, iidx  # the padding sample repeats the first
 
 
 def _swt_stage(src, axis, fidx, iidx, flo, fhi, dst):  # pragma: no cover - compiled
@@ -427,6 +435,72 @@ def _swt_stage_numpy(src: np.ndarray, axis: int, fidx: np.ndarray, iidx: np.ndar
             hi_out += fhi[fidx[:, r]].reshape(shape) * v
 
 
+def swt_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarray | list[float],
+            axes: tuple[int, ...], lo: np.ndarray, hi: np.ndarray, start: int = 0, level: int = 1, *,
+            compiled: bool = True) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """PyRadiomics's wavelet decomposition (``_swt3``: ``pywt.swtn(level=1)`` of the image padded to
+    even sizes by wrapping, repeated on the approximation ``start + level`` times) inside the box
+    ``lo..hi`` (z, y, x, inclusive) of ``arr``.
+
+    Returns the sub-band keys in ``swtn``'s order (``'a'``/``'d'`` per axis of ``axes``, in that
+    order; the approximation ``'a' * len(axes)`` included), per output level (``start + 1`` ..
+    ``start + level``) an array of the sub-bands (one per key, the box's shape), and the last
+    approximation on the box (the image itself where there is no repetition). Values in ``swtn``'s precision (float32 for float32/float16 images,
+    float64 otherwise), each sum added in its order: the same numbers, given ``dec_lo``/``dec_hi`` from
+    :func:`swt_filters` for that precision. Each repetition computes the approximation only where the
+    next one reads it, and each axis only where the later axes read it; ``compiled`` False runs the
+    same sums in NumPy."""
+    dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
+    f = len(dec_lo)
+    if (f < 1 or len(dec_hi) != f or arr.ndim != 3 or not set(axes) <= {0, 1, 2} or start < 0 or level < 0
+            or not all(0 <= int(a) <= int(b) < n for a, b, n in zip(lo, hi, arr.shape, strict=True))):
+        raise ValueError("swt_box needs a 3-D array, axes among 0, 1, 2, two filters of one length, "
+                         "start >= 0, level >= 0 and a box inside the array")
+    periods = [n + n % 2 for n in arr.shape]
+    box = [np.arange(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True)]
+    total = start + level
+    keys = [""]
+    for _axis in axes:
+        keys = [k + c for k in keys for c in "ad"]
+    if total == 0:  # no transform: PyRadiomics's "approximation" is the image itself, as it is
+        return keys, [], arr[np.ix_(*box)].copy()
+    # backwards: where each repetition's outputs are read (the box, or the next repetition's inputs)
+    outputs: list[list[np.ndarray]] = [box] * total
+    plans: list[dict[int, tuple[np.ndarray, np.ndarray]]] = [{} for _ in range(total)]
+    inputs: list[list[np.ndarray]] = [box] * total
+    for k in range(total - 1, -1, -1):
+        outputs[k] = box if k == total - 1 else inputs[k + 1]
+        pos = list(outputs[k])
+        for axis in axes:
+            pos[axis], fidx, iidx = _axis_plan(outputs[k][axis], periods[axis], f)
+            plans[k][axis] = (fidx, iidx)
+        inputs[k] = pos
+    take = [np.where(p == n, 0, p) for p, n in zip(inputs[0], arr.shape, strict=True)]  # padding = first
+    data = np.ascontiguousarray(arr[np.ix_(*take)], dtype=dtype)[None]
+    flo = np.array(dec_lo, dtype=dtype)  # writable copies: one compiled signature per precision
+    fhi = np.array(dec_hi, dtype=dtype)
+    kernel = jit.compile_kernel(_swt_stage) if compiled else _swt_stage_numpy
+    approx = keys.index("a" * len(axes))
+    levels = []
+    for k in range(total):
+        for axis in axes:
+            fidx, iidx = plans[k][axis]
+            shape = list(data.shape)
+            shape[0] *= 2
+            shape[axis + 1] = fidx.shape[0]
+            out = np.empty(shape, dtype)
+            kernel(data, axis, fidx, iidx, flo, fhi, out)
+            data = out
+        if k >= start:
+            if k == total - 1:
+                levels.append(data)
+            else:  # the box inside the next repetition's inputs
+                sel = [np.searchsorted(p, b) for p, b in zip(outputs[k], box, strict=True)]
+                levels.append(np.ascontiguousarray(data[np.ix_(np.arange(data.shape[0]), *sel)]))
+        data = np.ascontiguousarray(data[approx:approx + 1])
+    return keys, levels, data[0]
+
+
 def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarray | list[float],
              axes: tuple[int, ...], lo: np.ndarray, hi: np.ndarray, *,
              compiled: bool = True) -> tuple[list[str], np.ndarray]:
@@ -438,31 +512,5 @@ def swt1_box(arr: np.ndarray, dec_lo: np.ndarray | list[float], dec_hi: np.ndarr
     for float32/float16 images, float64 otherwise) with each sum added in its order: the same numbers,
     given ``dec_lo``/``dec_hi`` from :func:`swt_filters` for that precision. Each axis is filtered
     only where the later axes read it; ``compiled`` False runs the same sums in NumPy."""
-    dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
-    f = len(dec_lo)
-    if f < 1 or len(dec_hi) != f or arr.ndim != 3 or not set(axes) <= {0, 1, 2}:
-        raise ValueError("swt1_box needs a 3-D array, axes among 0, 1, 2 and two filters of one length")
-    take, plans = [], {}
-    for axis, n in enumerate(arr.shape):
-        a, b = int(lo[axis]), int(hi[axis])
-        if axis in axes:
-            tk, fidx, iidx = swt_axis_plan(a, b, int(n), f)
-            plans[axis] = (fidx, iidx)
-            take.append(tk)
-        else:
-            take.append(np.arange(a, b + 1))
-    data = np.ascontiguousarray(arr[np.ix_(*take)], dtype=dtype)[None]
-    flo = np.array(dec_lo, dtype=dtype)  # writable copies: one compiled signature per precision
-    fhi = np.array(dec_hi, dtype=dtype)
-    kernel = jit.compile_kernel(_swt_stage) if compiled else _swt_stage_numpy
-    keys = [""]
-    for axis in axes:
-        fidx, iidx = plans[axis]
-        shape = list(data.shape)
-        shape[0] *= 2
-        shape[axis + 1] = fidx.shape[0]
-        out = np.empty(shape, dtype)
-        kernel(data, axis, fidx, iidx, flo, fhi, out)
-        data = out
-        keys = [k + c for k in keys for c in "ad"]
-    return keys, data
+    keys, levels, _ = swt_box(arr, dec_lo, dec_hi, axes, lo, hi, 0, 1, compiled=compiled)
+    return keys, levels[0]

@@ -471,71 +471,34 @@ def _wavelet(arr: np.ndarray, s: Mapping[str, Any], lo: np.ndarray,
     """PyRadiomics's ``_swt3``: ``pywt.swtn`` (level 1, repeated ``start_level + level`` times on the
     approximation) of the image padded to even sizes by wrapping, cropped to ``lo``..``hi``.
 
-    The stationary transform is a periodic convolution with the filters, so it is computed on the box
-    plus the filter length per repetition on each side, the indices taken modulo the padded size
-    (the whole axis where that is as long): the same sums as on the whole image.
-
-    Where one level is taken from the image itself (``start_level`` 0, ``level`` 1, the default),
-    the sub-bands are computed inside the box only
-    (:func:`medimg.features._prad_filter_kernels.swt1_box`: PyWavelets's sums in its order, each axis
-    filtered only where the later axes read it; compiled where wanted, else in NumPy): the same
-    numbers."""
+    Computed inside the box only (:func:`medimg.features._prad_filter_kernels.swt_box`): the
+    stationary transform is a periodic convolution, so each sub-band at the box needs the previous
+    approximation only at the positions its filter reaches (indices modulo the padded size); every
+    sum is PyWavelets's, in its order and precision, each axis filtered only where the later axes
+    read it: the same numbers as on the whole image. Compiled where wanted, else in NumPy."""
     import pywt
 
     from medimg.core.jit import wanted
+    from medimg.features import _prad_filter_kernels as kernels
 
     axes = [2, 1, 0]
     if s.get("force2D", False):
         axes.remove(s.get("force2Ddimension", 0))
     axes_t = tuple(axes)
     wavelet = pywt.Wavelet(s.get("wavelet", "coif1"))
-    level = s.get("level", 1)
-    start = s.get("start_level", 0)
-    if start == 0 and level == 1:
-        from medimg.features import _prad_filter_kernels as kernels
-
-        dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
-        keys, bands = kernels.swt1_box(arr, *kernels.swt_filters(wavelet.name, dtype), axes_t, lo, hi,
-                                       compiled=wanted())
-        approx_key = "a" * len(axes_t)
+    level = int(s.get("level", 1))
+    start = int(s.get("start_level", 0))
+    dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
+    keys, levels, approx = kernels.swt_box(arr, *kernels.swt_filters(wavelet.name, dtype), axes_t, lo, hi,
+                                           start, level, compiled=wanted())
+    approx_key = "a" * len(axes_t)
+    for idx, bands in enumerate(levels, start=1):
         for key, band in zip(keys, bands, strict=True):
             if key != approx_key:
-                yield band, "wavelet-" + key.replace("a", "L").replace("d", "H"), dict(s)
-        yield bands[keys.index(approx_key)], "wavelet-" + "L" * len(axes_t), dict(s)
-        return
-    margin = int(wavelet.dec_len) * (start + level)
-    index, inner = [], []
-    for axis, n in enumerate(arr.shape):
-        period = n + n % 2  # PyRadiomics pads odd sizes by one, wrapping
-        a, b = int(lo[axis]), int(hi[axis])
-        if axis not in axes_t:
-            index.append(np.arange(a, b + 1))
-            inner.append(slice(0, b - a + 1))
-            continue
-        length = b - a + 1 + 2 * margin
-        if length + length % 2 >= period:
-            idx = np.arange(period)
-            inner.append(slice(a, b + 1))
-        else:
-            idx = np.arange(a - margin, a - margin + length + length % 2) % period
-            inner.append(slice(margin, margin + b - a + 1))
-        idx[idx == n] = 0  # the padded sample wraps to the first
-        index.append(idx)
-    data = arr[np.ix_(*index)]
-    inner_t = tuple(inner)
-    approx_key = "a" * len(axes_t)
-    for _ in range(start):
-        data = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0][approx_key].copy()
-    levels = []
-    for _ in range(start, start + level):
-        dec = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0]
-        data = dec[approx_key].copy()
-        levels.append({k.replace("a", "L").replace("d", "H"): v[inner_t] for k, v in dec.items() if k != approx_key})
-    for idx, decs in enumerate(levels, start=1):
-        for key, img in decs.items():
-            yield img, f"wavelet-{key}" if idx == 1 else f"wavelet{idx}-{key}", dict(s)
+                name = key.replace("a", "L").replace("d", "H")
+                yield band, f"wavelet-{name}" if idx == 1 else f"wavelet{idx}-{name}", dict(s)
     low = "L" * len(axes_t)
-    yield data[inner_t], f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
+    yield approx, f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
 
 
 # ------------------------------------------------------------------------------------------- features
