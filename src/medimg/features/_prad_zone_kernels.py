@@ -142,13 +142,11 @@ def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int]:
         for y in range(ny):
             base = ((z + pad) * py + (y + pad)) * px + pad
             for x in range(nx):
-                g = q[z, y, x]
-                if g > 0:
-                    flat[base + x] = g
-                    vox[nv] = base + x
-                    nv += 1
-                    if g > ng:
-                        ng = g
+                g = max(q[z, y, x], 0)
+                flat[base + x] = g
+                vox[nv] = base + x
+                nv += g > 0
+                ng = max(ng, g)
     return flat, vox[:nv].copy(), ng
 
 
@@ -185,47 +183,68 @@ def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: i
             nzones += 1
             if tail > smax:
                 smax = tail
-    # the non-zero cells of P (grey level, size): the zones' keys sorted, equal keys counted
-    keys = np.empty(nzones, np.int64)
+    # the non-zero cells of P (grey level, size): zones bucketed by grey level, then per level the
+    # zones of each size counted in a scratch row (cleared as the cells are read out)
+    start = np.zeros(ng + 2, np.int64)
     for k in range(nzones):
-        keys[k] = (zone_g[k] - 1) * smax + (zone_s[k] - 1)
-    keys = np.sort(keys)
+        start[zone_g[k] + 1] += 1
+    for i in range(1, ng + 2):
+        start[i] += start[i - 1]
+    fill = start.copy()
+    order = np.empty(nzones, np.int64)
+    for k in range(nzones):
+        order[fill[zone_g[k]]] = zone_s[k]
+        fill[zone_g[k]] += 1
+    scratch = np.zeros(smax + 1, np.int64)
     cg = np.empty(nzones, np.int64)
     cs = np.empty(nzones, np.int64)
     cc = np.empty(nzones, np.int64)
     ncell = 0
-    k = 0
-    while k < nzones:
-        m = k + 1
-        while m < nzones and keys[m] == keys[k]:
-            m += 1
-        cg[ncell] = keys[k] // smax + 1
-        cs[ncell] = keys[k] % smax + 1
-        cc[ncell] = m - k
-        ncell += 1
-        k = m
+    for i in range(1, ng + 1):
+        for k in range(start[i], start[i + 1]):
+            scratch[order[k]] += 1
+        for k in range(start[i], start[i + 1]):
+            sz = order[k]
+            if scratch[sz] > 0:
+                cg[ncell] = i
+                cs[ncell] = sz
+                cc[ncell] = scratch[sz]
+                scratch[sz] = 0
+                ncell += 1
     return _cell_features_c(cg[:ncell], cs[:ncell], cc[:ncell], ng, smax, eps)
 
 
-def _gldm_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int, alpha: float,
-                 eps: float) -> np.ndarray:
+def _neighbourhood_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int, alpha: float,
+                          eps: float) -> np.ndarray:
+    """The GLDM's 16 zone-matrix values (:data:`ZONE_KEYS`) then the 5 NGTDM features
+    (:data:`NGTDM_KEYS`), from one pass over every ROI voxel's neighbours."""
     na = steps.size
     width = na + 1
     P = np.zeros((ng + 1, width), np.int64)
+    cnt = np.zeros(ng + 1)
+    s = np.zeros(ng + 1)
     exact = alpha == 0.0
     for p in vox:
         g = flat[p]
         dep = 0
+        k = 0
+        total = 0
         if exact:
             for a in range(na):
-                if flat[p + steps[a]] == g:
-                    dep += 1
+                h = flat[p + steps[a]]  # 0 outside the ROI
+                total += h
+                k += h > 0
+                dep += h == g
         else:
             for a in range(na):
                 h = flat[p + steps[a]]
-                if h > 0 and abs(g - h) <= alpha:
-                    dep += 1
+                total += h
+                k += h > 0
+                dep += (h > 0) & (abs(g - h) <= alpha)
         P[g, dep] += 1
+        cnt[g] += 1.0
+        if k > 0:
+            s[g] += abs(g - total / k)
     ncell = 0
     for i in range(1, ng + 1):
         for j in range(width):
@@ -242,25 +261,14 @@ def _gldm_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int, 
                 cs[k] = j + 1
                 cc[k] = P[i, j]
                 k += 1
-    return _cell_features_c(cg, cs, cc, ng, width, eps)
+    out = np.empty(21)
+    out[:16] = _cell_features_c(cg, cs, cc, ng, width, eps)
+    out[16:] = _ngtdm_features_c(cnt, s, ng)
+    return out
 
 
-def _ngtdm_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int) -> np.ndarray:
-    na = steps.size
-    cnt = np.zeros(ng + 1)
-    s = np.zeros(ng + 1)
-    for p in vox:
-        g = flat[p]
-        k = 0
-        total = 0
-        for a in range(na):
-            h = flat[p + steps[a]]
-            if h > 0:
-                k += 1
-                total += h
-        cnt[g] += 1.0
-        if k > 0:
-            s[g] += abs(g - total / k)
+def _ngtdm_features(cnt: np.ndarray, s: np.ndarray, ng: int) -> np.ndarray:
+    """The 5 NGTDM features (:data:`NGTDM_KEYS`) from the voxel count and s_i of each grey level 1..ng."""
     # the grey levels present
     ngp = 0
     for i in range(1, ng + 1):
@@ -311,13 +319,15 @@ def _ngtdm_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int)
 
 # ------------------------------------------------------------------------------- compiled wrappers
 
-# the helper the kernels call, rebound to its compiled twin by _compiled()
+# the helpers the kernels call, rebound to their compiled twins by _compiled()
 _cell_features_c: Callable[..., Any] = _cell_features
+_ngtdm_features_c: Callable[..., Any] = _ngtdm_features
 
 
 def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
-    global _cell_features_c
+    global _cell_features_c, _ngtdm_features_c
     _cell_features_c = jit.compile_kernel(_cell_features)
+    _ngtdm_features_c = jit.compile_kernel(_ngtdm_features)
     return jit.compile_kernel(func)
 
 
@@ -338,6 +348,7 @@ class ZoneBox:
         ny, nx = q.shape[1] + 2 * self.pad, q.shape[2] + 2 * self.pad
         self.strides = np.asarray([ny * nx, nx, 1], dtype=np.int64)
         self._steps: dict[bytes, np.ndarray] = {}
+        self._neighbourhood: dict[tuple[bytes, float], np.ndarray] = {}
 
     def steps(self, offs: np.ndarray) -> np.ndarray:
         """The offsets (z, y, x), shape (Na, 3), as flat steps (cached); ValueError where one leaves
@@ -359,13 +370,25 @@ def glszm_values(box: ZoneBox, offs: np.ndarray) -> np.ndarray:
     return _compiled(_glszm_values)(box.flat, box.vox, box.steps(offs), box.ng, _EPS)
 
 
+def _neighbourhood(box: ZoneBox, offs: np.ndarray, alpha: float) -> np.ndarray:
+    """The GLDM then NGTDM values of one pass (kept on the box: the second class reuses them)."""
+    steps = box.steps(offs)
+    key = (steps.tobytes(), float(alpha))
+    vals = box._neighbourhood.get(key)
+    if vals is None:
+        vals = box._neighbourhood[key] = _compiled(_neighbourhood_values)(box.flat, box.vox, steps, box.ng,
+                                                                         float(alpha), _EPS)
+    return vals
+
+
 def gldm_values(box: ZoneBox, offs: np.ndarray, alpha: float) -> np.ndarray:
     """The GLDM's zone-matrix features (:data:`ZONE_KEYS` order; column j = dependence j - 1 plus
     the voxel itself) of the box: a neighbour at ``offs`` depends when in the ROI and within
     ``alpha`` grey levels."""
-    return _compiled(_gldm_values)(box.flat, box.vox, box.steps(offs), box.ng, float(alpha), _EPS)
+    return _neighbourhood(box, offs, alpha)[:16]
 
 
-def ngtdm_values(box: ZoneBox, offs: np.ndarray) -> np.ndarray:
-    """The 5 NGTDM features (:data:`NGTDM_KEYS` order) of the box over the neighbours at ``offs``."""
-    return _compiled(_ngtdm_values)(box.flat, box.vox, box.steps(offs), box.ng)
+def ngtdm_values(box: ZoneBox, offs: np.ndarray, alpha: float = 0.0) -> np.ndarray:
+    """The 5 NGTDM features (:data:`NGTDM_KEYS` order) of the box over the neighbours at ``offs``
+    (``alpha``, the GLDM's, only shares the pass with :func:`gldm_values`)."""
+    return _neighbourhood(box, offs, alpha)[16:]

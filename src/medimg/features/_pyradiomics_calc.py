@@ -948,8 +948,9 @@ def _zone_args(q: np.ndarray | Discretised, distances: Iterable[int], settings: 
            int(settings.get("force2Ddimension", 0)))
     hit = cache.get(key)
     if hit is None:
-        offs = angles(box_q.shape, key[1], force2d=key[2], force2d_dim=key[3])
-        offs = np.concatenate([offs, -offs])
+        # both directions of each angle (their order does not matter to the kernels' counts)
+        offs = angles(box_q.shape, key[1], force2d=key[2], force2d_dim=key[3], bidirectional=True)
+        offs = offs[np.abs(offs).max(1) > 0] if offs.size else offs  # a distance 0 is no neighbour
         pad = max(int(np.abs(offs).max()) if offs.size else 0, 1)
         box = cache.get("zone_box")
         if box is None or box.pad < pad:
@@ -1075,8 +1076,9 @@ def ngtdm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], sett
     if _zone_kernels_wanted(box):
         from medimg.features import _prad_zone_kernels as zk
 
-        return _named(zk.ngtdm_values(*_zone_args(q, settings.get("distances", [1]), settings)), zk.NGTDM_KEYS,
-                      names)
+        box, offs = _zone_args(q, settings.get("distances", [1]), settings)
+        # the pass is shared with the GLDM (its alpha: one pass serves both classes)
+        return _named(zk.ngtdm_values(box, offs, settings.get("gldm_a", 0)), zk.NGTDM_KEYS, names)
     grid, _, nb = _prepared(q).both_directions(settings)
     count = np.count_nonzero(nb, axis=1)  # neighbours in the ROI (0 outside)
     total = nb.sum(1).astype(float)
