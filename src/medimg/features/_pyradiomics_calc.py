@@ -169,7 +169,7 @@ class Discretised:
         self.q = q
         self._grids: dict[int, _Grid] = {}
         self._cache: dict[Any, Any] = {}
-        counts = np.bincount(self.grid(1).values)
+        counts = np.bincount(q.ravel())  # 0 outside the ROI, dropped below; no padded grid built yet
         self.levels = np.flatnonzero(counts[1:]) + 1
         self.ng = int(self.levels[-1])
 
