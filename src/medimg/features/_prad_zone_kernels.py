@@ -145,7 +145,7 @@ def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int]:
                 g = max(q[z, y, x], 0)
                 flat[base + x] = g
                 vox[nv] = base + x
-                nv += g > 0
+                nv += np.int64(g > 0)
                 ng = max(ng, g)
     return flat, vox[:nv].copy(), ng
 
@@ -233,14 +233,14 @@ def _neighbourhood_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, 
             for a in range(na):
                 h = flat[p + steps[a]]  # 0 outside the ROI
                 total += h
-                k += h > 0
-                dep += h == g
+                k += np.int64(h > 0)
+                dep += np.int64(h == g)
         else:
             for a in range(na):
                 h = flat[p + steps[a]]
                 total += h
-                k += h > 0
-                dep += (h > 0) & (abs(g - h) <= alpha)
+                k += np.int64(h > 0)
+                dep += np.int64((h > 0) & (abs(g - h) <= alpha))
         P[g, dep] += 1
         cnt[g] += 1.0
         if k > 0:
