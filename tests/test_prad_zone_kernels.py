@@ -265,3 +265,16 @@ def test_fragmented_roi_against_pyradiomics() -> None:
         got = extract_pyradiomics(Image.from_sitk(img), Image.from_sitk(msk), params, compiled=True)
         assert set(got) == set(ref)
         _assert_close(ref, got, rel=1e-6)
+
+
+def test_box_refuses_non_integer_levels() -> None:
+    with pytest.raises(ValueError, match="integer"):
+        zk.ZoneBox(np.ones((2, 3, 4)), 1)
+    with pytest.raises(ValueError, match="integer"):
+        zk.ZoneBox(np.full((2, 3, 4), 2**40, np.uint64), 1)
+    with pytest.raises(ValueError, match="int32"):
+        zk.ZoneBox(np.full((2, 3, 4), 2**40, np.int64), 1)
+    # small unsigned and boolean boxes are taken as they are
+    q = np.asarray([[[1, 2, 2], [0, 1, 3]]])
+    assert zk.ZoneBox(q.astype(np.uint8), 1).ng == 3
+    assert zk.ZoneBox(q > 0, 1).ng == 1

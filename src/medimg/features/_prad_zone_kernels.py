@@ -1,7 +1,7 @@
 """Compiled (numba) kernels for PyRadiomics's GLSZM, GLDM and NGTDM, straight from the discretised ROI box.
 
 :class:`ZoneBox` copies the discretised box ``q`` (grey levels >= 1 inside the ROI, <= 0 outside,
-array order z, y, x; int32 or int64) once into a zero border as wide as the largest neighbour
+array order z, y, x; integers) once into a zero border as wide as the largest neighbour
 distance and lists its ROI voxels; the three kernels share it and take the neighbour offsets
 (z, y, x) *in both directions*, shape (Na, 3). No (N, Na) neighbour table is built:
 
@@ -129,24 +129,27 @@ def _cell_features(cg: np.ndarray, cs: np.ndarray, cc: np.ndarray, ng: int, ns: 
 
 
 def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``q`` copied into a zero border ``pad`` voxels wide (flat, int64), the flat indices (in that
-    array, C order) of the ROI voxels (q > 0), and the largest grey level (0 for an empty ROI)."""
+    """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the flat indices (in that
+    array, C order, int32) of the ROI voxels (q > 0), and the largest grey level (0 for an empty
+    ROI; the caller refuses one beyond int32, whose copy would be truncated)."""
     nz_, ny, nx = q.shape
     py = ny + 2 * pad
     px = nx + 2 * pad
-    flat = np.zeros((nz_ + 2 * pad) * py * px, np.int64)
-    vox = np.empty(nz_ * ny * nx, np.int64)
+    flat = np.zeros((nz_ + 2 * pad) * py * px, np.int32)
+    vox = np.empty(nz_ * ny * nx, np.int32)
     nv = 0
     ng = 0
     for z in range(nz_):
         for y in range(ny):
             base = ((z + pad) * py + (y + pad)) * px + pad
             for x in range(nx):
-                g = max(q[z, y, x], 0)
-                flat[base + x] = g
-                vox[nv] = base + x
-                nv += np.int64(g > 0)
-                ng = max(ng, g)
+                g = q[z, y, x]
+                if g > 0:
+                    flat[base + x] = g
+                    vox[nv] = base + x
+                    nv += 1
+                    if g > ng:
+                        ng = g
     return flat, vox[:nv].copy(), ng
 
 
@@ -154,7 +157,7 @@ def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: i
     flat = flat_in.copy()
     na = steps.size
     n = vox.size
-    queue = np.empty(n, np.int64)
+    queue = np.empty(n, np.int32)
     zone_g = np.empty(n, np.int64)
     zone_s = np.empty(n, np.int64)
     nzones = 0
@@ -340,12 +343,18 @@ class ZoneBox:
         if q.ndim != 3:
             raise ValueError(f"the discretised box must be 3-D, got shape {q.shape}")
         if q.dtype not in (np.int32, np.int64):
+            if q.dtype.kind not in "iub" or (q.size and q.dtype.kind == "u" and int(q.max()) >= 2**31):
+                raise ValueError(f"the discretised box must hold integer grey levels, got {q.dtype}")
             q = q.astype(np.int64)
         self.pad = max(int(pad), 0)
         self.shape = q.shape
-        self.flat, self.vox, ng = _compiled(_prepare)(q, self.pad)
-        self.ng = int(ng)
         ny, nx = q.shape[1] + 2 * self.pad, q.shape[2] + 2 * self.pad
+        if (q.shape[0] + 2 * self.pad) * ny * nx >= 2**31:
+            raise ValueError(f"the box {q.shape} is too large for the compiled kernels (int32 indices)")
+        self.flat, self.vox, ng = _compiled(_prepare)(q, self.pad)
+        if ng >= 2**31:
+            raise ValueError(f"grey level {ng} is beyond the compiled kernels' int32 range")
+        self.ng = int(ng)
         self.strides = np.asarray([ny * nx, nx, 1], dtype=np.int64)
         self._steps: dict[bytes, np.ndarray] = {}
         self._neighbourhood: dict[tuple[bytes, float], np.ndarray] = {}

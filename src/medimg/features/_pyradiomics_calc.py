@@ -932,7 +932,7 @@ def _zone_kernels_wanted(box: np.ndarray) -> bool:
     """Whether GLSZM/GLDM/NGTDM run their compiled kernels (:mod:`._prad_zone_kernels`) on ``box``."""
     from medimg.core import jit
 
-    return box.ndim == 3 and jit.wanted()
+    return box.ndim == 3 and box.dtype.kind in "iub" and jit.wanted()
 
 
 def _zone_args(q: np.ndarray | Discretised, distances: Iterable[int], settings: Mapping[str, Any]
