@@ -327,11 +327,17 @@ _cell_features_c: Callable[..., Any] = _cell_features
 _ngtdm_features_c: Callable[..., Any] = _ngtdm_features
 
 
+_READY: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
 def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
-    global _cell_features_c, _ngtdm_features_c
-    _cell_features_c = jit.compile_kernel(_cell_features)
-    _ngtdm_features_c = jit.compile_kernel(_ngtdm_features)
-    return jit.compile_kernel(func)
+    kernel = _READY.get(func)
+    if kernel is None:
+        global _cell_features_c, _ngtdm_features_c
+        _cell_features_c = jit.compile_kernel(_cell_features)
+        _ngtdm_features_c = jit.compile_kernel(_ngtdm_features)
+        kernel = _READY[func] = jit.compile_kernel(func)
+    return kernel
 
 
 class ZoneBox:

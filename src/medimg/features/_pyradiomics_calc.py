@@ -948,15 +948,25 @@ def _zone_args(q: np.ndarray | Discretised, distances: Iterable[int], settings: 
            int(settings.get("force2Ddimension", 0)))
     hit = cache.get(key)
     if hit is None:
-        # both directions of each angle (their order does not matter to the kernels' counts)
-        offs = angles(box_q.shape, key[1], force2d=key[2], force2d_dim=key[3], bidirectional=True)
-        offs = offs[np.abs(offs).max(1) > 0] if offs.size else offs  # a distance 0 is no neighbour
-        pad = max(int(np.abs(offs).max()) if offs.size else 0, 1)
+        moving = [n > 1 for n in box_q.shape]
+        if key[2]:
+            moving[key[3]] = False
+        offs, pad = _zone_offsets(tuple(moving), key[1])
         box = cache.get("zone_box")
         if box is None or box.pad < pad:
             box = cache["zone_box"] = ZoneBox(box_q, pad)
         hit = cache[key] = (box, offs)
     return hit
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_offsets(moving: tuple[bool, ...], distances: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """:func:`angles` in both directions (their order does not matter to the kernels' counts), a
+    distance 0 dropped (no neighbour), read-only; and the border they need (>= 1)."""
+    offs = _angles(moving, distances, True)
+    offs = offs[np.abs(offs).max(1) > 0] if offs.size else offs.copy()
+    offs.flags.writeable = False
+    return offs, max(int(np.abs(offs).max()) if offs.size else 0, 1)
 
 
 @functools.lru_cache(maxsize=256)
