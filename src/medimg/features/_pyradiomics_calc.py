@@ -169,9 +169,18 @@ class Discretised:
         self.q = q
         self._grids: dict[int, _Grid] = {}
         self._cache: dict[Any, Any] = {}
-        counts = np.bincount(q.ravel())  # 0 outside the ROI, dropped below; no padded grid built yet
-        self.levels = np.flatnonzero(counts[1:]) + 1
-        self.ng = int(self.levels[-1])
+
+    @functools.cached_property
+    def levels(self) -> np.ndarray:
+        """The grey levels present, ascending (from the padded grid where one is built already)."""
+        grid = self._grids.get(1)
+        counts = np.bincount(grid.values if grid is not None else self.q.ravel())  # [0]: outside, dropped
+        return np.flatnonzero(counts[1:]) + 1
+
+    @functools.cached_property
+    def ng(self) -> int:
+        """The largest grey level present."""
+        return int(self.levels[-1])
 
     def grid(self, pad: int) -> _Grid:
         """The grid padded by ``pad`` voxels (cached)."""
