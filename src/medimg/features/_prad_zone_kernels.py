@@ -176,7 +176,7 @@ def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: i
                 c = queue[head]
                 head += 1
                 for a in range(na):
-                    t = c + steps[a]
+                    t = np.uint64(c + steps[a])  # >= 0 (the border); unsigned: no wraparound code
                     if flat[t] == g:
                         flat[t] = 0
                         queue[tail] = t
@@ -234,13 +234,13 @@ def _neighbourhood_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, 
         total = 0
         if exact:
             for a in range(na):
-                h = flat[p + steps[a]]  # 0 outside the ROI
+                h = flat[np.uint64(p + steps[a])]  # 0 outside the ROI; unsigned: no wraparound code
                 total += h
                 k += np.int64(h > 0)
                 dep += np.int64(h == g)
         else:
             for a in range(na):
-                h = flat[p + steps[a]]
+                h = flat[np.uint64(p + steps[a])]
                 total += h
                 k += np.int64(h > 0)
                 dep += np.int64((h > 0) & (abs(g - h) <= alpha))
