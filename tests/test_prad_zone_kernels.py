@@ -278,3 +278,42 @@ def test_box_refuses_non_integer_levels() -> None:
     q = np.asarray([[[1, 2, 2], [0, 1, 3]]])
     assert zk.ZoneBox(q.astype(np.uint8), 1).ng == 3
     assert zk.ZoneBox(q > 0, 1).ng == 1
+
+
+# IBSI 1 digital phantom, 3-D consensus values (tests/data/ibsi1-digital-phantom/reference_values.csv,
+# given to 3 significant digits): with binWidth 1 PyRadiomics's grey levels are the phantom's own, its
+# GLSZM is the IBSI's (26-connected zones), its GLDM the IBSI's NGLDM (alpha 0, Chebyshev distance 1,
+# the centre voxel counted) and, every ROI voxel having a neighbour, its NGTDM the IBSI's.
+IBSI_DIG_3D = {
+    "glszm": {"SmallAreaEmphasis": 0.255, "LargeAreaEmphasis": 550.0, "LowGrayLevelZoneEmphasis": 0.253,
+              "HighGrayLevelZoneEmphasis": 15.6, "SmallAreaLowGrayLevelEmphasis": 0.0256,
+              "SmallAreaHighGrayLevelEmphasis": 2.76, "LargeAreaLowGrayLevelEmphasis": 503.0,
+              "LargeAreaHighGrayLevelEmphasis": 1490.0, "GrayLevelNonUniformity": 1.4,
+              "GrayLevelNonUniformityNormalized": 0.28, "SizeZoneNonUniformity": 1.0,
+              "SizeZoneNonUniformityNormalized": 0.2, "ZonePercentage": 0.0676, "GrayLevelVariance": 2.64,
+              "ZoneVariance": 331.0, "ZoneEntropy": 2.32},
+    "gldm": {"SmallDependenceEmphasis": 0.045, "LargeDependenceEmphasis": 109.0, "LowGrayLevelEmphasis": 0.693,
+             "HighGrayLevelEmphasis": 7.66, "SmallDependenceLowGrayLevelEmphasis": 0.00963,
+             "SmallDependenceHighGrayLevelEmphasis": 0.736, "LargeDependenceLowGrayLevelEmphasis": 102.0,
+             "LargeDependenceHighGrayLevelEmphasis": 235.0, "GrayLevelNonUniformity": 37.9,
+             "DependenceNonUniformity": 4.86, "DependenceNonUniformityNormalized": 0.0657,
+             "GrayLevelVariance": 3.05, "DependenceVariance": 22.1, "DependenceEntropy": 4.4},
+    "ngtdm": {"Coarseness": 0.0296, "Contrast": 0.584, "Busyness": 6.54, "Complexity": 13.5, "Strength": 0.763},
+}
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ibsi_digital_phantom_3d_reference_values(compiled: bool) -> None:
+    from medimg.io import read
+
+    phantom = Path(__file__).parent / "data" / "ibsi1-digital-phantom"
+    img = np.asarray(read(phantom / "image.nii.gz").array, dtype=float)
+    roi = np.asarray(read(phantom / "mask.nii.gz").array) > 0
+    s = {"binWidth": 1}
+    q = _discretised(img, roi, s)
+    with use_compiled(compiled):
+        d = calc.Discretised(q)
+        for cls, ref in IBSI_DIG_3D.items():
+            got = getattr(calc, cls)(d, (2.0, 2.0, 2.0), s, tuple(ref))
+            for name, want in ref.items():
+                assert got[name] == pytest.approx(want, rel=5e-3, abs=5e-5), (cls, name)
