@@ -130,6 +130,11 @@ def _check_settings(setting: Mapping[str, Any], where: str) -> None:
             raise ParameterError(f"{where}: binCount must be a positive integer, got {value!r}")
         if key == "binWidth" and not (isinstance(value, int | float) and value > 0):
             raise ParameterError(f"{where}: binWidth must be > 0, got {value!r}")
+        if key == "distances" and not (isinstance(value, list | tuple) and value
+                                       and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                               for d in value)):
+            raise ParameterError(f"{where}: distances must be a list of integers >= 1 (as PyRadiomics's schema), "
+                                 f"got {value!r}")
 
 
 def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
