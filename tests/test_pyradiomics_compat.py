@@ -143,6 +143,10 @@ def test_unknown_keys_are_errors(tmp_path):
         load_params({"imageType": {"LBP3D": {}}})
     with pytest.raises(ParameterError, match="voxelSetting"):
         load_params({"voxelSetting": {"kernelRadius": 2}})
+    for bad_distances in ([0], [], [1.5], "1"):  # PyRadiomics's schema: integers >= 1
+        with pytest.raises(ParameterError, match="distances"):
+            load_params({"setting": {"distances": bad_distances}})
+    assert load_params({"setting": {"distances": [1, 3]}})["setting"]["distances"] == [1, 3]
 
 
 def _smooth_image(shape=(24, 96, 96), seed=5) -> np.ndarray:

@@ -169,9 +169,18 @@ class Discretised:
         self.q = q
         self._grids: dict[int, _Grid] = {}
         self._cache: dict[Any, Any] = {}
-        counts = np.bincount(self.grid(1).values)
-        self.levels = np.flatnonzero(counts[1:]) + 1
-        self.ng = int(self.levels[-1])
+
+    @functools.cached_property
+    def levels(self) -> np.ndarray:
+        """The grey levels present, ascending (from the padded grid where one is built already)."""
+        grid = self._grids.get(1)
+        counts = np.bincount(grid.values if grid is not None else self.q.ravel())  # [0]: outside, dropped
+        return np.flatnonzero(counts[1:]) + 1
+
+    @functools.cached_property
+    def ng(self) -> int:
+        """The largest grey level present."""
+        return int(self.levels[-1])
 
     def grid(self, pad: int) -> _Grid:
         """The grid padded by ``pad`` voxels (cached)."""
@@ -1033,9 +1042,84 @@ def glszm_matrix(q: np.ndarray | Discretised, settings: Mapping[str, Any]) -> np
 def glszm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLSZM features of the discretised ROI ``q``."""
+    box = q.q if isinstance(q, Discretised) else q
+    if _zone_kernels_wanted(box):
+        from medimg.features import _prad_zone_kernels as zk
+
+        return _named(zk.glszm_values(*_zone_args(q, (1,), settings)), zk.ZONE_KEYS, names)
     d = _prepared(q)
     P = glszm_matrix(d, settings)[d.levels - 1]
     return _zone_features(P, d.levels, names, zone=True)
+
+
+def _zone_kernels_wanted(box: np.ndarray) -> bool:
+    """Whether GLSZM/GLDM/NGTDM run their compiled kernels (:mod:`._prad_zone_kernels`) on ``box``."""
+    from medimg.core import jit
+
+    return box.ndim == 3 and box.dtype.kind in "iub" and jit.wanted()
+
+
+def _zone_args(q: np.ndarray | Discretised, distances: Iterable[int], settings: Mapping[str, Any]
+               ) -> tuple[Any, np.ndarray]:
+    """The box prepared for the compiled zone kernels (:class:`._prad_zone_kernels.ZoneBox`) and
+    PyRadiomics's angles for ``distances`` and ``settings`` in both directions; kept on a
+    :class:`Discretised` for the next class (one box, bordered for the widest distance so far)."""
+    from medimg.features._prad_zone_kernels import ZoneBox
+
+    box_q = q.q if isinstance(q, Discretised) else q
+    cache = q._cache if isinstance(q, Discretised) else {}
+    key = ("zone", tuple(sorted({int(v) for v in distances})), bool(settings.get("force2D", False)),
+           int(settings.get("force2Ddimension", 0)))
+    hit = cache.get(key)
+    if hit is None:
+        moving = [n > 1 for n in box_q.shape]
+        if key[2]:
+            moving[key[3]] = False
+        offs, pad = _zone_offsets(tuple(moving), key[1])
+        box = cache.get("zone_box")
+        if box is None or box.pad < pad:
+            box = cache["zone_box"] = ZoneBox(box_q, pad)
+        hit = cache[key] = (box, offs)
+    return hit
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_offsets(moving: tuple[bool, ...], distances: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """:func:`angles` in both directions (their order does not matter to the kernels' counts), a
+    distance 0 dropped (no neighbour), read-only; and the border they need (>= 1)."""
+    offs = _angles(moving, distances, True)
+    offs = offs[np.abs(offs).max(1) > 0] if offs.size else offs.copy()
+    offs.flags.writeable = False
+    return offs, max(int(np.abs(offs).max()) if offs.size else 0, 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _places(keys: tuple[str, ...], names: tuple[str, ...], gldm: bool) -> np.ndarray:
+    where = {k: i for i, k in enumerate(keys)}
+    alias = _GLDM_ALIAS if gldm else {}
+    return np.asarray([where[alias.get(name, name)] for name in names], dtype=np.intp)
+
+
+def _named(values: np.ndarray, keys: tuple[str, ...], names: Iterable[str], *, gldm: bool = False
+           ) -> dict[str, float]:
+    """``{name: value}`` for ``names``, each value at its key's place in ``keys`` (a GLDM name at
+    the place of its GLSZM twin, :data:`_GLDM_ALIAS`)."""
+    names = tuple(names)
+    return dict(zip(names, values[_places(keys, names, gldm)].tolist(), strict=True))
+
+
+#: GLDM feature -> the GLSZM feature of the same sums over the dependence matrix (:func:`_zone_features`).
+_GLDM_ALIAS = {
+    "SmallDependenceEmphasis": "SmallAreaEmphasis", "LargeDependenceEmphasis": "LargeAreaEmphasis",
+    "DependenceNonUniformity": "SizeZoneNonUniformity",
+    "DependenceNonUniformityNormalized": "SizeZoneNonUniformityNormalized",
+    "DependenceVariance": "ZoneVariance", "DependenceEntropy": "ZoneEntropy",
+    "LowGrayLevelEmphasis": "LowGrayLevelZoneEmphasis", "HighGrayLevelEmphasis": "HighGrayLevelZoneEmphasis",
+    "SmallDependenceLowGrayLevelEmphasis": "SmallAreaLowGrayLevelEmphasis",
+    "SmallDependenceHighGrayLevelEmphasis": "SmallAreaHighGrayLevelEmphasis",
+    "LargeDependenceLowGrayLevelEmphasis": "LargeAreaLowGrayLevelEmphasis",
+    "LargeDependenceHighGrayLevelEmphasis": "LargeAreaHighGrayLevelEmphasis",
+}
 
 
 def _zone_features(P: np.ndarray, levels: np.ndarray, names: Iterable[str], *, zone: bool) -> dict[str, float]:
@@ -1048,17 +1132,7 @@ def _zone_features(P: np.ndarray, levels: np.ndarray, names: Iterable[str], *, z
     keep = ps != 0
     P, jv, ps = P[:, keep], jv[keep], ps[keep]
     out: dict[str, float] = {}
-    alias = {} if zone else {
-        "SmallDependenceEmphasis": "SmallAreaEmphasis", "LargeDependenceEmphasis": "LargeAreaEmphasis",
-        "DependenceNonUniformity": "SizeZoneNonUniformity",
-        "DependenceNonUniformityNormalized": "SizeZoneNonUniformityNormalized",
-        "DependenceVariance": "ZoneVariance", "DependenceEntropy": "ZoneEntropy",
-        "LowGrayLevelEmphasis": "LowGrayLevelZoneEmphasis", "HighGrayLevelEmphasis": "HighGrayLevelZoneEmphasis",
-        "SmallDependenceLowGrayLevelEmphasis": "SmallAreaLowGrayLevelEmphasis",
-        "SmallDependenceHighGrayLevelEmphasis": "SmallAreaHighGrayLevelEmphasis",
-        "LargeDependenceLowGrayLevelEmphasis": "LargeAreaLowGrayLevelEmphasis",
-        "LargeDependenceHighGrayLevelEmphasis": "LargeAreaHighGrayLevelEmphasis",
-    }
+    alias = {} if zone else _GLDM_ALIAS
     for name in names:
         key = alias.get(name, name)
         if key == "SmallAreaEmphasis":
@@ -1110,9 +1184,15 @@ def gldm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
          names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLDM features of ``q`` (dependence: the voxel itself and every neighbour within
     ``gldm_a`` grey levels)."""
+    box = q.q if isinstance(q, Discretised) else q
+    alpha = settings.get("gldm_a", 0)
+    if _zone_kernels_wanted(box):
+        from medimg.features import _prad_zone_kernels as zk
+
+        box, offs = _zone_args(q, settings.get("distances", [1]), settings)
+        return _named(zk.gldm_values(box, offs, alpha), zk.ZONE_KEYS, names, gldm=True)
     d = _prepared(q)
     grid, _, nb = d.both_directions(settings)
-    alpha = settings.get("gldm_a", 0)
     levels, ng = d.levels, d.ng
     if alpha == 0:
         dep = np.count_nonzero(nb == grid.values[:, None], axis=1)
@@ -1126,6 +1206,13 @@ def gldm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
 def ngtdm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics NGTDM features of ``q`` (a voxel without neighbours counts with s = 0)."""
+    box = q.q if isinstance(q, Discretised) else q
+    if _zone_kernels_wanted(box):
+        from medimg.features import _prad_zone_kernels as zk
+
+        box, offs = _zone_args(q, settings.get("distances", [1]), settings)
+        # the pass is shared with the GLDM (its alpha: one pass serves both classes)
+        return _named(zk.ngtdm_values(box, offs, settings.get("gldm_a", 0)), zk.NGTDM_KEYS, names)
     grid, _, nb = _prepared(q).both_directions(settings)
     count = np.count_nonzero(nb, axis=1)  # neighbours in the ROI (0 outside)
     total = nb.sum(1).astype(float)

@@ -130,6 +130,11 @@ def _check_settings(setting: Mapping[str, Any], where: str) -> None:
             raise ParameterError(f"{where}: binCount must be a positive integer, got {value!r}")
         if key == "binWidth" and not (isinstance(value, int | float) and value > 0):
             raise ParameterError(f"{where}: binWidth must be > 0, got {value!r}")
+        if key == "distances" and not (isinstance(value, list | tuple) and value
+                                       and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                               for d in value)):
+            raise ParameterError(f"{where}: distances must be a list of integers >= 1 (as PyRadiomics's schema), "
+                                 f"got {value!r}")
 
 
 def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -333,8 +338,6 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
     if name == "Original":
         yield arr[sl], "original", s
     elif name == "LoG":
-        import SimpleITK as sitk
-
         size = np.asarray(arr.shape[::-1])
         if np.min(size) < 4:
             return
@@ -347,8 +350,8 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
     elif name == "Wavelet":
         yield from _wavelet(arr, s, lo, hi)
     elif name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
-        mx = np.max(np.abs(arr.astype("float64")))  # over the whole image, as PyRadiomics
-        im = arr.astype("float64") if name == "Logarithm" else arr[sl].astype("float64")
+        mx = _max_abs(arr)  # over the whole image, as PyRadiomics
+        im = arr[sl].astype("float64")
         if name == "Square":
             im = (1 / np.sqrt(mx) * im) ** 2
             yield im, "square", s
@@ -358,24 +361,58 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
             im[neg] = -np.sqrt(-im[neg] * mx)
             yield im, "squareroot", s
         elif name == "Logarithm":
-            pos, neg = im > 0, im < 0
-            im[pos] = np.log(im[pos] + 1)
-            im[neg] = -np.log(-(im[neg] - 1))
-            im = im * (mx / np.max(np.abs(im)))
-            yield im[sl], "logarithm", s
+            im = _signed_log(im)
+            # PyRadiomics scales by the whole transformed image's largest magnitude: the transform is
+            # odd and increasing in |v|, so that is the transform of the largest |v| (one voxel)
+            im = im * (mx / np.max(np.abs(_signed_log(np.array([mx])))))
+            yield im, "logarithm", s
         else:
             coeff = np.log(mx) / mx
             yield np.exp(coeff * im), "exponential", s
     elif name == "Gradient":
-        import SimpleITK as sitk
-
-        clo, chi = _crop_bounds(lo, hi, np.full(3, 2), arr.shape)
-        f = sitk.GradientMagnitudeImageFilter()
-        f.SetUseImageSpacing(s.get("gradientUseSpacing", True))
-        out = sitk.GetArrayFromImage(f.Execute(vol.crop(clo, chi).to_sitk()))
-        yield out[tuple(slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True))], "gradient", s
+        yield _gradient_box(vol, lo, hi, bool(s.get("gradientUseSpacing", True))), "gradient", s
     else:  # pragma: no cover - checked by check_params
         raise ParameterError(f"image type {name!r} not supported")
+
+
+def _gradient_box(vol: _Vol, lo: np.ndarray, hi: np.ndarray, use_spacing: bool) -> np.ndarray:
+    """SimpleITK's ``GradientMagnitudeImageFilter`` of the whole image inside the box ``lo..hi``
+    (z, y, x, inclusive), float32, in NumPy: as ITK computes it, per axis x, y, z the central
+    difference ``g = (-c * v[-1] + 0 * v[0]) + c * v[+1]`` with ``c = 0.5 * (1 / spacing)`` (0.5
+    without spacing) in double, the image's edge repeated beyond its border (ITK's zero-flux Neumann
+    condition), then ``sqrt((gx^2 + gy^2) + gz^2)`` rounded to float32: the same numbers."""
+    arr = vol.array
+    clo, chi = _crop_bounds(lo, hi, np.ones(3, dtype=int), arr.shape)
+    region = arr[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))].astype(np.float64)
+    pad = [(1 - int(a - c), 1 - int(d - b)) for a, b, c, d in zip(lo, hi, clo, chi, strict=True)]
+    x = np.pad(region, pad, mode="edge") if any(p != (0, 0) for p in pad) else region
+    inner = [slice(1, n - 1) for n in x.shape]
+    total = None
+    for d in range(3):  # ITK dimension d is NumPy axis 2 - d
+        axis = 2 - d
+        c = 0.5 * (1.0 / float(vol.spacing[d])) if use_spacing else 0.5
+        before, after = list(inner), list(inner)
+        before[axis] = slice(0, x.shape[axis] - 2)
+        after[axis] = slice(2, x.shape[axis])
+        g = (-c) * x[tuple(before)] + 0.0 * x[tuple(inner)]
+        g += c * x[tuple(after)]
+        g *= g
+        total = g if total is None else total + g
+    assert total is not None
+    return np.sqrt(total).astype(np.float32)
+
+
+def _max_abs(arr: np.ndarray) -> float:
+    """``max(|arr|)`` in float64 (NaN if any is NaN) from the extremes: no float64 copy of the image."""
+    return float(np.maximum(abs(float(np.max(arr))), abs(float(np.min(arr)))))
+
+
+def _signed_log(im: np.ndarray) -> np.ndarray:
+    """PyRadiomics's logarithm filter before its scaling: ``sign(v) * log(|v| + 1)`` (float64, in place)."""
+    pos, neg = im > 0, im < 0
+    im[pos] = np.log(im[pos] + 1)
+    im[neg] = -np.log(-(im[neg] - 1))
+    return im
 
 
 def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.ndarray, chi: np.ndarray) -> np.ndarray:
@@ -386,7 +423,17 @@ def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.nd
     Gaussian along d, then the smoothing one along each other axis in increasing order (float32
     between passes), added into a float32 sum as ``sum + term / spacing_d^2``. Each pass filters
     lines along its axis independently, so the passes after the first need only the lines that
-    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data."""
+    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data.
+
+    Where compiled kernels are wanted (:mod:`medimg.core.jit`), the same passes run as compiled
+    loops (:func:`medimg.features._prad_filter_kernels.log_box`: ITK's recursion reproduced operation
+    for operation, the same float32 values) without SimpleITK's copies of the region."""
+    from medimg.core.jit import wanted
+
+    if wanted():
+        from medimg.features import _prad_filter_kernels as kernels
+
+        return kernels.log_box(vol.array, tuple(float(v) for v in vol.spacing), sigma, clo, chi, lo, hi)
     import SimpleITK as sitk
 
     region = vol.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))]
@@ -429,51 +476,34 @@ def _wavelet(arr: np.ndarray, s: Mapping[str, Any], lo: np.ndarray,
     """PyRadiomics's ``_swt3``: ``pywt.swtn`` (level 1, repeated ``start_level + level`` times on the
     approximation) of the image padded to even sizes by wrapping, cropped to ``lo``..``hi``.
 
-    The stationary transform is a periodic convolution with the filters, so it is computed on the box
-    plus the filter length per repetition on each side, the indices taken modulo the padded size
-    (the whole axis where that is as long): the same sums as on the whole image."""
+    Computed inside the box only (:func:`medimg.features._prad_filter_kernels.swt_box`): the
+    stationary transform is a periodic convolution, so each sub-band at the box needs the previous
+    approximation only at the positions its filter reaches (indices modulo the padded size); every
+    sum is PyWavelets's, in its order and precision, each axis filtered only where the later axes
+    read it: the same numbers as on the whole image. Compiled where wanted, else in NumPy."""
     import pywt
+
+    from medimg.core.jit import wanted
+    from medimg.features import _prad_filter_kernels as kernels
 
     axes = [2, 1, 0]
     if s.get("force2D", False):
         axes.remove(s.get("force2Ddimension", 0))
     axes_t = tuple(axes)
     wavelet = pywt.Wavelet(s.get("wavelet", "coif1"))
-    level = s.get("level", 1)
-    start = s.get("start_level", 0)
-    margin = int(wavelet.dec_len) * (start + level)
-    index, inner = [], []
-    for axis, n in enumerate(arr.shape):
-        period = n + n % 2  # PyRadiomics pads odd sizes by one, wrapping
-        a, b = int(lo[axis]), int(hi[axis])
-        if axis not in axes_t:
-            index.append(np.arange(a, b + 1))
-            inner.append(slice(0, b - a + 1))
-            continue
-        length = b - a + 1 + 2 * margin
-        if length + length % 2 >= period:
-            idx = np.arange(period)
-            inner.append(slice(a, b + 1))
-        else:
-            idx = np.arange(a - margin, a - margin + length + length % 2) % period
-            inner.append(slice(margin, margin + b - a + 1))
-        idx[idx == n] = 0  # the padded sample wraps to the first
-        index.append(idx)
-    data = arr[np.ix_(*index)]
-    inner_t = tuple(inner)
+    level = int(s.get("level", 1))
+    start = int(s.get("start_level", 0))
+    dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
+    keys, levels, approx = kernels.swt_box(arr, *kernels.swt_filters(wavelet.name, dtype), axes_t, lo, hi,
+                                           start, level, compiled=wanted())
     approx_key = "a" * len(axes_t)
-    for _ in range(start):
-        data = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0][approx_key].copy()
-    levels = []
-    for _ in range(start, start + level):
-        dec = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0]
-        data = dec[approx_key].copy()
-        levels.append({k.replace("a", "L").replace("d", "H"): v[inner_t] for k, v in dec.items() if k != approx_key})
-    for idx, decs in enumerate(levels, start=1):
-        for key, img in decs.items():
-            yield img, f"wavelet-{key}" if idx == 1 else f"wavelet{idx}-{key}", dict(s)
+    for idx, bands in enumerate(levels, start=1):
+        for key, band in zip(keys, bands, strict=True):
+            if key != approx_key:
+                name = key.replace("a", "L").replace("d", "H")
+                yield band, f"wavelet-{name}" if idx == 1 else f"wavelet{idx}-{name}", dict(s)
     low = "L" * len(axes_t)
-    yield data[inner_t], f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
+    yield approx, f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
 
 
 # ------------------------------------------------------------------------------------------- features
