@@ -367,12 +367,14 @@ def glcm_features(P: np.ndarray, g: np.ndarray, ng: int) -> np.ndarray:
         auto = 0.0
         energy = 0.0
         hxy = 0.0
-        pmax = -np.inf
+        pmax = 0.0  # the entries are >= 0
         anynan = False
         for i in range(nl):
             gi = g[i]
             for j in range(nl):
                 p = pa[i, j]
+                if p == 0.0:
+                    continue  # adds nothing to any sum here
                 if p != p:
                     anynan = True
                 px[i] += p
@@ -380,8 +382,7 @@ def glcm_features(P: np.ndarray, g: np.ndarray, ng: int) -> np.ndarray:
                 gj = g[j]
                 auto += gi * gj * p
                 energy += p * p
-                if p != 0.0:
-                    hxy -= p * (math.log(p + _EPS) / ln2)
+                hxy -= p * (math.log(p + _EPS) / ln2)
                 if p > pmax:
                     pmax = p
                 add[int(gi + gj) - 2] += p
