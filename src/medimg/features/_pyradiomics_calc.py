@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core import jit
+
 __all__ = ["angles", "discretise", "firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
            "FEATURE_NAMES", "DEPRECATED", "CLASSES"]
 
@@ -528,14 +530,24 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
     reproduced; ``diagnostics`` then gets the absolute value as the correct one."""
     sp = np.asarray(spacing, dtype=float)
     padded = np.pad(roi, 1)
-    area, volume, twice = _mesh(padded, sp)
+    names = tuple(names)
+    want_diam = any("Diameter" in n for n in names)
+    if jit.wanted():
+        from medimg.features import _prad_shape_kernels as kernels
+
+        area, volume, twice = kernels.mesh(padded, sp, _mesh_tables(sp))
+        diam = kernels.diameters(twice, sp) if want_diam else (np.nan,) * 4
+    else:
+        area, volume, twice = _mesh(padded, sp)
+        diam = _diameters(twice, sp) if want_diam else (np.nan,) * 4
     if diagnostics is not None and volume < 0:
         diagnostics["shape_MeshVolume.pyradiomics_negative_corrected"] = abs(volume)
-    names = tuple(names)
-    diam = _diameters(twice, sp) if any("Diameter" in n for n in names) else (np.nan,) * 4
     # (N, 3) in Fortran order, as numpy.argwhere gives it: the mean and the covariance then round as
     # PyRadiomics's do (it matters for the axis of a flat ROI, whose eigenvalue is rounding only)
-    coords = np.stack(_nonzero(padded)).T.astype(float) * sp
+    if jit.wanted():
+        coords = kernels.voxel_coords(padded, sp)
+    else:
+        coords = np.stack(_nonzero(padded)).T.astype(float) * sp
     npix = len(coords)
     coords -= coords.mean(axis=0)
     coords /= np.sqrt(npix)
