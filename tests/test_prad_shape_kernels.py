@@ -176,3 +176,44 @@ def test_voxel_coords_same_array_and_layout():
     got = kernels.voxel_coords(m, sp)
     want = np.stack(np.nonzero(m)).T.astype(float) * sp
     assert np.array_equal(got, want) and got.strides == want.strides
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_gzip_prefix_inflated_exactly(level):
+    """libdeflate stopped at a prefix (a partly read NRRD) leaves every byte of the prefix final,
+    with stored blocks (level 0) and matches across the cut too."""
+    import zlib
+
+    from medimg.io.formats import _inflate_prefix, _libdeflate
+
+    if _libdeflate() is None:
+        pytest.skip("the optional deflate (libdeflate) is not installed")
+    r = np.random.default_rng(level)
+    data = np.concatenate([r.integers(0, 256, 150_000), np.repeat(r.integers(0, 4, 3000), 40),
+                           r.integers(0, 3, 100_000)]).astype(np.uint8).tobytes()
+    comp = zlib.compressobj(level, zlib.DEFLATED, 31)
+    stream = memoryview(comp.compress(data) + comp.flush())
+    for cut in (1, 257, 65_535, 65_536, 149_999, 150_001, 200_000, len(data) - 300, len(data) - 1, len(data)):
+        got = _inflate_prefix(stream, cut)
+        assert got is not None and got.tobytes() == data[:cut], cut
+    assert _inflate_prefix(stream, len(data) + 1) is None  # shorter than asked
+    assert _inflate_prefix(memoryview(b"\x1f\x8b\x08\x00garbage"), 10) is None
+
+
+def test_nrrd_slices_same_as_whole(tmp_path):
+    """The first slices of a gzip NRRD, inflated only that far, equal the whole file's."""
+    sitk = pytest.importorskip("SimpleITK")
+    from medimg.io import read
+    from medimg.io.formats import read_nrrd_slices
+
+    r = np.random.default_rng(4)
+    arr = r.normal(0, 300, (9, 33, 31)).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.8, 3.0))
+    path = tmp_path / "x.nrrd"
+    sitk.WriteImage(img, str(path), useCompression=True)
+    whole = read(path)
+    for stop in (1, 4, 8):
+        slab = read_nrrd_slices(path, stop)
+        assert slab is not None and slab.array.flags.writeable
+        assert np.array_equal(slab.array, whole.array[:stop]) and slab.spacing == whole.spacing

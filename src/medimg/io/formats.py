@@ -182,6 +182,66 @@ def _inflate(payload: memoryview, nbytes: int) -> np.ndarray | bytearray | None:
     return buffer if got == nbytes else None
 
 
+#: Bytes beyond the wanted prefix given to libdeflate when it inflates only a prefix: one whole
+#: stored block (65,535 bytes) or match (258) that starts inside the prefix then always fits.
+_PREFIX_MARGIN = 65535 + 258
+_LIBDEFLATE: list[Any] = []
+
+
+def _libdeflate() -> Any:
+    """libdeflate's C functions, from the optional ``deflate`` package's extension module (which
+    exports them), through ctypes; None without the package or the symbols."""
+    if not _LIBDEFLATE:
+        lib = None
+        try:
+            import ctypes
+
+            import deflate._deflate as ext
+
+            cdll = ctypes.CDLL(ext.__file__)
+            cdll.libdeflate_alloc_decompressor.restype = ctypes.c_void_p
+            cdll.libdeflate_alloc_decompressor.argtypes = []
+            cdll.libdeflate_free_decompressor.restype = None
+            cdll.libdeflate_free_decompressor.argtypes = [ctypes.c_void_p]
+            fn = cdll.libdeflate_gzip_decompress_ex
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.c_void_p, ctypes.c_void_p]
+            lib = cdll
+        except (ImportError, OSError, AttributeError):
+            lib = None
+        _LIBDEFLATE.append(lib)
+    return _LIBDEFLATE[0]
+
+
+def _inflate_prefix(payload: memoryview, nbytes: int) -> np.ndarray | None:
+    """The first ``nbytes`` bytes of the gzip stream ``payload`` (a writable uint8 array), inflated
+    by libdeflate into a buffer ``nbytes`` + :data:`_PREFIX_MARGIN` long: libdeflate writes its
+    output in order and stops (``LIBDEFLATE_INSUFFICIENT_SPACE``) only at a literal, match or stored
+    block that does not fit, which then starts at or after ``nbytes``: the prefix is complete
+    (``tests/test_prad_shape_kernels.py`` checks it against zlib, stored blocks included). None
+    without libdeflate, on a damaged stream, or a stream shorter than ``nbytes``."""
+    lib = _libdeflate()
+    if lib is None or nbytes <= 0:
+        return None
+    src = np.frombuffer(payload, dtype=np.uint8)
+    out = np.empty(nbytes + _PREFIX_MARGIN, dtype=np.uint8)
+    written = np.zeros(1, dtype=np.uintp)
+    handle = lib.libdeflate_alloc_decompressor()
+    if not handle:
+        return None
+    try:
+        code = lib.libdeflate_gzip_decompress_ex(handle, src.ctypes.data, src.size, out.ctypes.data, out.size,
+                                                 None, written.ctypes.data)
+    finally:
+        lib.libdeflate_free_decompressor(handle)
+    if code == 3:  # LIBDEFLATE_INSUFFICIENT_SPACE: the stream goes on past the buffer
+        return out[:nbytes]
+    if code == 0 and int(written[0]) >= nbytes:  # the whole stream fitted
+        return out[:nbytes]
+    return None
+
+
 def _gzip_stream(data: memoryview) -> Any:
     """An ISA-L gzip stream over the bytes ``data`` whose ``readinto`` fills a buffer directly,
     or None without the optional ``isal`` package."""
@@ -219,8 +279,9 @@ def _nrrd_vectors(text: str) -> list[list[float]] | None:
 def read_nrrd_slices(path: Path, stop: int) -> Image | None:
     """The first ``stop`` slices (z) of a plain single-file NRRD (see the module docstring), with the
     file's geometry (the slab starts at slice 0: same origin) and ``meta["source_slices"]``, the file's
-    number of slices: a gzip payload is inflated only that far (needs the optional ``isal``). None when the file is not read natively or ``isal`` is missing;
-    :func:`read_file` then reads it whole."""
+    number of slices: a gzip payload is inflated only that far (by libdeflate, the optional
+    ``deflate``, else ISA-L, the optional ``isal``). None when the file is not read natively or
+    neither is installed; :func:`read_file` then reads it whole."""
     try:
         return _read_nrrd_native(path, stop)
     except (OSError, ValueError, EOFError):
@@ -274,17 +335,22 @@ def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
         count = sizes[0] * sizes[1] * sizes[2]
         fh.seek(end + 2)
         if stop is not None and encoding != "raw":
-            stream = _gzip_stream(memoryview(fh.read()))
-            if stream is None:
+            payload = memoryview(fh.read())
+            prefix = _inflate_prefix(payload, count * dtype.itemsize) if stop < source_slices else None
+            stream = _gzip_stream(payload) if prefix is None else None
+            if prefix is not None:
+                out = prefix.view(dtype)
+            elif stream is None:
                 return None
-            out = np.empty(count, dtype=dtype)
-            try:
-                if _readinto_full(stream, memoryview(out).cast("B")) != out.nbytes:
+            else:
+                out = np.empty(count, dtype=dtype)
+                try:
+                    if _readinto_full(stream, memoryview(out).cast("B")) != out.nbytes:
+                        return None
+                except Exception:  # noqa: BLE001 - isal's error types: a damaged stream
                     return None
-            except Exception:  # noqa: BLE001 - isal's error types: a damaged stream
-                return None
-            finally:
-                stream.close()
+                finally:
+                    stream.close()
         elif encoding == "raw":
             out = np.empty(count, dtype=dtype)
             if _readinto_full(fh, memoryview(out).cast("B")) != out.nbytes:
