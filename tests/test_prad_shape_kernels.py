@@ -217,3 +217,57 @@ def test_nrrd_slices_same_as_whole(tmp_path):
         slab = read_nrrd_slices(path, stop)
         assert slab is not None and slab.array.flags.writeable
         assert np.array_equal(slab.array, whole.array[:stop]) and slab.spacing == whole.spacing
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_nifti_slices_same_as_whole(tmp_path, scaled):
+    """The first slices of a .nii.gz, inflated only that far: the same voxels (scaling included),
+    affine and meta as the whole file read by medimg.io.read."""
+    nib = pytest.importorskip("nibabel")
+    from medimg.io import read
+    from medimg.io.formats import _libdeflate, read_nifti_slices
+
+    if _libdeflate() is None:
+        pytest.skip("the optional deflate (libdeflate) is not installed")
+    r = np.random.default_rng(6)
+    data = r.integers(-1000, 3000, (31, 29, 11)).astype(np.int16)  # (x, y, z)
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    affine[:3, 3] = (10.0, -20.0, 5.0)
+    img = nib.Nifti1Image(data, affine)
+    if scaled:
+        img.header.set_slope_inter(0.5, -12.0)
+    path = tmp_path / "x.nii.gz"
+    nib.save(img, str(path))
+    whole = read(path)
+    for stop in (1, 6, 10):
+        slab = read_nifti_slices(path, stop)
+        assert slab is not None and slab.meta["source_slices"] == 11
+        assert slab.dtype == whole.dtype and np.array_equal(slab.array, whole.array[:stop])
+        assert np.array_equal(slab.affine, whole.affine)
+    assert read_nifti_slices(path, 11) is None  # every slice: read whole
+    four = tmp_path / "four.nii.gz"
+    nib.save(nib.Nifti1Image(data[..., None].repeat(2, axis=3), affine), str(four))
+    assert read_nifti_slices(four, 3) is None
+
+
+def test_extract_reads_nifti_slab_same_values(tmp_path, monkeypatch):
+    """From .nii.gz files, the PyRadiomics mode reads the image only up to the ROI's last slice:
+    the same features as from the images in memory."""
+    nib = pytest.importorskip("nibabel")
+    from medimg.features.pyradiomics_compat import extract_pyradiomics
+    from medimg.io import formats, read
+
+    calls = []
+    real = formats.read_nifti_slices
+    monkeypatch.setattr(formats, "read_nifti_slices", lambda path, stop: calls.append(stop) or real(path, stop))
+
+    r = np.random.default_rng(8)
+    data = r.normal(100, 30, (24, 22, 12)).astype(np.float32)
+    lab = np.zeros(data.shape, np.uint8)
+    lab[5:15, 6:16, 2:6] = 1
+    affine = np.diag([0.7, 0.7, 3.0, 1.0])
+    for arr, name in ((data, "img.nii.gz"), (lab, "lab.nii.gz")):
+        nib.save(nib.Nifti1Image(arr, affine), str(tmp_path / name))
+    got = extract_pyradiomics(str(tmp_path / "img.nii.gz"), str(tmp_path / "lab.nii.gz"))
+    want = extract_pyradiomics(read(tmp_path / "img.nii.gz"), read(tmp_path / "lab.nii.gz"))
+    assert calls == [6] and got == want

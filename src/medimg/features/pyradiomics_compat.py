@@ -517,7 +517,7 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         Intensity image (image units) and label map on the same grid, 3-D (a 2-D image is one slice),
         or their files (as PyRadiomics's ``execute`` takes them). From files, when only the image
         type Original is computed without normalisation or resampling, only the image's slices up to
-        the ROI's last are read (a plain NRRD's gzip payload is inflated only that far).
+        the ROI's last are read (the gzip payload of a plain NRRD or a .nii.gz is inflated only that far).
     params
         A PyRadiomics parameter mapping or file (see :func:`load_params`); ``None``: its defaults.
     label
@@ -634,14 +634,15 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
     only_box = (set(p["imageType"]) == {"Original"} and not s.get("normalize", False)
                 and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False))
     marr = np.asarray(mask.array)
-    if only_box and marr.ndim == 3 and path.name.lower().endswith(".nrrd"):
-        from medimg.io.formats import read_nrrd_slices
+    name = path.name.lower()
+    if only_box and marr.ndim == 3 and (name.endswith(".nrrd") or name.endswith(".nii.gz")):
+        from medimg.io.formats import read_nifti_slices, read_nrrd_slices
 
         box = _label_box(marr, lab)
         if box is not None:
             stop = int(box[1][0]) + 1
             if stop < marr.shape[0]:
-                slab = read_nrrd_slices(path, stop)
+                slab = (read_nrrd_slices if name.endswith(".nrrd") else read_nifti_slices)(path, stop)
                 if (slab is not None and slab.array.shape[1:] == marr.shape[1:]
                         and slab.meta.get("source_slices") == marr.shape[0]):
                     cut = Image.from_geometry(marr[:stop], spacing=mask.spacing, origin=mask.origin,

@@ -33,7 +33,8 @@ from medimg.core.files import atomic_path, full_suffix
 from medimg.core.image import Image
 from medimg.errors import FileFormatError, UnsupportedFormatError
 
-__all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nrrd_slices", "write_file"]
+__all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nifti_slices", "read_nrrd_slices",
+           "write_file"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -114,6 +115,47 @@ def _nifti_in_memory(path: Path) -> Any | None:
     except Exception:  # noqa: BLE001 - anything unusual: nibabel reads the file and reports it
         return None
     return img if len(raw) >= need else None  # a second gzip member (not inflated here): nibabel
+
+
+def read_nifti_slices(path: Path, stop: int) -> Image | None:
+    """The first ``stop`` slices (z) of a 3-D single-file NIfTI-1 ``.nii.gz``, with the file's
+    geometry and ``meta["source_slices"]`` (as :func:`read_nrrd_slices`): the gzip payload is inflated
+    by libdeflate only up to the end of slice ``stop - 1``, the header's ``dim[3]`` set to ``stop``
+    and the rest parsed by nibabel from memory, as :func:`read_file` parses the whole file (the same
+    scaling, affine and voxels). None when it is not such a file, ``stop`` covers every slice, or
+    libdeflate (the optional ``deflate``) is missing: :func:`read_file` then reads it whole."""
+    if not path.name.lower().endswith(".nii.gz") or stop < 1:
+        return None
+    try:
+        import nibabel as nib
+
+        payload = memoryview(path.read_bytes())
+        head = _inflate_prefix(payload, 352)
+        if head is None or int.from_bytes(head[:4].tobytes(), "little") != 348:  # NIfTI-1, little-endian
+            return None
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(head.tobytes()))
+        dims = header["dim"]
+        if header["magic"].item() != b"n+1" or int(dims[0]) != 3:
+            return None
+        nx, ny, nz = (int(v) for v in dims[1:4])
+        offset = int(header["vox_offset"])
+        if stop >= nz or min(nx, ny) < 1 or offset < 352:
+            return None
+        raw = _inflate_prefix(payload, offset + nx * ny * stop * header.get_data_dtype().itemsize)
+        if raw is None:
+            return None
+        cut = header.copy()
+        cut.set_data_shape((nx, ny, stop))
+        raw[:348] = np.frombuffer(cut.binaryblock, dtype=np.uint8)
+        img = nib.Nifti1Image.from_bytes(raw.tobytes())
+        image = Image.from_nibabel(img, meta={"source_format": "nifti"})
+    except Exception:  # noqa: BLE001 - anything unusual: the whole file is read, and errors reported, by read_file
+        return None
+    codes = img.get_qform(coded=True)[1], img.get_sform(coded=True)[1]
+    if codes == (0, 0):
+        image.meta["warnings"] = ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]
+    image.meta["source_slices"] = nz
+    return image
 
 
 #: NRRD ``type`` field -> numpy dtype (the names of the NRRD format specification).
