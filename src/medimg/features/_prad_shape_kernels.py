@@ -26,7 +26,7 @@ import numpy as np
 
 from medimg.core import jit
 
-__all__ = ["mesh", "diameters", "max_sq_distance", "voxel_coords"]
+__all__ = ["mesh", "diameters", "max_sq_distance", "voxel_coords", "digitize"]
 
 
 # ------------------------------------------------------------------------------------------------- mesh
@@ -138,6 +138,44 @@ def voxel_coords(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
         raise ValueError("voxel_coords: a 3-D mask")
     out = _kernel("_coords_loop")(m, np.ascontiguousarray(spacing, dtype=np.float64), int(np.count_nonzero(m)))
     return out.T
+
+
+# ------------------------------------------------------------------------------------------- discretise
+
+def _digitize_loop(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    n = values.shape[0]
+    m = edges.shape[0]
+    out = np.empty(n, dtype=np.intp)
+    first = edges[0]
+    step = (edges[m - 1] - first) / (m - 1) if m > 1 else 1.0
+    for i in range(n):
+        v = values[i]
+        if v != v:  # NaN sorts after every edge
+            out[i] = m
+            continue
+        guess = (v - first) / step if step > 0 else 0.0
+        if not guess >= 0.0:
+            g = 0
+        elif guess >= m:
+            g = m
+        else:
+            g = int(guess)
+        while g < m and edges[g] <= v:
+            g += 1
+        while g > 0 and edges[g - 1] > v:
+            g -= 1
+        out[i] = g  # edges[g - 1] <= v < edges[g]
+    return out
+
+
+def digitize(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``numpy.digitize(values, edges)`` for increasing ``edges`` (the index of the first edge above
+    each value, NaN after all): the same comparisons, in float64 (exact for the values and edges
+    NumPy would compare in a narrower common type), from a guess on evenly spaced edges."""
+    e = np.ascontiguousarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size == 0 or np.any(e[1:] < e[:-1]) or np.isnan(e).any():
+        return np.digitize(values, edges)
+    return _kernel("_digitize_loop")(np.ascontiguousarray(values, dtype=np.float64).ravel(), e)
 
 
 # -------------------------------------------------------------------------------------------- diameters

@@ -115,7 +115,12 @@ def discretise(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) 
     values = image[roi]
     edges = bin_edges(values, bin_width=settings.get("binWidth", 25), bin_count=settings.get("binCount"))
     out = np.zeros(image.shape, dtype=np.intp)
-    out[roi] = np.digitize(values, edges)
+    if jit.wanted():
+        from medimg.features import _prad_shape_kernels as kernels
+
+        out[roi] = kernels.digitize(values, edges)
+    else:
+        out[roi] = np.digitize(values, edges)
     return out
 
 
@@ -216,6 +221,40 @@ def _nanmean(values: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------ first order
 
+#: The quantiles of PyRadiomics's percentiles (10, 25, 75, 90), as ``numpy.percentile`` divides them.
+_FIRSTORDER_Q = np.true_divide(np.asarray([10, 25, 75, 90]), 100)
+
+
+def _sorted_percentiles(xs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``numpy.percentile(x, 100 q)`` (method linear) from ``xs = numpy.sort(x)`` (no NaN, not empty):
+    NumPy's own steps (virtual index, floor, the last index for those past the end, its two-sided
+    lerp), on the sorted values instead of a partition: the same order statistics, the same values."""
+    n = xs.shape[0]
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1
+    previous[above] = -1
+    following[above] = -1
+    previous = previous.astype(np.intp)
+    following = following.astype(np.intp)
+    a = xs[previous]
+    b = xs[following]
+    gamma = np.asanyarray(virtual - previous, dtype=virtual.dtype)
+    diff = b - a
+    result = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype.type)
+    return result
+
+
+def _sorted_median(xs: np.ndarray) -> float:
+    """``numpy.median(x)`` from ``xs = numpy.sort(x)`` (no NaN, not empty): the mean of the middle one
+    or two values, as NumPy takes it."""
+    n = xs.shape[0]
+    half = n // 2
+    return float(np.mean(xs[half:half + 1] if n % 2 else xs[half - 1:half + 1]))
+
+
 def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
                settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | None = None) -> dict[str, float]:
     """PyRadiomics first-order features of the voxels of ``roi`` (``spacing`` (z, y, x) mm);
@@ -233,7 +272,15 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
     dev2 = dev * dev
     m2 = np.mean(dev2)
     out: dict[str, float] = {}
-    p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
+    xs = np.sort(x)
+    if n and np.isnan(xs[-1]):  # NaN voxels: NumPy's own order statistics (NaN results)
+        p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
+        median, minimum, maximum = np.median(x), x.min(), x.max()
+    elif n:
+        p10, p25, p75, p90 = _sorted_percentiles(xs, _FIRSTORDER_Q)
+        median, minimum, maximum = _sorted_median(xs), xs[0], xs[-1]
+    else:
+        p10 = p25 = p75 = p90 = median = minimum = maximum = np.nan
     energy = float(np.sum((x + shift) ** 2))
     for name in names:
         if name == "10Percentile":
@@ -253,17 +300,17 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
         elif name == "Skewness":
             v = np.mean(dev2 * dev) / m2 ** 1.5 if m2 != 0 else 0.0
         elif name == "Maximum":
-            v = x.max()
+            v = maximum
         elif name == "Minimum":
-            v = x.min()
+            v = minimum
         elif name == "Mean":
             v = mean
         elif name == "MeanAbsoluteDeviation":
             v = np.mean(np.abs(dev))
         elif name == "Median":
-            v = np.median(x)
+            v = median
         elif name == "Range":
-            v = x.max() - x.min()
+            v = maximum - minimum
         elif name == "RobustMeanAbsoluteDeviation":
             sub = x[(x >= p10) & (x <= p90)]
             v = np.mean(np.abs(sub - sub.mean()))
