@@ -341,3 +341,58 @@ def test_plane_hull_maximum_exact(kind):
     pts = np.c_[g[:, 0] * 0.35, np.zeros(len(g)), g[:, 1] * 1.25]
     got = kernels._kernel("_plane_max")(np.ascontiguousarray(g), np.ascontiguousarray(pts), 0.0)
     assert got == _all_pairs(pts)
+
+
+@pytest.mark.parametrize("kind", ["raw-uint8", "gzip-int32", "gzip-int16-big-endian", "absent"])
+def test_scan_nrrd_label_same_as_read(tmp_path, kind):
+    """Scanning a label map for one label (never keeping the map) finds the bounds and the ROI that
+    reading the whole map gives, on the same grid."""
+    sitk = pytest.importorskip("SimpleITK")
+    from medimg.features.pyradiomics_compat import _label_box
+    from medimg.io import read
+    from medimg.io.formats import scan_nrrd_label
+
+    r = np.random.default_rng(9)
+    labels = np.zeros((23, 70, 90), dtype=np.int32 if "int32" in kind else np.int16 if "int16" in kind else np.uint8)
+    labels[3:9, 10:40, 20:31] = 2
+    labels[4:19, 30:61, 50:77] = (r.random((15, 31, 27)) < 0.3) * 3
+    label = 7 if kind == "absent" else 3
+    img = sitk.GetImageFromArray(labels)
+    img.SetSpacing((0.7, 0.9, 3.3))
+    img.SetOrigin((1.0, -2.0, 30.0))
+    path = tmp_path / "labels.nrrd"
+    sitk.WriteImage(img, str(path), useCompression=kind != "raw-uint8")
+    if "big-endian" in kind:  # rewrite the payload big-endian, raw
+        text = path.read_bytes().split(b"\n\n", 1)[0].decode()
+        text = text.replace("endian: little", "endian: big").replace("encoding: gzip", "encoding: raw")
+        path.write_bytes(text.encode() + b"\n\n" + labels.astype(">i2").tobytes())
+    found = scan_nrrd_label(path, label)
+    assert found is not None
+    geometry, box, roi = found
+    whole = read(path)
+    assert geometry.shape == whole.shape and np.array_equal(geometry.affine, whole.affine)
+    want = _label_box(np.asarray(whole.array), label)
+    if kind == "absent":
+        assert box is None and roi is None and want is None
+        return
+    assert np.array_equal(box[0], want[0]) and np.array_equal(box[1], want[1])
+    sl = tuple(slice(a, b + 1) for a, b in zip(*want, strict=True))
+    assert np.array_equal(roi, np.asarray(whole.array)[sl] == label)
+
+
+def test_extract_scanned_mask_same_as_read_mask(tmp_path, monkeypatch):
+    """The PyRadiomics mode gives the same features with the mask scanned or read whole, with and
+    without the image read up to the ROI only; a label that is absent is refused either way."""
+    from medimg.errors import ParameterError
+    from medimg.features import pyradiomics_compat as pc
+
+    image, mask = str(DATA / "brain1_roi_image.nrrd"), str(DATA / "brain1_roi_label.nrrd")
+    filtered = {"imageType": {"Original": {}, "Gradient": {}}}
+    got = [pc.extract_pyradiomics(image, mask), pc.extract_pyradiomics(image, mask, filtered)]
+    monkeypatch.setattr(pc, "_SCAN_MASKS", False)
+    want = [pc.extract_pyradiomics(image, mask), pc.extract_pyradiomics(image, mask, filtered)]
+    assert got == want
+    for scan in (False, True):
+        monkeypatch.setattr(pc, "_SCAN_MASKS", scan)
+        with pytest.raises(ParameterError, match="not present"):
+            pc.extract_pyradiomics(image, mask, label=9)

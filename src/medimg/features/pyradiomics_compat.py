@@ -557,14 +557,14 @@ def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mappin
     if label is not None:
         s["label"] = label
     lab = int(s.get("label", 1))
-    image, mask, box = _read_inputs(image, mask, p, s, lab)
+    image, mask, box, roi_pre, scanned = _read_inputs(image, mask, p, s, lab)
     tol = s.get("geometryTolerance")
     image.check_same_grid(mask, **({"tol_mm": float(tol)} if tol else {}))
     vol = _Vol.from_image(image)
     mvol = _Vol.from_image(mask)
     if s.get("force2D") and not 0 <= s.get("force2Ddimension", 0) <= 2:
         raise ParameterError(f"force2Ddimension must be 0, 1 or 2, got {s.get('force2Ddimension')}")
-    if box is None:
+    if box is None and not scanned:
         box = _label_box(mvol.array, lab)
     if box is None:
         raise ParameterError(f"label {lab} not present in the mask")
@@ -591,7 +591,7 @@ def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mappin
         sl = _box_slices(lo, hi)
         roi_c = roi[sl]
     else:
-        roi_c = mvol.array[_box_slices(*box)] == lab
+        roi_c = roi_pre if roi_pre is not None else mvol.array[_box_slices(*box)] == lab
         lo, hi = _check_mask(roi_c, s, box)
         sl = _box_slices(lo, hi)
     spacing_zyx = tuple(float(v) for v in vol.spacing[::-1])
@@ -619,17 +619,35 @@ def _box_slices(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, ...]:
 
 
 def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping[str, Any], s: Mapping[str, Any],
-                 lab: int) -> tuple[Image, Image, tuple[np.ndarray, np.ndarray] | None]:
-    """The image and mask, read from their files where given as paths: the mask whole, the image up to
-    the ROI's last slice when nothing else is needed (Original only, no normalisation, resampling or
-    pre-cropping), then the mask cut to the same slices (the same grid check follows); with the
-    label's bounds in the mask when they were needed here (else None)."""
+                 lab: int) -> tuple[Image, Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None, bool]:
+    """The image and mask, read from their files where given as paths.
+
+    The mask: scanned for the label without keeping it where only the label's box is needed (a plain
+    NRRD; no resampling, pre-cropping or resegmentation: :func:`medimg.io.formats.scan_nrrd_label`,
+    the mask then a geometry-only Image), else read whole. The image: up to the ROI's last slice when
+    nothing else is needed (Original only, no normalisation, resampling or pre-cropping), the mask's
+    geometry then cut to the same slices (the same grid check follows). Returns (image, mask, the
+    label's bounds where found here else None, the ROI inside them where the mask was scanned, whether
+    it was scanned)."""
     from medimg.io import read
 
+    roi_box = None
+    box = None
+    scanned = False
     if not isinstance(mask, Image):
-        mask = read(mask)
+        mpath = Path(mask)
+        if (_SCAN_MASKS and mpath.name.lower().endswith(".nrrd") and s.get("resampledPixelSpacing") is None
+                and not s.get("preCrop", False) and s.get("resegmentRange") is None):
+            from medimg.io.formats import scan_nrrd_label
+
+            found = scan_nrrd_label(mpath, lab)
+            if found is not None:
+                mask, box, roi_box = found
+                scanned = True
+        if not scanned:
+            mask = read(mpath)
     if isinstance(image, Image):
-        return image, mask, None
+        return image, mask, box, roi_box, scanned
     path = Path(image)
     only_box = (set(p["imageType"]) == {"Original"} and not s.get("normalize", False)
                 and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False))
@@ -638,7 +656,8 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
     if only_box and marr.ndim == 3 and (name.endswith(".nrrd") or name.endswith(".nii.gz")):
         from medimg.io.formats import read_nifti_slices, read_nrrd_slices
 
-        box = _label_box(marr, lab)
+        if not scanned:
+            box = _label_box(marr, lab)
         if box is not None:
             stop = int(box[1][0]) + 1
             if stop < marr.shape[0]:
@@ -647,9 +666,13 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
                         and slab.meta.get("source_slices") == marr.shape[0]):
                     cut = Image.from_geometry(marr[:stop], spacing=mask.spacing, origin=mask.origin,
                                               direction=mask.direction, meta=dict(mask.meta))
-                    return slab, cut, box
-        return read(path), mask, box
-    return read(path), mask, None
+                    return slab, cut, box, roi_box, scanned
+    return read(path), mask, box, roi_box, scanned
+
+
+#: Whether label maps in plain NRRD files are scanned for the label instead of read whole (the same
+#: values either way; the tests compare both).
+_SCAN_MASKS = True
 
 
 def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],

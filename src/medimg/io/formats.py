@@ -34,7 +34,7 @@ from medimg.core.image import Image
 from medimg.errors import FileFormatError, UnsupportedFormatError
 
 __all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nifti_slices", "read_nrrd_slices",
-           "write_file"]
+           "scan_nrrd_label", "write_file"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -330,52 +330,98 @@ def read_nrrd_slices(path: Path, stop: int) -> Image | None:
         return None
 
 
+class _NrrdHeader:
+    """What the native NRRD reader takes from a header: voxel type, sizes (x, y, z), encoding, where
+    the payload starts, and the LPS geometry as ITK computes it (module docstring)."""
+
+    __slots__ = ("dtype", "sizes", "encoding", "data_start", "spacing", "direction", "origin")
+
+    def __init__(self, dtype: np.dtype, sizes: list[int], encoding: str, data_start: int, spacing: tuple[float, ...],
+                 direction: tuple[float, ...], origin: tuple[float, ...]) -> None:
+        self.dtype = dtype
+        self.sizes = sizes
+        self.encoding = encoding
+        self.data_start = data_start
+        self.spacing = spacing
+        self.direction = direction
+        self.origin = origin
+
+    def image(self, array: np.ndarray, meta: dict[str, Any]) -> Image:
+        return Image.from_geometry(array, spacing=self.spacing, origin=self.origin, direction=self.direction,
+                                   meta=meta)
+
+
+def _nrrd_header(fh: Any) -> _NrrdHeader | None:
+    """The header of the plain single-file NRRD open as ``fh`` (read from its start); None when it is
+    not one the native reader takes."""
+    head = fh.read(65536)
+    end = head.find(b"\n\n")
+    if not head.startswith(b"NRRD000") or end < 0 or b"\r" in head[:end]:
+        return None
+    fields: dict[str, str] = {}
+    for line in head[:end].decode("latin-1").split("\n")[1:]:
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(": ")
+        if ":=" in key:  # a key/value pair: metadata only
+            continue
+        if not sep:
+            return None
+        fields[key.strip().lower()] = value.strip()
+    if any(k not in _NRRD_FIELDS for k in fields):
+        return None
+    dtype_code = _NRRD_TYPES.get(fields.get("type", "").lower())
+    space = _NRRD_SPACES.get(fields.get("space", "").lower())
+    encoding = fields.get("encoding", "").lower()
+    if dtype_code is None or space is None or fields.get("dimension") != "3":
+        return None
+    if encoding not in ("raw", "gzip", "gz"):
+        return None
+    if any(k not in ("domain", "space") for k in fields.get("kinds", "domain domain domain").split()):
+        return None
+    sizes = [int(v) for v in fields.get("sizes", "").split()]
+    dirs = _nrrd_vectors(fields.get("space directions", ""))
+    origins = _nrrd_vectors(fields["space origin"]) if "space origin" in fields else [[0.0, 0.0, 0.0]]
+    if len(sizes) != 3 or min(sizes) < 1 or dirs is None or len(dirs) != 3 or origins is None:
+        return None
+    if len(origins) != 1 or any(len(v) != 3 for v in (*dirs, origins[0])):
+        return None
+    origin = origins[0]
+    endian = fields.get("endian", "little").lower()
+    if endian not in ("little", "big") or (int(dtype_code[1]) > 1 and "endian" not in fields):
+        return None
+    dtype = np.dtype(("<" if endian == "little" else ">") + dtype_code)
+    # ITK (teem's nrrdSpacingCalculate): spacing = |v|, direction = v * (1 / spacing).
+    spacing, columns = [], []
+    for vec in dirs:
+        norm = 0.0
+        for c in vec:
+            norm += c * c
+        length = math.sqrt(norm)
+        if not length > 0:
+            return None
+        inv = 1.0 / length
+        spacing.append(length)
+        columns.append([c * inv * s for c, s in zip(vec, space, strict=True)])
+    direction = tuple(columns[col][row] for row in range(3) for col in range(3))
+    origin_lps = tuple(o * s for o, s in zip(origin, space, strict=True))
+    return _NrrdHeader(dtype, sizes, encoding, end + 2, tuple(spacing), direction, origin_lps)
+
+
 def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
     """Read a plain single-file NRRD (see the module docstring); None when it is not one.
     ``stop``: only the first ``stop`` slices (None: all)."""
     with open(path, "rb") as fh:
-        head = fh.read(65536)
-        end = head.find(b"\n\n")
-        if not head.startswith(b"NRRD000") or end < 0 or b"\r" in head[:end]:
+        header = _nrrd_header(fh)
+        if header is None:
             return None
-        fields: dict[str, str] = {}
-        for line in head[:end].decode("latin-1").split("\n")[1:]:
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.partition(": ")
-            if ":=" in key:  # a key/value pair: metadata only
-                continue
-            if not sep:
-                return None
-            fields[key.strip().lower()] = value.strip()
-        if any(k not in _NRRD_FIELDS for k in fields):
-            return None
-        dtype_code = _NRRD_TYPES.get(fields.get("type", "").lower())
-        space = _NRRD_SPACES.get(fields.get("space", "").lower())
-        encoding = fields.get("encoding", "").lower()
-        if dtype_code is None or space is None or fields.get("dimension") != "3":
-            return None
-        if encoding not in ("raw", "gzip", "gz"):
-            return None
-        if any(k not in ("domain", "space") for k in fields.get("kinds", "domain domain domain").split()):
-            return None
-        sizes = [int(v) for v in fields.get("sizes", "").split()]
-        dirs = _nrrd_vectors(fields.get("space directions", ""))
-        origins = _nrrd_vectors(fields["space origin"]) if "space origin" in fields else [[0.0, 0.0, 0.0]]
-        if len(sizes) != 3 or min(sizes) < 1 or dirs is None or len(dirs) != 3 or origins is None:
-            return None
-        if len(origins) != 1 or any(len(v) != 3 for v in (*dirs, origins[0])):
-            return None
-        origin = origins[0]
-        endian = fields.get("endian", "little").lower()
-        if endian not in ("little", "big") or (int(dtype_code[1]) > 1 and "endian" not in fields):
-            return None
-        dtype = np.dtype(("<" if endian == "little" else ">") + dtype_code)
+        dtype, encoding = header.dtype, header.encoding
+        sizes = list(header.sizes)
         source_slices = sizes[2]
         if stop is not None:
             sizes[2] = max(1, min(sizes[2], int(stop)))
         count = sizes[0] * sizes[1] * sizes[2]
-        fh.seek(end + 2)
+        fh.seek(header.data_start)
         if stop is not None and encoding != "raw":
             payload = memoryview(fh.read())
             prefix = _inflate_prefix(payload, count * dtype.itemsize) if stop < source_slices else None
@@ -404,25 +450,74 @@ def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
             out = np.frombuffer(decoded, dtype=dtype)
     if not dtype.isnative:
         out = out.byteswap().view(dtype.newbyteorder("="))
-    # ITK (teem's nrrdSpacingCalculate): spacing = |v|, direction = v * (1 / spacing).
-    spacing, columns = [], []
-    for vec in dirs:
-        norm = 0.0
-        for c in vec:
-            norm += c * c
-        length = math.sqrt(norm)
-        if not length > 0:
-            return None
-        inv = 1.0 / length
-        spacing.append(length)
-        columns.append([c * inv * s for c, s in zip(vec, space, strict=True)])
-    direction = tuple(columns[col][row] for row in range(3) for col in range(3))
-    origin_lps = tuple(o * s for o, s in zip(origin, space, strict=True))
     meta: dict[str, Any] = {"source_format": "nrrd"}
     if stop is not None:
         meta["source_slices"] = source_slices
-    return Image.from_geometry(out.reshape(sizes[::-1]), spacing=tuple(spacing), origin=origin_lps,
-                               direction=direction, meta=meta)
+    return header.image(out.reshape(sizes[::-1]), meta)
+
+
+def scan_nrrd_label(path: Path, label: Any
+                    ) -> tuple[Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None] | None:
+    """Find ``label`` in the label map of a plain single-file NRRD without keeping the map.
+
+    The payload is read (raw) about 1 MB at a time into one buffer, or inflated whole (gzip, as
+    :func:`read_file` inflates it), and compared with ``label`` 1 MB at a time; only the slices that
+    hold it are kept (no full-size ROI array is made, nor for a raw file the label array).
+
+    Returns
+    -------
+    (geometry, bounds, roi) or None
+        ``geometry``: an Image with the map's grid (LPS, as :func:`read_file` gives it) whose array is a
+        read-only broadcast of zeros of the map's shape and type (not the labels); ``bounds``: the
+        label's index bounds ``(lo, hi)`` (z, y, x, inclusive), None when it is absent; ``roi``: the
+        boolean ``labels == label`` inside the bounds (None when absent). None when the file is not
+        read natively, or is gzip without ``deflate`` or ``isal``: read it with :func:`read_file` then.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = _nrrd_header(fh)
+            if header is None:
+                return None
+            nx, ny, nz = header.sizes
+            dtype = header.dtype
+            fh.seek(header.data_start)
+            plane = nx * ny
+            whole = None
+            if header.encoding != "raw":
+                decoded = _inflate(memoryview(fh.read()), nz * plane * dtype.itemsize)
+                if decoded is None:
+                    return None
+                whole = np.frombuffer(decoded, dtype=dtype)
+            per = max(1, (1 << 20) // (plane * dtype.itemsize))
+            buffer = np.empty(min(per, nz) * plane, dtype=dtype) if whole is None else whole
+            kept: dict[int, np.ndarray] = {}
+            for first in range(0, nz, per):
+                k = min(per, nz - first)
+                if whole is not None:
+                    chunk = whole[first * plane:(first + k) * plane]
+                else:
+                    chunk = buffer[:k * plane]
+                    if _readinto_full(fh, memoryview(chunk).cast("B")) != chunk.nbytes:
+                        return None
+                hit = (chunk == label).reshape(k, ny, nx)
+                for i in np.flatnonzero(hit.reshape(k, -1).any(axis=1)):
+                    kept[first + int(i)] = hit[i].copy()
+    except (OSError, ValueError, EOFError):
+        return None
+    geometry = header.image(np.broadcast_to(np.zeros((), dtype=dtype.newbyteorder("=")), (nz, ny, nx)),
+                            {"source_format": "nrrd"})
+    if not kept:
+        return geometry, None, None
+    z0, z1 = min(kept), max(kept)
+    stack = np.zeros((z1 - z0 + 1, ny, nx), dtype=bool)
+    for z, hit in kept.items():
+        stack[z - z0] = hit
+    inplane = stack.any(axis=0)
+    ys = np.flatnonzero(inplane.any(axis=1))
+    xs = np.flatnonzero(inplane.any(axis=0))
+    lo = np.asarray([z0, ys[0], xs[0]], dtype=np.intp)
+    hi = np.asarray([z1, ys[-1], xs[-1]], dtype=np.intp)
+    return geometry, (lo, hi), np.ascontiguousarray(stack[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
 
 
 def _read_itk(path: Path) -> Image:
