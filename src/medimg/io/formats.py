@@ -488,7 +488,7 @@ def scan_nrrd_label(path: Path, label: Any
                 if decoded is None:
                     return None
                 whole = np.frombuffer(decoded, dtype=dtype)
-            per = max(1, (1 << 20) // (plane * dtype.itemsize))
+            per = max(1, (1 << 18) // (plane * dtype.itemsize))  # 256 KB: in cache
             buffer = np.empty(min(per, nz) * plane, dtype=dtype) if whole is None else whole
             kept: dict[int, np.ndarray] = {}
             for first in range(0, nz, per):
