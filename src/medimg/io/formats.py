@@ -117,12 +117,37 @@ def _nifti_in_memory(path: Path) -> Any | None:
     return img if len(raw) >= need else None  # a second gzip member (not inflated here): nibabel
 
 
+_MEMORY_PROXY: list[type] = []
+
+
+def _memory_proxy_class() -> type:
+    """A ``nibabel.arrayproxy.ArrayProxy`` whose unscaled voxels are an array in memory (no copy):
+    reading it applies nibabel's own scaling, as reading a file does."""
+    if not _MEMORY_PROXY:
+        from nibabel.arrayproxy import ArrayProxy
+
+        class MemoryProxy(ArrayProxy):  # type: ignore[misc]
+            def __init__(self, name: str, header: Any, voxels: np.ndarray) -> None:
+                super().__init__(name, header, mmap=False)
+                if tuple(voxels.shape) != tuple(self.shape) or voxels.dtype != self.dtype:
+                    raise ValueError("voxels do not match the header")
+                self._voxels = voxels
+
+            def _get_unscaled(self, slicer: Any) -> np.ndarray:
+                if slicer != ():
+                    raise ValueError("a memory proxy is read whole")
+                return self._voxels
+
+        _MEMORY_PROXY.append(MemoryProxy)
+    return _MEMORY_PROXY[0]
+
+
 def read_nifti_slices(path: Path, stop: int) -> Image | None:
     """The first ``stop`` slices (z) of a 3-D single-file NIfTI-1 ``.nii.gz``, with the file's
     geometry and ``meta["source_slices"]`` (as :func:`read_nrrd_slices`): the gzip payload is inflated
-    by libdeflate only up to the end of slice ``stop - 1``, the header's ``dim[3]`` set to ``stop``
-    and the rest parsed by nibabel from memory, as :func:`read_file` parses the whole file (the same
-    scaling, affine and voxels). None when it is not such a file, ``stop`` covers every slice, or
+    by libdeflate only up to the end of slice ``stop - 1``, the header's ``dim[3]`` set to ``stop``,
+    and the voxels scaled by nibabel's own array proxy in memory (no copy), with the affine nibabel
+    takes from the header: the same voxels, type and geometry as :func:`read_file` gives. None when it is not such a file, ``stop`` covers every slice, or
     libdeflate (the optional ``deflate``) is missing: :func:`read_file` then reads it whole."""
     if not path.name.lower().endswith(".nii.gz") or stop < 1:
         return None
@@ -141,17 +166,20 @@ def read_nifti_slices(path: Path, stop: int) -> Image | None:
         offset = int(header["vox_offset"])
         if stop >= nz or min(nx, ny) < 1 or offset < 352:
             return None
-        raw = _inflate_prefix(payload, offset + nx * ny * stop * header.get_data_dtype().itemsize)
+        dtype = header.get_data_dtype()
+        raw = _inflate_prefix(payload, offset + nx * ny * stop * dtype.itemsize)
         if raw is None:
             return None
         cut = header.copy()
         cut.set_data_shape((nx, ny, stop))
-        raw[:348] = np.frombuffer(cut.binaryblock, dtype=np.uint8)
-        img = nib.Nifti1Image.from_bytes(raw.tobytes())
+        voxels = np.frombuffer(raw, dtype=dtype, count=nx * ny * stop, offset=offset).reshape((nx, ny, stop), order="F")
+        # nibabel's own proxy (its scaling by scl_slope / scl_inter), over the voxels in memory
+        proxy = _memory_proxy_class()("memory", cut, voxels)
+        img = nib.Nifti1Image(proxy, header.get_best_affine(), header=cut)
         image = Image.from_nibabel(img, meta={"source_format": "nifti"})
     except Exception:  # noqa: BLE001 - anything unusual: the whole file is read, and errors reported, by read_file
         return None
-    codes = img.get_qform(coded=True)[1], img.get_sform(coded=True)[1]
+    codes = header.get_qform(coded=True)[1], header.get_sform(coded=True)[1]
     if codes == (0, 0):
         image.meta["warnings"] = ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]
     image.meta["source_slices"] = nz
