@@ -228,12 +228,34 @@ def _max_sq_cells(p: np.ndarray, directions: np.ndarray) -> float:
         ext[2 * d] = p[lo_i]
         ext[2 * d + 1] = p[hi_i]
     best = _all_pairs(ext, 0.0)
-    # cells: about n / 16 per axis^3, at most 12 per axis
     lo = np.empty(3)
     hi = np.empty(3)
     for a in range(3):
         lo[a] = p[:, a].min()
         hi[a] = p[:, a].max()
+    # a point whose farthest bounding-box corner is not farther than the best pair cannot be an end
+    # of a farther pair (the same rounded operations as the distances: monotone)
+    keep = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        reach = 0.0
+        for a in range(3):
+            u = p[i, a] - lo[a]
+            w = hi[a] - p[i, a]
+            if w > u:
+                u = w
+            reach += u * u
+        if reach > best:
+            keep[m] = i
+            m += 1
+    if m < 2:
+        return best
+    if m < n:
+        p = p[keep[:m]]
+        n = m
+        if n <= 384:
+            return _all_pairs(p, best)
+    # cells: about n / 16 per axis^3, at most 12 per axis
     g = int(round((n / 16.0) ** (1.0 / 3.0)))
     g = max(2, min(12, g))
     ncell = np.empty(3, dtype=np.int64)
