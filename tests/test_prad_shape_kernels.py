@@ -396,3 +396,39 @@ def test_extract_scanned_mask_same_as_read_mask(tmp_path, monkeypatch):
         monkeypatch.setattr(pc, "_SCAN_MASKS", scan)
         with pytest.raises(ParameterError, match="not present"):
             pc.extract_pyradiomics(image, mask, label=9)
+
+
+@pytest.mark.parametrize("kind", ["uint8", "int16", "absent", "scaled"])
+def test_scan_nifti_label_same_as_read(tmp_path, kind):
+    """A .nii.gz label map scanned for one label: the bounds, ROI and grid that reading it gives;
+    a scaled map (scl_slope) is left to the reader."""
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("deflate")
+    from medimg.features.pyradiomics_compat import _label_box
+    from medimg.io import read
+    from medimg.io.formats import scan_nifti_label
+
+    r = np.random.default_rng(12)
+    labels = np.zeros((40, 33, 17), dtype=np.int16 if kind == "int16" else np.uint8)  # (x, y, z)
+    labels[5:30, 3:20, 4:11] = (r.random((25, 17, 7)) < 0.4) * 2
+    affine = np.asarray([[0.0, -0.8, 0.0, 12.0], [0.9, 0.0, 0.0, -4.0], [0.0, 0.0, 2.5, 30.0], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(labels, affine)
+    if kind == "scaled":
+        img.header.set_slope_inter(2.0, 0.0)
+    path = tmp_path / "labels.nii.gz"
+    nib.save(img, str(path))
+    label = 5 if kind == "absent" else 2
+    found = scan_nifti_label(path, label)
+    if kind == "scaled":
+        assert found is None
+        return
+    geometry, box, roi = found
+    whole = read(path)
+    assert geometry.shape == whole.shape and np.array_equal(geometry.affine, whole.affine)
+    want = _label_box(np.asarray(whole.array), label)
+    if kind == "absent":
+        assert box is None and roi is None and want is None
+        return
+    assert np.array_equal(box[0], want[0]) and np.array_equal(box[1], want[1])
+    sl = tuple(slice(a, b + 1) for a, b in zip(*want, strict=True))
+    assert np.array_equal(roi, np.asarray(whole.array)[sl] == label)

@@ -623,8 +623,9 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
     """The image and mask, read from their files where given as paths.
 
     The mask: scanned for the label without keeping it where only the label's box is needed (a plain
-    NRRD; no resampling, pre-cropping or resegmentation: :func:`medimg.io.formats.scan_nrrd_label`,
-    the mask then a geometry-only Image), else read whole. The image: up to the ROI's last slice when
+    NRRD or an unscaled .nii.gz; no resampling, pre-cropping or resegmentation:
+    :func:`medimg.io.formats.scan_nrrd_label` / ``scan_nifti_label``, the mask then a geometry-only
+    Image), else read whole. The image: up to the ROI's last slice when
     nothing else is needed (Original only, no normalisation, resampling or pre-cropping), the mask's
     geometry then cut to the same slices (the same grid check follows). Returns (image, mask, the
     label's bounds where found here else None, the ROI inside them where the mask was scanned, whether
@@ -636,11 +637,13 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
     scanned = False
     if not isinstance(mask, Image):
         mpath = Path(mask)
-        if (_SCAN_MASKS and mpath.name.lower().endswith(".nrrd") and s.get("resampledPixelSpacing") is None
-                and not s.get("preCrop", False) and s.get("resegmentRange") is None):
-            from medimg.io.formats import scan_nrrd_label
+        mname = mpath.name.lower()
+        if (_SCAN_MASKS and (mname.endswith(".nrrd") or mname.endswith(".nii.gz"))
+                and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False)
+                and s.get("resegmentRange") is None):
+            from medimg.io.formats import scan_nifti_label, scan_nrrd_label
 
-            found = scan_nrrd_label(mpath, lab)
+            found = (scan_nrrd_label if mname.endswith(".nrrd") else scan_nifti_label)(mpath, lab)
             if found is not None:
                 mask, box, roi_box = found
                 scanned = True
@@ -670,8 +673,8 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
     return read(path), mask, box, roi_box, scanned
 
 
-#: Whether label maps in plain NRRD files are scanned for the label instead of read whole (the same
-#: values either way; the tests compare both).
+#: Whether label maps in plain NRRD or .nii.gz files are scanned for the label instead of read whole
+#: (the same values either way; the tests compare both).
 _SCAN_MASKS = True
 
 

@@ -34,7 +34,7 @@ from medimg.core.image import Image
 from medimg.errors import FileFormatError, UnsupportedFormatError
 
 __all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nifti_slices", "read_nrrd_slices",
-           "scan_nrrd_label", "write_file"]
+           "scan_nifti_label", "scan_nrrd_label", "write_file"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -534,8 +534,61 @@ def scan_nrrd_label(path: Path, label: Any
         return None
     geometry = header.image(np.broadcast_to(np.zeros((), dtype=dtype.newbyteorder("=")), (nz, ny, nx)),
                             {"source_format": "nrrd"})
+    return (geometry, *_kept_box(kept, ny, nx))
+
+
+def scan_nifti_label(path: Path, label: Any
+                     ) -> tuple[Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None] | None:
+    """:func:`scan_nrrd_label` for a 3-D single-file NIfTI-1 ``.nii.gz`` label map without scaling
+    (no ``scl_slope`` / ``scl_inter`` other than 1 / 0): inflated whole by libdeflate, compared with
+    ``label`` a few slices at a time. The geometry is the one :func:`read_file` gives (nibabel's
+    affine from the header, to LPS). None otherwise (read it with :func:`read_file` then)."""
+    if not path.name.lower().endswith(".nii.gz"):
+        return None
+    try:
+        import deflate
+        import nibabel as nib
+
+        from medimg.core.image import LPS_TO_RAS
+
+        raw = deflate.gzip_decompress(path.read_bytes())
+        if len(raw) < 352 or int.from_bytes(raw[:4], "little") != 348:
+            return None
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(raw[:348])))
+        dims = header["dim"]
+        if header["magic"].item() != b"n+1" or int(dims[0]) != 3:
+            return None
+        slope, inter = header.get_slope_inter()
+        if slope not in (None, 1.0) or inter not in (None, 0.0):
+            return None
+        nx, ny, nz = (int(v) for v in dims[1:4])
+        dtype = header.get_data_dtype()
+        offset = int(header["vox_offset"])
+        plane = nx * ny
+        if min(nx, ny, nz) < 1 or offset < 352 or len(raw) < offset + nz * plane * dtype.itemsize:
+            return None
+        voxels = np.frombuffer(raw, dtype=dtype, count=nz * plane, offset=offset)
+        affine = LPS_TO_RAS @ np.asarray(header.get_best_affine(), dtype=float)
+    except Exception:  # noqa: BLE001 - anything unusual: read_file reads it, or reports why not
+        return None
+    per = max(1, (1 << 18) // (plane * dtype.itemsize))
+    kept: dict[int, np.ndarray] = {}
+    for first in range(0, nz, per):
+        k = min(per, nz - first)
+        hit = (voxels[first * plane:(first + k) * plane] == label).reshape(k, ny, nx)
+        for i in np.flatnonzero(hit.reshape(k, -1).any(axis=1)):
+            kept[first + int(i)] = hit[i].copy()
+    geometry = Image(np.broadcast_to(np.zeros((), dtype=dtype.newbyteorder("=")), (nz, ny, nx)), affine,
+                     meta={"source_format": "nifti"})
+    return (geometry, *_kept_box(kept, ny, nx))
+
+
+def _kept_box(kept: dict[int, np.ndarray], ny: int, nx: int
+              ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None]:
+    """The bounds (z, y, x, inclusive) and the boolean ROI inside them of the slices ``kept``
+    (slice index -> its (ny, nx) boolean ROI); (None, None) when there are none."""
     if not kept:
-        return geometry, None, None
+        return None, None
     z0, z1 = min(kept), max(kept)
     stack = np.zeros((z1 - z0 + 1, ny, nx), dtype=bool)
     for z, hit in kept.items():
@@ -545,7 +598,7 @@ def scan_nrrd_label(path: Path, label: Any
     xs = np.flatnonzero(inplane.any(axis=0))
     lo = np.asarray([z0, ys[0], xs[0]], dtype=np.intp)
     hi = np.asarray([z1, ys[-1], xs[-1]], dtype=np.intp)
-    return geometry, (lo, hi), np.ascontiguousarray(stack[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+    return (lo, hi), np.ascontiguousarray(stack[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
 
 
 def _read_itk(path: Path) -> Image:
