@@ -432,3 +432,15 @@ def test_scan_nifti_label_same_as_read(tmp_path, kind):
     assert np.array_equal(box[0], want[0]) and np.array_equal(box[1], want[1])
     sl = tuple(slice(a, b + 1) for a, b in zip(*want, strict=True))
     assert np.array_equal(roi, np.asarray(whole.array)[sl] == label)
+
+
+@pytest.mark.parametrize("kind", ["ball", "plane-2d", "line", "cluster-pair", "few", "same"])
+def test_numpy_cell_search_exact(kind):
+    """The NumPy path's cell-pair search (no convex hull) gives exactly the all-pairs maximum."""
+    r = np.random.default_rng(len(kind) + 7)
+    p = {"ball": lambda: r.normal(size=(1500, 3)), "plane-2d": lambda: r.random((900, 2)),
+         "line": lambda: np.outer(r.random(700), [1.0, 2.0, 3.0]),
+         "cluster-pair": lambda: np.r_[r.normal(0, 0.01, (500, 3)), r.normal(5, 0.01, (500, 3))],
+         "few": lambda: r.random((3, 3)), "same": lambda: np.ones((10, 3))}[kind]()
+    assert calc._max_sq_cells(p) == _all_pairs(p)
+    assert calc._max_sq_cells(p, 1e9) == 1e9  # nothing beats the best given

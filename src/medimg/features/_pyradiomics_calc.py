@@ -403,28 +403,6 @@ def _triangle_arrays() -> tuple[np.ndarray, np.ndarray]:
     return _TRI_CACHE[0], _TRI_CACHE[1]
 
 
-def _max_sq_distance(points: np.ndarray) -> float:
-    """Largest squared distance between two of ``points`` (convex hull first when there are many)."""
-    if len(points) < 2:
-        return 0.0
-    if len(points) > 3 * points.shape[1] + 8:
-        try:
-            from medimg.core.hull import extreme_points
-
-            try:
-                points = points[extreme_points(points)]
-            except ValueError:  # DegenerateHullError: no area / volume
-                pass
-        except ImportError:  # pragma: no cover
-            pass
-    best = 0.0
-    for start in range(0, len(points), 512):
-        chunk = points[start:start + 512]
-        d = np.sum((chunk[:, None, :] - points[None, :, :]) ** 2, axis=2)
-        best = max(best, float(d.max()))
-    return best
-
-
 def _line_extremes(twice: np.ndarray, axis: int) -> np.ndarray:
     """Mask of the points (integer coordinates) that are the first or the last on their line
     parallel to ``axis``. A vertex of the convex hull always is: a point strictly between two
@@ -493,7 +471,7 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         if bounds[first] <= best:
             break
         if sizes[first] > 256:
-            best = max(best, _max_sq_distance(points[starts[first]:starts[first] + sizes[first]]))
+            best = _max_sq_cells(points[starts[first]:starts[first] + sizes[first]], best)
             first += 1
             continue
         pairs = sizes[first:].astype(np.int64) ** 2
@@ -514,8 +492,61 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         best = max(best, float(d.max(initial=0.0)))
         for k in np.flatnonzero(~keep & (sizes[group] > 256)):  # large groups in this stretch
             if bounds[first + k] > best:
-                best = max(best, _max_sq_distance(points[starts[first + k]:starts[first + k] + sizes[first + k]]))
+                best = _max_sq_cells(points[starts[first + k]:starts[first + k] + sizes[first + k]], best)
         first = last
+    return best
+
+
+def _max_sq_cells(points: np.ndarray, best: float = 0.0) -> float:
+    """Largest squared distance between two of ``points`` (N, d), at least ``best``, without the
+    convex hull: the points are binned on a grid of cells; a pair of cells whose bounding boxes
+    cannot hold a pair farther than the best so far is skipped (the bound is computed with the
+    distances' own rounded operations, which are monotone, so the maximum is exact); the other pairs
+    are compared, the largest bound first, in batches of about 2**18 pairs."""
+    n, dims = points.shape
+    if n < 2:
+        return best
+    lo, hi = points.min(0), points.max(0)
+    ext = hi - lo
+    g = int(min(12, max(2, round((n / 16.0) ** (1.0 / dims)))))
+    ncell = np.where(ext > 0, g, 1)
+    width = np.where(ext > 0, ext / ncell, 1.0)
+    k = np.minimum(((points - lo) / width).astype(np.intp), ncell - 1)
+    cell = k[:, 0]
+    for a in range(1, dims):
+        cell = cell * ncell[a] + k[:, a]
+    order = np.argsort(cell, kind="stable")
+    pts, cell = points[order], cell[order]
+    starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    bmin = np.minimum.reduceat(pts, starts, axis=0)
+    bmax = np.maximum.reduceat(pts, starts, axis=0)
+    ub = None
+    for a in range(dims):  # the same association as the distances: ((d0^2 + d1^2) + d2^2)
+        u = np.maximum(bmax[None, :, a] - bmin[:, None, a], bmax[:, None, a] - bmin[None, :, a])
+        ub = u * u if ub is None else ub + u * u
+    s_idx, t_idx = np.nonzero(np.triu(ub > best))
+    bound = ub[s_idx, t_idx]
+    rank = np.argsort(-bound, kind="stable")
+    s_idx, t_idx, bound = s_idx[rank], t_idx[rank], bound[rank]
+    pos = 0
+    while pos < len(bound) and bound[pos] > best:
+        count = sizes[s_idx[pos:]].astype(np.int64) * sizes[t_idx[pos:]]
+        end = pos + max(1, int(np.searchsorted(np.cumsum(count), 1 << 18, side="right")))
+        sel = slice(pos, end)
+        keep = bound[sel] > best
+        ss, tt = s_idx[sel][keep], t_idx[sel][keep]
+        ns, nt = sizes[ss].astype(np.int64), sizes[tt].astype(np.int64)
+        pairs = ns * nt
+        local = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+        nt_rep = np.repeat(nt, pairs)
+        i = np.repeat(starts[ss], pairs) + local // nt_rep
+        j = np.repeat(starts[tt], pairs) + local % nt_rep
+        d = (pts[i, 0] - pts[j, 0]) ** 2
+        for a in range(1, dims):
+            d += (pts[i, a] - pts[j, a]) ** 2
+        best = max(best, float(d.max(initial=0.0)))
+        pos = end
     return best
 
 
@@ -523,7 +554,8 @@ def _max_sq_3d(points: np.ndarray) -> float:
     """Largest squared distance between two of ``points`` (3-D). A pair of extreme points (along the
     axes and the body diagonals) gives a lower bound d0; a point whose farthest bounding-box corner
     is nearer than d0 cannot be an end of the farthest pair (float rounding is monotone, so this
-    holds as computed), and is dropped before all pairs (few points) or the convex hull (many)."""
+    holds as computed), and is dropped before all pairs (few points) or the cell search (many:
+    :func:`_max_sq_cells`)."""
     if len(points) < 2:
         return 0.0
     lo, hi = points.min(0), points.max(0)
@@ -535,7 +567,7 @@ def _max_sq_3d(points: np.ndarray) -> float:
     d0 = _max_sq_pairwise(ends)
     reach = np.sum(np.maximum((points - lo) ** 2, (hi - points) ** 2), axis=1)
     far = points[reach >= d0]
-    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_distance(far))
+    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_cells(far, d0))
 
 
 def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
