@@ -156,6 +156,7 @@ def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 #: :data:`DEFAULT_PARAMS` checked once (read only).
 _DEFAULT_CHECKED: dict[str, Any] = check_params(DEFAULT_PARAMS)
 
+
 class _Vol:
     """An array (z, y, x) with its geometry: the SimpleITK image's fields, without SimpleITK."""
 
@@ -625,11 +626,10 @@ def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping
     The mask: scanned for the label without keeping it where only the label's box is needed (a plain
     NRRD or an unscaled .nii.gz; no resampling, pre-cropping or resegmentation:
     :func:`medimg.io.formats.scan_nrrd_label` / ``scan_nifti_label``, the mask then a geometry-only
-    Image), else read whole. The image: up to the ROI's last slice when
-    nothing else is needed (Original only, no normalisation, resampling or pre-cropping), the mask's
-    geometry then cut to the same slices (the same grid check follows). Returns (image, mask, the
-    label's bounds where found here else None, the ROI inside them where the mask was scanned, whether
-    it was scanned)."""
+    Image), else read whole. The image: up to the ROI's last slice when nothing else is needed
+    (Original only, no normalisation, resampling or pre-cropping), the mask's geometry then cut to
+    the same slices (the same grid check follows). Returns (image, mask, the label's bounds where
+    found here else None, the ROI inside them where the mask was scanned, whether it was scanned)."""
     from medimg.io import read
 
     roi_box = None

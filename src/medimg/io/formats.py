@@ -147,8 +147,9 @@ def read_nifti_slices(path: Path, stop: int) -> Image | None:
     geometry and ``meta["source_slices"]`` (as :func:`read_nrrd_slices`): the gzip payload is inflated
     by libdeflate only up to the end of slice ``stop - 1``, the header's ``dim[3]`` set to ``stop``,
     and the voxels scaled by nibabel's own array proxy in memory (no copy), with the affine nibabel
-    takes from the header: the same voxels, type and geometry as :func:`read_file` gives. None when it is not such a file, ``stop`` covers every slice, or
-    libdeflate (the optional ``deflate``) is missing: :func:`read_file` then reads it whole."""
+    takes from the (whole file's) header: the same voxels, type and geometry as :func:`read_file`
+    gives. None when it is not such a file, ``stop`` covers every slice, or libdeflate (the
+    optional ``deflate``) is missing: :func:`read_file` then reads it whole."""
     if not path.name.lower().endswith(".nii.gz") or stop < 1:
         return None
     try:
