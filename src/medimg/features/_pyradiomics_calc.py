@@ -611,7 +611,8 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
     padded = np.pad(roi, 1)
     names = tuple(names)
     want_diam = any("Diameter" in n for n in names)
-    if jit.wanted():
+    compiled = jit.wanted()
+    if compiled:
         from medimg.features import _prad_shape_kernels as kernels
 
         area, volume, twice = kernels.mesh(padded, sp, _mesh_tables(sp))
@@ -623,7 +624,7 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
         diagnostics["shape_MeshVolume.pyradiomics_negative_corrected"] = abs(volume)
     # (N, 3) in Fortran order, as numpy.argwhere gives it: the mean and the covariance then round as
     # PyRadiomics's do (it matters for the axis of a flat ROI, whose eigenvalue is rounding only)
-    if jit.wanted():
+    if compiled:
         coords = kernels.voxel_coords(padded, sp)
     else:
         coords = np.stack(_nonzero(padded)).T.astype(float) * sp
