@@ -199,6 +199,9 @@ def test_gzip_prefix_inflated_exactly(level):
         got = _inflate_prefix(stream, cut)
         assert got is not None and got.tobytes() == data[:cut], cut
     assert _inflate_prefix(stream, len(data) + 1) is None  # shorter than asked
+    two = zlib.compressobj(level, zlib.DEFLATED, 31)
+    second = two.compress(data[:5000]) + two.flush()
+    assert _inflate_prefix(memoryview(bytes(stream) + second), len(data) + 10) is None  # only the first member
     assert _inflate_prefix(memoryview(b"\x1f\x8b\x08\x00garbage"), 10) is None
 
 
