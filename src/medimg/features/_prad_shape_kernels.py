@@ -449,7 +449,29 @@ def _diameters_loop(tw: np.ndarray, half: np.ndarray, directions: np.ndarray) ->
                 hi_v = grp[start[v]:start[v + 1], e].max()
                 ub += (hi_v - lo_v) * (hi_v - lo_v)
             bound[v] = ub
+        # a first best: in every plane, the farthest of its extreme points along 4 in-plane directions
         best = 0.0
+        ends = np.empty((8, 3))
+        for v in range(nlev):
+            lo_v, hi_v = start[v], start[v + 1]
+            if hi_v - lo_v < 2 or bound[v] <= best:
+                continue
+            for d in range(4):
+                sb = 1 if d != 1 else 0
+                sc = 1 if d != 0 else 0
+                if d == 3:
+                    sc = -1
+                imin = imax = lo_v
+                vmin = vmax = sb * gi[lo_v, 0] + sc * gi[lo_v, 1]
+                for i in range(lo_v + 1, hi_v):
+                    w = sb * gi[i, 0] + sc * gi[i, 1]
+                    if w < vmin:
+                        vmin, imin = w, i
+                    if w > vmax:
+                        vmax, imax = w, i
+                ends[2 * d] = grp[imin]
+                ends[2 * d + 1] = grp[imax]
+            best = _all_pairs(ends, best)
         order = np.argsort(-bound)
         for r in range(nlev):
             v = order[r]
