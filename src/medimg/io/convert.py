@@ -180,6 +180,16 @@ def _convert_one(job: _Job) -> SeriesOutput:
                         tuple(image.meta.get("warnings", [])))
 
 
+def _prepare_forked_workers() -> None:
+    """What every conversion worker needs, done once in this process before the workers are
+    forked (they inherit it) instead of once in each: the writer's modules, and the package
+    versions, git commit and platform of the provenance record (cached per process)."""
+    from medimg.core.provenance import Manifest
+    from medimg.io import nifti, sidecar  # noqa: F401
+
+    Manifest(command="medimg convert").to_dict()
+
+
 #: Jobs of running conversions, by run token. Workers forked after the jobs were built find
 #: their job here by (token, index) instead of receiving it pickled (a series of 100 slices
 #: is ~100 kB of pickled headers, pickled by the parent and unpickled by a worker).
@@ -272,6 +282,8 @@ def convert_folder(
                 start, packed_headers, packed_frames, part_failures = outcome.value  # type: ignore[misc]
                 frames.extend(_unpack_frames(files[start:], packed_headers, packed_frames))
                 failures.extend(part_failures)
+                if forked and start == 0:  # while the workers read the other chunks
+                    _prepare_forked_workers()
         finally:
             _FORKED_FILES.pop(scan_token, None)
     else:
@@ -299,10 +311,7 @@ def convert_folder(
     items: list[Any] = jobs
     key: Callable[[Any], str] = lambda job: job.series.key  # noqa: E731
     if scheduler == "processes" and _start_method() == "fork":  # the workers inherit the jobs
-        from medimg.core.provenance import Manifest
-        from medimg.io import nifti, sidecar  # noqa: F401 - imported once here, not in every worker
-
-        Manifest(command="medimg convert").to_dict()  # the package versions and git commit, cached once
+        _prepare_forked_workers()
         _FORKED_JOBS[token] = jobs
         fn, items = _convert_forked, [(token, i) for i in range(len(jobs))]
         key = lambda ref: jobs[ref[1]].series.key  # noqa: E731
