@@ -289,38 +289,64 @@ _EMPTY = object()  # decoded to nothing (None, "", [""]): not put into the heade
 _PER_FILE = frozenset({0x00080018, 0x00200013, 0x00200032, 0x00201041})
 
 
+def _swap(tag: int) -> int:
+    """A tag as ``struct`` reads its 4 bytes as one little-endian int: (element << 16) | group."""
+    return ((tag & 0xFFFF) << 16) | (tag >> 16)
+
+
+# The element walk reads each element's tag as one int (``<I``: element and group swapped) and
+# looks it up in these tables keyed the same way: one unpack of three fields, no shifting.
+_TAG_VR_LEN = struct.Struct("<I2sH")
+_TAG_LEN = struct.Struct("<II")
+_WANTED_S = {_swap(tag): spec for tag, spec in WANTED.items()}
+_MARKERS_S = {_swap(tag): name for tag, name in _MARKERS.items()}
+_PIXEL_S = {_swap(tag): name for tag, name in _PIXEL_TAGS.items()}
+_PER_FILE_S = frozenset(_swap(tag) for tag in _PER_FILE)
+_CHARSET_S = _swap(0x00080005)
+#: Explicit VR: bytes of an element's header by its VR (two upper-case letters; the long VRs
+#: carry a 4-byte length after 2 reserved bytes). Any other VR bytes: not handled here.
+_VR_HEADER = {bytes((a, b)): (12 if bytes((a, b)) in _LONG_VRS else 8)
+              for a in range(65, 91) for b in range(65, 91)}
+
+
 def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header) -> None:
     """Walk top-level elements from ``pos``; fill ``header``; stop at the pixel data."""
     n = len(buf)
     decoded = _DECODED
     values = header.values
     markers = []
-    wanted = WANTED
-    pixel_tags = _PIXEL_TAGS
+    wanted = _WANTED_S
+    pixel_tags = _PIXEL_S
+    marker_tags = _MARKERS_S
+    per_file = _PER_FILE_S
+    vr_header = _VR_HEADER
+    tag_vr_len = _TAG_VR_LEN.unpack_from
+    tag_len = _TAG_LEN.unpack_from
+    u32 = _U32.unpack_from
+    undefined = _UNDEFINED
     codec = "latin_1"
     while pos < n:
         if pos + 8 > n:
             raise _NeedMore
         if explicit:
-            group, elem, vr, l16 = _EXPLICIT.unpack_from(buf, pos)
-            if vr in _LONG_VRS:
+            stag, vr, length = tag_vr_len(buf, pos)
+            size = vr_header.get(vr)
+            if size == 8:
+                vpos = pos + 8
+            elif size == 12:
                 if pos + 12 > n:
                     raise _NeedMore
-                length = _U32.unpack_from(buf, pos + 8)[0]
+                length = u32(buf, pos + 8)[0]
                 vpos = pos + 12
-            elif vr.isalpha() and vr.isupper():
-                length = l16
-                vpos = pos + 8
             else:
                 raise _FallBack
         else:
-            group, elem, length = _IMPLICIT.unpack_from(buf, pos)
-            vr = b"SQ" if length == _UNDEFINED else b""
+            stag, length = tag_len(buf, pos)
+            vr = b"SQ" if length == undefined else b""
             vpos = pos + 8
-        tag = (group << 16) | elem
-        if tag >= 0x7FE00008 and tag in pixel_tags:  # (the pixel tags sort after every other tag read)
-            header.pixel_keyword = pixel_tags[tag]
-            if length == _UNDEFINED:
+        if stag in pixel_tags:
+            header.pixel_keyword = pixel_tags[stag]
+            if length == undefined:
                 header.pixel_vr = "OB"
                 header.encapsulated = True
                 header.pixel_bytes = max(0, file_size - vpos)
@@ -336,23 +362,23 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
                 header.pixel_bytes = length
                 header.pixel_vr = vr.decode() if vr else None
             break
-        if length == _UNDEFINED:
-            if tag in _MARKERS:
-                markers.append(_MARKERS[tag])
+        if length == undefined:
+            if stag in marker_tags:
+                markers.append(marker_tags[stag])
             pos = _skip_undefined(buf, vpos, explicit and vr != b"UN")
             continue
         end = vpos + length
         if end > n:
             if end > file_size:
-                msg = f"element ({group:04X},{elem:04X}) runs past the end of the file"
+                msg = f"element ({stag & 0xFFFF:04X},{stag >> 16:04X}) runs past the end of the file"
                 raise TruncatedFileError(header.path, msg)
             raise _NeedMore
-        spec = wanted.get(tag)
+        spec = wanted.get(stag)
         if spec is not None:
             raw = buf[vpos:end]
-            if tag == 0x00080005:
+            if stag == _CHARSET_S:
                 codec = _codec(raw)
-            key = (tag, raw, codec)
+            key = (stag, raw, codec)
             value = decoded.get(key, _MISSING)
             if value is _MISSING:
                 try:
@@ -361,14 +387,14 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
                     raise _FallBack from err
                 if value is None or value == "" or value == [""]:
                     value = _EMPTY
-                if tag not in _PER_FILE:
+                if stag not in per_file:
                     if len(decoded) > 8192:
                         decoded.clear()
                     decoded[key] = value
             if value is not _EMPTY:
                 values[spec[0]] = value.copy() if type(value) is list else value
-        elif tag in _MARKERS:
-            markers.append(_MARKERS[tag])
+        elif stag in marker_tags:
+            markers.append(marker_tags[stag])
         pos = end
     header.markers = frozenset(markers)
 
