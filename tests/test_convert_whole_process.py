@@ -206,3 +206,19 @@ def test_hostile_folder_one_line(tmp_path: Path) -> None:
     lines = [line for line in r.stderr.splitlines() if line not in ("PYDANTIC", "NO-PYDANTIC")]
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "no DICOM image series found" in lines[0] and "300 unreadable" in lines[0]
+
+
+def test_package_versions_as_importlib_reads_them() -> None:
+    import importlib.metadata
+
+    from medimg.core.provenance import _TRACKED_PACKAGES, _installed_version, package_versions
+
+    versions = package_versions()
+    assert versions and "numpy" in versions
+    for name in _TRACKED_PACKAGES:
+        try:
+            expected = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            assert name not in versions
+            continue
+        assert _installed_version(name) == expected == versions[name]
