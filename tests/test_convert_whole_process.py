@@ -222,3 +222,112 @@ def test_package_versions_as_importlib_reads_them() -> None:
             assert name not in versions
             continue
         assert _installed_version(name) == expected == versions[name]
+
+
+# ----------------------------------------------------------------------------- header templates
+def _full(path: Path):
+    """The header read by the element walk, no template."""
+    from medimg.io.dicom import header as h
+
+    kept = h._TEMPLATE
+    h._TEMPLATE = None
+    try:
+        return h.read_header(path)
+    finally:
+        h._TEMPLATE = kept
+
+
+def _same_header(a, b) -> None:
+    from dataclasses import fields
+
+    from medimg.io.dicom.header import Header
+
+    for f in fields(Header):
+        assert getattr(a, f.name) == getattr(b, f.name), (a.path, f.name, getattr(a, f.name), getattr(b, f.name))
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "implicit", "rle"])
+def test_template_headers_equal_walked_headers(tmp_path: Path, monkeypatch, syntax: str) -> None:
+    """Files read through the template of the file before give the header the element walk gives,
+    positions of every string length included (the varying elements change length)."""
+    from medimg.io.dicom import header as h
+
+    rng = np.random.default_rng(7)
+    for k, z0 in enumerate((-9.5, 100.25)):
+        img = Image.from_geometry(rng.integers(-1000, 2000, size=(12, 5, 4)).astype(np.float32),
+                                  spacing=(0.7, 0.7, 1.37), origin=(-90.0, -9.25, z0))
+        write_series(img, tmp_path / f"s{k}", seed=k, transfer_syntax=syntax)
+    hits = []
+    match = h._Template.match
+
+    def counting(self, *args):
+        out = match(self, *args)
+        hits.append(out is not None)
+        return out
+
+    monkeypatch.setattr(h, "_TEMPLATE", None)
+    monkeypatch.setattr(h._Template, "match", counting)
+    files = sorted(tmp_path.rglob("*.dcm")) or sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    for path in files:
+        _same_header(h.read_header(path), _full(path))
+    assert sum(hits) >= len(files) - 6  # all but the first files of each series (learning)
+    positions = {tuple(h.read_header(p).values["ImagePositionPatient"]) for p in files}
+    assert len(positions) == len(files)
+
+
+def test_template_changes_to_a_header_stay_in_it(tmp_path: Path, monkeypatch) -> None:
+    from medimg.io.dicom import header as h
+
+    monkeypatch.setattr(h, "_TEMPLATE", None)
+    files = sorted(_series(tmp_path, 0, shape=(6, 4, 4)).iterdir())
+    first = [h.read_header(p) for p in files[:3]]
+    for header in first:
+        header.values["ImageOrientationPatient"].append(99.0)
+        header.values["Rows"] = 1
+    for path in files[3:]:
+        got = h.read_header(path)
+        assert len(got.values["ImageOrientationPatient"]) == 6 and got.values["Rows"] == 4
+        _same_header(got, _full(path))
+
+
+def test_template_hostile_files_as_walked(tmp_path: Path, monkeypatch) -> None:
+    """Files that share a template's bytes but are cut short, or whose varying element lies about
+    its length: the same header or the same error as the element walk gives."""
+    from dicom_mutate import (  # tests/ is on the path (as for test_reader_hardening)
+        set_length,
+        set_value,
+    )
+    from medimg.errors import MedimgError
+    from medimg.io.dicom import header as h
+
+    files = sorted(_series(tmp_path, 0, shape=(5, 6, 4)).iterdir())
+    data = files[-1].read_bytes()
+    cases = {
+        "cut_pixels": data[:-10],
+        "cut_header": data[:700],
+        "long_position": set_value(data, 0x00200032, b"-90.5\\-9.25\\1234567.125"),
+        "position_length_huge": set_length(data, 0x00200032, 0xFFF0),
+        "position_length_odd": set_length(data, 0x00200032, 13),
+        "position_length_zero": set_length(data, 0x00200032, 0),
+        "instance_not_number": set_value(data, 0x00200013, b"abc"),
+        "uid_empty": set_value(data, 0x00080018, b""),
+    }
+    for name, blob in cases.items():
+        path = tmp_path / f"{name}.dcm"
+        path.write_bytes(blob)
+        monkeypatch.setattr(h, "_TEMPLATE", None)
+        for earlier in files[:-1]:  # learn the series' template first
+            h.read_header(earlier)
+        assert h._TEMPLATE is not None and h._TEMPLATE.variable
+        try:
+            got = h.read_header(path)
+        except MedimgError as err:
+            got = err
+        try:
+            ref = _full(path)
+        except MedimgError as err:
+            ref = err
+        if isinstance(ref, BaseException):
+            assert type(got) is type(ref) and str(got) == str(ref), name
+        else:
+            _same_header(got, ref)
