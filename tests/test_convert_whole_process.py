@@ -142,6 +142,7 @@ def test_headers_read_by_workers_same_outputs(tmp_path: Path, monkeypatch, worke
     for k in range(3):
         _series(root, k, shape=(3 + k, 6, 5))
     monkeypatch.setattr(convert, "PARALLEL_SCAN_MIN_FILES", 1)
+    monkeypatch.setattr(convert, "PARALLEL_SCAN_MIN_WORKERS", 2)
     ref = {o.path.name: sha256_file(o.path) for o in convert.convert_folder(root, tmp_path / "a", suffix=".nii", workers=1)}
     got = {o.path.name: sha256_file(o.path) for o in convert.convert_folder(root, tmp_path / "b", suffix=".nii",
                                                                             workers=workers)}
@@ -202,7 +203,7 @@ def test_hostile_folder_one_line(tmp_path: Path) -> None:
     for i in range(300):
         (root / f"f{i:03d}.dcm").write_bytes(b"DICM" * (i % 7) + os.urandom(64 + i))
     r = _cli("convert", str(root), str(tmp_path / "out"), "--workers", "2",
-             code="import medimg.io.convert as c\nc.PARALLEL_SCAN_MIN_FILES = 1")
+             code="import medimg.io.convert as c\nc.PARALLEL_SCAN_MIN_FILES = 1\nc.PARALLEL_SCAN_MIN_WORKERS = 2")
     lines = [line for line in r.stderr.splitlines() if line not in ("PYDANTIC", "NO-PYDANTIC")]
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "no DICOM image series found" in lines[0] and "300 unreadable" in lines[0]

@@ -7,6 +7,10 @@ endian, the syntaxes of nearly every file in an archive), skipping sequences wit
 them, and stops at the pixel data. Anything unusual — big endian, deflate, no File Meta, a
 malformed element — falls back to pydicom, so the fast path is an optimisation, never a
 different answer: the tests compare both on every file of the corpus.
+
+The files of a series repeat their header byte for byte but for a few values; a file whose
+bytes match the last header walked everywhere but in the elements seen to vary is read from
+that template, only those elements decoded (see ``_Template``); any other file is walked.
 """
 
 from __future__ import annotations
