@@ -437,7 +437,8 @@ def read_header(path: str | Path) -> Header:
     no other exception leaves this function (but :class:`OSError` when the file cannot be
     opened, and :class:`MemoryError`).
     """
-    path = Path(path)
+    if not isinstance(path, Path):
+        path = Path(path)
     with open(path, "rb") as fh:
         buf = fh.read(_CHUNK)
         size = fh.seek(0, 2) if len(buf) == _CHUNK else len(buf)

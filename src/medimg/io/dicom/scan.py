@@ -195,7 +195,7 @@ def scan(
         if not files:
             raise EmptyInputError(f"{path}: folder holds no files")
     else:
-        files = [Path(p) for p in path]
+        files = [p if isinstance(p, Path) else Path(p) for p in path]
     result = ScanResult(series=[], n_files=len(files))
     frames: list[Frame] = []
     total = len(files)
