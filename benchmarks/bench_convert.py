@@ -40,8 +40,9 @@ from _common import (
 REPEATS = 5
 
 #: ``medimg convert`` with each process's CPU time logged (JSON lines in $MEDIMG_BENCH_CPU_LOG):
-#: this process ("parent": start-up, file list, unpacking and grouping the headers, set-up), each
-#: worker by what it ran ("headers": reading headers; "convert": reading, hashing and writing series).
+#: the main process ("parent": start-up, file list, headers and grouping, set-up), each worker by
+#: what it ran ("headers": reading headers, with 3 workers or more; "convert": reading, hashing
+#: and writing series).
 _CPU_DRIVER = """
 import json, os, resource, sys
 import medimg.io.convert as cv
@@ -275,9 +276,10 @@ def main() -> None:
               f"**{cpu_s['dcm2niix -z y -1 (level 1)'] / cpu_s['medimg convert --ext .nii.gz (level 1)']:.2f}**. "
               "medimg reads every input byte once for its pixels and its SHA-256 (one `preadv` per file: "
               "pixels into the volume, the file's SHA-256 from the same buffers) and writes the NIfTI in one "
-              "pass hashed as written; the headers are read by the 2 workers (contiguous chunks of the file "
-              "list, frames sent back packed), then the series are converted by 2 fresh workers forked "
-              "after the grouping (they inherit the series).",
+              "pass hashed as written. The headers are read in the main process (the files of a series "
+              "mostly from the previous file's header template: only the elements that vary are decoded), "
+              "then the series are converted by 2 workers forked after the grouping (they inherit the "
+              "series; with 3 workers or more the headers are read by the workers too).",
               "", f"Without the input hashes (`--no-input-hashes`: the sidecars name the input files by count "
               f"and series UID; the outputs are still hashed), the closest to dcm2niix's computation, which "
               f"hashes nothing: dcm2niix time / medimg time **{r_nh:.2f}**, CPU "
@@ -288,10 +290,11 @@ def main() -> None:
     total = sum(per_process.values())
     lines += ["", "CPU seconds by process in one `medimg convert --ext .nii` (median of 3 runs; `process_cpu` "
               "in this script):", "", "| process | CPU (s) |", "|---|---:|",
-              f"| main process: start-up, file list, unpacking + grouping the headers, worker set-up | "
-              f"{per_process['parent']:.3f} |",
-              f"| 2 header workers together (2,000 headers) | {per_process['headers']:.3f} |",
-              f"| 2 conversion workers together (read + SHA-256 in, write + SHA-256 out) | "
+              "| main process: start-up, file list, headers (2,000) + grouping, worker set-up | "
+              f"{per_process['parent']:.3f} |"]
+    if per_process["headers"]:
+        lines += [f"| header workers together | {per_process['headers']:.3f} |"]
+    lines += ["| 2 conversion workers together (read + SHA-256 in, write + SHA-256 out) | "
               f"{per_process['convert']:.3f} |", f"| all | {total:.3f} |"]
     sha_cpu = stages["of which SHA-256 of the inputs (262 MB) alone"] + stages["of which SHA-256 of the outputs (262 MB) alone"]
     lines += ["", "Reading the ratios: the wall time of medimg's 2 workers beats a one-process tool only while a "
