@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core import jit
+
 __all__ = ["angles", "discretise", "firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
            "FEATURE_NAMES", "DEPRECATED", "CLASSES"]
 
@@ -113,7 +115,12 @@ def discretise(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) 
     values = image[roi]
     edges = bin_edges(values, bin_width=settings.get("binWidth", 25), bin_count=settings.get("binCount"))
     out = np.zeros(image.shape, dtype=np.intp)
-    out[roi] = np.digitize(values, edges)
+    if jit.wanted():
+        from medimg.features import _prad_shape_kernels as kernels
+
+        out[roi] = kernels.digitize(values, edges)
+    else:
+        out[roi] = np.digitize(values, edges)
     return out
 
 
@@ -223,6 +230,40 @@ def _nanmean(values: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------ first order
 
+#: The quantiles of PyRadiomics's percentiles (10, 25, 75, 90), as ``numpy.percentile`` divides them.
+_FIRSTORDER_Q = np.true_divide(np.asarray([10, 25, 75, 90]), 100)
+
+
+def _sorted_percentiles(xs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``numpy.percentile(x, 100 q)`` (method linear) from ``xs = numpy.sort(x)`` (no NaN, not empty):
+    NumPy's own steps (virtual index, floor, the last index for those past the end, its two-sided
+    lerp), on the sorted values instead of a partition: the same order statistics, the same values."""
+    n = xs.shape[0]
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1
+    previous[above] = -1
+    following[above] = -1
+    previous = previous.astype(np.intp)
+    following = following.astype(np.intp)
+    a = xs[previous]
+    b = xs[following]
+    gamma = np.asanyarray(virtual - previous, dtype=virtual.dtype)
+    diff = b - a
+    result = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype.type)
+    return result
+
+
+def _sorted_median(xs: np.ndarray) -> float:
+    """``numpy.median(x)`` from ``xs = numpy.sort(x)`` (no NaN, not empty): the mean of the middle one
+    or two values, as NumPy takes it."""
+    n = xs.shape[0]
+    half = n // 2
+    return float(np.mean(xs[half:half + 1] if n % 2 else xs[half - 1:half + 1]))
+
+
 def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
                settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | None = None) -> dict[str, float]:
     """PyRadiomics first-order features of the voxels of ``roi`` (``spacing`` (z, y, x) mm);
@@ -240,7 +281,15 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
     dev2 = dev * dev
     m2 = np.mean(dev2)
     out: dict[str, float] = {}
-    p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
+    xs = np.sort(x)
+    if n and np.isnan(xs[-1]):  # NaN voxels: NumPy's own order statistics (NaN results)
+        p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
+        median, minimum, maximum = np.median(x), x.min(), x.max()
+    elif n:
+        p10, p25, p75, p90 = _sorted_percentiles(xs, _FIRSTORDER_Q)
+        median, minimum, maximum = _sorted_median(xs), xs[0], xs[-1]
+    else:
+        p10 = p25 = p75 = p90 = median = minimum = maximum = np.nan
     energy = float(np.sum((x + shift) ** 2))
     for name in names:
         if name == "10Percentile":
@@ -260,17 +309,17 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
         elif name == "Skewness":
             v = np.mean(dev2 * dev) / m2 ** 1.5 if m2 != 0 else 0.0
         elif name == "Maximum":
-            v = x.max()
+            v = maximum
         elif name == "Minimum":
-            v = x.min()
+            v = minimum
         elif name == "Mean":
             v = mean
         elif name == "MeanAbsoluteDeviation":
             v = np.mean(np.abs(dev))
         elif name == "Median":
-            v = np.median(x)
+            v = median
         elif name == "Range":
-            v = x.max() - x.min()
+            v = maximum - minimum
         elif name == "RobustMeanAbsoluteDeviation":
             sub = x[(x >= p10) & (x <= p90)]
             v = np.mean(np.abs(sub - sub.mean()))
@@ -363,28 +412,6 @@ def _triangle_arrays() -> tuple[np.ndarray, np.ndarray]:
     return _TRI_CACHE[0], _TRI_CACHE[1]
 
 
-def _max_sq_distance(points: np.ndarray) -> float:
-    """Largest squared distance between two of ``points`` (convex hull first when there are many)."""
-    if len(points) < 2:
-        return 0.0
-    if len(points) > 3 * points.shape[1] + 8:
-        try:
-            from medimg.core.hull import extreme_points
-
-            try:
-                points = points[extreme_points(points)]
-            except ValueError:  # DegenerateHullError: no area / volume
-                pass
-        except ImportError:  # pragma: no cover
-            pass
-    best = 0.0
-    for start in range(0, len(points), 512):
-        chunk = points[start:start + 512]
-        d = np.sum((chunk[:, None, :] - points[None, :, :]) ** 2, axis=2)
-        best = max(best, float(d.max()))
-    return best
-
-
 def _line_extremes(twice: np.ndarray, axis: int) -> np.ndarray:
     """Mask of the points (integer coordinates) that are the first or the last on their line
     parallel to ``axis``. A vertex of the convex hull always is: a point strictly between two
@@ -453,7 +480,7 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         if bounds[first] <= best:
             break
         if sizes[first] > 256:
-            best = max(best, _max_sq_distance(points[starts[first]:starts[first] + sizes[first]]))
+            best = _max_sq_cells(points[starts[first]:starts[first] + sizes[first]], best)
             first += 1
             continue
         pairs = sizes[first:].astype(np.int64) ** 2
@@ -474,8 +501,61 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         best = max(best, float(d.max(initial=0.0)))
         for k in np.flatnonzero(~keep & (sizes[group] > 256)):  # large groups in this stretch
             if bounds[first + k] > best:
-                best = max(best, _max_sq_distance(points[starts[first + k]:starts[first + k] + sizes[first + k]]))
+                best = _max_sq_cells(points[starts[first + k]:starts[first + k] + sizes[first + k]], best)
         first = last
+    return best
+
+
+def _max_sq_cells(points: np.ndarray, best: float = 0.0) -> float:
+    """Largest squared distance between two of ``points`` (N, d), at least ``best``, without the
+    convex hull: the points are binned on a grid of cells; a pair of cells whose bounding boxes
+    cannot hold a pair farther than the best so far is skipped (the bound is computed with the
+    distances' own rounded operations, which are monotone, so the maximum is exact); the other pairs
+    are compared, the largest bound first, in batches of about 2**18 pairs."""
+    n, dims = points.shape
+    if n < 2:
+        return best
+    lo, hi = points.min(0), points.max(0)
+    ext = hi - lo
+    g = int(min(12, max(2, round((n / 16.0) ** (1.0 / dims)))))
+    ncell = np.where(ext > 0, g, 1)
+    width = np.where(ext > 0, ext / ncell, 1.0)
+    k = np.minimum(((points - lo) / width).astype(np.intp), ncell - 1)
+    cell = k[:, 0]
+    for a in range(1, dims):
+        cell = cell * ncell[a] + k[:, a]
+    order = np.argsort(cell, kind="stable")
+    pts, cell = points[order], cell[order]
+    starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    bmin = np.minimum.reduceat(pts, starts, axis=0)
+    bmax = np.maximum.reduceat(pts, starts, axis=0)
+    ub = None
+    for a in range(dims):  # the same association as the distances: ((d0^2 + d1^2) + d2^2)
+        u = np.maximum(bmax[None, :, a] - bmin[:, None, a], bmax[:, None, a] - bmin[None, :, a])
+        ub = u * u if ub is None else ub + u * u
+    s_idx, t_idx = np.nonzero(np.triu(ub > best))
+    bound = ub[s_idx, t_idx]
+    rank = np.argsort(-bound, kind="stable")
+    s_idx, t_idx, bound = s_idx[rank], t_idx[rank], bound[rank]
+    pos = 0
+    while pos < len(bound) and bound[pos] > best:
+        count = sizes[s_idx[pos:]].astype(np.int64) * sizes[t_idx[pos:]]
+        end = pos + max(1, int(np.searchsorted(np.cumsum(count), 1 << 18, side="right")))
+        sel = slice(pos, end)
+        keep = bound[sel] > best
+        ss, tt = s_idx[sel][keep], t_idx[sel][keep]
+        ns, nt = sizes[ss].astype(np.int64), sizes[tt].astype(np.int64)
+        pairs = ns * nt
+        local = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+        nt_rep = np.repeat(nt, pairs)
+        i = np.repeat(starts[ss], pairs) + local // nt_rep
+        j = np.repeat(starts[tt], pairs) + local % nt_rep
+        d = (pts[i, 0] - pts[j, 0]) ** 2
+        for a in range(1, dims):
+            d += (pts[i, a] - pts[j, a]) ** 2
+        best = max(best, float(d.max(initial=0.0)))
+        pos = end
     return best
 
 
@@ -483,7 +563,8 @@ def _max_sq_3d(points: np.ndarray) -> float:
     """Largest squared distance between two of ``points`` (3-D). A pair of extreme points (along the
     axes and the body diagonals) gives a lower bound d0; a point whose farthest bounding-box corner
     is nearer than d0 cannot be an end of the farthest pair (float rounding is monotone, so this
-    holds as computed), and is dropped before all pairs (few points) or the convex hull (many)."""
+    holds as computed), and is dropped before all pairs (few points) or the cell search (many:
+    :func:`_max_sq_cells`)."""
     if len(points) < 2:
         return 0.0
     lo, hi = points.min(0), points.max(0)
@@ -495,7 +576,7 @@ def _max_sq_3d(points: np.ndarray) -> float:
     d0 = _max_sq_pairwise(ends)
     reach = np.sum(np.maximum((points - lo) ** 2, (hi - points) ** 2), axis=1)
     far = points[reach >= d0]
-    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_distance(far))
+    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_cells(far, d0))
 
 
 def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
@@ -537,17 +618,30 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
     reproduced; ``diagnostics`` then gets the absolute value as the correct one."""
     sp = np.asarray(spacing, dtype=float)
     padded = np.pad(roi, 1)
-    area, volume, twice = _mesh(padded, sp)
+    names = tuple(names)
+    want_diam = any("Diameter" in n for n in names)
+    compiled = jit.wanted()
+    if compiled:
+        from medimg.features import _prad_shape_kernels as kernels
+
+        area, volume, twice = kernels.mesh(padded, sp, _mesh_tables(sp))
+        diam = kernels.diameters(twice, sp) if want_diam else (np.nan,) * 4
+    else:
+        area, volume, twice = _mesh(padded, sp)
+        diam = _diameters(twice, sp) if want_diam else (np.nan,) * 4
     if diagnostics is not None and volume < 0:
         diagnostics["shape_MeshVolume.pyradiomics_negative_corrected"] = abs(volume)
-    names = tuple(names)
-    diam = _diameters(twice, sp) if any("Diameter" in n for n in names) else (np.nan,) * 4
     # (N, 3) in Fortran order, as numpy.argwhere gives it: the mean and the covariance then round as
     # PyRadiomics's do (it matters for the axis of a flat ROI, whose eigenvalue is rounding only)
-    coords = np.stack(_nonzero(padded)).T.astype(float) * sp
+    if compiled:
+        coords = kernels.voxel_coords(padded, sp)
+    else:
+        coords = np.stack(_nonzero(padded)).T.astype(float) * sp
     npix = len(coords)
-    coords -= coords.mean(axis=0)
-    coords /= np.sqrt(npix)
+    center = coords.mean(axis=0)
+    rows = coords.T  # the same element-wise operations, along memory (fast for a Fortran-ordered array)
+    rows -= center[:, None]
+    rows /= np.sqrt(npix)
     ev = np.linalg.eigvals(coords.T.copy() @ coords)
     ev = np.where((ev < 0) & (ev > -1e-10), 0.0, ev)
     ev = np.sort(ev)

@@ -158,6 +158,10 @@ def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------- extraction
 
+#: :data:`DEFAULT_PARAMS` checked once (read only).
+_DEFAULT_CHECKED: dict[str, Any] = check_params(DEFAULT_PARAMS)
+
+
 class _Vol:
     """An array (z, y, x) with its geometry: the SimpleITK image's fields, without SimpleITK."""
 
@@ -205,11 +209,31 @@ def _bbox(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray([c.min() for c in coords]), np.asarray([c.max() for c in coords])
 
 
-def _check_mask(roi: np.ndarray, s: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """PyRadiomics's checkMask: bounding box, at least ``minimumROIDimensions`` dimensions > 1 voxel."""
-    if not roi.any():
+def _label_box(labels: np.ndarray, lab: Any = True) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index bounds (inclusive, (z, y, x)) of ``labels == lab`` in a 3-D array (``lab`` True: of a
+    boolean ROI); None when it is empty. One comparison of the whole array, then reductions over
+    the slices that hold the label only."""
+    eq = labels if (lab is True and labels.dtype == np.bool_) else labels == lab
+    rows = np.flatnonzero(eq.reshape(eq.shape[0], -1).any(axis=1))
+    if rows.size == 0:
+        return None
+    z0, z1 = int(rows[0]), int(rows[-1])
+    plane = eq[z0:z1 + 1].any(axis=0)
+    ys = np.flatnonzero(plane.any(axis=1))
+    xs = np.flatnonzero(plane.any(axis=0))
+    return np.asarray([z0, ys[0], xs[0]], dtype=np.intp), np.asarray([z1, ys[-1], xs[-1]], dtype=np.intp)
+
+
+def _check_mask(roi: np.ndarray, s: Mapping[str, Any],
+                box: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """PyRadiomics's checkMask: bounding box, at least ``minimumROIDimensions`` dimensions > 1 voxel.
+    ``box``: the bounds of ``roi`` when known (:func:`_label_box`); ``roi`` is then only counted
+    (``minimumROISize``) and may be its crop to the box."""
+    if box is None:
+        box = _label_box(roi)
+    if box is None:
         raise ParameterError(f"label {s.get('label', 1)} not present in the mask")
-    lo, hi = _bbox(roi)
+    lo, hi = box
     ndims = int(np.sum(hi - lo + 1 > 1))
     if ndims == 0:
         raise ParameterError("mask only contains 1 segmented voxel! Cannot extract features for a single voxel "
@@ -524,7 +548,7 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         Intensity image (image units) and label map on the same grid, 3-D (a 2-D image is one slice),
         or their files (as PyRadiomics's ``execute`` takes them). From files, when only the image
         type Original is computed without normalisation or resampling, only the image's slices up to
-        the ROI's last are read (a plain NRRD's gzip payload is inflated only that far).
+        the ROI's last are read (the gzip payload of a plain NRRD or a .nii.gz is inflated only that far).
     params
         A PyRadiomics parameter mapping or file (see :func:`load_params`); ``None``: its defaults.
     label
@@ -558,53 +582,61 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
 
 def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mapping[str, Any] | str | Path | None,
              label: int | None, diagnostics: dict[str, float] | None) -> dict[str, float]:
-    p = check_params(DEFAULT_PARAMS if params is None else
-                     (params if isinstance(params, Mapping) else load_params(params)))
+    p = _DEFAULT_CHECKED if params is None else check_params(
+        params if isinstance(params, Mapping) else load_params(params))
     s: dict[str, Any] = dict(p["setting"])
     if label is not None:
         s["label"] = label
     lab = int(s.get("label", 1))
-    image, mask = _read_inputs(image, mask, p, s, lab)
+    image, mask, box, roi_pre, scanned = _read_inputs(image, mask, p, s, lab)
     tol = s.get("geometryTolerance")
     image.check_same_grid(mask, **({"tol_mm": float(tol)} if tol else {}))
     vol = _Vol.from_image(image)
     mvol = _Vol.from_image(mask)
     if s.get("force2D") and not 0 <= s.get("force2Ddimension", 0) <= 2:
         raise ParameterError(f"force2Ddimension must be 0, 1 or 2, got {s.get('force2Ddimension')}")
-    roi = mvol.array == lab
-    if not roi.any():
+    if box is None and not scanned:
+        box = _label_box(mvol.array, lab)
+    if box is None:
         raise ParameterError(f"label {lab} not present in the mask")
     if s.get("normalize", False):
         vol = _normalize(vol, s)
     if s.get("resampledPixelSpacing") is not None and s.get("interpolator", "sitkBSpline") is not None:
         vol, mvol = _resample(vol, mvol, s)
-        roi = mvol.array == lab
+        box = _label_box(mvol.array, lab)
+        if box is None:
+            raise ParameterError(f"label {lab} not present in the mask after resampling")
     elif s.get("preCrop", False):
-        lo, hi = _check_mask(roi, s)
+        lo, hi = _check_mask(mvol.array[_box_slices(*box)] == lab, s, box)
         pad = s.get("padDistance", 0)
         lo = np.maximum(lo - pad, 0)
-        hi = np.minimum(hi + pad, np.asarray(roi.shape) - 1)
+        hi = np.minimum(hi + pad, np.asarray(mvol.array.shape) - 1)
         vol, mvol = vol.crop(lo, hi), mvol.crop(lo, hi)
-        roi = mvol.array == lab
-    lo, hi = _check_mask(roi, s)
+        box = (box[0] - lo, box[1] - lo)
     reseg = None
     if s.get("resegmentRange") is not None:
+        roi = mvol.array == lab
+        lo, hi = _check_mask(roi, s, box)
         reseg = _resegment(vol.array, roi, s)
         lo, hi = _check_mask(reseg, s)
-    sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+        sl = _box_slices(lo, hi)
+        roi_c = roi[sl]
+    else:
+        roi_c = roi_pre if roi_pre is not None else mvol.array[_box_slices(*box)] == lab
+        lo, hi = _check_mask(roi_c, s, box)
+        sl = _box_slices(lo, hi)
     spacing_zyx = tuple(float(v) for v in vol.spacing[::-1])
     out: dict[str, float] = {}
     diag = diagnostics if diagnostics is not None else {}
     classes = p["featureClass"]
-    shape_roi = reseg if (reseg is not None and s.get("resegmentShape", False)) else roi
     if "shape" in classes:
+        shape_roi = reseg[sl] if (reseg is not None and s.get("resegmentShape", False)) else roi_c
         local: dict[str, float] = {}
-        vals = calc.shape(shape_roi[sl], spacing_zyx, _class_features("shape", classes["shape"]), local)
+        vals = calc.shape(shape_roi, spacing_zyx, _class_features("shape", classes["shape"]), local)
         out.update({f"original_shape_{k}": v for k, v in vals.items()})
         diag.update({f"original_{k}": v for k, v in local.items()})
     if reseg is not None:
-        roi = reseg
-    roi_c = roi[sl]
+        roi_c = reseg[sl]
     for type_name, custom in p["imageType"].items():
         args = dict(s)
         args.update(custom or {})
@@ -613,35 +645,67 @@ def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mappin
     return out
 
 
+def _box_slices(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, ...]:
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+
+
 def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping[str, Any], s: Mapping[str, Any],
-                 lab: int) -> tuple[Image, Image]:
-    """The image and mask, read from their files where given as paths: the mask whole, the image up to
-    the ROI's last slice when nothing else is needed (Original only, no normalisation, resampling or
-    pre-cropping), then the mask cut to the same slices (the same grid check follows)."""
+                 lab: int) -> tuple[Image, Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None, bool]:
+    """The image and mask, read from their files where given as paths.
+
+    The mask: scanned for the label without keeping it where only the label's box is needed (a plain
+    NRRD or an unscaled .nii.gz; no resampling, pre-cropping or resegmentation:
+    :func:`medimg.io.formats.scan_nrrd_label` / ``scan_nifti_label``, the mask then a geometry-only
+    Image), else read whole. The image: up to the ROI's last slice when nothing else is needed
+    (Original only, no normalisation, resampling or pre-cropping), the mask's geometry then cut to
+    the same slices (the same grid check follows). Returns (image, mask, the label's bounds where
+    found here else None, the ROI inside them where the mask was scanned, whether it was scanned)."""
     from medimg.io import read
 
+    roi_box = None
+    box = None
+    scanned = False
     if not isinstance(mask, Image):
-        mask = read(mask)
+        mpath = Path(mask)
+        mname = mpath.name.lower()
+        if (_SCAN_MASKS and (mname.endswith(".nrrd") or mname.endswith(".nii.gz"))
+                and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False)
+                and s.get("resegmentRange") is None):
+            from medimg.io.formats import scan_nifti_label, scan_nrrd_label
+
+            found = (scan_nrrd_label if mname.endswith(".nrrd") else scan_nifti_label)(mpath, lab)
+            if found is not None:
+                mask, box, roi_box = found
+                scanned = True
+        if not scanned:
+            mask = read(mpath)
     if isinstance(image, Image):
-        return image, mask
+        return image, mask, box, roi_box, scanned
     path = Path(image)
     only_box = (set(p["imageType"]) == {"Original"} and not s.get("normalize", False)
                 and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False))
     marr = np.asarray(mask.array)
-    if only_box and marr.ndim == 3 and path.name.lower().endswith(".nrrd"):
-        from medimg.io.formats import read_nrrd_slices
+    name = path.name.lower()
+    if only_box and marr.ndim == 3 and (name.endswith(".nrrd") or name.endswith(".nii.gz")):
+        from medimg.io.formats import read_nifti_slices, read_nrrd_slices
 
-        idx = np.flatnonzero(marr == lab)
-        if idx.size:
-            stop = int(idx[-1] // (marr.shape[1] * marr.shape[2])) + 1
+        if not scanned:
+            box = _label_box(marr, lab)
+        if box is not None:
+            stop = int(box[1][0]) + 1
             if stop < marr.shape[0]:
-                slab = read_nrrd_slices(path, stop)
+                slab = (read_nrrd_slices if name.endswith(".nrrd") else read_nifti_slices)(path, stop)
                 if (slab is not None and slab.array.shape[1:] == marr.shape[1:]
                         and slab.meta.get("source_slices") == marr.shape[0]):
                     cut = Image.from_geometry(marr[:stop], spacing=mask.spacing, origin=mask.origin,
                                               direction=mask.direction, meta=dict(mask.meta))
-                    return slab, cut
-    return read(path), mask
+                    return slab, cut, box, roi_box, scanned
+    return read(path), mask, box, roi_box, scanned
+
+
+#: Whether label maps in plain NRRD or .nii.gz files are scanned for the label instead of read whole
+#: (the same values either way; the tests compare both).
+_SCAN_MASKS = True
 
 
 def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],
