@@ -191,7 +191,7 @@ def main() -> None:
         f"medimg runs its compiled kernels (numba, `medimg.core.jit`; loaded by the warm-up run, their one-time "
         f"cost in a fresh process is measured below). Wall time is what a user waits; CPU time (this process, one "
         f"thread) is less sensitive to the other jobs on the machine. {load_before} before, {load_after} after (the machine is shared "
-        f"by other jobs and run with `nice`, so the times are noisy). `benchmarks/bench_pyradiomics.py`.",
+        f"with other jobs: the load average says how much). `benchmarks/bench_pyradiomics.py`.",
         "",
         "| case | image types | features | PyRadiomics wall (s) | medimg wall (s) | faster by (wall) "
         "| PyRadiomics CPU (s) | medimg CPU (s) | faster by (CPU) | largest relative difference |",
