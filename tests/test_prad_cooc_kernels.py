@@ -187,6 +187,29 @@ def test_kernels_against_brute_force(seed):
     assert np.array_equal(runs[:, :, :longest], expected[:, :, :longest])
 
 
+def test_glcm_counts_many_sparse_levels():
+    """Many grey levels, most rare (as on filtered images), ROI touching every face, distances 1
+    and 3 (voxels near the faces take the bounds-checked branch): the counts against brute force."""
+    rng = np.random.default_rng(7)
+    shape = (5, 9, 11)
+    q = np.where(rng.random(shape) < 0.8, rng.integers(1, 400, shape), 0).astype(np.int64)
+    q[0, 0, 0] = q[-1, -1, -1] = 399
+    levels = np.unique(q[q > 0])
+    rank = np.zeros(int(levels[-1]) + 1, np.int64)
+    rank[levels] = np.arange(levels.size)
+    offs = calc.angles(q.shape, (1, 3)).astype(np.int64)
+    got = K.kernel(K.glcm_counts)(q, offs, rank, levels.size, False)
+    assert levels.size > 150 and np.array_equal(got, _brute_glcm(q, offs, rank, levels.size))
+
+
+def test_glcm_counts_rank_outside_matrix_raises():
+    q = np.ones((2, 3, 4), np.int64)
+    offs = np.asarray([[0, 0, 1]], np.int64)
+    for rank in (np.asarray([0, 2], np.int64), np.asarray([0, -1], np.int64)):  # row 2 of 2, row -1
+        with pytest.raises(ValueError):
+            K.kernel(K.glcm_counts)(q, offs, rank, 2, True)
+
+
 def test_tridiagonal_bisection_against_lapack():
     K.kernel(K.mcc_parts)  # binds the compiled helpers
     rng = np.random.default_rng(0)

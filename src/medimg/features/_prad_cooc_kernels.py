@@ -84,49 +84,58 @@ def nan_means(table: np.ndarray) -> np.ndarray:
 
 def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symmetric: bool) -> np.ndarray:
     """Co-occurrence counts (Na, Nl, Nl): voxel of level i with its neighbour at ``offs[a]`` of
-    level j, both in the ROI (``symmetric``: plus the transpose). Counted as (Nl, Na, Nl), so that
-    one voxel's counts fall in one block; bounds are checked only near the box's faces."""
+    level j, both in the ROI (``symmetric``: plus the transpose). The box is first mapped to
+    ``rank + 1`` (int32; 0 outside the ROI), so that the neighbour's value indexes its column
+    directly (column 0: outside, dropped; no branch per neighbour); counted as int32 (Nl, Na, Nl + 1),
+    so that one voxel's counts fall in one block; bounds are checked only near the box's faces."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
     nrank = rank.shape[0]
-    R = np.zeros((nl, na, nl), dtype=np.float64)
+    qf = q.ravel()
+    qr = np.empty(qf.shape[0], dtype=np.int32)
+    for v in range(qf.shape[0]):
+        g = qf[v]
+        if g <= 0:
+            qr[v] = 0
+        else:
+            if g >= nrank or rank[g] < 0 or rank[g] >= nl:
+                raise ValueError("grey level outside the levels given")
+            qr[v] = rank[g] + 1
     steps = np.empty(na, dtype=np.int64)
     reach = 0
     for a in range(na):
         steps[a] = (offs[a, 0] * n1 + offs[a, 1]) * n2 + offs[a, 2]
         for k in range(3):
             reach = max(reach, abs(offs[a, k]))
-    qf = q.ravel()
+    w = nl + 1
+    R = np.zeros(nl * na * w, dtype=np.int32)  # 2^31 - 1 pairs per cell: a box below 2^31 voxels
     for z in range(n0):
         zin = reach <= z < n0 - reach
         for y in range(n1):
             yin = zin and reach <= y < n1 - reach
+            row = (z * n1 + y) * n2
             for x in range(n2):
-                v = (z * n1 + y) * n2 + x
-                g = qf[v]
-                if g <= 0:
+                v = row + x
+                g = qr[v]
+                if g == 0:
                     continue
-                if g >= nrank:
-                    raise ValueError("grey level outside the levels given")
-                Rr = R[rank[g]]
-                interior = yin and reach <= x < n2 - reach
-                for a in range(na):
-                    if not interior:
+                base = (g - 1) * na * w
+                if yin and reach <= x < n2 - reach:
+                    for a in range(na):
+                        R[base + a * w + qr[v + steps[a]]] += 1
+                else:
+                    for a in range(na):
                         zz = z + offs[a, 0]
                         yy = y + offs[a, 1]
                         xx = x + offs[a, 2]
-                        if zz < 0 or zz >= n0 or yy < 0 or yy >= n1 or xx < 0 or xx >= n2:
-                            continue
-                    h = qf[v + steps[a]]
-                    if h > 0:
-                        if h >= nrank:
-                            raise ValueError("grey level outside the levels given")
-                        Rr[a, rank[h]] += 1.0
+                        if 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
+                            R[base + a * w + qr[v + steps[a]]] += 1
     P = np.empty((na, nl, nl), dtype=np.float64)
     for i in range(nl):
         for a in range(na):
+            b = (i * na + a) * w + 1
             for j in range(nl):
-                P[a, i, j] = R[i, a, j]
+                P[a, i, j] = R[b + j]
     if symmetric:
         for a in range(na):
             for i in range(nl):
