@@ -317,3 +317,23 @@ def test_ibsi_digital_phantom_3d_reference_values(compiled: bool) -> None:
             got = getattr(calc, cls)(d, (2.0, 2.0, 2.0), s, tuple(ref))
             for name, want in ref.items():
                 assert got[name] == pytest.approx(want, rel=5e-3, abs=5e-5), (cls, name)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_neighbourhood_kernel_equals_voxel_kernel(seed: int) -> None:
+    """The GLDM/NGTDM pass a row at a time (``_neighbourhood_rows``, what the wrappers run) against the
+    voxel-by-voxel pass, bit for bit: alpha 0 and 1.5, distances 1 and (1, 2) (border 2), force2D,
+    a one-voxel-thick box, many levels, the ROI touching the box's faces."""
+    rng = np.random.default_rng(seed)
+    shapes = [(4, 7, 9), (1, 6, 11), (3, 1, 5)]
+    for shape in shapes:
+        q = np.where(rng.random(shape) < 0.75, rng.integers(1, 300 if seed else 4, shape), 0)
+        q.ravel()[0] = q.ravel()[-1] = 1
+        for distances, settings in (((1,), {}), ((1, 2), {}), ((1,), {"force2D": True, "force2Ddimension": 0})):
+            box, offs = calc._zone_args(q, distances, settings)
+            steps = box.steps(offs)
+            for alpha in (0.0, 1.5):
+                rows = zk._compiled(zk._neighbourhood_rows)(box.flat, box.dims, box.pad, steps, box.ng, alpha,
+                                                           zk._EPS)
+                vox = zk._compiled(zk._neighbourhood_values)(box.flat, box.vox, steps, box.ng, alpha, zk._EPS)
+                assert np.array_equal(rows, vox, equal_nan=True), (shape, distances, settings, alpha)

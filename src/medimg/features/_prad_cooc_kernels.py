@@ -869,6 +869,8 @@ def _mcc_setup(P: np.ndarray, px: np.ndarray, py: np.ndarray, m: int) -> tuple[n
             for k in range(n):
                 uk = used[k]
                 p = P[a, ui, uk]
+                if p == 0.0:  # A is zero there already, and the cell adds nothing to the bound
+                    continue
                 A[i, k, a] = p * (irx[i] * iry[k])
                 mm = px[a, ui] * py[a, uk]
                 if mm > 0:

@@ -217,6 +217,89 @@ def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: i
     return _cell_features_c(cg[:ncell], cs[:ncell], cc[:ncell], ng, smax, eps)
 
 
+def _neighbourhood_table(P: np.ndarray, cnt: np.ndarray, s: np.ndarray, ng: int, eps: float) -> np.ndarray:
+    """The GLDM's 16 values then the NGTDM's 5 from the dependence counts ``P`` (ng + 1, width),
+    each grey level's voxel count ``cnt`` and sum ``s`` of |i - mean of the neighbours|."""
+    width = P.shape[1]
+    ncell = 0
+    for i in range(1, ng + 1):
+        for j in range(width):
+            if P[i, j] != 0:
+                ncell += 1
+    cg = np.empty(ncell, np.int64)
+    cs = np.empty(ncell, np.int64)
+    cc = np.empty(ncell, np.int64)
+    k = 0
+    for i in range(1, ng + 1):
+        for j in range(width):
+            if P[i, j] != 0:
+                cg[k] = i
+                cs[k] = j + 1
+                cc[k] = P[i, j]
+                k += 1
+    out = np.empty(21)
+    out[:16] = _cell_features_c(cg, cs, cc, ng, width, eps)
+    out[16:] = _ngtdm_features_c(cnt, s, ng)
+    return out
+
+
+def _neighbourhood_rows(flat: np.ndarray, dims: np.ndarray, pad: int, steps: np.ndarray, ng: int, alpha: float,
+                        eps: float) -> np.ndarray:
+    """:func:`_neighbourhood_values` a row of the box at a time: per neighbour offset, the shifted row
+    is contiguous, so each voxel's neighbour sum, count in the ROI and dependence are summed for the
+    whole row at once (int32, vectorised; the caller keeps ``ng`` times the offsets below 2^31), then
+    the row's ROI voxels counted in order (the same order as ``vox``: the same sums, bit for bit).
+    ``dims``: the bordered array's shape (z, y, x); ``pad``: its border."""
+    nzp = dims[0]
+    nyp = dims[1]
+    nxp = dims[2]
+    nx = nxp - 2 * pad
+    na = steps.size
+    width = na + 1
+    P = np.zeros((ng + 1, width), np.int64)
+    cnt = np.zeros(ng + 1)
+    s = np.zeros(ng + 1)
+    tot = np.empty(max(nx, 0), np.int32)
+    kk = np.empty(max(nx, 0), np.int32)
+    dep = np.empty(max(nx, 0), np.int32)
+    exact = alpha == 0.0
+    for z in range(pad, nzp - pad):
+        for y in range(pad, nyp - pad):
+            base = (z * nyp + y) * nxp + pad
+            row = flat[base:base + nx]
+            inside = False
+            for x in range(nx):
+                inside |= row[x] > 0
+            if not inside:
+                continue
+            tot[:] = 0
+            kk[:] = 0
+            dep[:] = 0
+            for a in range(na):
+                start = base + steps[a]  # inside the bordered array: ZoneBox.steps checked the offsets
+                nb = flat[start:start + nx]
+                if exact:
+                    for x in range(nx):
+                        h = nb[x]
+                        tot[x] += h
+                        kk[x] += h > 0
+                        dep[x] += h == row[x]
+                else:
+                    for x in range(nx):
+                        h = nb[x]
+                        tot[x] += h
+                        kk[x] += h > 0
+                        dep[x] += (h > 0) & (abs(row[x] - h) <= alpha)
+            for x in range(nx):
+                g = row[x]
+                if g > 0:
+                    P[g, dep[x]] += 1
+                    cnt[g] += 1.0
+                    if kk[x] > 0:
+                        s[g] += abs(g - tot[x] / kk[x])
+    return _neighbourhood_table_c(P, cnt, s, ng, eps)
+
+
 def _neighbourhood_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int, alpha: float,
                           eps: float) -> np.ndarray:
     """The GLDM's 16 zone-matrix values (:data:`ZONE_KEYS`) then the 5 NGTDM features
@@ -248,26 +331,7 @@ def _neighbourhood_values(flat: np.ndarray, vox: np.ndarray, steps: np.ndarray, 
         cnt[g] += 1.0
         if k > 0:
             s[g] += abs(g - total / k)
-    ncell = 0
-    for i in range(1, ng + 1):
-        for j in range(width):
-            if P[i, j] != 0:
-                ncell += 1
-    cg = np.empty(ncell, np.int64)
-    cs = np.empty(ncell, np.int64)
-    cc = np.empty(ncell, np.int64)
-    k = 0
-    for i in range(1, ng + 1):
-        for j in range(width):
-            if P[i, j] != 0:
-                cg[k] = i
-                cs[k] = j + 1
-                cc[k] = P[i, j]
-                k += 1
-    out = np.empty(21)
-    out[:16] = _cell_features_c(cg, cs, cc, ng, width, eps)
-    out[16:] = _ngtdm_features_c(cnt, s, ng)
-    return out
+    return _neighbourhood_table_c(P, cnt, s, ng, eps)
 
 
 def _ngtdm_features(cnt: np.ndarray, s: np.ndarray, ng: int) -> np.ndarray:
@@ -325,6 +389,7 @@ def _ngtdm_features(cnt: np.ndarray, s: np.ndarray, ng: int) -> np.ndarray:
 # the helpers the kernels call, rebound to their compiled twins by _compiled()
 _cell_features_c: Callable[..., Any] = _cell_features
 _ngtdm_features_c: Callable[..., Any] = _ngtdm_features
+_neighbourhood_table_c: Callable[..., Any] = _neighbourhood_table
 
 
 _READY: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -333,9 +398,10 @@ _READY: dict[Callable[..., Any], Callable[..., Any]] = {}
 def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
     kernel = _READY.get(func)
     if kernel is None:
-        global _cell_features_c, _ngtdm_features_c
+        global _cell_features_c, _ngtdm_features_c, _neighbourhood_table_c
         _cell_features_c = jit.compile_kernel(_cell_features)
         _ngtdm_features_c = jit.compile_kernel(_ngtdm_features)
+        _neighbourhood_table_c = jit.compile_kernel(_neighbourhood_table)
         kernel = _READY[func] = jit.compile_kernel(func)
     return kernel
 
@@ -362,6 +428,7 @@ class ZoneBox:
             raise ValueError(f"grey level {ng} is beyond the compiled kernels' int32 range")
         self.ng = int(ng)
         self.strides = np.asarray([ny * nx, nx, 1], dtype=np.int64)
+        self.dims = np.asarray([q.shape[0] + 2 * self.pad, ny, nx], dtype=np.int64)
         self._steps: dict[bytes, np.ndarray] = {}
         self._neighbourhood: dict[tuple[bytes, float], np.ndarray] = {}
 
@@ -391,8 +458,11 @@ def _neighbourhood(box: ZoneBox, offs: np.ndarray, alpha: float) -> np.ndarray:
     key = (steps.tobytes(), float(alpha))
     vals = box._neighbourhood.get(key)
     if vals is None:
-        vals = box._neighbourhood[key] = _compiled(_neighbourhood_values)(box.flat, box.vox, steps, box.ng,
-                                                                         float(alpha), _EPS)
+        if box.ng * max(steps.size, 1) < 2**31 and box.vox.size:  # the row sums fit int32
+            vals = _compiled(_neighbourhood_rows)(box.flat, box.dims, box.pad, steps, box.ng, float(alpha), _EPS)
+        else:
+            vals = _compiled(_neighbourhood_values)(box.flat, box.vox, steps, box.ng, float(alpha), _EPS)
+        box._neighbourhood[key] = vals
     return vals
 
 
