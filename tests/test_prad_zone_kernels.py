@@ -325,9 +325,10 @@ def test_row_neighbourhood_kernel_equals_voxel_kernel(seed: int) -> None:
     voxel-by-voxel pass, bit for bit: alpha 0 and 1.5, distances 1 and (1, 2) (border 2), force2D,
     a one-voxel-thick box, many levels, the ROI touching the box's faces."""
     rng = np.random.default_rng(seed)
-    shapes = [(4, 7, 9), (1, 6, 11), (3, 1, 5)]
+    shapes = [(4, 7, 9), (1, 6, 11), (3, 1, 5), (3, 4, 40)]
     for shape in shapes:
-        q = np.where(rng.random(shape) < 0.75, rng.integers(1, 300 if seed else 4, shape), 0)
+        fill = (0.75, 0.08, 0.3)[seed]  # dense rows; sparse rows (voxel by voxel); both
+        q = np.where(rng.random(shape) < fill, rng.integers(1, 300 if seed else 4, shape), 0)
         q.ravel()[0] = q.ravel()[-1] = 1
         for distances, settings in (((1,), {}), ((1, 2), {}), ((1,), {"force2D": True, "force2Ddimension": 0})):
             box, offs = calc._zone_args(q, distances, settings)
