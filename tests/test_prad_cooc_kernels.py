@@ -316,6 +316,57 @@ def test_mcc_refine_matches_general_eigensolver():
     assert rho != pytest.approx(lam[0], rel=1e-13)  # the eps moved it: a different value from S's
 
 
+def _rare_level_glcm(nl: int, seed: int) -> np.ndarray:
+    """13 symmetric normalised GLCMs over ``nl`` levels, sparse, with two rare levels (PyRadiomics's
+    eps matters: the MCC's exact path)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 50, (13, nl, nl)) * (rng.random((13, nl, nl)) < 0.05) * 10.0
+    counts[:, nl - 2:, :] = 0
+    counts[:, :, nl - 2:] = 0
+    counts[:, nl - 2, nl - 1] = counts[:, nl - 1, 3] = 1
+    counts = counts + counts.transpose(0, 2, 1)
+    return counts / counts.sum((1, 2), keepdims=True)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_mcc_many_levels_lapack_refinement(symmetric, monkeypatch):
+    """From ``_MCC_LAPACK_LEVELS`` levels the exact MCC's inverse iteration runs on LAPACK: the same
+    eigenvalue as the compiled loops (1e-13) and the whole MCC as the NumPy path's (1e-12)."""
+    P = _rare_level_glcm(calc._MCC_LAPACK_LEVELS + 16, 3)
+    if not symmetric:
+        P = P * np.linspace(1, 2, P.shape[1])[None, :, None]
+        P = P / P.sum((1, 2), keepdims=True)
+    px, py = P.sum(2), P.sum(1)
+    lam, bound, third = K.kernel(K.mcc_parts)(P, px, py, symmetric)
+    taken = []
+    real = calc._mcc_refine_lapack
+    monkeypatch.setattr(calc, "_mcc_refine_lapack", lambda *a: taken.append(1) or real(*a))
+    for a in range(13):
+        if lam[a] > 1e-3 and bound[a] > 1e-8 * lam[a]:
+            rho = real(P[a], px[a], py[a], lam[a])
+            want = K.kernel(K.mcc_refine)(P[a], px[a], py[a], lam[a])
+            assert np.isnan(rho) == np.isnan(want)
+            if np.isfinite(want):
+                assert rho == pytest.approx(want, rel=1e-13)
+    ref = calc._mcc(P.transpose(1, 2, 0), px.T, py.T)
+    assert calc._mcc_compiled(P, symmetric) == pytest.approx(ref, rel=1e-12)
+    assert taken  # the LAPACK refinement ran
+
+
+def test_mcc_lapack_singular_falls_back(monkeypatch):
+    """An exactly singular Q - mu I (LAPACK's info > 0) goes to the compiled loops' pivot rule."""
+    import scipy.linalg.lapack as lapack
+
+    P = _rare_level_glcm(calc._MCC_LAPACK_LEVELS + 2, 4)[0]
+    px, py = P.sum(1), P.sum(0)
+    lam = K.kernel(K.mcc_parts)(P[None], px[None], py[None], True)[0][0]
+    want = K.kernel(K.mcc_refine)(P, px, py, lam)
+    real = lapack.dgetrf
+    monkeypatch.setattr(lapack, "dgetrf", lambda m: (*real(m)[:2], 1))
+    got = calc._mcc_refine_lapack(P, px, py, lam)
+    assert got == want or (np.isnan(got) and np.isnan(want))
+
+
 def test_glcm_features_exact_independence():
     """P = p_x p_y exactly: HXY1 = HXY2 = HXY, so Imc1 and Imc2 are exactly 0 (as the NumPy path
     gives them) despite the faster logarithms."""

@@ -877,7 +877,10 @@ def _mcc_exact(P: np.ndarray, px: np.ndarray, py: np.ndarray, lam: np.ndarray, b
         mu, beta = lam[a], bound[a] / 3.0
         margin = 2.5 * beta + 1e-12
         if mu > max(margin, 1e-3) and 1.0 - mu > margin and mu - third[a] > margin:
-            rho = K.kernel(K.mcc_refine)(P[a], px[a], py[a], mu)
+            if np.count_nonzero(px[a]) >= _MCC_LAPACK_LEVELS:
+                rho = _mcc_refine_lapack(P[a], px[a], py[a], mu)
+            else:
+                rho = K.kernel(K.mcc_refine)(P[a], px[a], py[a], mu)
             if np.isfinite(rho) and abs(rho - mu) <= 1.01 * beta + 1e-13:
                 values[a] = np.sqrt(rho)
                 continue
@@ -889,6 +892,47 @@ def _mcc_exact(P: np.ndarray, px: np.ndarray, py: np.ndarray, lam: np.ndarray, b
         ev.sort()
         values[rest] = np.sqrt(ev[:, -2])
     return float(np.nanmean(values).real)
+
+
+#: From this many grey levels in use, :func:`_mcc_refine_lapack` (BLAS/LAPACK) instead of the compiled loops.
+_MCC_LAPACK_LEVELS = 64
+
+
+def _mcc_refine_lapack(P: np.ndarray, px: np.ndarray, py: np.ndarray, mu: float) -> float:
+    """``_prad_cooc_kernels.mcc_refine`` (the same steps and stopping rule) with Q formed by one matrix
+    product and Q - mu I factorised by LAPACK (dgetrf/dgetrs): about twice as fast from ~100 grey
+    levels (filtered images). An exactly singular Q - mu I goes to the compiled loops (their
+    pivot rule)."""
+    from scipy.linalg.lapack import dgetrf, dgetrs
+
+    from medimg.features import _prad_cooc_kernels as K
+
+    used = np.flatnonzero(px > 0)
+    n = used.size
+    if n == 0:
+        return float("nan")
+    pu = P[used]
+    Q = (pu / (px[used, None] * py[None, :] + _EPS)) @ pu.T
+    r = np.sqrt(px[used])
+    Q *= r[:, None] / r[None, :]
+    M = Q.copy()
+    M[np.diag_indices(n)] -= mu
+    lu, piv, info = dgetrf(M)
+    if info != 0:
+        return float(K.kernel(K.mcc_refine)(P, px, py, mu))
+    x = np.full(n, 1.0 / np.sqrt(n))
+    prev = mu
+    for it in range(30):
+        y, info = dgetrs(lu, piv, x)
+        nrm = float(np.sqrt(y @ y))
+        if info != 0 or not (0 < nrm < np.inf):
+            return float("nan")
+        x = y / nrm
+        rho = float(x @ (Q @ x))
+        if it > 0 and abs(rho - prev) <= 64.0 * _EPS * abs(rho):
+            return rho
+        prev = rho
+    return float("nan")
 
 
 def _mcc_compiled(P: np.ndarray, symmetric: bool) -> float:
