@@ -87,7 +87,9 @@ def _first_call(case: tuple[str, str]) -> dict[str, float]:
             "medimg (compiled kernels)": "from medimg.features.pyradiomics_compat import extract_pyradiomics; "
                                          "extract_pyradiomics(*sys.argv[1:3], compiled=True)",
             "medimg (NumPy path)": "from medimg.features.pyradiomics_compat import extract_pyradiomics; "
-                                   "extract_pyradiomics(*sys.argv[1:3], compiled=False)"}
+                                   "extract_pyradiomics(*sys.argv[1:3], compiled=False)",
+            "medimg (default, automatic)": "from medimg.features.pyradiomics_compat import extract_pyradiomics; "
+                                           "extract_pyradiomics(*sys.argv[1:3])"}
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached as in an installed package
     times: dict[str, list[float]] = {k: [] for k in code}
@@ -128,7 +130,7 @@ def main() -> None:
             res: dict = {}
             funcs = {"pyradiomics": lambda ex=ex, img=img, msk=msk, res=res: res.__setitem__("p", ex.execute(img, msk)),
                      "medimg": lambda img=img, msk=msk, params=params, res=res: res.__setitem__(
-                         "m", extract_pyradiomics(img, msk, params))}
+                         "m", extract_pyradiomics(img, msk, params, compiled=True))}
             if params is None:  # each its defaults: medimg's own (IBSI) default extraction, files read
                 funcs["medimg-default"] = lambda img=img, msk=msk, res=res: res.__setitem__(
                     "d", extract(read(img), read(msk)))
@@ -161,7 +163,7 @@ def main() -> None:
         ex = featureextractor.RadiomicsFeatureExtractor(params) if params else featureextractor.RadiomicsFeatureExtractor()
         ex.settings["additionalInfo"] = False
         img = cases["brain1"][0]
-        ex.execute(img, batch[0]), extract_pyradiomics(img, batch[0], params)  # warm-up
+        ex.execute(img, batch[0]), extract_pyradiomics(img, batch[0], params, compiled=True)  # warm-up
         per: dict[str, list[tuple[float, float]]] = {"p": [], "m": []}
         worst = 0.0
         for path in batch:
@@ -169,7 +171,7 @@ def main() -> None:
             ref = ex.execute(img, path)
             per["p"].append((time.perf_counter() - w0, time.process_time() - c0))
             w0, c0 = time.perf_counter(), time.process_time()
-            got = extract_pyradiomics(img, path, params)
+            got = extract_pyradiomics(img, path, params, compiled=True)
             per["m"].append((time.perf_counter() - w0, time.process_time() - c0))
             worst = max([worst] + [abs(got[k] - float(v)) / max(abs(float(v)), 1e-12) for k, v in ref.items()
                                    if not k.startswith("diagnostics") and not (np.isnan(float(v)) and np.isnan(got[k]))])
@@ -189,7 +191,8 @@ def main() -> None:
         f"the same image types; median of {REPEATS} interleaved runs (3 for the CT phantom) after a warm-up; "
         f"the batch alternates the tools case by case (each case a different ROI) and gives the median per case. "
         f"medimg runs its compiled kernels (numba, `medimg.core.jit`; loaded by the warm-up run, their one-time "
-        f"cost in a fresh process is measured below). Wall time is what a user waits; CPU time (this process, one "
+        f"cost in a fresh process is measured below; `compiled=True`: the default switches to them once a process "
+        f"has spent as long on the NumPy path as loading them costs, `medimg.core.jit.SWITCH_COST_S`). Wall time is what a user waits; CPU time (this process, one "
         f"thread) is less sensitive to the other jobs on the machine. {load_before} before, {load_after} after (the machine is shared "
         f"with other jobs: the load average says how much). `benchmarks/bench_pyradiomics.py`.",
         "",
@@ -208,8 +211,9 @@ def main() -> None:
     lines += ["", "First case in a fresh process (end to end: interpreter, imports, files read, brain1 Original "
               f"computed; medimg's compiled kernels loaded from numba's cache, as after installation), median of "
               f"{REPEATS} interleaved runs: " + ", ".join(f"{k} {v:.2f} s" for k, v in first.items()) + ". "
-              "`medimg features` on one case uses the NumPy path (the same values), so that a shell loop over "
-              "cases does not pay numba's import; the cold-start section times it."]
+              "The default (automatic) takes the NumPy path (the same values) until the NumPy work done in the "
+              "process is worth the switch, so a one-off call or a shell loop over cases never pays numba's "
+              "import; the cold-start section times `medimg features` itself."]
     lines += [
         "",
         "Each its defaults (not the same computation): PyRadiomics's default extraction (Original, 107 features) "

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from medimg.core.image import Image
-from medimg.core.jit import use_compiled
+from medimg.core.jit import tiered, use_compiled
 from medimg.errors import FileFormatError, ParameterError, did_you_mean
 from medimg.features import _pyradiomics_calc as calc
 
@@ -557,9 +557,10 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         Filled with the values PyRadiomics gets wrong, each with the correct value
         (``"<image type>_shape_MeshVolume.pyradiomics_negative_corrected"``, ...).
     compiled
-        Use the compiled (numba) kernels where they exist: ``None`` where numba is installed,
-        ``False`` the NumPy path (the same values), ``True`` require them (:mod:`medimg.core.jit`).
-        ``None`` keeps the setting of an enclosing :func:`medimg.core.jit.use_compiled` block.
+        Use the compiled (numba) kernels where they exist: ``None`` automatically (the NumPy path
+        until this process has spent as long on it as loading the kernels costs, then compiled; or
+        as an enclosing :func:`medimg.core.jit.use_compiled` block says), ``False`` the NumPy path
+        (the same values), ``True`` require them (:mod:`medimg.core.jit`).
 
     Returns
     -------
@@ -575,7 +576,8 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         ``image`` and ``mask`` are not on the same grid.
     """
     if compiled is None:
-        return _extract(image, mask, params, label, diagnostics)
+        with tiered():
+            return _extract(image, mask, params, label, diagnostics)
     with use_compiled(compiled):
         return _extract(image, mask, params, label, diagnostics)
 
