@@ -2,8 +2,11 @@
 
 Data: 20 synthetic CT series x 100 slices of 256 x 256 int16 (2,000 files, Explicit VR Little
 Endian), written once by medimg's writer into .bench/ and reused. Each tool turns every series
-into a 3-D volume; times are the median of 5 interleaved runs after one warm-up (files in the page cache),
-threads pinned to 1 in every tool.
+into a 3-D volume. Warm: files in the page cache, medians of 5 runs interleaved between the tools
+(A B C D, A B C D, ...) after one warm-up round. Cold: the page cache dropped before every run
+(root only), medians of 5 runs interleaved between the tools the same way. Threads pinned to 1
+in every tool (``pin_threads``), the load average recorded before and after.
+`BENCH_REPEATS=1` for a quick smoke test.
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import CACHE, cold, load_average, machine, medians, pin_threads, write_section
+from _common import (
+    CACHE,
+    bench_repeats,
+    cold_medians,
+    comparison,
+    load_average,
+    medians,
+    pin_threads,
+    protocol,
+    write_section,
+)
 
 N_SERIES, N_SLICES, SIZE = 20, 100, 256
 DATA = CACHE / "dicom-2000"
@@ -85,37 +98,47 @@ def main() -> None:
     n_files = N_SERIES * N_SLICES
     images = run_medimg(root)
     assert len(images) == N_SERIES and all(im.spatial_shape == (N_SLICES, SIZE, SIZE) for im in images)
-    tools = [("medimg (`medimg.io.dicom.scan` + `read_series`)", lambda: run_medimg(root), 3)]
+    tools = {"medimg (`medimg.io.dicom.scan` + `read_series`)": lambda: run_medimg(root)}
     if shutil.which("dcm2niix"):
-        tools.append(("dcm2niix (uncompressed NIfTI out, `-z n`)", lambda: run_dcm2niix(root), 3))
-    tools.append(("SimpleITK `ImageSeriesReader` (GDCM)", lambda: run_sitk(root), 3))
-    tools.append(("plain pydicom loop (`dcmread` + `pixel_array`, sort, stack)", lambda: run_pydicom(root), 1))
+        tools["dcm2niix (uncompressed NIfTI out, `-z n`)"] = lambda: run_dcm2niix(root)
+    tools["SimpleITK `ImageSeriesReader` (GDCM)"] = lambda: run_sitk(root)
+    tools["plain pydicom loop (`dcmread` + `pixel_array`, sort, stack)"] = lambda: run_pydicom(root)
+    n = bench_repeats()
     load_before = load_average()
-    warm = medians({name: func for name, func, _rep in tools}, repeats=5)
-    rows = [(name, warm[name], cold(func)) for name, func, _rep in tools]
+    warm = medians(tools, repeats=n)
+    cold = cold_medians(tools, repeats=n)
     load_after = load_average()
-    medimg_rate = n_files / rows[0][1]
-    medimg_cold = n_files / rows[0][2] if rows[0][2] else None
+    first = next(iter(tools))
+    medimg_rate = n_files / warm[first]
+    medimg_cold = n_files / cold[first] if cold else None
+    cold_note = (f"*Cold*: page cache dropped before every run (`/proc/sys/vm/drop_caches`), medians of {n} runs "
+                 "interleaved between the tools (no warm-up)." if cold else
+                 "*Cold*: not measured (dropping the page cache needs root).")
     lines = [
         "## Reading DICOM series into volumes",
         "",
-        f"Machine: {machine()}; {threads}; {load_before} before, {load_after} after. Data: {N_SERIES} synthetic CT series x {N_SLICES} slices of "
+        protocol(threads, load_before, load_after, f"warm: medians of {n} runs interleaved between the tools after "
+                 "a warm-up round; cold: see below"),
+        f"Data: {N_SERIES} synthetic CT series x {N_SLICES} slices of "
         f"{SIZE}x{SIZE} int16 ({n_files} files, 256 MB, Explicit VR LE, file names shuffled). "
-        "*Warm*: files in the page cache, median of 5 interleaved runs after a warm-up. Not the same "
-        "computation for every tool: medimg, SimpleITK and pydicom read in this process (no output), "
-        "dcm2niix is a whole process that also writes NIfTI files; the like-for-like end-to-end "
-        "comparison (both converting to NIfTI as processes) is the DICOM-to-NIfTI section. "
-        "*Cold*: page cache dropped before each run (`/proc/sys/vm/drop_caches`), median of 2 runs. "
+        f"*Warm*: files in the page cache. {cold_note} "
         "One process each (medimg and pydicom single-threaded). `python benchmarks/run.py bench_dicom_read`.",
         "",
-        "| tool | warm time (s) | warm files/s | medimg speed-up (warm) | cold time (s) | cold files/s | medimg speed-up (cold) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        comparison("different", "medimg, SimpleITK and pydicom read every series into an array in this process "
+                   "(in process, files in, no output); dcm2niix is a whole process (end to end) that also writes NIfTI "
+                   "files. The same computation end to end (both converting to NIfTI as whole processes, files in "
+                   "and out) is the DICOM-to-NIfTI section (`bench_convert`)"),
+        "",
+        "| tool | time is | warm time (s) | warm files/s | medimg speed-up (warm) | cold time (s) | cold files/s | medimg speed-up (cold) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, seconds, cold_s in rows:
+    for name in tools:
+        seconds, cold_s = warm[name], (cold or {}).get(name)
         rate = n_files / seconds
+        kind = "end to end (process, NIfTI out)" if name.startswith("dcm2niix") else "in process (read only)"
         cold_txt = (f"{cold_s:.3f} | {n_files / cold_s:,.0f} | {medimg_cold / (n_files / cold_s):.2f}x"
                     if cold_s and medimg_cold else "n/a | n/a | n/a")
-        lines.append(f"| {name} | {seconds:.3f} | {rate:,.0f} | {medimg_rate / rate:.2f}x | {cold_txt} |")
+        lines.append(f"| {name} | {kind} | {seconds:.3f} | {rate:,.0f} | {medimg_rate / rate:.2f}x | {cold_txt} |")
     write_section("dicom_read", "\n".join(lines))
     print("\n".join(lines))
 
