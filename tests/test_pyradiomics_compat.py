@@ -15,6 +15,7 @@ sitk = pytest.importorskip("SimpleITK")
 from radiomics import featureextractor  # noqa: E402
 
 from medimg import Image  # noqa: E402
+from medimg.core import jit  # noqa: E402
 from medimg.errors import ParameterError  # noqa: E402
 from medimg.features import extract, preset  # noqa: E402
 from medimg.features.pyradiomics_compat import extract_pyradiomics, load_params  # noqa: E402
@@ -34,15 +35,20 @@ def _reference(img: sitk.Image, msk: sitk.Image, params: dict | None) -> dict[st
     return {k: float(v) for k, v in ex.execute(img, msk).items() if not k.startswith("diagnostics")}
 
 
+#: Both paths of the PyRadiomics mode: the NumPy one, and the compiled kernels where numba is installed.
+PATHS = (False, True) if jit.numba_available() else (False,)
+
+
 def _assert_same(img: sitk.Image, msk: sitk.Image, params: dict | None, n: int | None = None) -> dict[str, float]:
     ref = _reference(img, msk, params)
-    got = extract_pyradiomics(Image.from_sitk(img), Image.from_sitk(msk), params)
-    assert set(got) == set(ref)
     if n is not None:
         assert len(ref) == n
-    bad = {k: (got[k], v) for k, v in ref.items()
-           if not (np.isnan(v) and np.isnan(got[k])) and abs(got[k] - v) > 1e-6 * max(abs(v), 1e-12)}
-    assert not bad, bad
+    for compiled in PATHS:
+        got = extract_pyradiomics(Image.from_sitk(img), Image.from_sitk(msk), params, compiled=compiled)
+        assert set(got) == set(ref)
+        bad = {k: (got[k], v) for k, v in ref.items()
+               if not (np.isnan(v) and np.isnan(got[k])) and abs(got[k] - v) > 1e-6 * max(abs(v), 1e-12)}
+        assert not bad, (compiled, bad)
     return got
 
 
@@ -143,6 +149,10 @@ def test_unknown_keys_are_errors(tmp_path):
         load_params({"imageType": {"LBP3D": {}}})
     with pytest.raises(ParameterError, match="voxelSetting"):
         load_params({"voxelSetting": {"kernelRadius": 2}})
+    for bad_distances in ([0], [], [1.5], "1"):  # PyRadiomics's schema: integers >= 1
+        with pytest.raises(ParameterError, match="distances"):
+            load_params({"setting": {"distances": bad_distances}})
+    assert load_params({"setting": {"distances": [1, 3]}})["setting"]["distances"] == [1, 3]
 
 
 def _smooth_image(shape=(24, 96, 96), seed=5) -> np.ndarray:

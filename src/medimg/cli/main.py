@@ -300,13 +300,58 @@ def _light_bool_flags() -> None:
     if build is None or passthrough is None or getattr(build, "medimg_light", False):
         return
 
+    runtime_base = getattr(_coercion, "RuntimeParam", None)
+    light_plain = _light_plain_param(runtime_base, build) if runtime_base is not None else None
+
     def light(descriptor: Any) -> Any:
         if descriptor.annotation is bool and getattr(descriptor, "file_annotation", None) is None:
             return passthrough(annotation=bool, parameter_info=descriptor.parameter_info)
+        if (light_plain is not None and descriptor.annotation in (str, int, Path)
+                and getattr(descriptor, "file_annotation", None) is None
+                and getattr(descriptor.parameter_info, "parser", None) is None
+                and not getattr(descriptor.parameter_info, "clamp", False)):
+            return light_plain(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info,
+                               descriptor=descriptor)
         return build(descriptor)
 
     light.medimg_light = True  # type: ignore[attr-defined]
     typer_core.build_runtime_param = light
+
+
+def _light_plain_param(base: Any, build: Any) -> Any:
+    """A typer runtime parameter for ``str``, ``int`` and ``pathlib.Path`` values that needs no
+    pydantic for the values a command line usually holds: a string stays the string, a plain
+    decimal integer within the parameter's min/max becomes the int, a path string becomes
+    ``Path`` and then goes through typer's own path checks (exists, readable, ...). Any other
+    value (``5.0``, ``1_000``, an int out of range, bytes) goes to typer's pydantic coercion,
+    built only then, so that it is accepted or refused with typer's own message."""
+    import re
+    from dataclasses import dataclass, field
+
+    from typer._param_types import coerce_cli_path
+
+    decimal = re.compile(r"[+-]?[0-9]+")
+
+    @dataclass(frozen=True)
+    class LightPlainParam(base):  # type: ignore[misc, valid-type]
+        descriptor: Any = field(default=None, compare=False)
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind, info = self.annotation, self.parameter_info
+            if isinstance(value, str):
+                if kind is str:
+                    return value
+                if kind is Path:
+                    return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+                if decimal.fullmatch(value):
+                    number = int(value)
+                    if (info.min is None or number >= info.min) and (info.max is None or number <= info.max):
+                        return number
+            elif kind is int and type(value) is int and info.min is None and info.max is None:
+                return value
+            return build(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+    return LightPlainParam
 
 
 _light_bool_flags()

@@ -6,11 +6,17 @@ has a NumPy path computing the same values (tests compare the two), so numba is 
 
 Policy (``compiled`` below, set for a block of work with :func:`use_compiled`):
 
-* ``None`` (default): compiled where numba is installed and ``MEDIMG_JIT`` is not ``0``.
-* ``False``: the NumPy path. A single case from a fresh process uses it (``medimg features``):
-  importing numba (about 0.3 s on 2 cores) and loading its cached machine code cost more than
-  the kernels save on one ROI.
+* ``None`` (default, automatic): the NumPy path until this process has spent as long in it (work
+  timed by :func:`tiered`) as switching to the compiled kernels costs (``SWITCH_COST_S``: importing
+  numba and loading the kernels' cached machine code, 0.75 s measured on the 2-core development
+  machine; ``MEDIMG_JIT_AFTER`` overrides it), then compiled where numba is installed. This is the
+  ski-rental rule: a one-off call never pays the switch (a single case: 0.3 s from a fresh
+  process on the NumPy path, 1.1 s with the kernels loaded), a long batch pays it once, and no
+  run takes more than the best of the two choices plus ``SWITCH_COST_S``.
+* ``False``: the NumPy path (``medimg features`` on one case).
 * ``True``: compiled; :class:`~medimg.errors.ParameterError` where numba is not installed.
+
+``MEDIMG_JIT=0`` switches the compiled kernels off everywhere.
 
 Kernels are compiled with ``cache=True`` (machine code kept beside the module, or in numba's user
 cache where that folder is read-only), so a process pays compilation once per installation.
@@ -19,6 +25,7 @@ cache where that folder is read-only), so a process pays compilation once per in
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +36,11 @@ from medimg.errors import ParameterError
 
 _COMPILED: ContextVar[bool | None] = ContextVar("medimg_compiled", default=None)
 _AVAILABLE: bool | None = None
+
+#: Seconds a switch to the compiled kernels costs a process (numba's import and the kernels' cached
+#: machine code loaded), measured on the 2-core development machine (BENCHMARKS.md, PyRadiomics mode).
+SWITCH_COST_S = 0.75
+_NUMPY_WORK_S = 0.0  # NumPy-path seconds this process spent under the automatic policy
 _CACHE: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
@@ -54,12 +66,34 @@ def use_compiled(compiled: bool | None) -> Iterator[None]:
         _COMPILED.reset(token)
 
 
+def _switch_after_s() -> float:
+    try:
+        return float(os.environ.get("MEDIMG_JIT_AFTER", SWITCH_COST_S))
+    except ValueError:
+        return SWITCH_COST_S
+
+
 def wanted() -> bool:
-    """Whether the current block of work should use compiled kernels."""
+    """Whether the current block of work should use compiled kernels (see the module notes)."""
     flag = _COMPILED.get()
     if flag is None:
-        return numba_available()
+        return numba_available() and _NUMPY_WORK_S >= _switch_after_s()
     return bool(flag) and numba_available()
+
+
+@contextmanager
+def tiered() -> Iterator[None]:
+    """Time the block as NumPy-path work when the automatic policy has it on the NumPy path (and
+    numba could take over); the time counts towards the switch (:data:`SWITCH_COST_S`)."""
+    global _NUMPY_WORK_S
+    if _COMPILED.get() is not None or not numba_available() or wanted():
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        _NUMPY_WORK_S += time.perf_counter() - start
 
 
 def compile_kernel(func: Callable[..., Any], **options: Any) -> Callable[..., Any]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core import jit
+
 __all__ = ["angles", "discretise", "firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
            "FEATURE_NAMES", "DEPRECATED", "CLASSES"]
 
@@ -113,7 +115,12 @@ def discretise(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) 
     values = image[roi]
     edges = bin_edges(values, bin_width=settings.get("binWidth", 25), bin_count=settings.get("binCount"))
     out = np.zeros(image.shape, dtype=np.intp)
-    out[roi] = np.digitize(values, edges)
+    if jit.wanted():
+        from medimg.features import _prad_shape_kernels as kernels
+
+        out[roi] = kernels.digitize(values, edges)
+    else:
+        out[roi] = np.digitize(values, edges)
     return out
 
 
@@ -169,9 +176,18 @@ class Discretised:
         self.q = q
         self._grids: dict[int, _Grid] = {}
         self._cache: dict[Any, Any] = {}
-        counts = np.bincount(self.grid(1).values)
-        self.levels = np.flatnonzero(counts[1:]) + 1
-        self.ng = int(self.levels[-1])
+
+    @functools.cached_property
+    def levels(self) -> np.ndarray:
+        """The grey levels present, ascending (from the padded grid where one is built already)."""
+        grid = self._grids.get(1)
+        counts = np.bincount(grid.values if grid is not None else self.q.ravel())  # [0]: outside, dropped
+        return np.flatnonzero(counts[1:]) + 1
+
+    @functools.cached_property
+    def ng(self) -> int:
+        """The largest grey level present."""
+        return int(self.levels[-1])
 
     def grid(self, pad: int) -> _Grid:
         """The grid padded by ``pad`` voxels (cached)."""
@@ -214,6 +230,40 @@ def _nanmean(values: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------ first order
 
+#: The quantiles of PyRadiomics's percentiles (10, 25, 75, 90), as ``numpy.percentile`` divides them.
+_FIRSTORDER_Q = np.true_divide(np.asarray([10, 25, 75, 90]), 100)
+
+
+def _sorted_percentiles(xs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``numpy.percentile(x, 100 q)`` (method linear) from ``xs = numpy.sort(x)`` (no NaN, not empty):
+    NumPy's own steps (virtual index, floor, the last index for those past the end, its two-sided
+    lerp), on the sorted values instead of a partition: the same order statistics, the same values."""
+    n = xs.shape[0]
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1
+    previous[above] = -1
+    following[above] = -1
+    previous = previous.astype(np.intp)
+    following = following.astype(np.intp)
+    a = xs[previous]
+    b = xs[following]
+    gamma = np.asanyarray(virtual - previous, dtype=virtual.dtype)
+    diff = b - a
+    result = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype.type)
+    return result
+
+
+def _sorted_median(xs: np.ndarray) -> float:
+    """``numpy.median(x)`` from ``xs = numpy.sort(x)`` (no NaN, not empty): the mean of the middle one
+    or two values, as NumPy takes it."""
+    n = xs.shape[0]
+    half = n // 2
+    return float(np.mean(xs[half:half + 1] if n % 2 else xs[half - 1:half + 1]))
+
+
 def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
                settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | None = None) -> dict[str, float]:
     """PyRadiomics first-order features of the voxels of ``roi`` (``spacing`` (z, y, x) mm);
@@ -231,7 +281,15 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
     dev2 = dev * dev
     m2 = np.mean(dev2)
     out: dict[str, float] = {}
-    p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
+    xs = np.sort(x)
+    if n and np.isnan(xs[-1]):  # NaN voxels: NumPy's own order statistics (NaN results)
+        p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
+        median, minimum, maximum = np.median(x), x.min(), x.max()
+    elif n:
+        p10, p25, p75, p90 = _sorted_percentiles(xs, _FIRSTORDER_Q)
+        median, minimum, maximum = _sorted_median(xs), xs[0], xs[-1]
+    else:
+        p10 = p25 = p75 = p90 = median = minimum = maximum = np.nan
     energy = float(np.sum((x + shift) ** 2))
     for name in names:
         if name == "10Percentile":
@@ -251,17 +309,17 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
         elif name == "Skewness":
             v = np.mean(dev2 * dev) / m2 ** 1.5 if m2 != 0 else 0.0
         elif name == "Maximum":
-            v = x.max()
+            v = maximum
         elif name == "Minimum":
-            v = x.min()
+            v = minimum
         elif name == "Mean":
             v = mean
         elif name == "MeanAbsoluteDeviation":
             v = np.mean(np.abs(dev))
         elif name == "Median":
-            v = np.median(x)
+            v = median
         elif name == "Range":
-            v = x.max() - x.min()
+            v = maximum - minimum
         elif name == "RobustMeanAbsoluteDeviation":
             sub = x[(x >= p10) & (x <= p90)]
             v = np.mean(np.abs(sub - sub.mean()))
@@ -354,28 +412,6 @@ def _triangle_arrays() -> tuple[np.ndarray, np.ndarray]:
     return _TRI_CACHE[0], _TRI_CACHE[1]
 
 
-def _max_sq_distance(points: np.ndarray) -> float:
-    """Largest squared distance between two of ``points`` (convex hull first when there are many)."""
-    if len(points) < 2:
-        return 0.0
-    if len(points) > 3 * points.shape[1] + 8:
-        try:
-            from medimg.core.hull import extreme_points
-
-            try:
-                points = points[extreme_points(points)]
-            except ValueError:  # DegenerateHullError: no area / volume
-                pass
-        except ImportError:  # pragma: no cover
-            pass
-    best = 0.0
-    for start in range(0, len(points), 512):
-        chunk = points[start:start + 512]
-        d = np.sum((chunk[:, None, :] - points[None, :, :]) ** 2, axis=2)
-        best = max(best, float(d.max()))
-    return best
-
-
 def _line_extremes(twice: np.ndarray, axis: int) -> np.ndarray:
     """Mask of the points (integer coordinates) that are the first or the last on their line
     parallel to ``axis``. A vertex of the convex hull always is: a point strictly between two
@@ -444,7 +480,7 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         if bounds[first] <= best:
             break
         if sizes[first] > 256:
-            best = max(best, _max_sq_distance(points[starts[first]:starts[first] + sizes[first]]))
+            best = _max_sq_cells(points[starts[first]:starts[first] + sizes[first]], best)
             first += 1
             continue
         pairs = sizes[first:].astype(np.int64) ** 2
@@ -465,8 +501,61 @@ def _max_sq_within(points: np.ndarray, starts: np.ndarray, sizes: np.ndarray, bo
         best = max(best, float(d.max(initial=0.0)))
         for k in np.flatnonzero(~keep & (sizes[group] > 256)):  # large groups in this stretch
             if bounds[first + k] > best:
-                best = max(best, _max_sq_distance(points[starts[first + k]:starts[first + k] + sizes[first + k]]))
+                best = _max_sq_cells(points[starts[first + k]:starts[first + k] + sizes[first + k]], best)
         first = last
+    return best
+
+
+def _max_sq_cells(points: np.ndarray, best: float = 0.0) -> float:
+    """Largest squared distance between two of ``points`` (N, d), at least ``best``, without the
+    convex hull: the points are binned on a grid of cells; a pair of cells whose bounding boxes
+    cannot hold a pair farther than the best so far is skipped (the bound is computed with the
+    distances' own rounded operations, which are monotone, so the maximum is exact); the other pairs
+    are compared, the largest bound first, in batches of about 2**18 pairs."""
+    n, dims = points.shape
+    if n < 2:
+        return best
+    lo, hi = points.min(0), points.max(0)
+    ext = hi - lo
+    g = int(min(12, max(2, round((n / 16.0) ** (1.0 / dims)))))
+    ncell = np.where(ext > 0, g, 1)
+    width = np.where(ext > 0, ext / ncell, 1.0)
+    k = np.minimum(((points - lo) / width).astype(np.intp), ncell - 1)
+    cell = k[:, 0]
+    for a in range(1, dims):
+        cell = cell * ncell[a] + k[:, a]
+    order = np.argsort(cell, kind="stable")
+    pts, cell = points[order], cell[order]
+    starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    bmin = np.minimum.reduceat(pts, starts, axis=0)
+    bmax = np.maximum.reduceat(pts, starts, axis=0)
+    ub = None
+    for a in range(dims):  # the same association as the distances: ((d0^2 + d1^2) + d2^2)
+        u = np.maximum(bmax[None, :, a] - bmin[:, None, a], bmax[:, None, a] - bmin[None, :, a])
+        ub = u * u if ub is None else ub + u * u
+    s_idx, t_idx = np.nonzero(np.triu(ub > best))
+    bound = ub[s_idx, t_idx]
+    rank = np.argsort(-bound, kind="stable")
+    s_idx, t_idx, bound = s_idx[rank], t_idx[rank], bound[rank]
+    pos = 0
+    while pos < len(bound) and bound[pos] > best:
+        count = sizes[s_idx[pos:]].astype(np.int64) * sizes[t_idx[pos:]]
+        end = pos + max(1, int(np.searchsorted(np.cumsum(count), 1 << 18, side="right")))
+        sel = slice(pos, end)
+        keep = bound[sel] > best
+        ss, tt = s_idx[sel][keep], t_idx[sel][keep]
+        ns, nt = sizes[ss].astype(np.int64), sizes[tt].astype(np.int64)
+        pairs = ns * nt
+        local = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+        nt_rep = np.repeat(nt, pairs)
+        i = np.repeat(starts[ss], pairs) + local // nt_rep
+        j = np.repeat(starts[tt], pairs) + local % nt_rep
+        d = (pts[i, 0] - pts[j, 0]) ** 2
+        for a in range(1, dims):
+            d += (pts[i, a] - pts[j, a]) ** 2
+        best = max(best, float(d.max(initial=0.0)))
+        pos = end
     return best
 
 
@@ -474,7 +563,8 @@ def _max_sq_3d(points: np.ndarray) -> float:
     """Largest squared distance between two of ``points`` (3-D). A pair of extreme points (along the
     axes and the body diagonals) gives a lower bound d0; a point whose farthest bounding-box corner
     is nearer than d0 cannot be an end of the farthest pair (float rounding is monotone, so this
-    holds as computed), and is dropped before all pairs (few points) or the convex hull (many)."""
+    holds as computed), and is dropped before all pairs (few points) or the cell search (many:
+    :func:`_max_sq_cells`)."""
     if len(points) < 2:
         return 0.0
     lo, hi = points.min(0), points.max(0)
@@ -486,7 +576,7 @@ def _max_sq_3d(points: np.ndarray) -> float:
     d0 = _max_sq_pairwise(ends)
     reach = np.sum(np.maximum((points - lo) ** 2, (hi - points) ** 2), axis=1)
     far = points[reach >= d0]
-    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_distance(far))
+    return max(d0, _max_sq_pairwise(far) if len(far) <= 256 else _max_sq_cells(far, d0))
 
 
 def _diameters(twice: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float, float]:
@@ -528,17 +618,30 @@ def shape(roi: np.ndarray, spacing: tuple[float, float, float], names: Iterable[
     reproduced; ``diagnostics`` then gets the absolute value as the correct one."""
     sp = np.asarray(spacing, dtype=float)
     padded = np.pad(roi, 1)
-    area, volume, twice = _mesh(padded, sp)
+    names = tuple(names)
+    want_diam = any("Diameter" in n for n in names)
+    compiled = jit.wanted()
+    if compiled:
+        from medimg.features import _prad_shape_kernels as kernels
+
+        area, volume, twice = kernels.mesh(padded, sp, _mesh_tables(sp))
+        diam = kernels.diameters(twice, sp) if want_diam else (np.nan,) * 4
+    else:
+        area, volume, twice = _mesh(padded, sp)
+        diam = _diameters(twice, sp) if want_diam else (np.nan,) * 4
     if diagnostics is not None and volume < 0:
         diagnostics["shape_MeshVolume.pyradiomics_negative_corrected"] = abs(volume)
-    names = tuple(names)
-    diam = _diameters(twice, sp) if any("Diameter" in n for n in names) else (np.nan,) * 4
     # (N, 3) in Fortran order, as numpy.argwhere gives it: the mean and the covariance then round as
     # PyRadiomics's do (it matters for the axis of a flat ROI, whose eigenvalue is rounding only)
-    coords = np.stack(_nonzero(padded)).T.astype(float) * sp
+    if compiled:
+        coords = kernels.voxel_coords(padded, sp)
+    else:
+        coords = np.stack(_nonzero(padded)).T.astype(float) * sp
     npix = len(coords)
-    coords -= coords.mean(axis=0)
-    coords /= np.sqrt(npix)
+    center = coords.mean(axis=0)
+    rows = coords.T  # the same element-wise operations, along memory (fast for a Fortran-ordered array)
+    rows -= center[:, None]
+    rows /= np.sqrt(npix)
     ev = np.linalg.eigvals(coords.T.copy() @ coords)
     ev = np.where((ev < 0) & (ev > -1e-10), 0.0, ev)
     ev = np.sort(ev)
@@ -592,8 +695,13 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
 
     The sums over (i, j) that depend on i + j or |i - j| only go through p_x+y and p_x-y, those of
     i or j only through the marginals: the same values as PyRadiomics's sums over the matrix, to
-    rounding."""
+    rounding. Compiled (:func:`medimg.core.jit.wanted`): the matrices straight from the ROI box and
+    the per-angle sums in one pass (``_prad_cooc_kernels``)."""
+    from medimg.core import jit
+
     d = _prepared(q)
+    if jit.wanted():
+        return _glcm_compiled(d, spacing, settings, names)
     grid, offs, both = d.both_directions(settings)
     levels, ng = d.levels, d.ng
     nl = levels.size
@@ -714,14 +822,144 @@ def glcm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
     return out
 
 
+def _level_ranks(d: Discretised) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI box as int64 (C order) and each grey level's row among the levels present."""
+    rank = np.zeros(d.ng + 1, dtype=np.int64)
+    rank[d.levels] = np.arange(d.levels.size)
+    return np.ascontiguousarray(d.q, dtype=np.int64), rank
+
+
+def _glcm_compiled(d: Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+                   names: Iterable[str]) -> dict[str, float]:
+    """:func:`glcm` with the compiled kernels (the same values to rounding): one kernel call, and
+    Python only for the MCC's angles where PyRadiomics's eps matters."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    distances = tuple(int(v) for v in settings.get("distances", [1]))
+    offs = angles(d.q.shape, distances, force2d=bool(settings.get("force2D", False)),
+                  force2d_dim=int(settings.get("force2Ddimension", 0)))
+    box, rank = _level_ranks(d)
+    symmetrical = bool(settings.get("symmetricalGLCM", True))
+    norm = settings.get("weightingNorm")
+    weights = _weights(offs, spacing, norm, "glcm") if norm is not None else np.empty(0)
+    names = tuple(names)
+    means, joint, mcc, state, P, px, py, lam, bound, third = K.kernel(K.glcm_all)(
+        box, offs.astype(np.int64), rank, d.levels.astype(float), d.ng, symmetrical, weights, "MCC" in names)
+    if state == 1:
+        mcc = _mcc_exact(P, px, py, lam, bound, third)
+    means = means.tolist()
+    out: dict[str, float] = {}
+    for name in names:
+        if name == "MCC":
+            out[name] = float(mcc)
+        elif name == "JointAverage":
+            out[name] = float(joint)
+        else:
+            out[name] = means[K.GLCM_INDEX[name]]
+    return out
+
+
+def _mcc_exact(P: np.ndarray, px: np.ndarray, py: np.ndarray, lam: np.ndarray, bound: np.ndarray,
+               third: np.ndarray) -> float:
+    """:func:`_mcc` from the compiled parts (``_prad_cooc_kernels.mcc_parts``) where PyRadiomics's eps
+    matters on some angle: Q's eigenvalue by inverse iteration when Bauer-Fike isolates it, else
+    NumPy's general eigensolver."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    exact = ~((lam > 0) & (bound <= 1e-8 * lam))
+    values = np.sqrt(np.clip(lam, 0, None)).astype(complex)
+    rest = []
+    for a in np.flatnonzero(exact):
+        # Bauer-Fike: Q's eigenvalues lie within ||G||_F of S's (module notes of _mcc). Where S's
+        # second eigenvalue's disc is apart from the others' (S's largest is 1), it holds exactly one of
+        # Q's, real and second by real part (NumPy's sort): found by inverse iteration on Q.
+        # (Not for a small eigenvalue: both solvers are accurate to about 1e-16 absolute only.)
+        mu, beta = lam[a], bound[a] / 3.0
+        margin = 2.5 * beta + 1e-12
+        if mu > max(margin, 1e-3) and 1.0 - mu > margin and mu - third[a] > margin:
+            if np.count_nonzero(px[a]) >= _MCC_LAPACK_LEVELS:
+                rho = _mcc_refine_lapack(P[a], px[a], py[a], mu)
+            else:
+                rho = K.kernel(K.mcc_refine)(P[a], px[a], py[a], mu)
+            if np.isfinite(rho) and abs(rho - mu) <= 1.01 * beta + 1e-13:
+                values[a] = np.sqrt(rho)
+                continue
+        rest.append(a)
+    if rest:
+        pa = P[rest]
+        q = (pa / (px[rest][:, :, None] * py[rest][:, None, :] + _EPS)) @ pa.transpose(0, 2, 1)
+        ev = np.linalg.eigvals(q)
+        ev.sort()
+        values[rest] = np.sqrt(ev[:, -2])
+    return float(np.nanmean(values).real)
+
+
+#: From this many grey levels in use, :func:`_mcc_refine_lapack` (BLAS/LAPACK) instead of the compiled loops.
+_MCC_LAPACK_LEVELS = 64
+
+
+def _mcc_refine_lapack(P: np.ndarray, px: np.ndarray, py: np.ndarray, mu: float) -> float:
+    """``_prad_cooc_kernels.mcc_refine`` (the same steps and stopping rule) with Q formed by one matrix
+    product and Q - mu I factorised by LAPACK (dgetrf/dgetrs): about twice as fast from ~100 grey
+    levels (filtered images). An exactly singular Q - mu I goes to the compiled loops (their
+    pivot rule)."""
+    from scipy.linalg.lapack import dgetrf, dgetrs
+
+    from medimg.features import _prad_cooc_kernels as K
+
+    used = np.flatnonzero(px > 0)
+    n = used.size
+    if n == 0:
+        return float("nan")
+    pu = P[used]
+    Q = (pu / (px[used, None] * py[None, :] + _EPS)) @ pu.T
+    r = np.sqrt(px[used])
+    Q *= r[:, None] / r[None, :]
+    M = Q.copy()
+    M[np.diag_indices(n)] -= mu
+    lu, piv, info = dgetrf(M)
+    if info != 0:
+        return float(K.kernel(K.mcc_refine)(P, px, py, mu))
+    x = np.full(n, 1.0 / np.sqrt(n))
+    prev = mu
+    for it in range(30):
+        y, info = dgetrs(lu, piv, x)
+        nrm = float(np.sqrt(y @ y))
+        if info != 0 or not (0 < nrm < np.inf):
+            return float("nan")
+        x = y / nrm
+        rho = float(x @ (Q @ x))
+        if it > 0 and abs(rho - prev) <= 64.0 * _EPS * abs(rho):
+            return rho
+        prev = rho
+    return float("nan")
+
+
+def _mcc_compiled(P: np.ndarray, symmetric: bool) -> float:
+    """:func:`_mcc` of the normalised ``P`` (Na, Nl, Nl), S's eigenvalues and the bounds compiled
+    (:func:`_mcc_exact` where PyRadiomics's eps matters)."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    if P.shape[1] < 2:
+        return 1.0
+    if not np.all(np.isfinite(P)):
+        return float("nan")
+    px = P.sum(2)
+    py = P.sum(1)
+    lam, bound, third = K.kernel(K.mcc_parts)(P, px, py, symmetric)
+    return _mcc_exact(P, px, py, lam, bound, third)
+
+
 def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     """Square root of the second largest eigenvalue of Q(i, j) = sum_k P(i, k) P(j, k) / (p_x(i) p_y(k) + eps),
     per angle, averaged (PyRadiomics's MCC).
 
-    Q = Q0 + E with Q0 = D_x^-1 P D_y^-1 P^T (no eps) and E the eps's share. D_x^1/2 Q D_x^-1/2 is the
-    symmetric S = D_x^-1/2 P D_y^-1 P^T D_x^-1/2 plus F = D_x^1/2 E D_x^-1/2, so (Bauer-Fike, S normal)
-    Q's second largest eigenvalue is within 3 ||F|| of S's. S's (a symmetric eigensolver) is taken where
-    3 ||F||_F is below 1e-8 of it (MCC then within 1e-8 relative); elsewhere Q itself, as PyRadiomics computes it."""
+    Q = Q0 + E with Q0 = D_x^-1 P D_y^-1 P^T (no eps) and E = W P^T the eps's share (W = P dw, dw the
+    difference 1/(p p + eps) - 1/(p p)). D_x^1/2 Q D_x^-1/2 is the symmetric S = A A^T
+    (A = D_x^-1/2 P D_y^-1/2) plus F = D_x^1/2 E D_x^-1/2 = G A^T with G = D_x^1/2 W D_y^1/2; A's largest
+    singular value is 1, so ||F|| <= ||G||_F, and (Bauer-Fike, S normal) Q's second largest eigenvalue is
+    within 3 ||G||_F of S's. S's (a symmetric eigensolver) is taken where 3 ||G||_F is below 1e-8 of it
+    (MCC then within 1e-8 relative); elsewhere Q itself, as PyRadiomics computes it."""
     ng = P.shape[0]
     if ng < 2:
         return 1.0
@@ -731,15 +969,18 @@ def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     pxa, pya = px.T, py.T  # (Na, Ng)
     pxpy = pxa[:, :, None] * pya[:, None, :]  # p_x(i) p_y(k)
     with np.errstate(divide="ignore", invalid="ignore"):
-        root_x = np.where(pxa > 0, np.sqrt(pxa), 0.0)
-        inv_root_x = np.where(pxa > 0, 1.0 / root_x, 0.0)
+        inv_root_x = np.where(pxa > 0, 1.0 / np.sqrt(pxa), 0.0)
         inv_root_y = np.where(pya > 0, 1.0 / np.sqrt(pya), 0.0)
-        dw = np.where(pxpy > 0, -_EPS / (pxpy * (pxpy + _EPS)), 0.0)  # 1/(p p + eps) - 1/(p p), exactly
+        gw = np.where(pxpy > 0, pa * (-_EPS / (pxpy * (pxpy + _EPS))) * np.sqrt(pxpy), 0.0)  # G
     left = pa * (inv_root_x[:, :, None] * inv_root_y[:, None, :])
     lam = np.linalg.eigvalsh(left @ left.transpose(0, 2, 1))[:, -2]  # S's, per angle
-    err = (pa * dw) @ pa.transpose(0, 2, 1)  # E
-    err *= root_x[:, :, None] * inv_root_x[:, None, :]  # F
-    bound = 3.0 * np.sqrt(np.sum(err * err, axis=(1, 2)))
+    bound = 3.0 * np.sqrt(np.sum(gw * gw, axis=(1, 2)))
+    return _mcc_finish(pa, pxpy, lam, bound)
+
+
+def _mcc_finish(pa: np.ndarray, pxpy: np.ndarray, lam: np.ndarray, bound: np.ndarray) -> float:
+    """MCC from S's eigenvalues ``lam`` and the bounds (see :func:`_mcc`): Q's own eigenvalues for the
+    angles where the bound is not small enough."""
     exact = ~((lam > 0) & (bound <= 1e-8 * lam))
     values = np.sqrt(np.clip(lam, 0, None)).astype(complex)
     if exact.any():
@@ -814,8 +1055,14 @@ def _glrlm_matrix(q: np.ndarray | Discretised, settings: Mapping[str, Any]) -> t
 
 def glrlm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
-    """PyRadiomics GLRLM features of the discretised ROI ``q``."""
+    """PyRadiomics GLRLM features of the discretised ROI ``q``. Compiled
+    (:func:`medimg.core.jit.wanted`): the runs counted straight from the ROI box and the per-angle sums
+    in one pass (``_prad_cooc_kernels``)."""
+    from medimg.core import jit
+
     q = _prepared(q)
+    if jit.wanted():
+        return _glrlm_compiled(q, spacing, settings, names)
     P, offs = _glrlm_matrix(q, settings)
     levels = q.levels
     P = P[levels - 1]
@@ -879,6 +1126,21 @@ def glrlm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], sett
     return out
 
 
+def _glrlm_compiled(d: Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
+                    names: Iterable[str]) -> dict[str, float]:
+    """:func:`glrlm` with the compiled kernels (the same values to rounding)."""
+    from medimg.features import _prad_cooc_kernels as K
+
+    offs = angles(d.q.shape, (1,), force2d=settings.get("force2D", False),
+                  force2d_dim=settings.get("force2Ddimension", 0))
+    box, rank = _level_ranks(d)
+    norm = settings.get("weightingNorm")
+    weights = _weights(offs, spacing, norm, "glrlm") if norm is not None else np.empty(0)
+    means = K.kernel(K.glrlm_all)(box, offs.astype(np.int64), rank, d.levels.astype(float), int(max(d.q.shape)),
+                                  weights).tolist()
+    return {name: float(means[K.GLRLM_INDEX[name]]) for name in names}
+
+
 # ---------------------------------------------------------------------------------------------- GLSZM
 
 def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -918,9 +1180,84 @@ def glszm_matrix(q: np.ndarray | Discretised, settings: Mapping[str, Any]) -> np
 def glszm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLSZM features of the discretised ROI ``q``."""
+    box = q.q if isinstance(q, Discretised) else q
+    if _zone_kernels_wanted(box):
+        from medimg.features import _prad_zone_kernels as zk
+
+        return _named(zk.glszm_values(*_zone_args(q, (1,), settings)), zk.ZONE_KEYS, names)
     d = _prepared(q)
     P = glszm_matrix(d, settings)[d.levels - 1]
     return _zone_features(P, d.levels, names, zone=True)
+
+
+def _zone_kernels_wanted(box: np.ndarray) -> bool:
+    """Whether GLSZM/GLDM/NGTDM run their compiled kernels (:mod:`._prad_zone_kernels`) on ``box``."""
+    from medimg.core import jit
+
+    return box.ndim == 3 and box.dtype.kind in "iub" and jit.wanted()
+
+
+def _zone_args(q: np.ndarray | Discretised, distances: Iterable[int], settings: Mapping[str, Any]
+               ) -> tuple[Any, np.ndarray]:
+    """The box prepared for the compiled zone kernels (:class:`._prad_zone_kernels.ZoneBox`) and
+    PyRadiomics's angles for ``distances`` and ``settings`` in both directions; kept on a
+    :class:`Discretised` for the next class (one box, bordered for the widest distance so far)."""
+    from medimg.features._prad_zone_kernels import ZoneBox
+
+    box_q = q.q if isinstance(q, Discretised) else q
+    cache = q._cache if isinstance(q, Discretised) else {}
+    key = ("zone", tuple(sorted({int(v) for v in distances})), bool(settings.get("force2D", False)),
+           int(settings.get("force2Ddimension", 0)))
+    hit = cache.get(key)
+    if hit is None:
+        moving = [n > 1 for n in box_q.shape]
+        if key[2]:
+            moving[key[3]] = False
+        offs, pad = _zone_offsets(tuple(moving), key[1])
+        box = cache.get("zone_box")
+        if box is None or box.pad < pad:
+            box = cache["zone_box"] = ZoneBox(box_q, pad)
+        hit = cache[key] = (box, offs)
+    return hit
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_offsets(moving: tuple[bool, ...], distances: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """:func:`angles` in both directions (their order does not matter to the kernels' counts), a
+    distance 0 dropped (no neighbour), read-only; and the border they need (>= 1)."""
+    offs = _angles(moving, distances, True)
+    offs = offs[np.abs(offs).max(1) > 0] if offs.size else offs.copy()
+    offs.flags.writeable = False
+    return offs, max(int(np.abs(offs).max()) if offs.size else 0, 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _places(keys: tuple[str, ...], names: tuple[str, ...], gldm: bool) -> np.ndarray:
+    where = {k: i for i, k in enumerate(keys)}
+    alias = _GLDM_ALIAS if gldm else {}
+    return np.asarray([where[alias.get(name, name)] for name in names], dtype=np.intp)
+
+
+def _named(values: np.ndarray, keys: tuple[str, ...], names: Iterable[str], *, gldm: bool = False
+           ) -> dict[str, float]:
+    """``{name: value}`` for ``names``, each value at its key's place in ``keys`` (a GLDM name at
+    the place of its GLSZM twin, :data:`_GLDM_ALIAS`)."""
+    names = tuple(names)
+    return dict(zip(names, values[_places(keys, names, gldm)].tolist(), strict=True))
+
+
+#: GLDM feature -> the GLSZM feature of the same sums over the dependence matrix (:func:`_zone_features`).
+_GLDM_ALIAS = {
+    "SmallDependenceEmphasis": "SmallAreaEmphasis", "LargeDependenceEmphasis": "LargeAreaEmphasis",
+    "DependenceNonUniformity": "SizeZoneNonUniformity",
+    "DependenceNonUniformityNormalized": "SizeZoneNonUniformityNormalized",
+    "DependenceVariance": "ZoneVariance", "DependenceEntropy": "ZoneEntropy",
+    "LowGrayLevelEmphasis": "LowGrayLevelZoneEmphasis", "HighGrayLevelEmphasis": "HighGrayLevelZoneEmphasis",
+    "SmallDependenceLowGrayLevelEmphasis": "SmallAreaLowGrayLevelEmphasis",
+    "SmallDependenceHighGrayLevelEmphasis": "SmallAreaHighGrayLevelEmphasis",
+    "LargeDependenceLowGrayLevelEmphasis": "LargeAreaLowGrayLevelEmphasis",
+    "LargeDependenceHighGrayLevelEmphasis": "LargeAreaHighGrayLevelEmphasis",
+}
 
 
 def _zone_features(P: np.ndarray, levels: np.ndarray, names: Iterable[str], *, zone: bool) -> dict[str, float]:
@@ -933,17 +1270,7 @@ def _zone_features(P: np.ndarray, levels: np.ndarray, names: Iterable[str], *, z
     keep = ps != 0
     P, jv, ps = P[:, keep], jv[keep], ps[keep]
     out: dict[str, float] = {}
-    alias = {} if zone else {
-        "SmallDependenceEmphasis": "SmallAreaEmphasis", "LargeDependenceEmphasis": "LargeAreaEmphasis",
-        "DependenceNonUniformity": "SizeZoneNonUniformity",
-        "DependenceNonUniformityNormalized": "SizeZoneNonUniformityNormalized",
-        "DependenceVariance": "ZoneVariance", "DependenceEntropy": "ZoneEntropy",
-        "LowGrayLevelEmphasis": "LowGrayLevelZoneEmphasis", "HighGrayLevelEmphasis": "HighGrayLevelZoneEmphasis",
-        "SmallDependenceLowGrayLevelEmphasis": "SmallAreaLowGrayLevelEmphasis",
-        "SmallDependenceHighGrayLevelEmphasis": "SmallAreaHighGrayLevelEmphasis",
-        "LargeDependenceLowGrayLevelEmphasis": "LargeAreaLowGrayLevelEmphasis",
-        "LargeDependenceHighGrayLevelEmphasis": "LargeAreaHighGrayLevelEmphasis",
-    }
+    alias = {} if zone else _GLDM_ALIAS
     for name in names:
         key = alias.get(name, name)
         if key == "SmallAreaEmphasis":
@@ -995,9 +1322,15 @@ def gldm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
          names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics GLDM features of ``q`` (dependence: the voxel itself and every neighbour within
     ``gldm_a`` grey levels)."""
+    box = q.q if isinstance(q, Discretised) else q
+    alpha = settings.get("gldm_a", 0)
+    if _zone_kernels_wanted(box):
+        from medimg.features import _prad_zone_kernels as zk
+
+        box, offs = _zone_args(q, settings.get("distances", [1]), settings)
+        return _named(zk.gldm_values(box, offs, alpha), zk.ZONE_KEYS, names, gldm=True)
     d = _prepared(q)
     grid, _, nb = d.both_directions(settings)
-    alpha = settings.get("gldm_a", 0)
     levels, ng = d.levels, d.ng
     if alpha == 0:
         dep = np.count_nonzero(nb == grid.values[:, None], axis=1)
@@ -1011,6 +1344,13 @@ def gldm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], setti
 def ngtdm(q: np.ndarray | Discretised, spacing: tuple[float, float, float], settings: Mapping[str, Any],
           names: Iterable[str]) -> dict[str, float]:
     """PyRadiomics NGTDM features of ``q`` (a voxel without neighbours counts with s = 0)."""
+    box = q.q if isinstance(q, Discretised) else q
+    if _zone_kernels_wanted(box):
+        from medimg.features import _prad_zone_kernels as zk
+
+        box, offs = _zone_args(q, settings.get("distances", [1]), settings)
+        # the pass is shared with the GLDM (its alpha: one pass serves both classes)
+        return _named(zk.ngtdm_values(box, offs, settings.get("gldm_a", 0)), zk.NGTDM_KEYS, names)
     grid, _, nb = _prepared(q).both_directions(settings)
     count = np.count_nonzero(nb, axis=1)  # neighbours in the ROI (0 outside)
     total = nb.sum(1).astype(float)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from medimg.core.image import Image
-from medimg.core.jit import use_compiled
+from medimg.core.jit import tiered, use_compiled
 from medimg.errors import FileFormatError, ParameterError, did_you_mean
 from medimg.features import _pyradiomics_calc as calc
 
@@ -130,6 +130,11 @@ def _check_settings(setting: Mapping[str, Any], where: str) -> None:
             raise ParameterError(f"{where}: binCount must be a positive integer, got {value!r}")
         if key == "binWidth" and not (isinstance(value, int | float) and value > 0):
             raise ParameterError(f"{where}: binWidth must be > 0, got {value!r}")
+        if key == "distances" and not (isinstance(value, list | tuple) and value
+                                       and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                               for d in value)):
+            raise ParameterError(f"{where}: distances must be a list of integers >= 1 (as PyRadiomics's schema), "
+                                 f"got {value!r}")
 
 
 def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -152,6 +157,10 @@ def load_params(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------- extraction
+
+#: :data:`DEFAULT_PARAMS` checked once (read only).
+_DEFAULT_CHECKED: dict[str, Any] = check_params(DEFAULT_PARAMS)
+
 
 class _Vol:
     """An array (z, y, x) with its geometry: the SimpleITK image's fields, without SimpleITK."""
@@ -200,11 +209,31 @@ def _bbox(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray([c.min() for c in coords]), np.asarray([c.max() for c in coords])
 
 
-def _check_mask(roi: np.ndarray, s: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """PyRadiomics's checkMask: bounding box, at least ``minimumROIDimensions`` dimensions > 1 voxel."""
-    if not roi.any():
+def _label_box(labels: np.ndarray, lab: Any = True) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index bounds (inclusive, (z, y, x)) of ``labels == lab`` in a 3-D array (``lab`` True: of a
+    boolean ROI); None when it is empty. One comparison of the whole array, then reductions over
+    the slices that hold the label only."""
+    eq = labels if (lab is True and labels.dtype == np.bool_) else labels == lab
+    rows = np.flatnonzero(eq.reshape(eq.shape[0], -1).any(axis=1))
+    if rows.size == 0:
+        return None
+    z0, z1 = int(rows[0]), int(rows[-1])
+    plane = eq[z0:z1 + 1].any(axis=0)
+    ys = np.flatnonzero(plane.any(axis=1))
+    xs = np.flatnonzero(plane.any(axis=0))
+    return np.asarray([z0, ys[0], xs[0]], dtype=np.intp), np.asarray([z1, ys[-1], xs[-1]], dtype=np.intp)
+
+
+def _check_mask(roi: np.ndarray, s: Mapping[str, Any],
+                box: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """PyRadiomics's checkMask: bounding box, at least ``minimumROIDimensions`` dimensions > 1 voxel.
+    ``box``: the bounds of ``roi`` when known (:func:`_label_box`); ``roi`` is then only counted
+    (``minimumROISize``) and may be its crop to the box."""
+    if box is None:
+        box = _label_box(roi)
+    if box is None:
         raise ParameterError(f"label {s.get('label', 1)} not present in the mask")
-    lo, hi = _bbox(roi)
+    lo, hi = box
     ndims = int(np.sum(hi - lo + 1 > 1))
     if ndims == 0:
         raise ParameterError("mask only contains 1 segmented voxel! Cannot extract features for a single voxel "
@@ -333,8 +362,6 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
     if name == "Original":
         yield arr[sl], "original", s
     elif name == "LoG":
-        import SimpleITK as sitk
-
         size = np.asarray(arr.shape[::-1])
         if np.min(size) < 4:
             return
@@ -347,8 +374,8 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
     elif name == "Wavelet":
         yield from _wavelet(arr, s, lo, hi)
     elif name in ("Square", "SquareRoot", "Logarithm", "Exponential"):
-        mx = np.max(np.abs(arr.astype("float64")))  # over the whole image, as PyRadiomics
-        im = arr.astype("float64") if name == "Logarithm" else arr[sl].astype("float64")
+        mx = _max_abs(arr)  # over the whole image, as PyRadiomics
+        im = arr[sl].astype("float64")
         if name == "Square":
             im = (1 / np.sqrt(mx) * im) ** 2
             yield im, "square", s
@@ -358,24 +385,58 @@ def _image_types(vol: _Vol, name: str, s: dict[str, Any], lo: np.ndarray,
             im[neg] = -np.sqrt(-im[neg] * mx)
             yield im, "squareroot", s
         elif name == "Logarithm":
-            pos, neg = im > 0, im < 0
-            im[pos] = np.log(im[pos] + 1)
-            im[neg] = -np.log(-(im[neg] - 1))
-            im = im * (mx / np.max(np.abs(im)))
-            yield im[sl], "logarithm", s
+            im = _signed_log(im)
+            # PyRadiomics scales by the whole transformed image's largest magnitude: the transform is
+            # odd and increasing in |v|, so that is the transform of the largest |v| (one voxel)
+            im = im * (mx / np.max(np.abs(_signed_log(np.array([mx])))))
+            yield im, "logarithm", s
         else:
             coeff = np.log(mx) / mx
             yield np.exp(coeff * im), "exponential", s
     elif name == "Gradient":
-        import SimpleITK as sitk
-
-        clo, chi = _crop_bounds(lo, hi, np.full(3, 2), arr.shape)
-        f = sitk.GradientMagnitudeImageFilter()
-        f.SetUseImageSpacing(s.get("gradientUseSpacing", True))
-        out = sitk.GetArrayFromImage(f.Execute(vol.crop(clo, chi).to_sitk()))
-        yield out[tuple(slice(int(a - c), int(b - c) + 1) for a, b, c in zip(lo, hi, clo, strict=True))], "gradient", s
+        yield _gradient_box(vol, lo, hi, bool(s.get("gradientUseSpacing", True))), "gradient", s
     else:  # pragma: no cover - checked by check_params
         raise ParameterError(f"image type {name!r} not supported")
+
+
+def _gradient_box(vol: _Vol, lo: np.ndarray, hi: np.ndarray, use_spacing: bool) -> np.ndarray:
+    """SimpleITK's ``GradientMagnitudeImageFilter`` of the whole image inside the box ``lo..hi``
+    (z, y, x, inclusive), float32, in NumPy: as ITK computes it, per axis x, y, z the central
+    difference ``g = (-c * v[-1] + 0 * v[0]) + c * v[+1]`` with ``c = 0.5 * (1 / spacing)`` (0.5
+    without spacing) in double, the image's edge repeated beyond its border (ITK's zero-flux Neumann
+    condition), then ``sqrt((gx^2 + gy^2) + gz^2)`` rounded to float32: the same numbers."""
+    arr = vol.array
+    clo, chi = _crop_bounds(lo, hi, np.ones(3, dtype=int), arr.shape)
+    region = arr[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))].astype(np.float64)
+    pad = [(1 - int(a - c), 1 - int(d - b)) for a, b, c, d in zip(lo, hi, clo, chi, strict=True)]
+    x = np.pad(region, pad, mode="edge") if any(p != (0, 0) for p in pad) else region
+    inner = [slice(1, n - 1) for n in x.shape]
+    total = None
+    for d in range(3):  # ITK dimension d is NumPy axis 2 - d
+        axis = 2 - d
+        c = 0.5 * (1.0 / float(vol.spacing[d])) if use_spacing else 0.5
+        before, after = list(inner), list(inner)
+        before[axis] = slice(0, x.shape[axis] - 2)
+        after[axis] = slice(2, x.shape[axis])
+        g = (-c) * x[tuple(before)] + 0.0 * x[tuple(inner)]
+        g += c * x[tuple(after)]
+        g *= g
+        total = g if total is None else total + g
+    assert total is not None
+    return np.sqrt(total).astype(np.float32)
+
+
+def _max_abs(arr: np.ndarray) -> float:
+    """``max(|arr|)`` in float64 (NaN if any is NaN) from the extremes: no float64 copy of the image."""
+    return float(np.maximum(abs(float(np.max(arr))), abs(float(np.min(arr)))))
+
+
+def _signed_log(im: np.ndarray) -> np.ndarray:
+    """PyRadiomics's logarithm filter before its scaling: ``sign(v) * log(|v| + 1)`` (float64, in place)."""
+    pos, neg = im > 0, im < 0
+    im[pos] = np.log(im[pos] + 1)
+    im[neg] = -np.log(-(im[neg] - 1))
+    return im
 
 
 def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.ndarray, chi: np.ndarray) -> np.ndarray:
@@ -386,7 +447,17 @@ def _log_box(vol: _Vol, sigma: float, lo: np.ndarray, hi: np.ndarray, clo: np.nd
     Gaussian along d, then the smoothing one along each other axis in increasing order (float32
     between passes), added into a float32 sum as ``sum + term / spacing_d^2``. Each pass filters
     lines along its axis independently, so the passes after the first need only the lines that
-    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data."""
+    cross the box on the axes already filtered: the same arithmetic, bit for bit, on less data.
+
+    Where compiled kernels are wanted (:mod:`medimg.core.jit`), the same passes run as compiled
+    loops (:func:`medimg.features._prad_filter_kernels.log_box`: ITK's recursion reproduced operation
+    for operation, the same float32 values) without SimpleITK's copies of the region."""
+    from medimg.core.jit import wanted
+
+    if wanted():
+        from medimg.features import _prad_filter_kernels as kernels
+
+        return kernels.log_box(vol.array, tuple(float(v) for v in vol.spacing), sigma, clo, chi, lo, hi)
     import SimpleITK as sitk
 
     region = vol.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(clo, chi, strict=True))]
@@ -429,51 +500,34 @@ def _wavelet(arr: np.ndarray, s: Mapping[str, Any], lo: np.ndarray,
     """PyRadiomics's ``_swt3``: ``pywt.swtn`` (level 1, repeated ``start_level + level`` times on the
     approximation) of the image padded to even sizes by wrapping, cropped to ``lo``..``hi``.
 
-    The stationary transform is a periodic convolution with the filters, so it is computed on the box
-    plus the filter length per repetition on each side, the indices taken modulo the padded size
-    (the whole axis where that is as long): the same sums as on the whole image."""
+    Computed inside the box only (:func:`medimg.features._prad_filter_kernels.swt_box`): the
+    stationary transform is a periodic convolution, so each sub-band at the box needs the previous
+    approximation only at the positions its filter reaches (indices modulo the padded size); every
+    sum is PyWavelets's, in its order and precision, each axis filtered only where the later axes
+    read it: the same numbers as on the whole image. Compiled where wanted, else in NumPy."""
     import pywt
+
+    from medimg.core.jit import wanted
+    from medimg.features import _prad_filter_kernels as kernels
 
     axes = [2, 1, 0]
     if s.get("force2D", False):
         axes.remove(s.get("force2Ddimension", 0))
     axes_t = tuple(axes)
     wavelet = pywt.Wavelet(s.get("wavelet", "coif1"))
-    level = s.get("level", 1)
-    start = s.get("start_level", 0)
-    margin = int(wavelet.dec_len) * (start + level)
-    index, inner = [], []
-    for axis, n in enumerate(arr.shape):
-        period = n + n % 2  # PyRadiomics pads odd sizes by one, wrapping
-        a, b = int(lo[axis]), int(hi[axis])
-        if axis not in axes_t:
-            index.append(np.arange(a, b + 1))
-            inner.append(slice(0, b - a + 1))
-            continue
-        length = b - a + 1 + 2 * margin
-        if length + length % 2 >= period:
-            idx = np.arange(period)
-            inner.append(slice(a, b + 1))
-        else:
-            idx = np.arange(a - margin, a - margin + length + length % 2) % period
-            inner.append(slice(margin, margin + b - a + 1))
-        idx[idx == n] = 0  # the padded sample wraps to the first
-        index.append(idx)
-    data = arr[np.ix_(*index)]
-    inner_t = tuple(inner)
+    level = int(s.get("level", 1))
+    start = int(s.get("start_level", 0))
+    dtype = np.float32 if arr.dtype in (np.float32, np.float16) else np.float64
+    keys, levels, approx = kernels.swt_box(arr, *kernels.swt_filters(wavelet.name, dtype), axes_t, lo, hi,
+                                           start, level, compiled=wanted())
     approx_key = "a" * len(axes_t)
-    for _ in range(start):
-        data = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0][approx_key].copy()
-    levels = []
-    for _ in range(start, start + level):
-        dec = pywt.swtn(data, wavelet, level=1, start_level=0, axes=axes_t)[0]
-        data = dec[approx_key].copy()
-        levels.append({k.replace("a", "L").replace("d", "H"): v[inner_t] for k, v in dec.items() if k != approx_key})
-    for idx, decs in enumerate(levels, start=1):
-        for key, img in decs.items():
-            yield img, f"wavelet-{key}" if idx == 1 else f"wavelet{idx}-{key}", dict(s)
+    for idx, bands in enumerate(levels, start=1):
+        for key, band in zip(keys, bands, strict=True):
+            if key != approx_key:
+                name = key.replace("a", "L").replace("d", "H")
+                yield band, f"wavelet-{name}" if idx == 1 else f"wavelet{idx}-{name}", dict(s)
     low = "L" * len(axes_t)
-    yield data[inner_t], f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
+    yield approx, f"wavelet-{low}" if len(levels) == 1 else f"wavelet{len(levels)}-{low}", dict(s)
 
 
 # ------------------------------------------------------------------------------------------- features
@@ -494,7 +548,7 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         Intensity image (image units) and label map on the same grid, 3-D (a 2-D image is one slice),
         or their files (as PyRadiomics's ``execute`` takes them). From files, when only the image
         type Original is computed without normalisation or resampling, only the image's slices up to
-        the ROI's last are read (a plain NRRD's gzip payload is inflated only that far).
+        the ROI's last are read (the gzip payload of a plain NRRD or a .nii.gz is inflated only that far).
     params
         A PyRadiomics parameter mapping or file (see :func:`load_params`); ``None``: its defaults.
     label
@@ -503,9 +557,10 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         Filled with the values PyRadiomics gets wrong, each with the correct value
         (``"<image type>_shape_MeshVolume.pyradiomics_negative_corrected"``, ...).
     compiled
-        Use the compiled (numba) kernels where they exist: ``None`` where numba is installed,
-        ``False`` the NumPy path (the same values), ``True`` require them (:mod:`medimg.core.jit`).
-        ``None`` keeps the setting of an enclosing :func:`medimg.core.jit.use_compiled` block.
+        Use the compiled (numba) kernels where they exist: ``None`` automatically (the NumPy path
+        until this process has spent as long on it as loading the kernels costs, then compiled; or
+        as an enclosing :func:`medimg.core.jit.use_compiled` block says), ``False`` the NumPy path
+        (the same values), ``True`` require them (:mod:`medimg.core.jit`).
 
     Returns
     -------
@@ -521,60 +576,69 @@ def extract_pyradiomics(image: Image | str | Path, mask: Image | str | Path,
         ``image`` and ``mask`` are not on the same grid.
     """
     if compiled is None:
-        return _extract(image, mask, params, label, diagnostics)
+        with tiered():
+            return _extract(image, mask, params, label, diagnostics)
     with use_compiled(compiled):
         return _extract(image, mask, params, label, diagnostics)
 
 
 def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mapping[str, Any] | str | Path | None,
              label: int | None, diagnostics: dict[str, float] | None) -> dict[str, float]:
-    p = check_params(DEFAULT_PARAMS if params is None else
-                     (params if isinstance(params, Mapping) else load_params(params)))
+    p = _DEFAULT_CHECKED if params is None else check_params(
+        params if isinstance(params, Mapping) else load_params(params))
     s: dict[str, Any] = dict(p["setting"])
     if label is not None:
         s["label"] = label
     lab = int(s.get("label", 1))
-    image, mask = _read_inputs(image, mask, p, s, lab)
+    image, mask, box, roi_pre, scanned = _read_inputs(image, mask, p, s, lab)
     tol = s.get("geometryTolerance")
     image.check_same_grid(mask, **({"tol_mm": float(tol)} if tol else {}))
     vol = _Vol.from_image(image)
     mvol = _Vol.from_image(mask)
     if s.get("force2D") and not 0 <= s.get("force2Ddimension", 0) <= 2:
         raise ParameterError(f"force2Ddimension must be 0, 1 or 2, got {s.get('force2Ddimension')}")
-    roi = mvol.array == lab
-    if not roi.any():
+    if box is None and not scanned:
+        box = _label_box(mvol.array, lab)
+    if box is None:
         raise ParameterError(f"label {lab} not present in the mask")
     if s.get("normalize", False):
         vol = _normalize(vol, s)
     if s.get("resampledPixelSpacing") is not None and s.get("interpolator", "sitkBSpline") is not None:
         vol, mvol = _resample(vol, mvol, s)
-        roi = mvol.array == lab
+        box = _label_box(mvol.array, lab)
+        if box is None:
+            raise ParameterError(f"label {lab} not present in the mask after resampling")
     elif s.get("preCrop", False):
-        lo, hi = _check_mask(roi, s)
+        lo, hi = _check_mask(mvol.array[_box_slices(*box)] == lab, s, box)
         pad = s.get("padDistance", 0)
         lo = np.maximum(lo - pad, 0)
-        hi = np.minimum(hi + pad, np.asarray(roi.shape) - 1)
+        hi = np.minimum(hi + pad, np.asarray(mvol.array.shape) - 1)
         vol, mvol = vol.crop(lo, hi), mvol.crop(lo, hi)
-        roi = mvol.array == lab
-    lo, hi = _check_mask(roi, s)
+        box = (box[0] - lo, box[1] - lo)
     reseg = None
     if s.get("resegmentRange") is not None:
+        roi = mvol.array == lab
+        lo, hi = _check_mask(roi, s, box)
         reseg = _resegment(vol.array, roi, s)
         lo, hi = _check_mask(reseg, s)
-    sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+        sl = _box_slices(lo, hi)
+        roi_c = roi[sl]
+    else:
+        roi_c = roi_pre if roi_pre is not None else mvol.array[_box_slices(*box)] == lab
+        lo, hi = _check_mask(roi_c, s, box)
+        sl = _box_slices(lo, hi)
     spacing_zyx = tuple(float(v) for v in vol.spacing[::-1])
     out: dict[str, float] = {}
     diag = diagnostics if diagnostics is not None else {}
     classes = p["featureClass"]
-    shape_roi = reseg if (reseg is not None and s.get("resegmentShape", False)) else roi
     if "shape" in classes:
+        shape_roi = reseg[sl] if (reseg is not None and s.get("resegmentShape", False)) else roi_c
         local: dict[str, float] = {}
-        vals = calc.shape(shape_roi[sl], spacing_zyx, _class_features("shape", classes["shape"]), local)
+        vals = calc.shape(shape_roi, spacing_zyx, _class_features("shape", classes["shape"]), local)
         out.update({f"original_shape_{k}": v for k, v in vals.items()})
         diag.update({f"original_{k}": v for k, v in local.items()})
     if reseg is not None:
-        roi = reseg
-    roi_c = roi[sl]
+        roi_c = reseg[sl]
     for type_name, custom in p["imageType"].items():
         args = dict(s)
         args.update(custom or {})
@@ -583,35 +647,67 @@ def _extract(image: Image | str | Path, mask: Image | str | Path, params: Mappin
     return out
 
 
+def _box_slices(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, ...]:
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+
+
 def _read_inputs(image: Image | str | Path, mask: Image | str | Path, p: Mapping[str, Any], s: Mapping[str, Any],
-                 lab: int) -> tuple[Image, Image]:
-    """The image and mask, read from their files where given as paths: the mask whole, the image up to
-    the ROI's last slice when nothing else is needed (Original only, no normalisation, resampling or
-    pre-cropping), then the mask cut to the same slices (the same grid check follows)."""
+                 lab: int) -> tuple[Image, Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None, bool]:
+    """The image and mask, read from their files where given as paths.
+
+    The mask: scanned for the label without keeping it where only the label's box is needed (a plain
+    NRRD or an unscaled .nii.gz; no resampling, pre-cropping or resegmentation:
+    :func:`medimg.io.formats.scan_nrrd_label` / ``scan_nifti_label``, the mask then a geometry-only
+    Image), else read whole. The image: up to the ROI's last slice when nothing else is needed
+    (Original only, no normalisation, resampling or pre-cropping), the mask's geometry then cut to
+    the same slices (the same grid check follows). Returns (image, mask, the label's bounds where
+    found here else None, the ROI inside them where the mask was scanned, whether it was scanned)."""
     from medimg.io import read
 
+    roi_box = None
+    box = None
+    scanned = False
     if not isinstance(mask, Image):
-        mask = read(mask)
+        mpath = Path(mask)
+        mname = mpath.name.lower()
+        if (_SCAN_MASKS and (mname.endswith(".nrrd") or mname.endswith(".nii.gz"))
+                and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False)
+                and s.get("resegmentRange") is None):
+            from medimg.io.formats import scan_nifti_label, scan_nrrd_label
+
+            found = (scan_nrrd_label if mname.endswith(".nrrd") else scan_nifti_label)(mpath, lab)
+            if found is not None:
+                mask, box, roi_box = found
+                scanned = True
+        if not scanned:
+            mask = read(mpath)
     if isinstance(image, Image):
-        return image, mask
+        return image, mask, box, roi_box, scanned
     path = Path(image)
     only_box = (set(p["imageType"]) == {"Original"} and not s.get("normalize", False)
                 and s.get("resampledPixelSpacing") is None and not s.get("preCrop", False))
     marr = np.asarray(mask.array)
-    if only_box and marr.ndim == 3 and path.name.lower().endswith(".nrrd"):
-        from medimg.io.formats import read_nrrd_slices
+    name = path.name.lower()
+    if only_box and marr.ndim == 3 and (name.endswith(".nrrd") or name.endswith(".nii.gz")):
+        from medimg.io.formats import read_nifti_slices, read_nrrd_slices
 
-        idx = np.flatnonzero(marr == lab)
-        if idx.size:
-            stop = int(idx[-1] // (marr.shape[1] * marr.shape[2])) + 1
+        if not scanned:
+            box = _label_box(marr, lab)
+        if box is not None:
+            stop = int(box[1][0]) + 1
             if stop < marr.shape[0]:
-                slab = read_nrrd_slices(path, stop)
+                slab = (read_nrrd_slices if name.endswith(".nrrd") else read_nifti_slices)(path, stop)
                 if (slab is not None and slab.array.shape[1:] == marr.shape[1:]
                         and slab.meta.get("source_slices") == marr.shape[0]):
                     cut = Image.from_geometry(marr[:stop], spacing=mask.spacing, origin=mask.origin,
                                               direction=mask.direction, meta=dict(mask.meta))
-                    return slab, cut
-    return read(path), mask
+                    return slab, cut, box, roi_box, scanned
+    return read(path), mask, box, roi_box, scanned
+
+
+#: Whether label maps in plain NRRD or .nii.gz files are scanned for the label instead of read whole
+#: (the same values either way; the tests compare both).
+_SCAN_MASKS = True
 
 
 def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],

@@ -33,7 +33,8 @@ from medimg.core.files import atomic_path, full_suffix
 from medimg.core.image import Image
 from medimg.errors import FileFormatError, UnsupportedFormatError
 
-__all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nrrd_slices", "write_file"]
+__all__ = ["NIFTI_SUFFIXES", "ITK_SUFFIXES", "RASTER_SUFFIXES", "read_file", "read_nifti_slices", "read_nrrd_slices",
+           "scan_nifti_label", "scan_nrrd_label", "write_file"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -116,6 +117,76 @@ def _nifti_in_memory(path: Path) -> Any | None:
     return img if len(raw) >= need else None  # a second gzip member (not inflated here): nibabel
 
 
+_MEMORY_PROXY: list[type] = []
+
+
+def _memory_proxy_class() -> type:
+    """A ``nibabel.arrayproxy.ArrayProxy`` whose unscaled voxels are an array in memory (no copy):
+    reading it applies nibabel's own scaling, as reading a file does."""
+    if not _MEMORY_PROXY:
+        from nibabel.arrayproxy import ArrayProxy
+
+        class MemoryProxy(ArrayProxy):  # type: ignore[misc]
+            def __init__(self, name: str, header: Any, voxels: np.ndarray) -> None:
+                super().__init__(name, header, mmap=False)
+                if tuple(voxels.shape) != tuple(self.shape) or voxels.dtype != self.dtype:
+                    raise ValueError("voxels do not match the header")
+                self._voxels = voxels
+
+            def _get_unscaled(self, slicer: Any) -> np.ndarray:
+                if slicer != ():
+                    raise ValueError("a memory proxy is read whole")
+                return self._voxels
+
+        _MEMORY_PROXY.append(MemoryProxy)
+    return _MEMORY_PROXY[0]
+
+
+def read_nifti_slices(path: Path, stop: int) -> Image | None:
+    """The first ``stop`` slices (z) of a 3-D single-file NIfTI-1 ``.nii.gz``, with the file's
+    geometry and ``meta["source_slices"]`` (as :func:`read_nrrd_slices`): the gzip payload is inflated
+    by libdeflate only up to the end of slice ``stop - 1``, the header's ``dim[3]`` set to ``stop``,
+    and the voxels scaled by nibabel's own array proxy in memory (no copy), with the affine nibabel
+    takes from the (whole file's) header: the same voxels, type and geometry as :func:`read_file`
+    gives. None when it is not such a file, ``stop`` covers every slice, or libdeflate (the
+    optional ``deflate``) is missing: :func:`read_file` then reads it whole."""
+    if not path.name.lower().endswith(".nii.gz") or stop < 1:
+        return None
+    try:
+        import nibabel as nib
+
+        payload = memoryview(path.read_bytes())
+        head = _inflate_prefix(payload, 352)
+        if head is None or int.from_bytes(head[:4].tobytes(), "little") != 348:  # NIfTI-1, little-endian
+            return None
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(head.tobytes()))
+        dims = header["dim"]
+        if header["magic"].item() != b"n+1" or int(dims[0]) != 3:
+            return None
+        nx, ny, nz = (int(v) for v in dims[1:4])
+        offset = int(header["vox_offset"])
+        if stop >= nz or min(nx, ny) < 1 or offset < 352:
+            return None
+        dtype = header.get_data_dtype()
+        raw = _inflate_prefix(payload, offset + nx * ny * stop * dtype.itemsize)
+        if raw is None:
+            return None
+        cut = header.copy()
+        cut.set_data_shape((nx, ny, stop))
+        voxels = np.frombuffer(raw, dtype=dtype, count=nx * ny * stop, offset=offset).reshape((nx, ny, stop), order="F")
+        # nibabel's own proxy (its scaling by scl_slope / scl_inter), over the voxels in memory
+        proxy = _memory_proxy_class()("memory", cut, voxels)
+        img = nib.Nifti1Image(proxy, header.get_best_affine(), header=cut)
+        image = Image.from_nibabel(img, meta={"source_format": "nifti"})
+    except Exception:  # noqa: BLE001 - anything unusual: the whole file is read, and errors reported, by read_file
+        return None
+    codes = header.get_qform(coded=True)[1], header.get_sform(coded=True)[1]
+    if codes == (0, 0):
+        image.meta["warnings"] = ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]
+    image.meta["source_slices"] = nz
+    return image
+
+
 #: NRRD ``type`` field -> numpy dtype (the names of the NRRD format specification).
 _NRRD_TYPES: dict[str, str] = {}
 for _names, _code in (
@@ -182,6 +253,66 @@ def _inflate(payload: memoryview, nbytes: int) -> np.ndarray | bytearray | None:
     return buffer if got == nbytes else None
 
 
+#: Bytes beyond the wanted prefix given to libdeflate when it inflates only a prefix: one whole
+#: stored block (65,535 bytes) or match (258) that starts inside the prefix then always fits.
+_PREFIX_MARGIN = 65535 + 258
+_LIBDEFLATE: list[Any] = []
+
+
+def _libdeflate() -> Any:
+    """libdeflate's C functions, from the optional ``deflate`` package's extension module (which
+    exports them), through ctypes; None without the package or the symbols."""
+    if not _LIBDEFLATE:
+        lib = None
+        try:
+            import ctypes
+
+            import deflate._deflate as ext
+
+            cdll = ctypes.CDLL(ext.__file__)
+            cdll.libdeflate_alloc_decompressor.restype = ctypes.c_void_p
+            cdll.libdeflate_alloc_decompressor.argtypes = []
+            cdll.libdeflate_free_decompressor.restype = None
+            cdll.libdeflate_free_decompressor.argtypes = [ctypes.c_void_p]
+            fn = cdll.libdeflate_gzip_decompress_ex
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.c_void_p, ctypes.c_void_p]
+            lib = cdll
+        except (ImportError, OSError, AttributeError):
+            lib = None
+        _LIBDEFLATE.append(lib)
+    return _LIBDEFLATE[0]
+
+
+def _inflate_prefix(payload: memoryview, nbytes: int) -> np.ndarray | None:
+    """The first ``nbytes`` bytes of the gzip stream ``payload`` (a writable uint8 array), inflated
+    by libdeflate into a buffer ``nbytes`` + :data:`_PREFIX_MARGIN` long: libdeflate writes its
+    output in order and stops (``LIBDEFLATE_INSUFFICIENT_SPACE``) only at a literal, match or stored
+    block that does not fit, which then starts at or after ``nbytes``: the prefix is complete
+    (``tests/test_prad_shape_kernels.py`` checks it against zlib, stored blocks included). None
+    without libdeflate, on a damaged stream, or a stream shorter than ``nbytes``."""
+    lib = _libdeflate()
+    if lib is None or nbytes <= 0:
+        return None
+    src = np.frombuffer(payload, dtype=np.uint8)
+    out = np.empty(nbytes + _PREFIX_MARGIN, dtype=np.uint8)
+    written = np.zeros(1, dtype=np.uintp)
+    handle = lib.libdeflate_alloc_decompressor()
+    if not handle:
+        return None
+    try:
+        code = lib.libdeflate_gzip_decompress_ex(handle, src.ctypes.data, src.size, out.ctypes.data, out.size,
+                                                 None, written.ctypes.data)
+    finally:
+        lib.libdeflate_free_decompressor(handle)
+    if code == 3:  # LIBDEFLATE_INSUFFICIENT_SPACE: the stream goes on past the buffer
+        return out[:nbytes]
+    if code == 0 and int(written[0]) >= nbytes:  # the whole stream fitted
+        return out[:nbytes]
+    return None
+
+
 def _gzip_stream(data: memoryview) -> Any:
     """An ISA-L gzip stream over the bytes ``data`` whose ``readinto`` fills a buffer directly,
     or None without the optional ``isal`` package."""
@@ -219,83 +350,76 @@ def _nrrd_vectors(text: str) -> list[list[float]] | None:
 def read_nrrd_slices(path: Path, stop: int) -> Image | None:
     """The first ``stop`` slices (z) of a plain single-file NRRD (see the module docstring), with the
     file's geometry (the slab starts at slice 0: same origin) and ``meta["source_slices"]``, the file's
-    number of slices: a gzip payload is inflated only that far (needs the optional ``isal``). None when the file is not read natively or ``isal`` is missing;
-    :func:`read_file` then reads it whole."""
+    number of slices: a gzip payload is inflated only that far (by libdeflate, the optional
+    ``deflate``, else ISA-L, the optional ``isal``). None when the file is not read natively or
+    neither is installed; :func:`read_file` then reads it whole."""
     try:
         return _read_nrrd_native(path, stop)
     except (OSError, ValueError, EOFError):
         return None
 
 
-def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
-    """Read a plain single-file NRRD (see the module docstring); None when it is not one.
-    ``stop``: only the first ``stop`` slices (None: all)."""
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
-        end = head.find(b"\n\n")
-        if not head.startswith(b"NRRD000") or end < 0 or b"\r" in head[:end]:
+class _NrrdHeader:
+    """What the native NRRD reader takes from a header: voxel type, sizes (x, y, z), encoding, where
+    the payload starts, and the LPS geometry as ITK computes it (module docstring)."""
+
+    __slots__ = ("dtype", "sizes", "encoding", "data_start", "spacing", "direction", "origin")
+
+    def __init__(self, dtype: np.dtype, sizes: list[int], encoding: str, data_start: int, spacing: tuple[float, ...],
+                 direction: tuple[float, ...], origin: tuple[float, ...]) -> None:
+        self.dtype = dtype
+        self.sizes = sizes
+        self.encoding = encoding
+        self.data_start = data_start
+        self.spacing = spacing
+        self.direction = direction
+        self.origin = origin
+
+    def image(self, array: np.ndarray, meta: dict[str, Any]) -> Image:
+        return Image.from_geometry(array, spacing=self.spacing, origin=self.origin, direction=self.direction,
+                                   meta=meta)
+
+
+def _nrrd_header(fh: Any) -> _NrrdHeader | None:
+    """The header of the plain single-file NRRD open as ``fh`` (read from its start); None when it is
+    not one the native reader takes."""
+    head = fh.read(65536)
+    end = head.find(b"\n\n")
+    if not head.startswith(b"NRRD000") or end < 0 or b"\r" in head[:end]:
+        return None
+    fields: dict[str, str] = {}
+    for line in head[:end].decode("latin-1").split("\n")[1:]:
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(": ")
+        if ":=" in key:  # a key/value pair: metadata only
+            continue
+        if not sep:
             return None
-        fields: dict[str, str] = {}
-        for line in head[:end].decode("latin-1").split("\n")[1:]:
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.partition(": ")
-            if ":=" in key:  # a key/value pair: metadata only
-                continue
-            if not sep:
-                return None
-            fields[key.strip().lower()] = value.strip()
-        if any(k not in _NRRD_FIELDS for k in fields):
-            return None
-        dtype_code = _NRRD_TYPES.get(fields.get("type", "").lower())
-        space = _NRRD_SPACES.get(fields.get("space", "").lower())
-        encoding = fields.get("encoding", "").lower()
-        if dtype_code is None or space is None or fields.get("dimension") != "3":
-            return None
-        if encoding not in ("raw", "gzip", "gz"):
-            return None
-        if any(k not in ("domain", "space") for k in fields.get("kinds", "domain domain domain").split()):
-            return None
-        sizes = [int(v) for v in fields.get("sizes", "").split()]
-        dirs = _nrrd_vectors(fields.get("space directions", ""))
-        origins = _nrrd_vectors(fields["space origin"]) if "space origin" in fields else [[0.0, 0.0, 0.0]]
-        if len(sizes) != 3 or min(sizes) < 1 or dirs is None or len(dirs) != 3 or origins is None:
-            return None
-        if len(origins) != 1 or any(len(v) != 3 for v in (*dirs, origins[0])):
-            return None
-        origin = origins[0]
-        endian = fields.get("endian", "little").lower()
-        if endian not in ("little", "big") or (int(dtype_code[1]) > 1 and "endian" not in fields):
-            return None
-        dtype = np.dtype(("<" if endian == "little" else ">") + dtype_code)
-        source_slices = sizes[2]
-        if stop is not None:
-            sizes[2] = max(1, min(sizes[2], int(stop)))
-        count = sizes[0] * sizes[1] * sizes[2]
-        fh.seek(end + 2)
-        if stop is not None and encoding != "raw":
-            stream = _gzip_stream(memoryview(fh.read()))
-            if stream is None:
-                return None
-            out = np.empty(count, dtype=dtype)
-            try:
-                if _readinto_full(stream, memoryview(out).cast("B")) != out.nbytes:
-                    return None
-            except Exception:  # noqa: BLE001 - isal's error types: a damaged stream
-                return None
-            finally:
-                stream.close()
-        elif encoding == "raw":
-            out = np.empty(count, dtype=dtype)
-            if _readinto_full(fh, memoryview(out).cast("B")) != out.nbytes:
-                return None
-        else:
-            decoded = _inflate(memoryview(fh.read()), count * dtype.itemsize)
-            if decoded is None:
-                return None
-            out = np.frombuffer(decoded, dtype=dtype)
-    if not dtype.isnative:
-        out = out.byteswap().view(dtype.newbyteorder("="))
+        fields[key.strip().lower()] = value.strip()
+    if any(k not in _NRRD_FIELDS for k in fields):
+        return None
+    dtype_code = _NRRD_TYPES.get(fields.get("type", "").lower())
+    space = _NRRD_SPACES.get(fields.get("space", "").lower())
+    encoding = fields.get("encoding", "").lower()
+    if dtype_code is None or space is None or fields.get("dimension") != "3":
+        return None
+    if encoding not in ("raw", "gzip", "gz"):
+        return None
+    if any(k not in ("domain", "space") for k in fields.get("kinds", "domain domain domain").split()):
+        return None
+    sizes = [int(v) for v in fields.get("sizes", "").split()]
+    dirs = _nrrd_vectors(fields.get("space directions", ""))
+    origins = _nrrd_vectors(fields["space origin"]) if "space origin" in fields else [[0.0, 0.0, 0.0]]
+    if len(sizes) != 3 or min(sizes) < 1 or dirs is None or len(dirs) != 3 or origins is None:
+        return None
+    if len(origins) != 1 or any(len(v) != 3 for v in (*dirs, origins[0])):
+        return None
+    origin = origins[0]
+    endian = fields.get("endian", "little").lower()
+    if endian not in ("little", "big") or (int(dtype_code[1]) > 1 and "endian" not in fields):
+        return None
+    dtype = np.dtype(("<" if endian == "little" else ">") + dtype_code)
     # ITK (teem's nrrdSpacingCalculate): spacing = |v|, direction = v * (1 / spacing).
     spacing, columns = [], []
     for vec in dirs:
@@ -310,11 +434,172 @@ def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
         columns.append([c * inv * s for c, s in zip(vec, space, strict=True)])
     direction = tuple(columns[col][row] for row in range(3) for col in range(3))
     origin_lps = tuple(o * s for o, s in zip(origin, space, strict=True))
+    return _NrrdHeader(dtype, sizes, encoding, end + 2, tuple(spacing), direction, origin_lps)
+
+
+def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
+    """Read a plain single-file NRRD (see the module docstring); None when it is not one.
+    ``stop``: only the first ``stop`` slices (None: all)."""
+    with open(path, "rb") as fh:
+        header = _nrrd_header(fh)
+        if header is None:
+            return None
+        dtype, encoding = header.dtype, header.encoding
+        sizes = list(header.sizes)
+        source_slices = sizes[2]
+        if stop is not None:
+            sizes[2] = max(1, min(sizes[2], int(stop)))
+        count = sizes[0] * sizes[1] * sizes[2]
+        fh.seek(header.data_start)
+        if stop is not None and encoding != "raw":
+            payload = memoryview(fh.read())
+            prefix = _inflate_prefix(payload, count * dtype.itemsize) if stop < source_slices else None
+            stream = _gzip_stream(payload) if prefix is None else None
+            if prefix is not None:
+                out = prefix.view(dtype)
+            elif stream is None:
+                return None
+            else:
+                out = np.empty(count, dtype=dtype)
+                try:
+                    if _readinto_full(stream, memoryview(out).cast("B")) != out.nbytes:
+                        return None
+                except Exception:  # noqa: BLE001 - isal's error types: a damaged stream
+                    return None
+                finally:
+                    stream.close()
+        elif encoding == "raw":
+            out = np.empty(count, dtype=dtype)
+            if _readinto_full(fh, memoryview(out).cast("B")) != out.nbytes:
+                return None
+        else:
+            decoded = _inflate(memoryview(fh.read()), count * dtype.itemsize)
+            if decoded is None:
+                return None
+            out = np.frombuffer(decoded, dtype=dtype)
+    if not dtype.isnative:
+        out = out.byteswap().view(dtype.newbyteorder("="))
     meta: dict[str, Any] = {"source_format": "nrrd"}
     if stop is not None:
         meta["source_slices"] = source_slices
-    return Image.from_geometry(out.reshape(sizes[::-1]), spacing=tuple(spacing), origin=origin_lps,
-                               direction=direction, meta=meta)
+    return header.image(out.reshape(sizes[::-1]), meta)
+
+
+def scan_nrrd_label(path: Path, label: Any
+                    ) -> tuple[Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None] | None:
+    """Find ``label`` in the label map of a plain single-file NRRD without keeping the map.
+
+    The payload is read (raw) about 1 MB at a time into one buffer, or inflated whole (gzip, as
+    :func:`read_file` inflates it), and compared with ``label`` 1 MB at a time; only the slices that
+    hold it are kept (no full-size ROI array is made, nor for a raw file the label array).
+
+    Returns
+    -------
+    (geometry, bounds, roi) or None
+        ``geometry``: an Image with the map's grid (LPS, as :func:`read_file` gives it) whose array is a
+        read-only broadcast of zeros of the map's shape and type (not the labels); ``bounds``: the
+        label's index bounds ``(lo, hi)`` (z, y, x, inclusive), None when it is absent; ``roi``: the
+        boolean ``labels == label`` inside the bounds (None when absent). None when the file is not
+        read natively, or is gzip without ``deflate`` or ``isal``: read it with :func:`read_file` then.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = _nrrd_header(fh)
+            if header is None:
+                return None
+            nx, ny, nz = header.sizes
+            dtype = header.dtype
+            fh.seek(header.data_start)
+            plane = nx * ny
+            whole = None
+            if header.encoding != "raw":
+                decoded = _inflate(memoryview(fh.read()), nz * plane * dtype.itemsize)
+                if decoded is None:
+                    return None
+                whole = np.frombuffer(decoded, dtype=dtype)
+            per = max(1, (1 << 18) // (plane * dtype.itemsize))  # 256 KB: in cache
+            buffer = np.empty(min(per, nz) * plane, dtype=dtype) if whole is None else whole
+            kept: dict[int, np.ndarray] = {}
+            for first in range(0, nz, per):
+                k = min(per, nz - first)
+                if whole is not None:
+                    chunk = whole[first * plane:(first + k) * plane]
+                else:
+                    chunk = buffer[:k * plane]
+                    if _readinto_full(fh, memoryview(chunk).cast("B")) != chunk.nbytes:
+                        return None
+                hit = (chunk == label).reshape(k, ny, nx)
+                for i in np.flatnonzero(hit.reshape(k, -1).any(axis=1)):
+                    kept[first + int(i)] = hit[i].copy()
+    except (OSError, ValueError, EOFError):
+        return None
+    geometry = header.image(np.broadcast_to(np.zeros((), dtype=dtype.newbyteorder("=")), (nz, ny, nx)),
+                            {"source_format": "nrrd"})
+    return (geometry, *_kept_box(kept, ny, nx))
+
+
+def scan_nifti_label(path: Path, label: Any
+                     ) -> tuple[Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None] | None:
+    """:func:`scan_nrrd_label` for a 3-D single-file NIfTI-1 ``.nii.gz`` label map without scaling
+    (no ``scl_slope`` / ``scl_inter`` other than 1 / 0): inflated whole by libdeflate, compared with
+    ``label`` a few slices at a time. The geometry is the one :func:`read_file` gives (nibabel's
+    affine from the header, to LPS). None otherwise (read it with :func:`read_file` then)."""
+    if not path.name.lower().endswith(".nii.gz"):
+        return None
+    try:
+        import deflate
+        import nibabel as nib
+
+        from medimg.core.image import LPS_TO_RAS
+
+        raw = deflate.gzip_decompress(path.read_bytes())
+        if len(raw) < 352 or int.from_bytes(raw[:4], "little") != 348:
+            return None
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(raw[:348])))
+        dims = header["dim"]
+        if header["magic"].item() != b"n+1" or int(dims[0]) != 3:
+            return None
+        slope, inter = header.get_slope_inter()
+        if slope not in (None, 1.0) or inter not in (None, 0.0):
+            return None
+        nx, ny, nz = (int(v) for v in dims[1:4])
+        dtype = header.get_data_dtype()
+        offset = int(header["vox_offset"])
+        plane = nx * ny
+        if min(nx, ny, nz) < 1 or offset < 352 or len(raw) < offset + nz * plane * dtype.itemsize:
+            return None
+        voxels = np.frombuffer(raw, dtype=dtype, count=nz * plane, offset=offset)
+        affine = LPS_TO_RAS @ np.asarray(header.get_best_affine(), dtype=float)
+    except Exception:  # noqa: BLE001 - anything unusual: read_file reads it, or reports why not
+        return None
+    per = max(1, (1 << 18) // (plane * dtype.itemsize))
+    kept: dict[int, np.ndarray] = {}
+    for first in range(0, nz, per):
+        k = min(per, nz - first)
+        hit = (voxels[first * plane:(first + k) * plane] == label).reshape(k, ny, nx)
+        for i in np.flatnonzero(hit.reshape(k, -1).any(axis=1)):
+            kept[first + int(i)] = hit[i].copy()
+    geometry = Image(np.broadcast_to(np.zeros((), dtype=dtype.newbyteorder("=")), (nz, ny, nx)), affine,
+                     meta={"source_format": "nifti"})
+    return (geometry, *_kept_box(kept, ny, nx))
+
+
+def _kept_box(kept: dict[int, np.ndarray], ny: int, nx: int
+              ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None]:
+    """The bounds (z, y, x, inclusive) and the boolean ROI inside them of the slices ``kept``
+    (slice index -> its (ny, nx) boolean ROI); (None, None) when there are none."""
+    if not kept:
+        return None, None
+    z0, z1 = min(kept), max(kept)
+    stack = np.zeros((z1 - z0 + 1, ny, nx), dtype=bool)
+    for z, hit in kept.items():
+        stack[z - z0] = hit
+    inplane = stack.any(axis=0)
+    ys = np.flatnonzero(inplane.any(axis=1))
+    xs = np.flatnonzero(inplane.any(axis=0))
+    lo = np.asarray([z0, ys[0], xs[0]], dtype=np.intp)
+    hi = np.asarray([z1, ys[-1], xs[-1]], dtype=np.intp)
+    return (lo, hi), np.ascontiguousarray(stack[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
 
 
 def _read_itk(path: Path) -> Image:

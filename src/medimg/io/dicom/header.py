@@ -7,6 +7,10 @@ endian, the syntaxes of nearly every file in an archive), skipping sequences wit
 them, and stops at the pixel data. Anything unusual — big endian, deflate, no File Meta, a
 malformed element — falls back to pydicom, so the fast path is an optimisation, never a
 different answer: the tests compare both on every file of the corpus.
+
+The files of a series repeat their header byte for byte but for a few values; a file whose
+bytes match the last header walked everywhere but in the elements seen to vary is read from
+that template, only those elements decoded (see ``_Template``); any other file is walked.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN
 _EXPLICIT = struct.Struct("<HH2sH")
 _IMPLICIT = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
@@ -289,38 +294,86 @@ _EMPTY = object()  # decoded to nothing (None, "", [""]): not put into the heade
 _PER_FILE = frozenset({0x00080018, 0x00200013, 0x00200032, 0x00201041})
 
 
-def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header) -> None:
-    """Walk top-level elements from ``pos``; fill ``header``; stop at the pixel data."""
+def _swap(tag: int) -> int:
+    """A tag as ``struct`` reads its 4 bytes as one little-endian int: (element << 16) | group."""
+    return ((tag & 0xFFFF) << 16) | (tag >> 16)
+
+
+# The element walk reads each element's tag as one int (``<I``: element and group swapped) and
+# looks it up in these tables keyed the same way: one unpack of three fields, no shifting.
+_TAG_VR_LEN = struct.Struct("<I2sH")
+_TAG_LEN = struct.Struct("<II")
+_WANTED_S = {_swap(tag): spec for tag, spec in WANTED.items()}
+_MARKERS_S = {_swap(tag): name for tag, name in _MARKERS.items()}
+_PIXEL_S = {_swap(tag): name for tag, name in _PIXEL_TAGS.items()}
+_PER_FILE_S = frozenset(_swap(tag) for tag in _PER_FILE)
+_CHARSET_S = _swap(0x00080005)
+#: Explicit VR: bytes of an element's header by its VR (two upper-case letters; the long VRs
+#: carry a 4-byte length after 2 reserved bytes). Any other VR bytes: not handled here.
+_VR_HEADER = {bytes((a, b)): (12 if bytes((a, b)) in _LONG_VRS else 8)
+              for a in range(65, 91) for b in range(65, 91)}
+
+
+def _decoded_value(stag: int, raw: bytes, kind: str, codec: str) -> Any:
+    """The value of a wanted element (``_EMPTY`` when it decodes to nothing), from the cache of
+    values decoded before when there; raises :class:`_FallBack` when it cannot be decoded."""
+    key = (stag, raw, codec)
+    value = _DECODED.get(key, _MISSING)
+    if value is _MISSING:
+        try:
+            value = _decode(raw, kind, codec)
+        except (ValueError, OverflowError, struct.error, UnicodeDecodeError, LookupError) as err:
+            raise _FallBack from err
+        if value is None or value == "" or value == [""]:
+            value = _EMPTY
+        if stag not in _PER_FILE_S:
+            if len(_DECODED) > 8192:
+                _DECODED.clear()
+            _DECODED[key] = value
+    return value
+
+
+def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header,
+           layout: list[tuple[int, int, int, int, str]] | None = None) -> None:
+    """Walk top-level elements from ``pos``; fill ``header``; stop at the pixel data. With
+    ``layout``, each top-level element of defined length is appended to it as (tag as read,
+    position of its length field, position of its value, end of its value, character set)."""
     n = len(buf)
     decoded = _DECODED
     values = header.values
     markers = []
-    wanted = WANTED
-    pixel_tags = _PIXEL_TAGS
+    wanted = _WANTED_S
+    pixel_tags = _PIXEL_S
+    marker_tags = _MARKERS_S
+    per_file = _PER_FILE_S
+    vr_header = _VR_HEADER
+    tag_vr_len = _TAG_VR_LEN.unpack_from
+    tag_len = _TAG_LEN.unpack_from
+    u32 = _U32.unpack_from
+    undefined = _UNDEFINED
     codec = "latin_1"
     while pos < n:
         if pos + 8 > n:
             raise _NeedMore
         if explicit:
-            group, elem, vr, l16 = _EXPLICIT.unpack_from(buf, pos)
-            if vr in _LONG_VRS:
+            stag, vr, length = tag_vr_len(buf, pos)
+            size = vr_header.get(vr)
+            if size == 8:
+                vpos = pos + 8
+            elif size == 12:
                 if pos + 12 > n:
                     raise _NeedMore
-                length = _U32.unpack_from(buf, pos + 8)[0]
+                length = u32(buf, pos + 8)[0]
                 vpos = pos + 12
-            elif vr.isalpha() and vr.isupper():
-                length = l16
-                vpos = pos + 8
             else:
                 raise _FallBack
         else:
-            group, elem, length = _IMPLICIT.unpack_from(buf, pos)
-            vr = b"SQ" if length == _UNDEFINED else b""
+            stag, length = tag_len(buf, pos)
+            vr = b"SQ" if length == undefined else b""
             vpos = pos + 8
-        tag = (group << 16) | elem
-        if tag >= 0x7FE00008 and tag in pixel_tags:  # (the pixel tags sort after every other tag read)
-            header.pixel_keyword = pixel_tags[tag]
-            if length == _UNDEFINED:
+        if stag in pixel_tags:
+            header.pixel_keyword = pixel_tags[stag]
+            if length == undefined:
                 header.pixel_vr = "OB"
                 header.encapsulated = True
                 header.pixel_bytes = max(0, file_size - vpos)
@@ -336,23 +389,26 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
                 header.pixel_bytes = length
                 header.pixel_vr = vr.decode() if vr else None
             break
-        if length == _UNDEFINED:
-            if tag in _MARKERS:
-                markers.append(_MARKERS[tag])
+        if length == undefined:
+            if stag in marker_tags:
+                markers.append(marker_tags[stag])
             pos = _skip_undefined(buf, vpos, explicit and vr != b"UN")
             continue
         end = vpos + length
         if end > n:
             if end > file_size:
-                msg = f"element ({group:04X},{elem:04X}) runs past the end of the file"
+                msg = f"element ({stag & 0xFFFF:04X},{stag >> 16:04X}) runs past the end of the file"
                 raise TruncatedFileError(header.path, msg)
             raise _NeedMore
-        spec = wanted.get(tag)
+        if layout is not None:
+            layout.append((stag, pos + (6 if explicit and vpos - pos == 8 else 8 if explicit else 4), vpos, end,
+                           codec))
+        spec = wanted.get(stag)
         if spec is not None:
             raw = buf[vpos:end]
-            if tag == 0x00080005:
+            if stag == _CHARSET_S:
                 codec = _codec(raw)
-            key = (tag, raw, codec)
+            key = (stag, raw, codec)
             value = decoded.get(key, _MISSING)
             if value is _MISSING:
                 try:
@@ -361,14 +417,14 @@ def _parse(buf: bytes, pos: int, explicit: bool, file_size: int, header: Header)
                     raise _FallBack from err
                 if value is None or value == "" or value == [""]:
                     value = _EMPTY
-                if tag not in _PER_FILE:
+                if stag not in per_file:
                     if len(decoded) > 8192:
                         decoded.clear()
                     decoded[key] = value
             if value is not _EMPTY:
                 values[spec[0]] = value.copy() if type(value) is list else value
-        elif tag in _MARKERS:
-            markers.append(_MARKERS[tag])
+        elif stag in marker_tags:
+            markers.append(marker_tags[stag])
         pos = end
     header.markers = frozenset(markers)
 
@@ -381,7 +437,8 @@ def read_header(path: str | Path) -> Header:
     no other exception leaves this function (but :class:`OSError` when the file cannot be
     opened, and :class:`MemoryError`).
     """
-    path = Path(path)
+    if not isinstance(path, Path):
+        path = Path(path)
     with open(path, "rb") as fh:
         buf = fh.read(_CHUNK)
         size = fh.seek(0, 2) if len(buf) == _CHUNK else len(buf)
@@ -393,11 +450,17 @@ def read_header(path: str | Path) -> Header:
 
 
 def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
+    template = _TEMPLATE
+    if template is not None:
+        header = template.match(path, buf, size)
+        if header is not None:
+            return header
     if len(buf) < 132 or buf[128:132] != b"DICM":
         raise _FallBack
     # File Meta Information: explicit VR little endian, group 0002.
     pos = 132
     ts = None
+    layout: list[tuple[int, int, int, int, str]] = []
     while pos + 8 <= len(buf):
         group, elem, vr, l16 = _EXPLICIT.unpack_from(buf, pos)
         if group != 0x0002:
@@ -412,6 +475,7 @@ def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
             vpos = pos + 8
         if elem == 0x0010:
             ts = buf[vpos : vpos + length].decode("latin-1").strip(" \x00")
+        layout.append(((elem << 16) | group, vpos - (4 if vpos - pos == 12 else 2), vpos, vpos + length, ""))
         pos = vpos + length
     if ts == TS_DEFLATED:
         return _read_deflated(path, pos, size, fh)
@@ -420,7 +484,7 @@ def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
     header = Header(path=path, transfer_syntax=ts, file_size=size)
     explicit = ts != TS_IMPLICIT_LE
     try:
-        _parse(buf, pos, explicit, size, header)
+        _parse(buf, pos, explicit, size, header, layout)
     except _NeedMore:
         fh.seek(0)
         buf = fh.read()
@@ -430,7 +494,131 @@ def _read_fast(path: Path, buf: bytes, size: int, fh: Any) -> Header:
         except _NeedMore:  # the whole file is in ``buf``: an element or sequence runs past its end
             msg = f"the file is cut short: the data set ends inside an element or sequence ({size} bytes)"
             raise TruncatedFileError(path, msg) from None
+        return header
+    if header.pixel_keyword is not None and header.pixel_offset is not None or header.encapsulated:
+        _learn(template, buf, layout, header)
     return header
+
+
+# ----------------------------------------------------------------------------- header templates
+# The files of a series repeat their header byte for byte but for a few values (instance UID
+# and number, position, slice location). After a file is walked, its header is kept as a
+# template: the bytes that must match, and the elements found to differ between files (their
+# length and value are read from each file). A file whose bytes match the template everywhere
+# else has the template's element structure, so its header is the template's values with those
+# few re-decoded: no element walk. Any other file (a byte differs, an element grew past the
+# buffer) is walked as before, and teaches the template which elements vary.
+
+#: Elements a template never treats as varying: the transfer syntax and the character set
+#: (they decide how everything else is read).
+_NEVER_VARIABLE = frozenset({_swap(0x00020010), _CHARSET_S})
+#: Templates with more varying elements than this are not kept (little left to save).
+_MAX_VARIABLE = 32
+
+
+class _Template:
+    """A header layout: fixed byte runs and varying elements, in file order, up to the pixel data."""
+
+    __slots__ = ("pieces", "transfer_syntax", "values", "list_keys", "pixel_keyword", "pixel_vr",
+                 "pixel_length", "encapsulated", "markers", "variable", "source", "layout")
+
+    def __init__(self, buf: bytes, layout: list[tuple[int, int, int, int, str]], header: Header,
+                 variable: frozenset[int]) -> None:
+        pieces: list[Any] = []
+        start = 0
+        # the template's own copies: the header it came from is handed out, and its lists may change
+        values = {k: v.copy() if type(v) is list else v for k, v in header.values.items()}
+        for stag, len_pos, vpos, end, codec in layout:
+            if stag not in variable:
+                continue
+            pieces.append(buf[start:len_pos])
+            spec = _WANTED_S.get(stag)
+            pieces.append((vpos - len_pos, spec, codec, stag))
+            if spec is not None:
+                values.pop(spec[0], None)
+            start = end
+        pixel_start = header.pixel_offset if header.pixel_offset is not None else header.file_size - (header.pixel_bytes or 0)
+        pieces.append(buf[start:pixel_start])
+        self.pieces = pieces
+        self.transfer_syntax = header.transfer_syntax
+        self.values = values
+        self.list_keys = tuple(k for k, v in values.items() if type(v) is list)
+        self.pixel_keyword, self.pixel_vr = header.pixel_keyword, header.pixel_vr
+        self.pixel_length, self.encapsulated = header.pixel_length, header.encapsulated
+        self.markers = header.markers
+        self.variable = variable
+        self.source = buf[:pixel_start]
+        self.layout = layout
+
+    def match(self, path: Path, buf: bytes, size: int) -> Header | None:
+        """``path``'s header when its first bytes ``buf`` fit this template, else None."""
+        pos = 0
+        n = len(buf)
+        got: list[tuple[Any, bytes, str, int]] = []
+        u16, u32 = _U16.unpack_from, _U32.unpack_from
+        for piece in self.pieces:
+            if type(piece) is bytes:
+                if not buf.startswith(piece, pos):
+                    return None
+                pos += len(piece)
+                continue
+            width, spec, codec, stag = piece
+            if pos + width > n:
+                return None
+            length = u16(buf, pos)[0] if width == 2 else u32(buf, pos)[0]
+            if length == _UNDEFINED:
+                return None
+            pos += width
+            end = pos + length
+            if end > n:
+                return None
+            if spec is not None:
+                got.append((spec, buf[pos:end], codec, stag))
+            pos = end
+        values = dict(self.values)
+        for key in self.list_keys:
+            values[key] = values[key].copy()
+        try:
+            for spec, raw, codec, stag in got:
+                value = _decoded_value(stag, raw, spec[1], codec)
+                if value is not _EMPTY:
+                    values[spec[0]] = value.copy() if type(value) is list else value
+        except _FallBack:
+            return None
+        header = Header(path=path, transfer_syntax=self.transfer_syntax, values=values,
+                        pixel_keyword=self.pixel_keyword, markers=self.markers, file_size=size)
+        if self.encapsulated:
+            header.pixel_vr = "OB"
+            header.encapsulated = True
+            header.pixel_bytes = max(0, size - pos)
+            return header
+        length = self.pixel_length
+        if pos + length > size:
+            raise TruncatedFileError(path, f"pixel data is cut short: {size - pos} of {length} bytes present")
+        header.pixel_offset, header.pixel_length, header.pixel_bytes = pos, length, length
+        header.pixel_vr = self.pixel_vr
+        return header
+
+
+_TEMPLATE: _Template | None = None
+
+
+def _learn(old: _Template | None, buf: bytes, layout: list[tuple[int, int, int, int, str]], header: Header) -> None:
+    """Make the header just walked the template, with the elements found to vary: those of the
+    old template, and those whose value differs between the old template's file and this one
+    when both have the same elements."""
+    global _TEMPLATE
+    variable = old.variable if old is not None else frozenset()
+    if old is not None and len(old.layout) == len(layout) and all(
+            a[0] == b[0] and (a[2] - a[1]) == (b[2] - b[1]) for a, b in zip(old.layout, layout, strict=True)):
+        src = old.source
+        changed = {b[0] for a, b in zip(old.layout, layout, strict=True)
+                   if src[a[1]:a[3]] != buf[b[1]:b[3]] and b[0] not in _NEVER_VARIABLE}
+        variable = variable | changed
+    if len(variable) > _MAX_VARIABLE:
+        _TEMPLATE = None
+        return
+    _TEMPLATE = _Template(buf, layout, header, variable)
 
 
 #: A deflated data set may inflate to at most this many times its file's size (and 64 MiB at least):

@@ -130,29 +130,50 @@ class ScanResult:
 
 
 def list_files(path: str | Path, *, recursive: bool = True) -> list[Path]:
-    """Candidate DICOM files under ``path`` (a file, or a folder searched recursively), sorted."""
+    """Candidate DICOM files under ``path`` (a file, or a folder searched recursively), sorted
+    (in ``Path`` order: part by part)."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileFormatError(path, "no such file or folder")
-    out: list[Path] = []
-    if recursive:
-        for root, dirs, names in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            out.extend(_keep(Path(root), names))
-    else:
-        out.extend(_keep(path, [p.name for p in path.iterdir() if p.is_file()]))
-    return sorted(out)
+    if not recursive:
+        return sorted(_keep(path, [p.name for p in path.iterdir() if p.is_file()]))
+    # sorted by the parts below ``path`` (the order of the Paths themselves, which share the
+    # parts of ``path``), without comparing Path objects (~20 ms for 2,000 files)
+    rows: list[tuple[tuple[str, ...], Path]] = []
+    below: dict[str, tuple[str, ...]] = {}
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        parts = below.pop(root, ())
+        for d in dirs:
+            below[os.path.join(root, d)] = (*parts, d)
+        child = _child_maker(Path(root))
+        rows.extend(((*parts, name), child(name)) for name in names if _wanted_name(name))
+    rows.sort(key=lambda row: row[0])
+    return [file for _parts, file in rows]
+
+
+def _child_maker(root: Path) -> Callable[[str], Path]:
+    """``root / name`` for names listed in ``root`` (no separator in them): pathlib's own
+    ``_make_child_relpath`` where it has one (what ``Path.iterdir`` uses: the name is not parsed
+    again, ~3x faster), else the ``/`` operator."""
+    make = getattr(root, "_make_child_relpath", None)
+    if make is None:  # pragma: no cover - another pathlib
+        return root.__truediv__
+    return make  # type: ignore[no-any-return]
+
+
+def _wanted_name(name: str) -> bool:
+    """False for names never worth opening (hidden, ``DICOMDIR``, known non-DICOM suffixes)."""
+    if name in _SKIP_NAMES or name.startswith("."):
+        return False
+    dot = name.rfind(".")
+    return dot <= 0 or name[dot:].lower() not in _SKIP_SUFFIXES
 
 
 def _keep(root: Path, names: Iterable[str]) -> list[Path]:
-    kept = []
-    for name in names:
-        if name in _SKIP_NAMES or name.startswith(".") or Path(name).suffix.lower() in _SKIP_SUFFIXES:
-            continue
-        kept.append(root / name)
-    return kept
+    return [root / name for name in names if _wanted_name(name)]
 
 
 def scan(
@@ -174,7 +195,7 @@ def scan(
         if not files:
             raise EmptyInputError(f"{path}: folder holds no files")
     else:
-        files = [Path(p) for p in path]
+        files = [p if isinstance(p, Path) else Path(p) for p in path]
     result = ScanResult(series=[], n_files=len(files))
     frames: list[Frame] = []
     total = len(files)

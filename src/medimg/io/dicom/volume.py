@@ -236,7 +236,14 @@ def _apply_rescale(stored: np.ndarray, frames: list[Frame]) -> tuple[np.ndarray,
     uniform = np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0])
     if uniform and stored.dtype.kind in "iu" and slopes[0] == round(slopes[0]) and intercepts[0] == round(intercepts[0]):
         s, b = int(slopes[0]), int(intercepts[0])
-        lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
+        if not stored.size:
+            lo, hi = 0, 0
+        elif stored.dtype.kind == "u" and s >= 0 and b >= np.iinfo(np.int16).min:
+            # unsigned values times a slope >= 0: the smallest result is at least ``b``, which
+            # fits every candidate type, so only the largest value decides (one pass, not two)
+            lo, hi = 0, int(stored.max())
+        else:
+            lo, hi = int(stored.min()), int(stored.max())
         ends = (lo * s + b, hi * s + b)
         lo_v, hi_v = min(ends), max(ends)
         for cand in (np.int16, np.int32, np.int64):
