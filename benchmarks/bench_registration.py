@@ -380,4 +380,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    # run directly: its own options; through benchmarks/run.py (runpy): run.py's arguments are not ours
+    main(None if Path(sys.argv[0]).name == Path(__file__).name else [])
