@@ -382,5 +382,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     import sys
 
-    # run directly: its own options; through benchmarks/run.py (runpy): run.py's arguments are not ours
-    main(None if Path(sys.argv[0]).name == Path(__file__).name else [])
+    # through benchmarks/run.py (runpy keeps run.py's arguments: benchmark names) those are not ours
+    main([a for a in sys.argv[1:] if not a.startswith("bench_")])
