@@ -198,3 +198,50 @@ def protocol(threads: str, load_before: str, load_after: str, runs: str) -> str:
     """The standard first line of a section: machine, thread pinning, load before and after,
     and how times were taken (e.g. "medians of 5 interleaved runs after a warm-up")."""
     return f"Machine: {machine()}; {threads}; {load_before} before, {load_after} after; {runs}."
+
+
+def bench_repeats(default: int = 5) -> int:
+    """Timed runs per tool: ``default`` (>= 5 for a ratio), or ``$BENCH_REPEATS`` for a quick smoke
+    test (a section measured with fewer than 5 runs says so through the counts it prints)."""
+    value = os.environ.get("BENCH_REPEATS")
+    return max(1, int(value)) if value else default
+
+
+def interleaved_times(funcs: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1, *,
+                      runs: dict[str, int] | None = None,
+                      before: Callable[[], object] | None = None) -> dict[str, list[float]]:
+    """Every wall time (s) of each function over ``repeats`` interleaved rounds (A B C, A B C, ...)
+    after ``warmup`` rounds, so that load from other processes on the shared machine hits every
+    tool alike. ``runs`` gives a slow call fewer runs (it takes part in the first rounds only;
+    the section must say so beside its number). ``before`` is called, untimed, before each timed
+    call (e.g. :func:`drop_page_cache` for cold-cache runs)."""
+    counts = {name: min(repeats, (runs or {}).get(name, repeats)) for name in funcs}
+    for _ in range(warmup):
+        for func in funcs.values():
+            func()
+    times: dict[str, list[float]] = {name: [] for name in funcs}
+    for round_ in range(repeats):
+        for name, func in funcs.items():
+            if round_ >= counts[name]:
+                continue
+            if before is not None:
+                before()
+            t0 = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def cold_medians(funcs: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float] | None:
+    """Median wall time (s) of each function over ``repeats`` interleaved rounds with the page
+    cache dropped before every run (no warm-up: a warm-up would only fill the cache); None where
+    dropping the cache is not permitted (not root)."""
+    if not drop_page_cache():
+        return None
+    times = interleaved_times(funcs, repeats, warmup=0, before=drop_page_cache)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def runs_note(n: int) -> str:
+    """How a time was taken, for a table cell or a note: "median of n runs" or "1 run"."""
+    return "1 run" if n == 1 else f"median of {n} runs"

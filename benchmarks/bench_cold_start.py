@@ -3,15 +3,21 @@
 Every time here is a whole fresh process (interpreter, imports, set-up, the work, files out),
 the way a shell loop over cases runs it. Fixed cost of a command = `medimg CMD --help` (the
 interpreter, the CLI, building that command; no work). `medimg features` and PyRadiomics's
-`pyradiomics` CLI run on brain1 (PyRadiomics's test MR and tumour label) with each tool's
-default settings (they compute different feature sets: medimg's default IBSI families, 215
-values; PyRadiomics's default original-image classes), CSV out. medimg runs from this
-checkout's sources (PYTHONPATH=src), their bytecode compiled first (``compileall``, as ``pip
+`pyradiomics` CLI run on two data shapes (the ratio depends on the region's size): brain1
+(PyRadiomics's test MR, a 4,137-voxel tumour label, NRRD) and the IBSI CT phantom (125,256-voxel
+ROI, NIfTI), CSV out, in two comparisons: the same computation (`medimg features --preset
+pyradiomics`: PyRadiomics's default extraction, 107 values with its names; the largest relative
+difference to PyRadiomics's CSV is shown) and each tool's default settings (medimg's default IBSI
+families, 215 values, against PyRadiomics's default original-image classes). medimg runs from
+this checkout's sources (PYTHONPATH=src), their bytecode compiled first (``compileall``, as ``pip
 install`` does; PyRadiomics runs from site-packages with its bytecode): where
 PYTHONDONTWRITEBYTECODE is set, as on the development machine, every run would otherwise compile
-medimg's modules again (~0.1 s). Medians of 5 (features: 7) interleaved runs after a warm-up,
-wall and CPU time (user + system of the process: less disturbed by a loaded machine); threads
-pinned to 1 for every process. `python -X importtime` shows where the remaining start-up goes.
+medimg's modules again (~0.1 s). Medians of 5 (features: 7) runs interleaved between the
+processes after a warm-up round, wall and CPU time (user + system of the process: less disturbed
+by a loaded machine); threads pinned to 1 for every process (``pin_threads``); the load average
+recorded before and after. `python -X importtime` shows where the remaining start-up goes. The
+in-process counterpart (files read inside a call, no process start) is the PyRadiomics-mode
+section (`bench_pyradiomics`). ``BENCH_REPEATS=1`` for a quick smoke test.
 """
 
 from __future__ import annotations
@@ -27,10 +33,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import ROOT, load_average, machine, medians, pin_threads, run_process, write_section
+from _common import (
+    ROOT,
+    bench_repeats,
+    comparison,
+    load_average,
+    medians,
+    pin_threads,
+    protocol,
+    run_process,
+    write_section,
+)
 
-REPEATS = 5
-E2E_REPEATS = 7
+REPEATS = bench_repeats(5)
+E2E_REPEATS = bench_repeats(7)
 
 
 def wall_and_cpu(funcs: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
@@ -57,6 +73,34 @@ def reference_data() -> Path | None:
         if (candidate / "mri-brain1" / "brain1_image.nrrd").exists():
             return candidate
     return None
+
+
+def cases(data: Path) -> dict[str, tuple[Path, Path]]:
+    """The two data shapes of the end-to-end comparison: image and mask files."""
+    ct = data / "ibsi1-ct-phantom" / "nifti"
+    out = {"brain1 (MRI, 4,137-voxel ROI, NRRD)": (data / "mri-brain1" / "brain1_image.nrrd",
+                                                    data / "mri-brain1" / "brain1_label.nrrd")}
+    if (ct / "image" / "phantom.nii.gz").exists():
+        out["IBSI CT phantom (125,256-voxel ROI, NIfTI)"] = (ct / "image" / "phantom.nii.gz", ct / "mask" / "mask.nii.gz")
+    return out
+
+
+def largest_relative_difference(ours: Path, theirs: Path) -> tuple[float, int]:
+    """Largest relative difference between the ``original_*`` values of medimg's PyRadiomics-mode
+    CSV and PyRadiomics's CSV, and how many values were compared."""
+    import csv
+
+    with open(ours, newline="") as f:
+        a = next(csv.DictReader(f))
+    with open(theirs, newline="") as f:
+        b = next(csv.DictReader(f))
+    worst, n = 0.0, 0
+    for key, value in b.items():
+        if key.startswith("original_") and key in a:
+            x, y = float(a[key]), float(value)
+            worst = max(worst, abs(x - y) / max(abs(y), 1e-12))
+            n += 1
+    return worst, n
 
 
 def medimg_argv(*args: str) -> list[str]:
@@ -113,21 +157,27 @@ def main() -> None:
     worst = max((v, k) for k, v in fixed.items() if k.startswith("medimg"))
 
     data = reference_data()
-    e2e: dict[str, tuple[float, float]] = {}
+    e2e: dict[str, dict[str, tuple[float, float]]] = {}
+    agreement: dict[str, tuple[float, int]] = {}
     pyrad = shutil.which("pyradiomics") or str(Path(sys.executable).parent / "pyradiomics")
     notes_e2e = ""
     with tempfile.TemporaryDirectory() as tmp:
         if data is not None and Path(pyrad).exists():
-            img, mask = data / "mri-brain1" / "brain1_image.nrrd", data / "mri-brain1" / "brain1_label.nrrd"
-            ours = run_process(medimg_argv("features", str(img), str(mask), "-o", f"{tmp}/m.csv", "--overwrite"), env=env)
-            theirs = run_process([pyrad, str(img), str(mask), "-o", f"{tmp}/p.csv", "-f", "csv"], env=env)
+            for k, (case, (img, mask)) in enumerate(cases(data).items()):
+                ours = run_process(medimg_argv("features", str(img), str(mask), "-o", f"{tmp}/m{k}.csv",
+                                               "--overwrite"), env=env)
+                ours_pr = run_process(medimg_argv("features", str(img), str(mask), "-o", f"{tmp}/mp{k}.csv",
+                                                  "--preset", "pyradiomics", "--overwrite"), env=env)
+                theirs = run_process([pyrad, str(img), str(mask), "-o", f"{tmp}/p{k}.csv", "-f", "csv"], env=env)
 
-            def theirs_fresh() -> None:
-                Path(f"{tmp}/p.csv").unlink(missing_ok=True)  # PyRadiomics appends to an existing file
-                theirs()
+                def theirs_fresh(theirs=theirs, k=k) -> None:
+                    Path(f"{tmp}/p{k}.csv").unlink(missing_ok=True)  # PyRadiomics appends to an existing file
+                    theirs()
 
-            e2e = wall_and_cpu({"medimg features (default settings)": ours,
-                                "pyradiomics CLI (default settings)": theirs_fresh}, repeats=E2E_REPEATS)
+                e2e[case] = wall_and_cpu({"medimg features --preset pyradiomics": ours_pr,
+                                          "pyradiomics CLI (default settings)": theirs_fresh,
+                                          "medimg features (default settings)": ours}, repeats=E2E_REPEATS)
+                agreement[case] = largest_relative_difference(Path(f"{tmp}/mp{k}.csv"), Path(f"{tmp}/p{k}.csv"))
         else:
             notes_e2e = "brain1 or the `pyradiomics` command not found: the end-to-end comparison was skipped."
     load_after = load_average()
@@ -140,24 +190,39 @@ def main() -> None:
                                    str(data / "mri-brain1" / "brain1_label.nrrd"), "-o", f"{tmp}/m.csv"], env)
 
     lines = ["## Cold start (whole processes)", "",
-             f"Machine: {machine()}; {threads}. {load_before} before, {load_after} after. "
-             f"Medians of {REPEATS} interleaved runs after a warm-up; every time is a fresh process "
-             "(end to end). Fixed cost of a command = `medimg CMD --help`: interpreter, imports, "
-             "building that command, no work.", "",
-             "| process | median (s) |", "|---|---:|"]
+             protocol(threads, load_before, load_after,
+                      f"medians of {REPEATS} (features: {E2E_REPEATS}) runs interleaved between the processes after a "
+                      "warm-up round; every time is a fresh process (end to end)"),
+             "Fixed cost of a command = `medimg CMD --help`: interpreter, imports, building that command, no work.",
+             "", "| process | median (s) |", "|---|---:|"]
     lines += [f"| `{k}` | {v:.3f} |" for k, v in fixed.items()]
     lines += ["", f"Largest fixed cost of a medimg command: {worst[0]:.3f} s (`{worst[1]}`); "
               f"target 0.25 s: {'met' if worst[0] <= 0.25 else 'NOT met'} on this run.", ""]
     if e2e:
-        (m_name, (m_t, m_c)), (p_name, (p_t, p_c)) = list(e2e.items())
-        lines += ["### `medimg features` vs PyRadiomics's CLI on brain1, fresh process each",
-                  "", "Each tool with its default settings (different feature sets: medimg 215 IBSI values, "
-                  "PyRadiomics its default original-image classes); image and mask read from NRRD, CSV written. "
-                  f"Medians of {E2E_REPEATS} interleaved runs.", "",
-                  "| process | wall median (s) | CPU median (s) |", "|---|---:|---:|",
-                  f"| {m_name} | {m_t:.3f} | {m_c:.3f} |", f"| {p_name} | {p_t:.3f} | {p_c:.3f} |", "",
-                  f"medimg / PyRadiomics wall time: **{m_t / p_t:.2f}** "
-                  f"({'medimg faster' if m_t < p_t else 'PyRadiomics faster'}); CPU time: **{m_c / p_c:.2f}**.", ""]
+        lines += ["### `medimg features` vs PyRadiomics's CLI, fresh process each", "",
+                  comparison("per-row", "the same computation (`medimg features --preset pyradiomics`: PyRadiomics's "
+                             "default extraction, Original image, bin width 25, 107 values under PyRadiomics's names; "
+                             "largest relative difference to PyRadiomics's values in the last column) and each tool's "
+                             "default settings (`medimg features` without options: the IBSI preset, 215 values, its "
+                             "own discretisation; not the same computation); every process reads the same image and "
+                             "mask files and writes a CSV (end to end). The in-process counterpart is the "
+                             "PyRadiomics-mode section"),
+                  "", f"Wall and CPU (user + system) time of the whole process, medians of {E2E_REPEATS} runs "
+                  "interleaved between the three processes of a case after a warm-up round.", "",
+                  "| case | process | computation | wall median (s) | CPU median (s) | PyRadiomics / medimg (wall) | "
+                  "PyRadiomics / medimg (CPU) | largest relative difference |",
+                  "|---|---|---|---:|---:|---:|---:|---:|"]
+        for case, res in e2e.items():
+            p_t, p_c = res["pyradiomics CLI (default settings)"]
+            for name, (t, c) in res.items():
+                same = "--preset" in name or name.startswith("pyradiomics")
+                what = ("the reference: its default" if name.startswith("pyradiomics") else
+                        "same (PyRadiomics default)" if same else "each its default")
+                ratio = "" if name.startswith("pyradiomics") else f"{p_t / t:.2f}x | {p_c / c:.2f}x"
+                ratio = ratio or " | "
+                diff = (f"{agreement[case][0]:.1e} ({agreement[case][1]} values)" if "--preset" in name else "")
+                lines.append(f"| {case} | {name} | {what} | {t:.3f} | {c:.3f} | {ratio} | {diff} |")
+        lines += [""]
     elif notes_e2e:
         lines += [notes_e2e, ""]
     lines += ["### Where the start-up goes (`python -X importtime`, top-level imports, cumulative ms)", ""]

@@ -9,7 +9,8 @@ dictionary random transforms (flip, rotate, Gaussian noise, intensity scale and 
 per image, a ``DataLoader`` (shuffled, ``num_workers=0``) and the training loop. medimg
 augments a whole batch at once (one ``grid_sample``). Throughput counts training images per
 second over whole epochs (validation off in both). A run without augmentation isolates the
-network. `python benchmarks/run.py bench_learning`.
+network. Medians of 5 runs interleaved between the tools after a warm-up round (``BENCH_REPEATS=1``
+for a quick smoke test). `python benchmarks/run.py bench_learning`.
 
 Feature models: a synthetic table (600 rows, 200 patients, 40 features), logistic regression
 and random forest, grouped 5-fold cross-validation; the hand-written version is
@@ -24,7 +25,9 @@ import time
 
 import numpy as np
 
-from _common import interleaved, load_average, machine, pin_threads, write_section
+from _common import bench_repeats, interleaved, load_average, pin_threads, protocol, write_section
+
+REPEATS = bench_repeats()
 
 
 def _images(n: int, size: tuple[int, ...], rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
@@ -93,14 +96,16 @@ def _cnn_rows() -> tuple[list[str], str]:
             cfg = CNNConfig(architecture="resnet_tiny", spatial_dims=len(size), image_size=size, epochs=epochs,
                             batch_size=16, val_fraction=0.0, **extra)
             data = prepare_cases(images, cfg, labels=labels)
+            train_classifier(data, config=cfg, seed=0)  # warm-up round, not counted
+            _monai_loop(images, labels, cfg, epochs, augment)
             ours, theirs = [], []
-            for _ in range(5):  # interleaved: load from other processes hits both alike
+            for _ in range(REPEATS):  # interleaved: load from other processes hits both alike
                 ours.append(train_classifier(data, config=cfg, seed=0).images_per_second)
                 theirs.append(_monai_loop(images, labels, cfg, epochs, augment))
             a, b = float(np.median(ours)), float(np.median(theirs))
             rows.append(f"| {label}, {n} images, {epochs} epochs | {'flip, rotate, noise, intensity' if augment else 'none'} "
                         f"| {a:.0f} | {b:.0f} | {a / b:.2f}x |")
-    return rows, "median of 5 interleaved runs"
+    return rows, f"medians of {REPEATS} runs interleaved between the tools after a warm-up round"
 
 
 def _feature_rows() -> list[str]:
@@ -134,7 +139,7 @@ def _feature_rows() -> list[str]:
             return cross_validate(x, y, groups=groups, model=medimg_name, folds=5, seed=0).auc
 
         a_hand, a_ours = by_hand(), ours()
-        times = interleaved({"hand": by_hand, "medimg": ours}, repeats=5)
+        times = interleaved({"hand": by_hand, "medimg": ours}, repeats=REPEATS)
         rows.append(f"| {name} | {a_ours:.6f} | {a_hand:.6f} | {'yes' if abs(a_ours - a_hand) < 1e-12 else 'NO'} "
                     f"| {times['medimg']:.3f} | {times['hand']:.3f} | {100 * (times['medimg'] / times['hand'] - 1):+.1f} % |")
     return rows
@@ -146,16 +151,21 @@ def main() -> None:
     cnn, how = _cnn_rows()
     features = _feature_rows()
     after = load_average()
+    head = protocol(threads + "; torch.set_num_threads(1)", before, after,
+                    f"medians of {REPEATS} runs interleaved between the tools after a warm-up round (shared "
+                    "machine, run with `nice`)")
     body = f"""## Learning: CNN training throughput and feature-model cross-validation
 
-Machine: {machine()}; {threads}; {before} before, {after} after (shared machine, run with `nice`).
+{head}
 
 CNN training on the CPU (images per second over whole training epochs, {how}). Same network (`resnet_tiny`,
 MONAI ResNet), data, batch size 16, AdamW, cross-entropy, 1 thread. MONAI column: `Dataset` + `Compose` of
 dictionary random transforms + `DataLoader`, the usual tutorial loop. medimg: `train_classifier`
 (batched augmentation). medimg and MONAI alternate within a row; rows are measured at different moments of
 a shared machine, where the same configuration's throughput varies by up to a third from minute to minute, so
-compare within a row, not across rows. In process (images in memory).
+compare within a row, not across rows. In process (images in memory); the end-to-end counterpart
+(`medimg train` as a process against a MONAI script) is not measured: start-up (about 1-2 s for torch and MONAI
+in both) is small next to a training run.
 Comparison: the "none" rows are the same computation (same network, data, batch size, optimiser, loss, epochs);
 with augmentation, each tool applies the same kinds of random transforms its own way (medimg per batch, MONAI per
 image), not the same random draws.
@@ -166,7 +176,7 @@ image), not the same random draws.
 
 Feature models: grouped 5-fold cross-validation, 600 rows (200 patients) x 40 features; medimg
 `cross_validate` (what `medimg model` runs, before its bootstrap CIs, plots and refit) vs the same scikit-learn
-pipeline by hand (medians of 5 interleaved runs after a warm-up; in process, table in memory).
+pipeline by hand (medians of {REPEATS} interleaved runs after a warm-up; in process, table in memory).
 Comparison: the same computation: the same folds, models and seeds, so the out-of-fold AUCs are equal (column "equal").
 
 | model | medimg AUC | by-hand AUC | equal | medimg (s) | by hand (s) | overhead |

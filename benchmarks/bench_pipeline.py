@@ -4,13 +4,21 @@ Dask cluster and a Dask cluster of `dask scheduler` + `dask worker` processes on
 
 Measured, each in a fresh process (so that peak memory is the run's own):
 
-* wall time of each way of running (medians of interleaved repeats) and the throughput ratio
-  of 2 workers to 1;
+* wall time of each way of running, in process (from the runner's start: imports, reading,
+  computing, writing) and end to end (the whole process, interpreter start-up and exit
+  included), medians of 5 runs interleaved between the ways of running (A B C ..., A B C ...)
+  after a warm-up round (each way once on 4 cases), and the throughput ratio of 2 workers to 1;
 * the overhead of the pipeline (input hashing, the cache, manifest and run log) over the same
   operations called in a plain loop, serially;
+* both on a second data shape (12 larger cases, 8x the voxels each), as the overhead and the
+  worker speed-up depend on the cost of a case;
 * peak memory of the main process and of the largest worker for 50, 100 and 200 cases (flat
-  when cases stream);
-* the report's fixed cost (written once per run).
+  when cases stream; one run each, a scale check);
+* the report's fixed cost (written once per run; measured once).
+
+Every process is pinned to one thread (``pin_threads``: the environment the processes inherit;
+Dask workers ``--nthreads 1``); the load average is recorded before and after. A full run takes
+about 15-20 minutes on the shared 2-core machine (load 2-5). ``BENCH_REPEATS=1`` for a quick smoke test.
 
 It also writes the 100,000-study estimate of docs/scaling.md from the per-case cost measured here.
 `python benchmarks/run.py bench_pipeline`.
@@ -28,12 +36,26 @@ import sys
 import time
 from pathlib import Path
 
-from _common import CACHE, ROOT, machine, write_section
+from _common import (
+    CACHE,
+    ROOT,
+    bench_repeats,
+    comparison,
+    load_average,
+    machine,
+    pin_threads,
+    protocol,
+    write_section,
+)
 
 DATA = CACHE / "pipeline"
 N_CASES = 200
-REPEATS = 3
 SHAPE = (40, 64, 64)
+#: The second data shape: fewer, larger cases (8x the voxels, spheres twice the radius).
+DATA_LARGE = CACHE / "pipeline-large"
+N_LARGE = 12
+SHAPE_LARGE = (80, 128, 128)
+WARMUP_CASES = 4
 
 _RUNNER = r'''
 import json, os, resource, sys, time
@@ -86,34 +108,36 @@ outputs:
 """
 
 
-def make_data() -> Path:
+def make_data(folder: Path = DATA, n_cases: int = N_CASES, shape: tuple[int, int, int] = SHAPE,
+              studies: tuple[int, ...] = (WARMUP_CASES, 50, 100, N_CASES)) -> Path:
     import numpy as np
 
     from medimg import Image, io
 
-    done = DATA / ".complete"
-    if done.exists():
-        return DATA
-    shutil.rmtree(DATA, ignore_errors=True)
-    DATA.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    z, y, x = np.indices(SHAPE)
-    for k in range(N_CASES):
-        r = rng.uniform(8, 14)
-        centre = np.array(SHAPE) / 2 + rng.normal(0, 2, 3)
-        sphere = ((z - centre[0]) * 1.5) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 < r * r
-        array = (rng.normal(0, 20, SHAPE) + 60 * sphere + 40 * rng.random() * sphere * (x / SHAPE[2])).astype(np.float32)
-        image = Image.from_geometry(array, spacing=(0.8, 0.8, 1.5))
-        io.write(image, DATA / f"img{k:04d}.nii.gz", sidecar=False)
-        io.write(image.with_array(sphere.astype(np.uint8), meta={}), DATA / f"mask{k:04d}.nii.gz", sidecar=False)
-    for n in (50, 100, N_CASES):
+    done = folder / ".complete"
+    if not done.exists() or done.read_text().strip() != f"ok {n_cases}":
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        z, y, x = np.indices(shape)
+        scale = shape[2] / SHAPE[2]
+        for k in range(n_cases):
+            r = rng.uniform(8, 14) * scale
+            centre = np.array(shape) / 2 + rng.normal(0, 2, 3) * scale
+            sphere = ((z - centre[0]) * 1.5) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 < r * r
+            array = (rng.normal(0, 20, shape) + 60 * sphere
+                     + 40 * rng.random() * sphere * (x / shape[2])).astype(np.float32)
+            image = Image.from_geometry(array, spacing=(0.8, 0.8, 1.5))
+            io.write(image, folder / f"img{k:04d}.nii.gz", sidecar=False)
+            io.write(image.with_array(sphere.astype(np.uint8), meta={}), folder / f"mask{k:04d}.nii.gz", sidecar=False)
+        done.write_text(f"ok {n_cases}\n")
+    for n in studies:  # the tables and study files (cheap) are always rewritten
         rows = ["case,image,mask"] + [f"c{k:04d},img{k:04d}.nii.gz,mask{k:04d}.nii.gz" for k in range(n)]
-        (DATA / f"cases{n}.csv").write_text("\n".join(rows) + "\n")
-        (DATA / f"study{n}.yaml").write_text(_STUDY.format(n=n, report="false"))
-        (DATA / f"report{n}.yaml").write_text(_STUDY.format(n=n, report="true").replace(f"name: bench-{n}",
-                                                                                      f"name: report-{n}"))
-    done.write_text("ok\n")
-    return DATA
+        (folder / f"cases{n}.csv").write_text("\n".join(rows) + "\n")
+        (folder / f"study{n}.yaml").write_text(_STUDY.format(n=n, report="false"))
+        (folder / f"report{n}.yaml").write_text(_STUDY.format(n=n, report="true").replace(f"name: bench-{n}",
+                                                                                        f"name: report-{n}"))
+    return folder
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -124,17 +148,21 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run(mode: str, n: int, env: dict[str, str] | None = None) -> dict[str, float]:
-    out = CACHE / "pipeline-out" / re.sub(r"[^a-z0-9]", "_", f"{mode}-{n}")
+def run(mode: str, n: int, env: dict[str, str] | None = None, data: Path = DATA) -> dict[str, float]:
+    """One fresh process running ``mode`` on the first ``n`` cases of ``data``: its own timings
+    (``seconds``: in process) and peak memory, plus ``wall``: the whole process, end to end."""
+    out = CACHE / "pipeline-out" / re.sub(r"[^a-z0-9]", "_", f"{data.name}-{mode}-{n}")
     shutil.rmtree(out, ignore_errors=True)  # no cache: every run computes every case
     script = CACHE / "pipeline_runner.py"
     script.write_text(_RUNNER)
-    proc = subprocess.run([sys.executable, str(script), mode, str(n), str(DATA), str(out)], env=_env(env),
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(script), mode, str(n), str(data), str(out)], env=_env(env),
                           capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{mode}: {proc.stderr[-2000:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall": wall}
 
 
 def start_cluster(n_workers: int) -> tuple[str, list[subprocess.Popen]]:
@@ -177,9 +205,33 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.kill()
 
 
+def _interleaved(modes: dict[str, tuple[str, dict[str, str] | None]], n: int, repeats: int, data: Path,
+                 warmup_n: int) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """Medians (in process, whole process) of each way of running over ``repeats`` interleaved
+    rounds after a warm-up round on ``warmup_n`` cases, and each way's last run (peak memory)."""
+    for mode, env in modes.values():
+        run(mode, warmup_n, env, data)
+    inner: dict[str, list[float]] = {name: [] for name in modes}
+    whole: dict[str, list[float]] = {name: [] for name in modes}
+    memory: dict[str, dict[str, float]] = {}
+    for _ in range(repeats):
+        for name, (mode, env) in modes.items():
+            result = run(mode, n, env, data)
+            inner[name].append(result["seconds"])
+            whole[name].append(result["wall"])
+            memory[name] = result
+            print(f"{data.name} {name}: {result['seconds']:.2f} s in process, {result['wall']:.2f} s whole", flush=True)
+    return ({k: statistics.median(v) for k, v in inner.items()}, {k: statistics.median(v) for k, v in whole.items()},
+            memory)
+
+
 def main() -> None:
+    threads = pin_threads() + "; Dask workers --nthreads 1"
+    repeats = bench_repeats()
     make_data()
-    load_before = os.getloadavg()
+    make_data(DATA_LARGE, N_LARGE, SHAPE_LARGE, (WARMUP_CASES, N_LARGE))
+    load_before = load_average()
+    t_start = time.perf_counter()
     clusters = {k: start_cluster(k) for k in (1, 2)}
     try:
         modes = {"plain loop (no pipeline)": ("loop", None), "pipeline, serial": ("serial", None),
@@ -187,16 +239,13 @@ def main() -> None:
                  "pipeline, local Dask cluster (2 workers)": ("dask:2", None),
                  "pipeline, Dask scheduler + 1 worker (loopback)": ("cluster", {"SCHED": clusters[1][0]}),
                  "pipeline, Dask scheduler + 2 workers (loopback)": ("cluster", {"SCHED": clusters[2][0]})}
-        times: dict[str, list[float]] = {name: [] for name in modes}
-        memory: dict[str, dict[str, float]] = {}
-        for _ in range(REPEATS):
-            for name, (mode, env) in modes.items():
-                result = run(mode, N_CASES, env)
-                times[name].append(result["seconds"])
-                memory[name] = result
+        med, whole, memory = _interleaved(modes, N_CASES, repeats, DATA, warmup_n=WARMUP_CASES)
     finally:
         for _, procs in clusters.values():
             stop(procs)
+    large_modes = {name: modes[name] for name in ("plain loop (no pipeline)", "pipeline, serial",
+                                                  "pipeline, 1 worker process", "pipeline, 2 worker processes")}
+    med_l, whole_l, _mem_l = _interleaved(large_modes, N_LARGE, repeats, DATA_LARGE, warmup_n=WARMUP_CASES)
     scaling = {n: run("processes:2", n) for n in (50, 100, N_CASES)}
     report_run = run("serial", N_CASES)  # without the report (repeat, for the difference below)
     t0 = time.perf_counter()
@@ -207,49 +256,74 @@ def main() -> None:
     with_report = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
-    load_after = os.getloadavg()
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+    load_after = load_average()
+    total = time.perf_counter() - t_start
     loop, serial = med["plain loop (no pipeline)"], med["pipeline, serial"]
     one, two = med["pipeline, 1 worker process"], med["pipeline, 2 worker processes"]
     c1 = med["pipeline, Dask scheduler + 1 worker (loopback)"]
     c2 = med["pipeline, Dask scheduler + 2 workers (loopback)"]
+    loop_l, serial_l = med_l["plain loop (no pipeline)"], med_l["pipeline, serial"]
+    one_l, two_l = med_l["pipeline, 1 worker process"], med_l["pipeline, 2 worker processes"]
     per_case = serial / N_CASES
+    header = ("| how | in process (s) | whole process (s) | cases/s (in process) | vs plain loop (in process) | "
+              "vs plain loop (whole process) |")
     lines = [
         "## The pipeline at scale: 200 cases of a radiomics study",
         "",
-        f"Machine: {machine()}; load average {load_before[0]:.2f} before and {load_after[0]:.2f} after (the "
-        f"machine is shared). Data: {N_CASES} synthetic cases, {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]} float32 NIfTI "
+        protocol(threads, load_before, load_after,
+                 f"medians of {repeats} runs interleaved between the ways of running after a warm-up round (each way "
+                 f"once on {WARMUP_CASES} cases); every run a fresh process from an empty "
+                 f"output folder (no cache); the whole script took {total / 60:.0f} min"),
+        f"Data: {N_CASES} synthetic cases, {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]} float32 NIfTI "
         "(.nii.gz) with a sphere mask; study: Gaussian (1 mm) then first-order, intensity-histogram, GLCM and "
-        "GLRLM features. Every run starts from an empty output folder (no cache) in a fresh process, one thread "
-        f"per process for every way of running; medians of {REPEATS} interleaved repeats; no report. "
-        "`python benchmarks/run.py bench_pipeline`.",
+        f"GLRLM features; no report. Second shape: {N_LARGE} cases of {SHAPE_LARGE[2]}x{SHAPE_LARGE[1]}x"
+        f"{SHAPE_LARGE[0]} (8x the voxels, spheres twice the radius), as the pipeline's overhead and the "
+        "workers' speed-up depend on the cost of a case. *In process*: from the start of the runner's `main` "
+        "(imports, reading, computing, writing; interpreter start-up excluded); *whole process*: end to end, "
+        "as a shell sees it. `python benchmarks/run.py bench_pipeline`.",
         "",
-        "| how | time (s) | cases/s | vs plain loop | peak memory, main (MB) | peak memory, worker (MB) |",
-        "|---|---:|---:|---:|---:|---:|",
+        comparison("same", "every way of running computes the same study on the same files with one thread per "
+                   "process; the plain loop calls the same operations (`io.read`, `filters.gaussian`, "
+                   "`features.extract`) with no pipeline: no input hashes, cache, manifest or run log, and its "
+                   "feature rows stay in memory where the pipeline writes its tables"),
+        "",
+        f"{N_CASES} cases of {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]}:",
+        "",
+        header + " peak memory, main (MB) | peak memory, worker (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, value in med.items():
         mem = memory[name]
-        lines.append(f"| {name} | {value:.2f} | {N_CASES / value:.1f} | {value / loop:.3f}x | "
+        lines.append(f"| {name} | {value:.2f} | {whole[name]:.2f} | {N_CASES / value:.1f} | {value / loop:.3f}x | "
+                     f"{whole[name] / whole['plain loop (no pipeline)']:.3f}x | "
                      f"{mem['rss_main_mb']:.0f} | {mem['rss_worker_mb']:.0f} |")
+    lines += ["", f"{N_LARGE} cases of {SHAPE_LARGE[2]}x{SHAPE_LARGE[1]}x{SHAPE_LARGE[0]}:", "", header,
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, value in med_l.items():
+        lines.append(f"| {name} | {value:.2f} | {whole_l[name]:.2f} | {N_LARGE / value:.2f} | {value / loop_l:.3f}x | "
+                     f"{whole_l[name] / whole_l['plain loop (no pipeline)']:.3f}x |")
     lines += [
         "",
-        f"* Overhead of the pipeline (serial: input hashes, cache writes, manifest, run log) over the plain loop: "
-        f"**{100 * (serial / loop - 1):+.1f} %** (target <= 5 %).",
-        f"* Throughput, 2 worker processes / 1: **{one / two:.2f}x**; Dask cluster on loopback, 2 workers / 1: "
-        f"**{c1 / c2:.2f}x** (target >= 1.8x on 2 cores).",
+        f"* Overhead of the pipeline (serial: input hashes, cache writes, manifest, run log) over the plain loop, "
+        f"in process: **{100 * (serial / loop - 1):+.1f} %** on the {N_CASES} small cases, "
+        f"**{100 * (serial_l / loop_l - 1):+.1f} %** on the {N_LARGE} larger ones (target <= 5 %).",
+        f"* Throughput, 2 worker processes / 1: **{one / two:.2f}x** (small cases), **{one_l / two_l:.2f}x** "
+        f"(larger cases); Dask cluster on loopback, 2 workers / 1: **{c1 / c2:.2f}x** (target >= 1.8x on 2 cores; "
+        "the machine is shared, see the load above).",
         f"* The report (written once per run, matplotlib plots of the tables): "
         f"{with_report - report_run['seconds']:+.1f} s on top of the {report_run['seconds']:.1f} s serial run "
-        "(measured once, the command as a whole).",
+        "(measured once, the command as a whole; not a ratio of medians).",
         "",
         "Peak memory with 2 worker processes as the number of cases grows (cases stream through the executor; "
-        "the cohort is never held whole):",
+        "the cohort is never held whole); one run each (a scale check, not a ratio of medians):",
         "",
-        "| cases | time (s) | peak memory, main (MB) | peak memory, worker (MB) |",
+        "| cases | time (s, in process, 1 run) | peak memory, main (MB) | peak memory, worker (MB) |",
         "|---:|---:|---:|---:|",
     ]
     for n, res in scaling.items():
         lines.append(f"| {n} | {res['seconds']:.2f} | {res['rss_main_mb']:.0f} | {res['rss_worker_mb']:.0f} |")
     write_section("pipeline", "\n".join(lines))
+    print("\n".join(lines))
     _write_scaling_estimate(per_case, two, c2, memory["pipeline, 2 worker processes"])
 
 
