@@ -256,8 +256,8 @@ def main() -> None:
              f"Machine: {machine()}; {threads}. {before} before, {after} after. Data: 20 CT series x 100 "
              "slices 256 x 256 int16 (2,000 files, random values: poorly compressible). The same computation "
              "(every series to one NIfTI + a JSON sidecar, into an empty folder, start-up included); medians of "
-             f"{REPEATS} interleaved runs after a warm-up (the machine is shared with other engineers' work: "
-             "load averages of 2-5 are usual, see above). medimg: one worker process per CPU (2); dcm2niix: "
+             f"{REPEATS} interleaved runs after a warm-up (the machine may be shared: the load average above "
+             "says how much). medimg: one worker process per CPU (2); dcm2niix: "
              "one process (gzip by pigz, one thread per CPU). medimg's sidecars also hold SHA-256 hashes of every input and output file. "
              "medimg's bytecode is cached as in an installed package (this sandbox's shell sets PYTHONDONTWRITEBYTECODE=1, "
              "which would recompile every module at each start; dropped for the medimg processes).", "",
