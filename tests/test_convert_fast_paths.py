@@ -21,14 +21,11 @@ from medimg.io.dicom.scan import frames_of
 from medimg.io.dicom.volume import _apply_rescale
 from medimg.io.dicom.writer import write_series
 from medimg.io.sidecar import sidecar_path
+from series_factory import write_test_series  # tests/ is on the path
 
 
 def _series(root: Path, k: int = 0, shape=(6, 10, 12)) -> Path:
-    rng = np.random.default_rng(k)
-    arr = rng.integers(-1000, 2000, size=shape).astype(np.float32)
-    img = Image.from_geometry(arr, spacing=(0.7, 0.8, 2.5), origin=(-30.0, 12.0, 4.0 * k))
-    write_series(img, root / f"s{k}", seed=k, shuffle_seed=k)
-    return root / f"s{k}"
+    return write_test_series(root, k, shape)
 
 
 def test_hashed_read_gives_the_file_hash_and_the_same_pixels(tmp_path: Path) -> None:

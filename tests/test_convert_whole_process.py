@@ -17,16 +17,13 @@ import pytest
 from medimg import Image
 from medimg.core.provenance import sha256_file
 from medimg.io.dicom.writer import write_series
+from series_factory import write_test_series  # tests/ is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _series(root: Path, k: int, shape=(5, 8, 6)) -> Path:
-    rng = np.random.default_rng(k)
-    arr = rng.integers(-1000, 2000, size=shape).astype(np.float32)
-    img = Image.from_geometry(arr, spacing=(0.7, 0.8, 2.5), origin=(-30.0, 12.0, 4.0 * k))
-    write_series(img, root / f"s{k}", seed=k, shuffle_seed=k)
-    return root / f"s{k}"
+    return write_test_series(root, k, shape)
 
 
 def test_packed_frames_come_back_equal(tmp_path: Path) -> None:
