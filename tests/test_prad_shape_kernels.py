@@ -346,13 +346,28 @@ def test_plane_hull_maximum_exact(kind):
     assert got == _all_pairs(pts)
 
 
+def _assert_scan_as_read(found, path, label) -> None:
+    """A label scan's (geometry, bounds, ROI) equal what reading the whole map gives."""
+    from medimg.features.pyradiomics_compat import _label_box
+    from medimg.io import read
+
+    geometry, box, roi = found
+    whole = read(path)
+    assert geometry.shape == whole.shape and np.array_equal(geometry.affine, whole.affine)
+    want = _label_box(np.asarray(whole.array), label)
+    if want is None:  # label absent
+        assert box is None and roi is None
+        return
+    assert np.array_equal(box[0], want[0]) and np.array_equal(box[1], want[1])
+    sl = tuple(slice(a, b + 1) for a, b in zip(*want, strict=True))
+    assert np.array_equal(roi, np.asarray(whole.array)[sl] == label)
+
+
 @pytest.mark.parametrize("kind", ["raw-uint8", "gzip-int32", "gzip-int16-big-endian", "absent"])
 def test_scan_nrrd_label_same_as_read(tmp_path, kind):
     """Scanning a label map for one label (never keeping the map) finds the bounds and the ROI that
     reading the whole map gives, on the same grid."""
     sitk = pytest.importorskip("SimpleITK")
-    from medimg.features.pyradiomics_compat import _label_box
-    from medimg.io import read
     from medimg.io.formats import scan_nrrd_label
 
     r = np.random.default_rng(9)
@@ -371,16 +386,7 @@ def test_scan_nrrd_label_same_as_read(tmp_path, kind):
         path.write_bytes(text.encode() + b"\n\n" + labels.astype(">i2").tobytes())
     found = scan_nrrd_label(path, label)
     assert found is not None
-    geometry, box, roi = found
-    whole = read(path)
-    assert geometry.shape == whole.shape and np.array_equal(geometry.affine, whole.affine)
-    want = _label_box(np.asarray(whole.array), label)
-    if kind == "absent":
-        assert box is None and roi is None and want is None
-        return
-    assert np.array_equal(box[0], want[0]) and np.array_equal(box[1], want[1])
-    sl = tuple(slice(a, b + 1) for a, b in zip(*want, strict=True))
-    assert np.array_equal(roi, np.asarray(whole.array)[sl] == label)
+    _assert_scan_as_read(found, path, label)
 
 
 def test_extract_scanned_mask_same_as_read_mask(tmp_path, monkeypatch):
@@ -407,8 +413,6 @@ def test_scan_nifti_label_same_as_read(tmp_path, kind):
     a scaled map (scl_slope) is left to the reader."""
     nib = pytest.importorskip("nibabel")
     pytest.importorskip("deflate")
-    from medimg.features.pyradiomics_compat import _label_box
-    from medimg.io import read
     from medimg.io.formats import scan_nifti_label
 
     r = np.random.default_rng(12)
@@ -425,16 +429,7 @@ def test_scan_nifti_label_same_as_read(tmp_path, kind):
     if kind == "scaled":
         assert found is None
         return
-    geometry, box, roi = found
-    whole = read(path)
-    assert geometry.shape == whole.shape and np.array_equal(geometry.affine, whole.affine)
-    want = _label_box(np.asarray(whole.array), label)
-    if kind == "absent":
-        assert box is None and roi is None and want is None
-        return
-    assert np.array_equal(box[0], want[0]) and np.array_equal(box[1], want[1])
-    sl = tuple(slice(a, b + 1) for a, b in zip(*want, strict=True))
-    assert np.array_equal(roi, np.asarray(whole.array)[sl] == label)
+    _assert_scan_as_read(found, path, label)
 
 
 @pytest.mark.parametrize("kind", ["ball", "plane-2d", "line", "cluster-pair", "few", "same"])
