@@ -44,6 +44,19 @@ def test_features_run_imports_no_scipy_scikit_image_pandas_nor_unused_medimg_mod
     assert not mods & {"medimg.io.dicom", "medimg.features.filters", "medimg.features.pyradiomics_compat"}
 
 
+def test_one_pyradiomics_case_does_not_load_numba(tmp_path: Path) -> None:
+    """One case from a fresh process stays on the NumPy path (medimg.core.jit's automatic rule):
+    numba's import and the kernels' cache would cost more than they save on one region."""
+    pytest.importorskip("numba")
+    data = Path(__file__).parent / "data" / "mri-brain1"
+    out = tmp_path / "p.csv"
+    mods = _imports_after(["features", str(data / "brain1_roi_image.nrrd"), str(data / "brain1_roi_label.nrrd"),
+                           "--preset", "pyradiomics", "-o", str(out)])
+    assert out.exists() and "original_glcm_Contrast" in out.read_text().splitlines()[0]
+    assert "medimg.features.pyradiomics_compat" in mods  # the PyRadiomics mode ran
+    assert "numba" not in mods
+
+
 def test_every_command_and_group_answers_help_through_its_own_small_app(capsys) -> None:
     names = [_command_name(c) for c in app.registered_commands] + [g.name for g in app.registered_groups]
     assert len(names) == len(set(names)) > 10

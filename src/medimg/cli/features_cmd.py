@@ -90,10 +90,7 @@ def register(app: typer.Typer) -> None:
 
         _check_out(out, overwrite)
         cfg = _config(config, preset, pyradiomics_params)
-        from medimg.core.jit import use_compiled
-
-        with use_compiled(False):  # one case: numba's import would cost more than its kernels save
-            row = feature_row(Case(case or image.name, image, mask, label), cfg, families=_families(families))
+        row = feature_row(Case(case or image.name, image, mask, label), cfg, families=_families(families))
         del row["status"], row["error"]
         _write([row], out, long)
         _manifest("medimg features", cfg, out, [image, mask], [])

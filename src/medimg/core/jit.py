@@ -13,7 +13,7 @@ Policy (``compiled`` below, set for a block of work with :func:`use_compiled`):
   ski-rental rule: a one-off call never pays the switch (a single case: 0.3 s from a fresh
   process on the NumPy path, 1.1 s with the kernels loaded), a long batch pays it once, and no
   run takes more than the best of the two choices plus ``SWITCH_COST_S``.
-* ``False``: the NumPy path (``medimg features`` on one case).
+* ``False``: the NumPy path.
 * ``True``: compiled; :class:`~medimg.errors.ParameterError` where numba is not installed.
 
 ``MEDIMG_JIT=0`` switches the compiled kernels off everywhere.
