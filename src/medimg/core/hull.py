@@ -70,6 +70,16 @@ def _line_extremes(pts: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
     return np.sort(idx[order[keep]])
 
 
+def _checked_points(points: np.ndarray, dim: int, caller: str) -> np.ndarray:
+    """``points`` as float64 ``(n, dim)``, at least ``dim + 1`` of them (else no area / volume)."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != dim:
+        raise ValueError(f"{caller}: points must be (n, {dim}), got shape {pts.shape}")
+    if len(pts) <= dim:
+        raise DegenerateHullError(f"convex hull: {len(pts)} points span no {'area' if dim == 2 else 'volume'}")
+    return pts
+
+
 def hull_2d(points: np.ndarray) -> np.ndarray:
     """Indices of the convex-hull vertices of 2-D ``points`` ``(n, 2)``, counter-clockwise
     (positive orientation in the (column 0, column 1) plane), starting from the smallest point
@@ -77,11 +87,7 @@ def hull_2d(points: np.ndarray) -> np.ndarray:
 
     Raises :class:`~medimg.errors.DegenerateHullError` when the points span no area (fewer than 3
     corners: all on one line)."""
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"hull_2d: points must be (n, 2), got shape {pts.shape}")
-    if len(pts) < 3:
-        raise DegenerateHullError(f"convex hull: {len(pts)} points span no area")
+    pts = _checked_points(points, 2, "hull_2d")
     exact = _exact(pts, _EXACT_2D)
     centre = pts.min(axis=0) if exact else (pts.max(axis=0) + pts.min(axis=0)) / 2.0
     pts = pts - centre  # exact for whole numbers
@@ -181,11 +187,7 @@ def convex_hull_3d(points: np.ndarray) -> Hull3D:
 
     Raises :class:`~medimg.errors.DegenerateHullError` when the points span no volume (all on one
     plane), or when rounding makes the hull of non-integer coordinates inconsistent."""
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise ValueError(f"convex_hull_3d: points must be (n, 3), got shape {pts.shape}")
-    if len(pts) < 4:
-        raise DegenerateHullError(f"convex hull: {len(pts)} points span no volume")
+    pts = _checked_points(points, 3, "convex_hull_3d")
     exact = _exact(pts, _EXACT_3D)
     keep = np.arange(len(pts))
     for axis in range(3):
