@@ -41,8 +41,9 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def read_file(path: Path) -> Image:
+def read_file(path: str | Path) -> Image:
     """Read one NIfTI / NRRD / MetaImage / PNG / JPEG file (by extension)."""
+    path = Path(path)
     suffix = full_suffix(path)
     if suffix in NIFTI_SUFFIXES:
         return _read_nifti(path)
@@ -54,8 +55,9 @@ def read_file(path: Path) -> Image:
     raise UnsupportedFormatError(msg)
 
 
-def write_file(image: Image, path: Path) -> Path:
+def write_file(image: Image, path: str | Path) -> Path:
     """Write ``image`` to NIfTI / NRRD / MetaImage / PNG (by extension), atomically."""
+    path = Path(path)
     suffix = full_suffix(path)
     if suffix in NIFTI_SUFFIXES:
         from medimg.io.nifti import write_nifti
