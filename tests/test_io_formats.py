@@ -95,3 +95,50 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     os.umask(umask)
     path = io.write(_volume(), tmp_path / "v.nii.gz")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize("dtype,scaled", [(np.int16, False), (np.int16, True), (np.float32, False), (np.uint8, True)])
+def test_nii_gz_read_whole_equals_nibabel(tmp_path: Path, dtype, scaled: bool) -> None:
+    """A .nii.gz read whole (inflated by libdeflate straight into the voxel buffer when installed)
+    gives nibabel's own voxels (scaling included), type and affine; a str path works too."""
+    r = np.random.default_rng(3)
+    data = r.integers(0, 200, (13, 11, 7)).astype(dtype)
+    affine = np.array([[0.0, -0.9, 0.0, 12.0], [0.8, 0.0, 0.0, -7.0], [0.0, 0.0, 2.5, 3.0], [0, 0, 0, 1.0]])
+    img = nib.Nifti1Image(data, affine)
+    if scaled:
+        img.header.set_slope_inter(0.25, -3.0)
+    path = tmp_path / "x.nii.gz"
+    nib.save(img, str(path))
+    ref = Image.from_nibabel(nib.load(str(path)))
+    got = io.read(str(path))
+    assert got.dtype == ref.dtype and np.array_equal(got.array, ref.array)
+    assert np.array_equal(got.affine, ref.affine)
+    assert "warnings" not in got.meta and "source_slices" not in got.meta
+
+
+def test_nii_gz_damaged_or_lying_is_a_clear_error(tmp_path: Path) -> None:
+    """A truncated .nii.gz, and one whose header claims far more voxels than the stream can hold,
+    are FileFormatErrors (no allocation of what the header claims); qform and sform codes 0 warn."""
+    import gzip
+
+    data = np.arange(10 * 9 * 8, dtype=np.int16).reshape(10, 9, 8)
+    img = nib.Nifti1Image(data, np.eye(4))
+    path = tmp_path / "x.nii.gz"
+    nib.save(img, str(path))
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FileFormatError):
+        io.read(cut)
+    plain = bytearray(gzip.decompress(raw))
+    plain[42:48] = np.array([30000, 30000, 30000], dtype="<i2").tobytes()  # dim[1..3]
+    liar = tmp_path / "liar.nii.gz"
+    liar.write_bytes(gzip.compress(bytes(plain)))
+    with pytest.raises(FileFormatError):
+        io.read(liar)
+    bare = nib.Nifti1Image(data, np.eye(4))
+    bare.set_qform(None, code=0)
+    bare.set_sform(None, code=0)
+    guess = tmp_path / "guess.nii.gz"
+    nib.save(bare, str(guess))
+    assert io.read(guess).meta["warnings"] == ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]

@@ -83,16 +83,34 @@ def write_file(image: Image, path: str | Path) -> Path:
 def _read_nifti(path: Path) -> Image:
     import nibabel as nib
 
+    fast = _nifti_libdeflate(path, None)
+    if fast is not None:
+        return fast
     try:
         img = _nifti_in_memory(path) or nib.load(str(path))
+        _check_nifti_size(path, img)
         image = Image.from_nibabel(img, meta={"source_format": "nifti"})
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as err:
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, MemoryError) as err:
         raise FileFormatError(path, f"not a readable NIfTI file ({err})") from err
     if isinstance(img, nib.Nifti1Image):
         codes = img.get_qform(coded=True)[1], img.get_sform(coded=True)[1]
         if codes == (0, 0):
             image.meta["warnings"] = ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]
     return image
+
+
+def _check_nifti_size(path: Path, img: Any) -> None:
+    """ValueError when the header claims more voxel bytes than the file can hold (its size, or 1032
+    times it for gzip, deflate's largest ratio): such a header would make nibabel allocate what it
+    claims before finding the data missing."""
+    header = getattr(img, "header", None)
+    if header is None or not hasattr(header, "get_data_dtype"):
+        return
+    need = int(np.prod([int(v) for v in img.shape], dtype=object)) * header.get_data_dtype().itemsize
+    size = path.stat().st_size
+    room = size * 1032 + 1024 if path.name.lower().endswith(".gz") else size
+    if need > room:
+        raise ValueError(f"header claims {need} bytes of voxels, the file holds at most {room}")
 
 
 def _nifti_in_memory(path: Path) -> Any | None:
@@ -152,7 +170,18 @@ def read_nifti_slices(path: Path, stop: int) -> Image | None:
     takes from the (whole file's) header: the same voxels, type and geometry as :func:`read_file`
     gives. None when it is not such a file, ``stop`` covers every slice, or libdeflate (the
     optional ``deflate``) is missing: :func:`read_file` then reads it whole."""
-    if not path.name.lower().endswith(".nii.gz") or stop < 1:
+    if stop < 1:
+        return None
+    return _nifti_libdeflate(path, stop)
+
+
+def _nifti_libdeflate(path: Path, stop: int | None) -> Image | None:
+    """A 3-D single-file little-endian NIfTI-1 ``.nii.gz`` inflated by libdeflate straight into the
+    voxel buffer (no copy after it), up to slice ``stop`` (exclusive; None: the whole file, then
+    without ``meta["source_slices"]``); the voxels scaled by nibabel's own proxy. None when the file
+    is not such a file, ``stop`` covers every slice, or libdeflate is missing (the caller then reads
+    it another way)."""
+    if not path.name.lower().endswith(".nii.gz"):
         return None
     try:
         import nibabel as nib
@@ -167,7 +196,12 @@ def read_nifti_slices(path: Path, stop: int) -> Image | None:
             return None
         nx, ny, nz = (int(v) for v in dims[1:4])
         offset = int(header["vox_offset"])
-        if stop >= nz or min(nx, ny) < 1 or offset < 352:
+        whole = stop is None
+        if whole:
+            stop = nz
+        elif stop >= nz:
+            return None
+        if min(nx, ny, nz) < 1 or offset < 352:
             return None
         dtype = header.get_data_dtype()
         raw = _inflate_prefix(payload, offset + nx * ny * stop * dtype.itemsize)
@@ -185,7 +219,8 @@ def read_nifti_slices(path: Path, stop: int) -> Image | None:
     codes = header.get_qform(coded=True)[1], header.get_sform(coded=True)[1]
     if codes == (0, 0):
         image.meta["warnings"] = ["NIfTI has qform_code = sform_code = 0: geometry is a guess"]
-    image.meta["source_slices"] = nz
+    if not whole:
+        image.meta["source_slices"] = nz
     return image
 
 
@@ -295,7 +330,7 @@ def _inflate_prefix(payload: memoryview, nbytes: int) -> np.ndarray | None:
     (``tests/test_prad_shape_kernels.py`` checks it against zlib, stored blocks included). None
     without libdeflate, on a damaged stream, or a stream shorter than ``nbytes``."""
     lib = _libdeflate()
-    if lib is None or nbytes <= 0:
+    if lib is None or nbytes <= 0 or nbytes > 1032 * len(payload) + 1024:  # deflate expands 1032:1 at most
         return None
     src = np.frombuffer(payload, dtype=np.uint8)
     out = np.empty(nbytes + _PREFIX_MARGIN, dtype=np.uint8)
