@@ -389,6 +389,35 @@ def test_scan_nrrd_label_same_as_read(tmp_path, kind):
     _assert_scan_as_read(found, path, label)
 
 
+@pytest.mark.parametrize("fmt", ["nrrd", "nii.gz"])
+@pytest.mark.parametrize("kind", ["ends-uint8", "one-voxel", "int8-negative", "out-of-range", "fraction"])
+def test_scan_one_byte_maps_same_as_read(tmp_path, fmt, kind):
+    """One-byte gzip label maps are narrowed to the label's first and last byte before comparing:
+    the label in the first and last slices, a single voxel, a negative int8 label, and labels that
+    no voxel of the type can equal (300, 2.5: absent) give what reading the whole map gives."""
+    sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("deflate")
+    from medimg.io.formats import scan_nifti_label, scan_nrrd_label
+
+    r = np.random.default_rng(len(kind))
+    dtype = np.int8 if kind == "int8-negative" else np.uint8
+    labels = (r.random((9, 21, 17)) < 0.05).astype(dtype) * 4
+    label = {"ends-uint8": 4, "one-voxel": 6, "int8-negative": -3, "out-of-range": 300, "fraction": 2.5}[kind]
+    if kind == "ends-uint8":
+        labels[0, 0, 0] = labels[-1, -1, -1] = 4
+    elif kind == "one-voxel":
+        labels[5, 20, 16] = 6
+    elif kind == "int8-negative":
+        labels[2:4, 5:9, 3] = -3
+    img = sitk.GetImageFromArray(labels)
+    img.SetSpacing((0.7, 0.9, 3.3))
+    path = tmp_path / f"labels.{fmt}"
+    sitk.WriteImage(img, str(path), useCompression=True)
+    found = (scan_nrrd_label if fmt == "nrrd" else scan_nifti_label)(path, label)
+    assert found is not None
+    _assert_scan_as_read(found, path, label)
+
+
 def test_extract_scanned_mask_same_as_read_mask(tmp_path, monkeypatch):
     """The PyRadiomics mode gives the same features with the mask scanned or read whole, with and
     without the image read up to the ROI only; a label that is absent is refused either way."""
