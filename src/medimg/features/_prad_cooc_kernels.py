@@ -85,51 +85,45 @@ def nan_means(table: np.ndarray) -> np.ndarray:
 def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symmetric: bool) -> np.ndarray:
     """Co-occurrence counts (Na, Nl, Nl): voxel of level i with its neighbour at ``offs[a]`` of
     level j, both in the ROI (``symmetric``: plus the transpose). The box is first mapped to
-    ``rank + 1`` (int32; 0 outside the ROI), so that the neighbour's value indexes its column
-    directly (column 0: outside, dropped; no branch per neighbour); counted as int32 (Nl, Na, Nl + 1),
-    so that one voxel's counts fall in one block; bounds are checked only near the box's faces."""
+    ``rank + 1`` (int32; 0 outside the ROI) inside a border of zeros as wide as the longest offset,
+    so that the neighbour's value indexes its column directly (column 0: outside, dropped) with no
+    bounds check or branch per neighbour; counted as int32 (Nl, Na, Nl + 1), so that one voxel's
+    counts fall in one block."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
     nrank = rank.shape[0]
-    qf = q.ravel()
-    qr = np.empty(qf.shape[0], dtype=np.int32)
-    for v in range(qf.shape[0]):
-        g = qf[v]
-        if g <= 0:
-            qr[v] = 0
-        else:
-            if g >= nrank or rank[g] < 0 or rank[g] >= nl:
-                raise ValueError("grey level outside the levels given")
-            qr[v] = rank[g] + 1
-    steps = np.empty(na, dtype=np.int64)
     reach = 0
     for a in range(na):
-        steps[a] = (offs[a, 0] * n1 + offs[a, 1]) * n2 + offs[a, 2]
         for k in range(3):
             reach = max(reach, abs(offs[a, k]))
+    m1 = n1 + 2 * reach
+    m2 = n2 + 2 * reach
+    qr = np.zeros((n0 + 2 * reach) * m1 * m2, dtype=np.int32)
+    for z in range(n0):
+        for y in range(n1):
+            row = ((z + reach) * m1 + y + reach) * m2 + reach
+            for x in range(n2):
+                g = q[z, y, x]
+                if g > 0:
+                    if g >= nrank or rank[g] < 0 or rank[g] >= nl:
+                        raise ValueError("grey level outside the levels given")
+                    qr[row + x] = rank[g] + 1
+    steps = np.empty(na, dtype=np.int64)
+    for a in range(na):
+        steps[a] = (offs[a, 0] * m1 + offs[a, 1]) * m2 + offs[a, 2]
     w = nl + 1
     R = np.zeros(nl * na * w, dtype=np.int32)  # 2^31 - 1 pairs per cell: a box below 2^31 voxels
     for z in range(n0):
-        zin = reach <= z < n0 - reach
         for y in range(n1):
-            yin = zin and reach <= y < n1 - reach
-            row = (z * n1 + y) * n2
+            row = ((z + reach) * m1 + y + reach) * m2 + reach
             for x in range(n2):
                 v = row + x
                 g = qr[v]
                 if g == 0:
                     continue
                 base = (g - 1) * na * w
-                if yin and reach <= x < n2 - reach:
-                    for a in range(na):
-                        R[base + a * w + qr[v + steps[a]]] += 1
-                else:
-                    for a in range(na):
-                        zz = z + offs[a, 0]
-                        yy = y + offs[a, 1]
-                        xx = x + offs[a, 2]
-                        if 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
-                            R[base + a * w + qr[v + steps[a]]] += 1
+                for a in range(na):
+                    R[base + a * w + qr[v + steps[a]]] += 1
     P = np.empty((na, nl, nl), dtype=np.float64)
     for i in range(nl):
         for a in range(na):
