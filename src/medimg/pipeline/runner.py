@@ -328,11 +328,10 @@ def _save_image(store: Store, name: str, image: Any) -> str:
     from medimg.core.provenance import array_sha256
 
     meta = json.dumps(_canonical({k: v for k, v in image.meta.items()}))
-    buffer = _io.BytesIO()
-    np.savez(buffer, array=image.array, affine=image.affine, meta=np.array(meta),
-             channel_axis=np.array(-1 if image.channel_axis is None else image.channel_axis),
-             patient_geometry=np.array(bool(image.has_patient_geometry)))
-    store.write_bytes(name, buffer.getvalue())
+    with store.writing(name) as tmp, open(tmp, "wb") as fh:  # straight to the file: no copy in memory
+        np.savez(fh, array=image.array, affine=image.affine, meta=np.array(meta),
+                 channel_axis=np.array(-1 if image.channel_axis is None else image.channel_axis),
+                 patient_geometry=np.array(bool(image.has_patient_geometry)))
     return array_sha256(image.array)
 
 
