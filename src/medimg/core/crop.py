@@ -4,13 +4,50 @@ points in the patient as the original's)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from medimg.core.image import Image
 from medimg.errors import ParameterError
 
-__all__ = ["crop_to_mask"]
+__all__ = ["crop_to_mask", "label_box"]
+
+
+def label_box(labels: np.ndarray, label: Any = True, *, count: bool = False,
+              slab_bytes: int = 1 << 22) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Index bounds (inclusive, (z, y, x)) of ``labels == label`` in a 3-D array, and with ``count``
+    its number of voxels (else 0); None when no voxel has the label. ``label`` True with a boolean
+    array: its True voxels. The array is compared ``slab_bytes`` of it at a time (whole slices; a
+    smaller array in one comparison), so no boolean array of the whole map is made; only the
+    slices that hold the label are reduced further."""
+    if labels.ndim != 3:
+        raise ParameterError(f"label_box: a 3-D array is needed, got {labels.ndim}-D")
+    nz, ny, nx = labels.shape
+    per = max(1, int(slab_bytes) // max(1, ny * nx * labels.itemsize))
+    as_is = label is True and labels.dtype == np.bool_
+    z_first = z_last = -1
+    plane = None
+    total = 0
+    for z0 in range(0, nz, per):
+        eq = labels[z0:z0 + per] if as_is else labels[z0:z0 + per] == label
+        rows = np.flatnonzero(eq.reshape(eq.shape[0], -1).any(axis=1))
+        if rows.size == 0:
+            continue
+        if z_first < 0:
+            z_first = z0 + int(rows[0])
+        z_last = z0 + int(rows[-1])
+        hit = eq[int(rows[0]):int(rows[-1]) + 1]
+        inplane = hit.any(axis=0)
+        plane = inplane if plane is None else plane | inplane
+        if count:
+            total += int(np.count_nonzero(hit))
+    if plane is None:
+        return None
+    ys = np.flatnonzero(plane.any(axis=1))
+    xs = np.flatnonzero(plane.any(axis=0))
+    return (np.asarray([z_first, ys[0], xs[0]], dtype=np.intp), np.asarray([z_last, ys[-1], xs[-1]], dtype=np.intp),
+            total)
 
 
 def crop_to_mask(image: Image, mask: Image, *, margin_mm: float = 10.0) -> Image:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core.crop import label_box
 from medimg.core.image import Image
 from medimg.core.jit import tiered, use_compiled
 from medimg.errors import FileFormatError, ParameterError, did_you_mean
@@ -211,17 +212,9 @@ def _bbox(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _label_box(labels: np.ndarray, lab: Any = True) -> tuple[np.ndarray, np.ndarray] | None:
     """Index bounds (inclusive, (z, y, x)) of ``labels == lab`` in a 3-D array (``lab`` True: of a
-    boolean ROI); None when it is empty. One comparison of the whole array, then reductions over
-    the slices that hold the label only."""
-    eq = labels if (lab is True and labels.dtype == np.bool_) else labels == lab
-    rows = np.flatnonzero(eq.reshape(eq.shape[0], -1).any(axis=1))
-    if rows.size == 0:
-        return None
-    z0, z1 = int(rows[0]), int(rows[-1])
-    plane = eq[z0:z1 + 1].any(axis=0)
-    ys = np.flatnonzero(plane.any(axis=1))
-    xs = np.flatnonzero(plane.any(axis=0))
-    return np.asarray([z0, ys[0], xs[0]], dtype=np.intp), np.asarray([z1, ys[-1], xs[-1]], dtype=np.intp)
+    boolean ROI); None when it is empty (:func:`medimg.core.crop.label_box`)."""
+    found = label_box(labels, lab)
+    return None if found is None else found[:2]
 
 
 def _check_mask(roi: np.ndarray, s: Mapping[str, Any],

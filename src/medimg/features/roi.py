@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core.crop import label_box
 from medimg.core.image import Image
 from medimg.errors import ParameterError
 from medimg.features.config import RadiomicsConfig
@@ -109,26 +110,9 @@ class Roi:
 
 def _label_bbox(labels: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Inclusive (z, y, x) bounds and voxel count of ``labels == label`` (3-D), or None when no
-    voxel has the label. A few slices at a time: no image-sized boolean mask."""
-    nz, ny, nx = labels.shape
-    step = max(1, (1 << 18) // max(1, ny * nx))
-    z_any = np.zeros(nz, dtype=bool)
-    y_any = np.zeros(ny, dtype=bool)
-    x_any = np.zeros(nx, dtype=bool)
-    count = 0
-    for z0 in range(0, nz, step):
-        sel = labels[z0:z0 + step] == label
-        in_slice = sel.any(axis=(1, 2))
-        if not in_slice.any():
-            continue
-        z_any[z0:z0 + step] = in_slice
-        y_any |= sel.any(axis=(0, 2))
-        x_any |= sel.any(axis=(0, 1))
-        count += int(np.count_nonzero(sel))
-    if count == 0:
-        return None
-    zs, ys, xs = np.flatnonzero(z_any), np.flatnonzero(y_any), np.flatnonzero(x_any)
-    return np.array([zs[0], ys[0], xs[0]]), np.array([zs[-1], ys[-1], xs[-1]]), count
+    voxel has the label (:func:`medimg.core.crop.label_box`: a few slices at a time, no image-sized
+    boolean mask)."""
+    return label_box(labels, label, count=True)
 
 
 def _as_3d(image: Image) -> tuple[np.ndarray, np.ndarray]:
