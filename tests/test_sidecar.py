@@ -269,3 +269,19 @@ def test_window_presets_is_always_a_list(tmp_path: Path) -> None:
     write_series(_phantom(), tmp_path / "ct", modality="CT", seed=0)
     assert io.read(tmp_path / "mr").meta["window_presets"] == []
     assert io.read(tmp_path / "ct").meta["window_presets"] == [{"center": 40.0, "width": 400.0}]
+
+
+def test_array_sha256_is_the_digest_of_dtype_shape_and_c_order_bytes() -> None:
+    """The digest recorded in manifests and cache records: SHA-256 of the dtype string, the shape
+    and the C-order bytes (strided, big-endian, empty and 0-d arrays too); hashing without a copy
+    must not change it."""
+    import hashlib
+
+    from medimg.core.provenance import array_sha256
+
+    r = np.random.default_rng(0)
+    arrays = [r.random((3, 4, 5)).astype(np.float32), r.random((4, 6))[:, ::2], np.zeros((0, 3)), np.array(5),
+              r.integers(0, 9, 7).astype(">i4"), np.array([True, False]), np.asfortranarray(r.random((3, 2)))]
+    for a in arrays:
+        want = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
+        assert array_sha256(a) == want

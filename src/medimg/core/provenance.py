@@ -100,7 +100,8 @@ def array_sha256(array: np.ndarray) -> str:
     """SHA-256 of an array's dtype, shape and bytes (C order)."""
     digest = hashlib.sha256()
     digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(np.ascontiguousarray(array).tobytes())
+    data = np.ascontiguousarray(array)
+    digest.update(memoryview(data.reshape(-1).view(np.uint8)) if data.size else b"")  # the bytes, not a copy
     return digest.hexdigest()
 
 
