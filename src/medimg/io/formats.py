@@ -522,6 +522,11 @@ def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
     return header.image(out.reshape(sizes[::-1]), meta)
 
 
+#: A raw one-byte label map up to this size is read in one piece by :func:`scan_nrrd_label` (then only
+#: the slices between the label's first and last byte are compared); larger ones are streamed.
+_SCAN_WHOLE_BYTES = 64 << 20
+
+
 def scan_nrrd_label(path: Path, label: Any
                     ) -> tuple[Image, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None] | None:
     """Find ``label`` in the label map of a plain single-file NRRD without keeping the map.
@@ -548,11 +553,17 @@ def scan_nrrd_label(path: Path, label: Any
             dtype = header.dtype
             fh.seek(header.data_start)
             plane = nx * ny
+            nbytes = nz * plane * dtype.itemsize
             if header.encoding != "raw":
-                decoded = _inflate(memoryview(fh.read()), nz * plane * dtype.itemsize)
+                decoded = _inflate(memoryview(fh.read()), nbytes)
                 if decoded is None:
                     return None
                 kept = _label_slices(np.frombuffer(decoded, dtype=dtype), (nz, ny, nx), label, decoded, 0)
+            elif dtype.itemsize == 1 and nbytes <= _SCAN_WHOLE_BYTES:  # one read, then memchr narrows it
+                raw = fh.read(nbytes)
+                if len(raw) != nbytes:
+                    return None
+                kept = _label_slices(np.frombuffer(raw, dtype=dtype), (nz, ny, nx), label, raw, 0)
             else:
                 per = max(1, (1 << 18) // (plane * dtype.itemsize))  # 256 KB: in cache
                 buffer = np.empty(min(per, nz) * plane, dtype=dtype)
