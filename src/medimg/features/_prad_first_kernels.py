@@ -1,0 +1,559 @@
+"""Compiled (numba) kernels of PyRadiomics's discretisation and first-order class
+(:func:`medimg.features._pyradiomics_calc.discretise` and ``firstorder``).
+
+The loops are plain Python functions compiled on first use (:func:`medimg.core.jit.compile_kernel`);
+the caller uses them only where :func:`medimg.core.jit.wanted` says so. They compute what the NumPy
+path computes, bit for bit:
+
+* :func:`gather`: the ROI's values (C order, as ``image[roi]``) as float64, their minimum and
+  maximum and whether all are finite, in one pass over the box.
+* :func:`levels`: the discretised box (``numpy.digitize``'s bins inside the ROI, 0 outside) and the
+  voxel count of each grey level, in one pass.
+* :func:`moments`: the sums the first-order features divide (the values, their shifted squares, the
+  powers of the deviations from the mean, the robust subset between the 10th and 90th percentiles),
+  each summed in NumPy's own pairwise order (``numpy.add.reduce`` on a contiguous float64 array:
+  blocks of up to 128 values with 8 accumulators, halves split at multiples of 8), so every sum is
+  the very float ``numpy.sum`` gives; and the order statistics ``numpy.percentile`` / ``median``
+  interpolate, selected without a full sort: a histogram of the values on evenly spaced bins (the bin
+  of a value is a monotone function of it, so the bins are ordered intervals) gives each wanted rank's
+  bin, and only those bins' values are sorted (or, where one holds many, selected again the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medimg.core import jit
+
+__all__ = ["gather", "levels", "moments", "QUANTILES", "N_MOMENTS"]
+
+#: The quantiles of PyRadiomics's percentiles (10, 25, 75, 90), as ``numpy.percentile`` divides them.
+QUANTILES = np.true_divide(np.asarray([10, 25, 75, 90]), 100)
+
+#: The length of :func:`moments`'s result.
+N_MOMENTS = 15
+
+
+# -------------------------------------------------------------------------------------- discretisation
+
+def _gather_loop(img: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
+    size = min(img.shape[0], roi.shape[0])
+    out = np.empty(size, dtype=np.float64)
+    n = 0
+    mn = np.inf
+    mx = -np.inf
+    finite = True
+    for i in range(size):
+        if roi[i]:
+            v = np.float64(img[i])
+            out[n] = v
+            n += 1
+            if v < mn:
+                mn = v
+            if v > mx:
+                mx = v
+            if not v - v == 0.0:  # NaN or infinite
+                finite = False
+    return out[:n], mn, mx, finite
+
+
+def _levels_loop(roi: np.ndarray, values: np.ndarray, edges: np.ndarray, q: np.ndarray) -> np.ndarray:
+    m = edges.shape[0]
+    counts = np.zeros(m + 1, dtype=np.int64)
+    first = edges[0]
+    step = (edges[m - 1] - first) / (m - 1) if m > 1 else 1.0
+    n = values.shape[0]
+    size = min(roi.shape[0], q.shape[0])
+    k = 0
+    for i in range(size):
+        if roi[i] and k < n:
+            v = values[k]
+            k += 1
+            if v != v:  # NaN sorts after every edge
+                g = m
+            else:
+                guess = (v - first) / step if step > 0 else 0.0
+                if not guess >= 0.0:
+                    g = 0
+                elif guess >= m:
+                    g = m
+                else:
+                    g = int(guess)
+                while g < m and edges[g] <= v:
+                    g += 1
+                while g > 0 and edges[g - 1] > v:
+                    g -= 1
+            q[i] = g  # edges[g - 1] <= v < edges[g]
+            counts[g] += 1
+        else:
+            q[i] = 0
+    return counts
+
+
+def gather(image: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
+    """``image[roi]`` as float64 (C order), its minimum and maximum (float64) and whether every
+    value is finite; ``image`` and ``roi`` of one shape."""
+    if image.shape != roi.shape:
+        raise ValueError(f"image {image.shape} and ROI {roi.shape} differ in shape")
+    img = np.ascontiguousarray(image).ravel()
+    if img.dtype not in (np.float32, np.float64, np.int16):
+        img = img.astype(np.float64)
+    return _kernel("_gather_loop")(img, np.ascontiguousarray(roi, dtype=np.bool_).ravel())
+
+
+def levels(roi: np.ndarray, values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box of ``numpy.digitize(values, edges)`` inside ``roi`` (0 outside; ``values``: the ROI's
+    values in C order, from :func:`gather`; ``edges`` increasing, not NaN) and the voxel count of
+    each bin 0..len(edges)."""
+    count = int(np.count_nonzero(roi))
+    if values.shape != (count,):
+        raise ValueError(f"{values.shape} values for a ROI of {count} voxels")
+    q = np.empty(roi.shape, dtype=np.intp)
+    e = np.ascontiguousarray(edges, dtype=np.float64)
+    counts = _kernel("_levels_loop")(np.ascontiguousarray(roi, dtype=np.bool_).ravel(),
+                                     np.ascontiguousarray(values, dtype=np.float64), e, q.reshape(-1))
+    return q, counts
+
+
+# ------------------------------------------------------------------------------------------ first order
+
+def _pw_plain(x: np.ndarray, lo: int, n: int) -> float:
+    """NumPy's pairwise sum (``DOUBLE_pairwise_sum``) of x[lo:lo+n], a leaf (n <= 128)."""
+    if n < 8:
+        r = 0.0
+        for i in range(lo, lo + n):
+            r += x[i]
+        return r
+    r0, r1, r2, r3 = x[lo], x[lo + 1], x[lo + 2], x[lo + 3]
+    r4, r5, r6, r7 = x[lo + 4], x[lo + 5], x[lo + 6], x[lo + 7]
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        j = lo + i
+        r0 += x[j]
+        r1 += x[j + 1]
+        r2 += x[j + 2]
+        r3 += x[j + 3]
+        r4 += x[j + 4]
+        r5 += x[j + 5]
+        r6 += x[j + 6]
+        r7 += x[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += x[lo + i]
+        i += 1
+    return res
+
+
+def _pw_abs(x: np.ndarray, c: float, lo: int, n: int) -> float:
+    """NumPy's pairwise sum of |x - c| over x[lo:lo+n]."""
+    if n < 8:
+        r = 0.0
+        for i in range(lo, lo + n):
+            r += abs(x[i] - c)
+        return r
+    r0, r1 = abs(x[lo] - c), abs(x[lo + 1] - c)
+    r2, r3 = abs(x[lo + 2] - c), abs(x[lo + 3] - c)
+    r4, r5 = abs(x[lo + 4] - c), abs(x[lo + 5] - c)
+    r6, r7 = abs(x[lo + 6] - c), abs(x[lo + 7] - c)
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        j = lo + i
+        r0 += abs(x[j] - c)
+        r1 += abs(x[j + 1] - c)
+        r2 += abs(x[j + 2] - c)
+        r3 += abs(x[j + 3] - c)
+        r4 += abs(x[j + 4] - c)
+        r5 += abs(x[j + 5] - c)
+        r6 += abs(x[j + 6] - c)
+        r7 += abs(x[j + 7] - c)
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += abs(x[lo + i] - c)
+        i += 1
+    return res
+
+
+def _pw_energy(x: np.ndarray, shift: float, lo: int, n: int) -> float:
+    """NumPy's pairwise sum of (x + shift) ** 2 over x[lo:lo+n]."""
+    if n < 8:
+        r = 0.0
+        for i in range(lo, lo + n):
+            t = x[i] + shift
+            r += t * t
+        return r
+    t0, t1, t2, t3 = x[lo] + shift, x[lo + 1] + shift, x[lo + 2] + shift, x[lo + 3] + shift
+    t4, t5, t6, t7 = x[lo + 4] + shift, x[lo + 5] + shift, x[lo + 6] + shift, x[lo + 7] + shift
+    r0, r1, r2, r3, r4, r5, r6, r7 = t0 * t0, t1 * t1, t2 * t2, t3 * t3, t4 * t4, t5 * t5, t6 * t6, t7 * t7
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        j = lo + i
+        t0, t1, t2, t3 = x[j] + shift, x[j + 1] + shift, x[j + 2] + shift, x[j + 3] + shift
+        t4, t5, t6, t7 = x[j + 4] + shift, x[j + 5] + shift, x[j + 6] + shift, x[j + 7] + shift
+        r0 += t0 * t0
+        r1 += t1 * t1
+        r2 += t2 * t2
+        r3 += t3 * t3
+        r4 += t4 * t4
+        r5 += t5 * t5
+        r6 += t6 * t6
+        r7 += t7 * t7
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        t = x[lo + i] + shift
+        res += t * t
+        i += 1
+    return res
+
+
+def _pw_dev(x: np.ndarray, mean: float, lo: int, n: int) -> tuple[float, float, float, float]:
+    """NumPy's pairwise sums of d ** 2, |d|, d ** 2 * d and d ** 2 * d ** 2 (d = x - mean, as the
+    NumPy path multiplies them) over x[lo:lo+n], at once."""
+    if n < 8:
+        s2 = 0.0
+        s1 = 0.0
+        s3 = 0.0
+        s4 = 0.0
+        for i in range(lo, lo + n):
+            d = x[i] - mean
+            d2 = d * d
+            s2 += d2
+            s1 += abs(d)
+            s3 += d2 * d
+            s4 += d2 * d2
+        return s2, s1, s3, s4
+    d0, d1, d2_, d3 = x[lo] - mean, x[lo + 1] - mean, x[lo + 2] - mean, x[lo + 3] - mean
+    d4, d5, d6, d7 = x[lo + 4] - mean, x[lo + 5] - mean, x[lo + 6] - mean, x[lo + 7] - mean
+    q0, q1, q2, q3, q4, q5, q6, q7 = d0 * d0, d1 * d1, d2_ * d2_, d3 * d3, d4 * d4, d5 * d5, d6 * d6, d7 * d7
+    b0, b1, b2, b3, b4, b5, b6, b7 = abs(d0), abs(d1), abs(d2_), abs(d3), abs(d4), abs(d5), abs(d6), abs(d7)
+    c0, c1, c2, c3 = q0 * d0, q1 * d1, q2 * d2_, q3 * d3
+    c4, c5, c6, c7 = q4 * d4, q5 * d5, q6 * d6, q7 * d7
+    e0, e1, e2, e3 = q0 * q0, q1 * q1, q2 * q2, q3 * q3
+    e4, e5, e6, e7 = q4 * q4, q5 * q5, q6 * q6, q7 * q7
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        j = lo + i
+        d0, d1, d2_, d3 = x[j] - mean, x[j + 1] - mean, x[j + 2] - mean, x[j + 3] - mean
+        d4, d5, d6, d7 = x[j + 4] - mean, x[j + 5] - mean, x[j + 6] - mean, x[j + 7] - mean
+        t0, t1, t2, t3 = d0 * d0, d1 * d1, d2_ * d2_, d3 * d3
+        t4, t5, t6, t7 = d4 * d4, d5 * d5, d6 * d6, d7 * d7
+        q0 += t0
+        q1 += t1
+        q2 += t2
+        q3 += t3
+        q4 += t4
+        q5 += t5
+        q6 += t6
+        q7 += t7
+        b0 += abs(d0)
+        b1 += abs(d1)
+        b2 += abs(d2_)
+        b3 += abs(d3)
+        b4 += abs(d4)
+        b5 += abs(d5)
+        b6 += abs(d6)
+        b7 += abs(d7)
+        c0 += t0 * d0
+        c1 += t1 * d1
+        c2 += t2 * d2_
+        c3 += t3 * d3
+        c4 += t4 * d4
+        c5 += t5 * d5
+        c6 += t6 * d6
+        c7 += t7 * d7
+        e0 += t0 * t0
+        e1 += t1 * t1
+        e2 += t2 * t2
+        e3 += t3 * t3
+        e4 += t4 * t4
+        e5 += t5 * t5
+        e6 += t6 * t6
+        e7 += t7 * t7
+        i += 8
+    s2 = ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7))
+    s1 = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7))
+    s3 = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7))
+    s4 = ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7))
+    while i < n:
+        d = x[lo + i] - mean
+        d2 = d * d
+        s2 += d2
+        s1 += abs(d)
+        s3 += d2 * d
+        s4 += d2 * d2
+        i += 1
+    return s2, s1, s3, s4
+
+
+def _leaf(x: np.ndarray, kind: int, c: float, lo: int, n: int) -> tuple[float, float, float, float]:
+    if kind == 0:
+        return _pw_plain(x, lo, n), 0.0, 0.0, 0.0
+    if kind == 1:
+        return _pw_abs(x, c, lo, n), 0.0, 0.0, 0.0
+    if kind == 2:
+        return _pw_energy(x, c, lo, n), 0.0, 0.0, 0.0
+    return _pw_dev(x, c, lo, n)
+
+
+def _pairwise(x: np.ndarray, kind: int, c: float) -> tuple[float, float, float, float]:
+    """``numpy.sum`` of x's terms (kind 0: x, 1: |x - c|, 2: (x + c) ** 2, 3: the four of
+    :func:`_pw_dev`), in NumPy's pairwise order: halves split at a multiple of 8 down to leaves of at
+    most 128 values, each half summed before the two are added (an explicit stack: numba's cache
+    does not reload recursive functions safely)."""
+    n = x.shape[0]
+    if n < 8:
+        return _leaf(x, kind, c, 0, n)  # the reduction's 0.0 start: added below as NumPy adds it
+    # frames: start, length, stage (0: new, 1: left half pending, 2: right half pending)
+    f_lo = np.empty(64, dtype=np.int64)
+    f_n = np.empty(64, dtype=np.int64)
+    f_stage = np.empty(64, dtype=np.int64)
+    left = np.empty((64, 4))
+    f_lo[0] = 0
+    f_n[0] = n
+    f_stage[0] = 0
+    top = 0
+    r0 = r1 = r2 = r3 = 0.0
+    returned = False
+    while top >= 0:
+        if returned:
+            if f_stage[top] == 1:  # the left half came back: keep it, do the right half
+                left[top, 0], left[top, 1], left[top, 2], left[top, 3] = r0, r1, r2, r3
+                f_stage[top] = 2
+                n2 = f_n[top] // 2
+                n2 -= n2 % 8
+                f_lo[top + 1] = f_lo[top] + n2
+                f_n[top + 1] = f_n[top] - n2
+                f_stage[top + 1] = 0
+                top += 1
+                returned = False
+            else:  # both halves back
+                r0 = left[top, 0] + r0
+                r1 = left[top, 1] + r1
+                r2 = left[top, 2] + r2
+                r3 = left[top, 3] + r3
+                top -= 1
+            continue
+        m = f_n[top]
+        if m <= 128:
+            r0, r1, r2, r3 = _leaf(x, kind, c, f_lo[top], m)
+            top -= 1
+            returned = True
+            continue
+        if top + 1 >= 64:  # pragma: no cover - needs more than 2**60 values
+            raise ValueError("too many values")
+        f_stage[top] = 1
+        n2 = m // 2
+        n2 -= n2 % 8
+        f_lo[top + 1] = f_lo[top]
+        f_n[top + 1] = n2
+        f_stage[top + 1] = 0
+        top += 1
+    return r0, r1, r2, r3
+
+
+def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(buf, lo, hi, rr): the ranks[j]-th smallest of x (ranks ascending, in range) is the rr[j]-th
+    smallest of buf[lo[j]:hi[j]]: the values of the histogram bin holding it (evenly spaced bins over
+    [min, max]; a value's bin is monotone in it, so the bins are ordered intervals), or all of x
+    where it does not split (one value, few values, a range beyond float64)."""
+    n = x.shape[0]
+    nr = ranks.shape[0]
+    lo = np.zeros(nr, dtype=np.int64)
+    hi = np.full(nr, n, dtype=np.int64)
+    rr = ranks.copy()
+    mn = x[0]
+    mx = x[0]
+    for i in range(n):
+        v = x[i]
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+    nb = max(n // 4, 2)
+    scale = nb / (mx - mn) if mx > mn else 0.0
+    if n <= 64 or not (scale > 0.0 and scale < np.inf):
+        return x, lo, hi, rr
+    hist = np.zeros(nb + 1, dtype=np.int64)
+    for i in range(n):
+        hist[min(int((x[i] - mn) * scale), nb - 1) + 1] += 1
+    for b in range(nb):
+        hist[b + 1] += hist[b]  # hist[b]: the values in the bins before b
+    rb = np.empty(nr, dtype=np.int64)
+    b = 0
+    for j in range(nr):
+        while hist[b + 1] <= ranks[j]:
+            b += 1
+        rb[j] = b
+    slot = np.full(nb, -1, dtype=np.int64)
+    start = np.zeros(nr + 1, dtype=np.int64)
+    nslot = 0
+    for j in range(nr):
+        if slot[rb[j]] < 0:
+            slot[rb[j]] = nslot
+            start[nslot + 1] = start[nslot] + hist[rb[j] + 1] - hist[rb[j]]
+            nslot += 1
+    buf = np.empty(start[nslot], dtype=np.float64)
+    fill = start[:nslot].copy()
+    for i in range(n):
+        v = x[i]
+        s = slot[min(int((v - mn) * scale), nb - 1)]
+        if s >= 0:
+            buf[fill[s]] = v
+            fill[s] += 1
+    for j in range(nr):
+        s = slot[rb[j]]
+        lo[j] = start[s]
+        hi[j] = start[s + 1]
+        rr[j] = ranks[j] - hist[rb[j]]
+    return buf, lo, hi, rr
+
+
+def _pick(seg: np.ndarray, rr: np.ndarray, out: np.ndarray) -> None:
+    """out[j] = the rr[j]-th smallest of seg."""
+    mn = seg[0]
+    mx = seg[0]
+    for i in range(seg.shape[0]):
+        if seg[i] < mn:
+            mn = seg[i]
+        if seg[i] > mx:
+            mx = seg[i]
+    if mn == mx:
+        for j in range(rr.shape[0]):
+            out[j] = mn
+        return
+    xs = np.sort(seg)
+    for j in range(rr.shape[0]):
+        out[j] = xs[rr[j]]
+
+
+def _select(x: np.ndarray, ranks: np.ndarray, out: np.ndarray) -> None:
+    """out[j] = the ranks[j]-th smallest of x (ranks ascending, in range): the histogram bins of
+    the wanted ranks (:func:`_locate`), twice where a bin holds many values, then sorted."""
+    n = x.shape[0]
+    nr = ranks.shape[0]
+    buf, lo, hi, rr = _locate(x, ranks)
+    j = 0
+    while j < nr:
+        e = j
+        while e < nr and lo[e] == lo[j]:
+            e += 1
+        seg = buf[lo[j]:hi[j]]
+        if seg.shape[0] > 256 and seg.shape[0] < n:
+            buf2, lo2, hi2, rr2 = _locate(seg, rr[j:e])
+            k = j
+            while k < e:
+                g = k
+                while g < e and lo2[g - j] == lo2[k - j]:
+                    g += 1
+                _pick(buf2[lo2[k - j]:hi2[k - j]], rr2[k - j:g - j], out[k:g])
+                k = g
+        else:
+            _pick(seg, rr[j:e], out[j:e])
+        j = e
+
+
+def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray) -> np.ndarray:
+    n = x.shape[0]
+    res = np.full(15, np.nan)
+    if n == 0:
+        return res
+    nq = qs.shape[0]
+    # the order statistics numpy.percentile interpolates (its own index arithmetic) and the median's
+    ranks = np.empty(2 * nq + 4, dtype=np.int64)
+    virtual = np.empty(nq)
+    prev = np.empty(nq, dtype=np.int64)
+    for j in range(nq):
+        virtual[j] = (n - 1) * qs[j]
+        p = np.floor(virtual[j])
+        if virtual[j] >= n - 1:
+            prev[j] = -1
+            ranks[2 * j] = n - 1
+            ranks[2 * j + 1] = n - 1
+        else:
+            prev[j] = np.int64(p)
+            ranks[2 * j] = np.int64(p)
+            ranks[2 * j + 1] = np.int64(p + 1)
+    half = n // 2
+    ranks[2 * nq] = half - 1 if n % 2 == 0 else half
+    ranks[2 * nq + 1] = half
+    ranks[2 * nq + 2] = 0
+    ranks[2 * nq + 3] = n - 1
+    order = np.argsort(ranks)
+    stats = np.empty(ranks.shape[0])
+    _select(x, ranks[order], stats)
+    at = np.empty(ranks.shape[0])
+    at[order] = stats
+    pct = np.empty(nq)
+    for j in range(nq):
+        a = at[2 * j]
+        b = at[2 * j + 1]
+        gamma = virtual[j] - np.float64(prev[j])
+        diff = b - a
+        if gamma >= 0.5:
+            pct[j] = b - diff * (1 - gamma)
+        else:
+            pct[j] = a + diff * gamma
+    total = 0.0 + _pairwise(x, 0, 0.0)[0]
+    mean = total / n
+    energy = 0.0 + _pairwise(x, 2, shift)[0]
+    s2, s1, s3, s4 = _pairwise(x, 3, mean)
+    # the robust subset [10th, 90th percentile], in the values' order
+    p10 = pct[0]
+    p90 = pct[nq - 1]
+    sub = np.empty(n)
+    m = 0
+    for i in range(n):
+        v = x[i]
+        if v >= p10 and v <= p90:
+            sub[m] = v
+            m += 1
+    res[0] = mean
+    res[1] = energy
+    res[2] = 0.0 + s2
+    res[3] = 0.0 + s1
+    res[4] = 0.0 + s3
+    res[5] = 0.0 + s4
+    res[6] = at[2 * nq + 2]
+    res[7] = at[2 * nq + 3]
+    res[8] = ((0.0 + at[2 * nq]) + at[2 * nq + 1]) / 2.0 if n % 2 == 0 else (0.0 + at[2 * nq + 1]) / 1.0
+    res[9] = m
+    if m:
+        sub = sub[:m]
+        sub_mean = (0.0 + _pairwise(sub, 0, 0.0)[0]) / m
+        res[10] = (0.0 + _pairwise(sub, 1, sub_mean)[0]) / m
+    for j in range(nq):
+        res[11 + j] = pct[j]
+    return res
+
+
+def moments(values: np.ndarray, shift: float, qs: np.ndarray = QUANTILES) -> np.ndarray:
+    """From the ROI's values (float64, finite): [mean, sum of (x + shift) ** 2, sums of d ** 2, |d|,
+    d ** 3, d ** 4 (d = x - mean), minimum, maximum, median, robust subset size, its mean absolute
+    deviation, then ``numpy.percentile(values, 100 qs)`` (4 values)], each sum in NumPy's pairwise
+    order (module notes); NaN where ``values`` is empty."""
+    x = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    q = np.ascontiguousarray(qs, dtype=np.float64)
+    if q.shape != (4,) or not np.all((q >= 0) & (q <= 1)):
+        raise ValueError("moments takes 4 quantiles in [0, 1]")
+    return _kernel("_moments_loop")(x, float(shift), q)
+
+
+_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_leaf", "_pairwise", "_locate", "_pick", "_select")
+
+
+def _kernel(name: str) -> Any:
+    """The compiled version of this module's function ``name`` (its helpers compiled first)."""
+    space = globals()
+    for helper in (*_HELPERS, name):
+        func = space[helper]
+        if not hasattr(func, "py_func"):
+            space[helper] = jit.compile_kernel(func)
+    return space[name]
