@@ -32,6 +32,9 @@ __all__ = ["gather", "levels", "moments", "QUANTILES", "N_MOMENTS"]
 #: The quantiles of PyRadiomics's percentiles (10, 25, 75, 90), as ``numpy.percentile`` divides them.
 QUANTILES = np.true_divide(np.asarray([10, 25, 75, 90]), 100)
 
+#: The most histogram bins :func:`_locate` uses (its counts stay in the L1 cache).
+_MAX_BINS = 2048
+
 #: The length of :func:`moments`'s result.
 N_MOMENTS = 15
 
@@ -59,11 +62,12 @@ def _gather_loop(img: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float, f
     return out[:n], mn, mx, finite
 
 
-def _levels_loop(roi: np.ndarray, values: np.ndarray, edges: np.ndarray, q: np.ndarray) -> np.ndarray:
-    m = edges.shape[0]
+def _levels_loop(roi: np.ndarray, values: np.ndarray, ext: np.ndarray, q: np.ndarray) -> np.ndarray:
+    # ext: -inf, the edges, +inf; a value's bin g (0..m) has ext[g] <= v < ext[g + 1]
+    m = ext.shape[0] - 2
     counts = np.zeros(m + 1, dtype=np.int64)
-    first = edges[0]
-    step = (edges[m - 1] - first) / (m - 1) if m > 1 else 1.0
+    first = ext[1]
+    inv = (m - 1) / (ext[m] - first) if m > 1 and ext[m] > first else 0.0
     n = values.shape[0]
     size = min(roi.shape[0], q.shape[0])
     k = 0
@@ -74,18 +78,15 @@ def _levels_loop(roi: np.ndarray, values: np.ndarray, edges: np.ndarray, q: np.n
             if v != v:  # NaN sorts after every edge
                 g = m
             else:
-                guess = (v - first) / step if step > 0 else 0.0
-                if not guess >= 0.0:
-                    g = 0
-                elif guess >= m:
-                    g = m
-                else:
-                    g = int(guess)
-                while g < m and edges[g] <= v:
+                guess = (v - first) * inv  # evenly spaced edges: the bin or one beside it
+                g = 0 if not guess >= 0.0 else (m if guess >= m else int(guess))
+                g += 1 if ext[g + 1] <= v else 0
+                g -= 1 if ext[g] > v else 0
+                while g < m and ext[g + 1] <= v:
                     g += 1
-                while g > 0 and edges[g - 1] > v:
+                while ext[g] > v:
                     g -= 1
-            q[i] = g  # edges[g - 1] <= v < edges[g]
+            q[i] = g
             counts[g] += 1
         else:
             q[i] = 0
@@ -111,9 +112,12 @@ def levels(roi: np.ndarray, values: np.ndarray, edges: np.ndarray) -> tuple[np.n
     if values.shape != (count,):
         raise ValueError(f"{values.shape} values for a ROI of {count} voxels")
     q = np.empty(roi.shape, dtype=np.intp)
-    e = np.ascontiguousarray(edges, dtype=np.float64)
+    ext = np.empty(len(edges) + 2)
+    ext[0] = -np.inf
+    ext[1:-1] = edges
+    ext[-1] = np.inf
     counts = _kernel("_levels_loop")(np.ascontiguousarray(roi, dtype=np.bool_).ravel(),
-                                     np.ascontiguousarray(values, dtype=np.float64), e, q.reshape(-1))
+                                     np.ascontiguousarray(values, dtype=np.float64), ext, q.reshape(-1))
     return q, counts
 
 
@@ -359,6 +363,27 @@ def _pairwise(x: np.ndarray, kind: int, c: float) -> tuple[float, float, float, 
     return r0, r1, r2, r3
 
 
+def _extent(x: np.ndarray) -> tuple[float, float]:
+    """(min, max) of x (not empty, no NaN), four running pairs (no chain of dependent compares)."""
+    n = x.shape[0]
+    a0 = a1 = a2 = a3 = x[0]
+    b0 = b1 = b2 = b3 = x[0]
+    stop = n - n % 4
+    for i in range(0, stop, 4):
+        a0 = min(a0, x[i])
+        a1 = min(a1, x[i + 1])
+        a2 = min(a2, x[i + 2])
+        a3 = min(a3, x[i + 3])
+        b0 = max(b0, x[i])
+        b1 = max(b1, x[i + 1])
+        b2 = max(b2, x[i + 2])
+        b3 = max(b3, x[i + 3])
+    for i in range(stop, n):
+        a0 = min(a0, x[i])
+        b0 = max(b0, x[i])
+    return min(min(a0, a1), min(a2, a3)), max(max(b0, b1), max(b2, b3))
+
+
 def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(buf, lo, hi, rr): the ranks[j]-th smallest of x (ranks ascending, in range) is the rr[j]-th
     smallest of buf[lo[j]:hi[j]]: the values of the histogram bin holding it (evenly spaced bins over
@@ -369,23 +394,24 @@ def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     lo = np.zeros(nr, dtype=np.int64)
     hi = np.full(nr, n, dtype=np.int64)
     rr = ranks.copy()
-    mn = x[0]
-    mx = x[0]
-    for i in range(n):
-        v = x[i]
-        if v < mn:
-            mn = v
-        if v > mx:
-            mx = v
-    nb = max(n // 4, 2)
+    mn, mx = _extent(x)
+    nb = min(max(n // 4, 2), _MAX_BINS)
     scale = nb / (mx - mn) if mx > mn else 0.0
     if n <= 64 or not (scale > 0.0 and scale < np.inf):
         return x, lo, hi, rr
+    # four interleaved counts: neighbouring voxels fall in one bin, and one counter would wait on itself
+    h4 = np.zeros((4, nb), dtype=np.int32)
+    stop = n - n % 4
+    for i in range(0, stop, 4):
+        h4[0, min(int((x[i] - mn) * scale), nb - 1)] += 1
+        h4[1, min(int((x[i + 1] - mn) * scale), nb - 1)] += 1
+        h4[2, min(int((x[i + 2] - mn) * scale), nb - 1)] += 1
+        h4[3, min(int((x[i + 3] - mn) * scale), nb - 1)] += 1
+    for i in range(stop, n):
+        h4[0, min(int((x[i] - mn) * scale), nb - 1)] += 1
     hist = np.zeros(nb + 1, dtype=np.int64)
-    for i in range(n):
-        hist[min(int((x[i] - mn) * scale), nb - 1) + 1] += 1
     for b in range(nb):
-        hist[b + 1] += hist[b]  # hist[b]: the values in the bins before b
+        hist[b + 1] = hist[b] + h4[0, b] + h4[1, b] + h4[2, b] + h4[3, b]  # hist[b]: the values before bin b
     rb = np.empty(nr, dtype=np.int64)
     b = 0
     for j in range(nr):
@@ -418,13 +444,7 @@ def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 def _pick(seg: np.ndarray, rr: np.ndarray, out: np.ndarray) -> None:
     """out[j] = the rr[j]-th smallest of seg."""
-    mn = seg[0]
-    mx = seg[0]
-    for i in range(seg.shape[0]):
-        if seg[i] < mn:
-            mn = seg[i]
-        if seg[i] > mx:
-            mx = seg[i]
+    mn, mx = _extent(seg)
     if mn == mx:
         for j in range(rr.shape[0]):
             out[j] = mn
@@ -546,7 +566,7 @@ def moments(values: np.ndarray, shift: float, qs: np.ndarray = QUANTILES) -> np.
     return _kernel("_moments_loop")(x, float(shift), q)
 
 
-_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_leaf", "_pairwise", "_locate", "_pick", "_select")
+_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_leaf", "_pairwise", "_extent", "_locate", "_pick", "_select")
 
 
 def _kernel(name: str) -> Any:
