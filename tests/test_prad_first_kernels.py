@@ -44,6 +44,8 @@ def test_pairwise_sums_are_numpys():
         assert 0.0 + pairwise(x, 0, 0.0)[0] == np.sum(x), n
         assert 0.0 + pairwise(x, 1, c)[0] == np.sum(np.abs(x - c)), n
         assert 0.0 + pairwise(x, 2, c)[0] == np.sum((x + c) ** 2), n
+        both = pairwise(x, 4, c)
+        assert (0.0 + both[0], 0.0 + both[1]) == (np.sum(x), np.sum((x + c) ** 2)), n
         got = pairwise(x, 3, c)
         want = (np.sum(d2), np.sum(np.abs(d)), np.sum(d2 * d), np.sum(d2 * d2))
         assert all(0.0 + g == w for g, w in zip(got, want, strict=True)), n

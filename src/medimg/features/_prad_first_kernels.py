@@ -297,6 +297,56 @@ def _pw_dev(x: np.ndarray, mean: float, lo: int, n: int) -> tuple[float, float, 
     return s2, s1, s3, s4
 
 
+def _pw_sum_energy(x: np.ndarray, shift: float, lo: int, n: int) -> tuple[float, float]:
+    """:func:`_pw_plain` and :func:`_pw_energy` of x[lo:lo+n] at once."""
+    if n < 8:
+        r = 0.0
+        e = 0.0
+        for i in range(lo, lo + n):
+            r += x[i]
+            t = x[i] + shift
+            e += t * t
+        return r, e
+    r0, r1, r2, r3 = x[lo], x[lo + 1], x[lo + 2], x[lo + 3]
+    r4, r5, r6, r7 = x[lo + 4], x[lo + 5], x[lo + 6], x[lo + 7]
+    t0, t1, t2, t3 = r0 + shift, r1 + shift, r2 + shift, r3 + shift
+    t4, t5, t6, t7 = r4 + shift, r5 + shift, r6 + shift, r7 + shift
+    e0, e1, e2, e3, e4, e5, e6, e7 = t0 * t0, t1 * t1, t2 * t2, t3 * t3, t4 * t4, t5 * t5, t6 * t6, t7 * t7
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        j = lo + i
+        v0, v1, v2, v3 = x[j], x[j + 1], x[j + 2], x[j + 3]
+        v4, v5, v6, v7 = x[j + 4], x[j + 5], x[j + 6], x[j + 7]
+        r0 += v0
+        r1 += v1
+        r2 += v2
+        r3 += v3
+        r4 += v4
+        r5 += v5
+        r6 += v6
+        r7 += v7
+        t0, t1, t2, t3 = v0 + shift, v1 + shift, v2 + shift, v3 + shift
+        t4, t5, t6, t7 = v4 + shift, v5 + shift, v6 + shift, v7 + shift
+        e0 += t0 * t0
+        e1 += t1 * t1
+        e2 += t2 * t2
+        e3 += t3 * t3
+        e4 += t4 * t4
+        e5 += t5 * t5
+        e6 += t6 * t6
+        e7 += t7 * t7
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    en = ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7))
+    while i < n:
+        res += x[lo + i]
+        t = x[lo + i] + shift
+        en += t * t
+        i += 1
+    return res, en
+
+
 def _leaf(x: np.ndarray, kind: int, c: float, lo: int, n: int) -> tuple[float, float, float, float]:
     if kind == 0:
         return _pw_plain(x, lo, n), 0.0, 0.0, 0.0
@@ -304,12 +354,15 @@ def _leaf(x: np.ndarray, kind: int, c: float, lo: int, n: int) -> tuple[float, f
         return _pw_abs(x, c, lo, n), 0.0, 0.0, 0.0
     if kind == 2:
         return _pw_energy(x, c, lo, n), 0.0, 0.0, 0.0
+    if kind == 4:
+        a, b = _pw_sum_energy(x, c, lo, n)
+        return a, b, 0.0, 0.0
     return _pw_dev(x, c, lo, n)
 
 
 def _pairwise(x: np.ndarray, kind: int, c: float) -> tuple[float, float, float, float]:
     """``numpy.sum`` of x's terms (kind 0: x, 1: |x - c|, 2: (x + c) ** 2, 3: the four of
-    :func:`_pw_dev`), in NumPy's pairwise order: halves split at a multiple of 8 down to leaves of at
+    :func:`_pw_dev`, 4: x and (x + c) ** 2), in NumPy's pairwise order: halves split at a multiple of 8 down to leaves of at
     most 128 values, each half summed before the two are added (an explicit stack: numba's cache
     does not reload recursive functions safely)."""
     n = x.shape[0]
@@ -521,9 +574,9 @@ def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray) -> np.ndarray:
             pct[j] = b - diff * (1 - gamma)
         else:
             pct[j] = a + diff * gamma
-    total = 0.0 + _pairwise(x, 0, 0.0)[0]
-    mean = total / n
-    energy = 0.0 + _pairwise(x, 2, shift)[0]
+    total, energy, _, _ = _pairwise(x, 4, shift)
+    mean = (0.0 + total) / n
+    energy = 0.0 + energy
     s2, s1, s3, s4 = _pairwise(x, 3, mean)
     # the robust subset [10th, 90th percentile], in the values' order
     p10 = pct[0]
@@ -566,7 +619,7 @@ def moments(values: np.ndarray, shift: float, qs: np.ndarray = QUANTILES) -> np.
     return _kernel("_moments_loop")(x, float(shift), q)
 
 
-_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_leaf", "_pairwise", "_extent", "_locate", "_pick", "_select")
+_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_pw_sum_energy", "_leaf", "_pairwise", "_extent", "_locate", "_pick", "_select")
 
 
 def _kernel(name: str) -> Any:
