@@ -123,6 +123,10 @@ def test_gather_and_levels_equal_numpy():
                                bin_count=None if seed % 4 else int(r.integers(1, 40)))
         if seed % 5 == 0:  # values on the edges
             values = edges[r.integers(0, edges.size, values.size)]
+        if seed % 7 == 0:  # and beyond them, infinite, NaN
+            extra = np.asarray([np.inf, -np.inf, np.nan, edges[0] - 1e9, edges[-1] + 1e9, edges[-1]])
+            values = values.copy()
+            values[r.integers(0, values.size, 6)] = extra
         with use_compiled(True):
             q, counts = kernels.levels(roi, values, edges)
         q0 = np.zeros(shape, dtype=np.intp)
