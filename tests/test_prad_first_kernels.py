@@ -74,8 +74,12 @@ def test_order_statistics_are_a_sorts(case):
     r = np.random.default_rng(n)
     ranks = np.unique(np.concatenate([[0, n - 1, n // 2], r.integers(0, n, 9)])).astype(np.int64)
     out = np.empty(ranks.size)
-    select(x, ranks, out)
+    select(x, ranks, out, x.min(), x.max())
     assert np.array_equal(out, np.sort(x)[ranks])
+    if n > 1 and x.min() < x.max():  # a wrong extent: values clamped to the end bins, no access out of bounds
+        third = x.max() / 3 - x.min() / 3
+        select(x, ranks, out, x.min() + third, x.max() - third)
+        assert np.array_equal(out, np.sort(x)[ranks])
 
 
 @pytest.mark.parametrize("case", list(_order_cases()), ids=lambda c: c[0])
@@ -84,6 +88,7 @@ def test_moments_equal_numpy(case):
     _, x = case
     with use_compiled(True):
         got = kernels.moments(x, 0.0)
+        assert np.array_equal(kernels.moments(x, 0.0, extent=(x.min(), x.max())), got, equal_nan=True)
     x = np.asarray(x, dtype=float)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = x.mean()

@@ -446,17 +446,18 @@ def _extent(x: np.ndarray) -> tuple[float, float]:
     return min(min(a0, a1), min(a2, a3)), max(max(b0, b1), max(b2, b3))
 
 
-def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _locate(x: np.ndarray, ranks: np.ndarray, mn: float, mx: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(buf, lo, hi, rr): the ranks[j]-th smallest of x (ranks ascending, in range) is the rr[j]-th
     smallest of buf[lo[j]:hi[j]]: the values of the histogram bin holding it (evenly spaced bins over
     [min, max]; a value's bin is monotone in it, so the bins are ordered intervals), or all of x
-    where it does not split (one value, few values, a range beyond float64)."""
+    where it does not split (one value, few values, a range beyond float64). mn, mx: x's extent (a
+    wrong one gives wrong values, never an access out of bounds)."""
     n = x.shape[0]
     nr = ranks.shape[0]
     lo = np.zeros(nr, dtype=np.int64)
     hi = np.full(nr, n, dtype=np.int64)
     rr = ranks.copy()
-    mn, mx = _extent(x)
     nb = min(max(n // 4, 2), _MAX_BINS)
     scale = nb / (mx - mn) if mx > mn else 0.0
     if n <= 64 or not (scale > 0.0 and scale < np.inf):
@@ -465,12 +466,12 @@ def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     h4 = np.zeros((4, nb), dtype=np.int32)
     stop = n - n % 4
     for i in range(0, stop, 4):
-        h4[0, min(int((x[i] - mn) * scale), nb - 1)] += 1
-        h4[1, min(int((x[i + 1] - mn) * scale), nb - 1)] += 1
-        h4[2, min(int((x[i + 2] - mn) * scale), nb - 1)] += 1
-        h4[3, min(int((x[i + 3] - mn) * scale), nb - 1)] += 1
+        h4[0, min(max(int((x[i] - mn) * scale), 0), nb - 1)] += 1
+        h4[1, min(max(int((x[i + 1] - mn) * scale), 0), nb - 1)] += 1
+        h4[2, min(max(int((x[i + 2] - mn) * scale), 0), nb - 1)] += 1
+        h4[3, min(max(int((x[i + 3] - mn) * scale), 0), nb - 1)] += 1
     for i in range(stop, n):
-        h4[0, min(int((x[i] - mn) * scale), nb - 1)] += 1
+        h4[0, min(max(int((x[i] - mn) * scale), 0), nb - 1)] += 1
     hist = np.zeros(nb + 1, dtype=np.int64)
     for b in range(nb):
         hist[b + 1] = hist[b] + h4[0, b] + h4[1, b] + h4[2, b] + h4[3, b]  # hist[b]: the values before bin b
@@ -492,7 +493,7 @@ def _locate(x: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     fill = start[:nslot].copy()
     for i in range(n):
         v = x[i]
-        s = slot[min(int((v - mn) * scale), nb - 1)]
+        s = slot[min(max(int((v - mn) * scale), 0), nb - 1)]
         if s >= 0:
             buf[fill[s]] = v
             fill[s] += 1
@@ -516,12 +517,13 @@ def _pick(seg: np.ndarray, rr: np.ndarray, out: np.ndarray) -> None:
         out[j] = xs[rr[j]]
 
 
-def _select(x: np.ndarray, ranks: np.ndarray, out: np.ndarray) -> None:
+def _select(x: np.ndarray, ranks: np.ndarray, out: np.ndarray, mn: float, mx: float) -> None:
     """out[j] = the ranks[j]-th smallest of x (ranks ascending, in range): the histogram bins of
-    the wanted ranks (:func:`_locate`), twice where a bin holds many values, then sorted."""
+    the wanted ranks (:func:`_locate`; mn, mx: x's extent), twice where a bin holds many values,
+    then sorted."""
     n = x.shape[0]
     nr = ranks.shape[0]
-    buf, lo, hi, rr = _locate(x, ranks)
+    buf, lo, hi, rr = _locate(x, ranks, mn, mx)
     j = 0
     while j < nr:
         e = j
@@ -529,7 +531,8 @@ def _select(x: np.ndarray, ranks: np.ndarray, out: np.ndarray) -> None:
             e += 1
         seg = buf[lo[j]:hi[j]]
         if seg.shape[0] > 256 and seg.shape[0] < n:
-            buf2, lo2, hi2, rr2 = _locate(seg, rr[j:e])
+            smn, smx = _extent(seg)
+            buf2, lo2, hi2, rr2 = _locate(seg, rr[j:e], smn, smx)
             k = j
             while k < e:
                 g = k
@@ -542,14 +545,16 @@ def _select(x: np.ndarray, ranks: np.ndarray, out: np.ndarray) -> None:
         j = e
 
 
-def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray) -> np.ndarray:
+def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray, mn: float, mx: float) -> np.ndarray:
     n = x.shape[0]
     res = np.full(15, np.nan)
     if n == 0:
         return res
+    if not (mn <= mx):  # not given
+        mn, mx = _extent(x)
     nq = qs.shape[0]
     # the order statistics numpy.percentile interpolates (its own index arithmetic) and the median's
-    ranks = np.empty(2 * nq + 4, dtype=np.int64)
+    ranks = np.empty(2 * nq + 2, dtype=np.int64)
     virtual = np.empty(nq)
     prev = np.empty(nq, dtype=np.int64)
     for j in range(nq):
@@ -566,11 +571,9 @@ def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray) -> np.ndarray:
     half = n // 2
     ranks[2 * nq] = half - 1 if n % 2 == 0 else half
     ranks[2 * nq + 1] = half
-    ranks[2 * nq + 2] = 0
-    ranks[2 * nq + 3] = n - 1
     order = np.argsort(ranks)
     stats = np.empty(ranks.shape[0])
-    _select(x, ranks[order], stats)
+    _select(x, ranks[order], stats, mn, mx)
     at = np.empty(ranks.shape[0])
     at[order] = stats
     pct = np.empty(nq)
@@ -602,8 +605,8 @@ def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray) -> np.ndarray:
     res[3] = 0.0 + s1
     res[4] = 0.0 + s3
     res[5] = 0.0 + s4
-    res[6] = at[2 * nq + 2]
-    res[7] = at[2 * nq + 3]
+    res[6] = mn
+    res[7] = mx
     res[8] = ((0.0 + at[2 * nq]) + at[2 * nq + 1]) / 2.0 if n % 2 == 0 else (0.0 + at[2 * nq + 1]) / 1.0
     res[9] = m
     if m:
@@ -615,16 +618,19 @@ def _moments_loop(x: np.ndarray, shift: float, qs: np.ndarray) -> np.ndarray:
     return res
 
 
-def moments(values: np.ndarray, shift: float, qs: np.ndarray = QUANTILES) -> np.ndarray:
+def moments(values: np.ndarray, shift: float, qs: np.ndarray = QUANTILES,
+            extent: tuple[float, float] | None = None) -> np.ndarray:
     """From the ROI's values (float64, finite): [mean, sum of (x + shift) ** 2, sums of d ** 2, |d|,
     d ** 3, d ** 4 (d = x - mean), minimum, maximum, median, robust subset size, its mean absolute
     deviation, then ``numpy.percentile(values, 100 qs)`` (4 values)], each sum in NumPy's pairwise
-    order (module notes); NaN where ``values`` is empty."""
+    order (module notes); NaN where ``values`` is empty. ``extent``: the values' (minimum,
+    maximum) where known (:func:`gather` gives them), saving a pass."""
     x = np.ascontiguousarray(values, dtype=np.float64).ravel()
     q = np.ascontiguousarray(qs, dtype=np.float64)
     if q.shape != (4,) or not np.all((q >= 0) & (q <= 1)):
         raise ValueError("moments takes 4 quantiles in [0, 1]")
-    return _kernel("_moments_loop")(x, float(shift), q)
+    mn, mx = (np.nan, np.nan) if extent is None else (float(extent[0]), float(extent[1]))
+    return _kernel("_moments_loop")(x, float(shift), q, mn, mx)
 
 
 _HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_pw_sum_energy", "_leaf", "_pairwise", "_extent", "_locate", "_pick", "_select")

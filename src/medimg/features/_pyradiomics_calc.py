@@ -128,14 +128,16 @@ def _range_edges(minimum: Any, maximum: Any, dtype: np.dtype, settings: Mapping[
 class Binned:
     """A discretised ROI: ``q`` (grey levels 1..Ng inside, 0 outside, the box's shape) and, from the
     compiled path, the ROI's values (float64, C order: ``image[roi]``) and the voxel count of each
-    grey level 0..len(edges) (``None`` on the NumPy path)."""
+    grey level 0..len(edges) and the values' (minimum, maximum) (``None`` on the NumPy path)."""
 
-    __slots__ = ("q", "values", "counts")
+    __slots__ = ("q", "values", "counts", "extent")
 
-    def __init__(self, q: np.ndarray, values: np.ndarray | None = None, counts: np.ndarray | None = None) -> None:
+    def __init__(self, q: np.ndarray, values: np.ndarray | None = None, counts: np.ndarray | None = None,
+                 extent: tuple[float, float] | None = None) -> None:
         self.q = q
         self.values = values
         self.counts = counts
+        self.extent = extent
 
 
 #: The dtypes whose values float64 holds exactly (the compiled binning compares in float64).
@@ -155,7 +157,7 @@ def binned(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) -> B
             edges = _range_edges(minimum, maximum, image.dtype, settings)
             if edges.ndim == 1 and edges.size and not np.any(edges[1:] < edges[:-1]):
                 q, counts = kernels.levels(roi, values, edges)
-                return Binned(q, values, counts)
+                return Binned(q, values, counts, (minimum, maximum))
     return Binned(_discretise(image, roi, settings))
 
 
@@ -405,19 +407,20 @@ def _firstorder_compiled(image: np.ndarray, roi: np.ndarray, spacing: tuple[floa
     from medimg.features import _prad_first_kernels as kernels
 
     if isinstance(q, Binned) and q.values is not None:
-        values, counts = q.values, q.counts
+        values, counts, extent = q.values, q.counts, q.extent
     else:
         if image.dtype not in _EXACT_DTYPES or image.shape != roi.shape:
             return None
-        values, _, _, finite = kernels.gather(image, roi)
+        values, minimum, maximum, finite = kernels.gather(image, roi)
         if not finite or not values.size:
             return None
+        extent = (minimum, maximum)
         box = q.q if isinstance(q, Binned) else q
         counts = np.bincount((discretise(image, roi, settings) if box is None else box)[roi])
     n = values.size
     shift = settings.get("voxelArrayShift", 0)
     (mean, energy, s2, s1, s3, s4, minimum, maximum, median, _, robust,
-     p10, p25, p75, p90) = kernels.moments(values, shift, _FIRSTORDER_Q)
+     p10, p25, p75, p90) = kernels.moments(values, shift, _FIRSTORDER_Q, extent)
     energy = float(energy)
     m2 = s2 / n
     p = None
