@@ -462,16 +462,17 @@ def _locate(x: np.ndarray, ranks: np.ndarray, mn: float, mx: float
     scale = nb / (mx - mn) if mx > mn else 0.0
     if n <= 64 or not (scale > 0.0 and scale < np.inf):
         return x, lo, hi, rr
+    top = nb - 1.0  # clamped as floats: monotone even where x - mn overflows (a wrong extent)
     # four interleaved counts: neighbouring voxels fall in one bin, and one counter would wait on itself
     h4 = np.zeros((4, nb), dtype=np.int32)
     stop = n - n % 4
     for i in range(0, stop, 4):
-        h4[0, min(max(int((x[i] - mn) * scale), 0), nb - 1)] += 1
-        h4[1, min(max(int((x[i + 1] - mn) * scale), 0), nb - 1)] += 1
-        h4[2, min(max(int((x[i + 2] - mn) * scale), 0), nb - 1)] += 1
-        h4[3, min(max(int((x[i + 3] - mn) * scale), 0), nb - 1)] += 1
+        h4[0, int(min(max((x[i] - mn) * scale, 0.0), top))] += 1
+        h4[1, int(min(max((x[i + 1] - mn) * scale, 0.0), top))] += 1
+        h4[2, int(min(max((x[i + 2] - mn) * scale, 0.0), top))] += 1
+        h4[3, int(min(max((x[i + 3] - mn) * scale, 0.0), top))] += 1
     for i in range(stop, n):
-        h4[0, min(max(int((x[i] - mn) * scale), 0), nb - 1)] += 1
+        h4[0, int(min(max((x[i] - mn) * scale, 0.0), top))] += 1
     hist = np.zeros(nb + 1, dtype=np.int64)
     for b in range(nb):
         hist[b + 1] = hist[b] + h4[0, b] + h4[1, b] + h4[2, b] + h4[3, b]  # hist[b]: the values before bin b
@@ -493,7 +494,7 @@ def _locate(x: np.ndarray, ranks: np.ndarray, mn: float, mx: float
     fill = start[:nslot].copy()
     for i in range(n):
         v = x[i]
-        s = slot[min(max(int((v - mn) * scale), 0), nb - 1)]
+        s = slot[int(min(max((v - mn) * scale, 0.0), top))]
         if s >= 0:
             buf[fill[s]] = v
             fill[s] += 1
