@@ -105,6 +105,10 @@ def test_moments_equal_numpy(case):
 def test_moments_empty_and_bad_quantiles():
     with use_compiled(True):
         assert np.isnan(kernels.moments(np.empty(0), 0.0)).all()
+        x = np.random.default_rng(3).normal(0, 1, 5000)
+        x[::7] = np.nan  # not what it is for (finite values), but no access out of bounds
+        kernels.moments(x, 0.0)
+        kernels.moments(x, 0.0, extent=(np.nan, np.inf))
         with pytest.raises(ValueError):
             kernels.moments(np.ones(5), 0.0, np.asarray([0.1, 2.0, 0.5, 0.9]))
 

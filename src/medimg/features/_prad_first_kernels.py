@@ -446,6 +446,15 @@ def _extent(x: np.ndarray) -> tuple[float, float]:
     return min(min(a0, a1), min(a2, a3)), max(max(b0, b1), max(b2, b3))
 
 
+def _bin(v: float, mn: float, scale: float, top: float) -> int:
+    """The selection histogram's bin of v: (v - mn) * scale clamped to [0, top] as a float (NaN: 0),
+    then truncated: monotone in v, even where v - mn overflows, and always in range."""
+    t = (v - mn) * scale
+    t = t if t > 0.0 else 0.0
+    t = t if t < top else top
+    return int(t)
+
+
 def _locate(x: np.ndarray, ranks: np.ndarray, mn: float, mx: float
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(buf, lo, hi, rr): the ranks[j]-th smallest of x (ranks ascending, in range) is the rr[j]-th
@@ -467,12 +476,12 @@ def _locate(x: np.ndarray, ranks: np.ndarray, mn: float, mx: float
     h4 = np.zeros((4, nb), dtype=np.int32)
     stop = n - n % 4
     for i in range(0, stop, 4):
-        h4[0, int(min(max((x[i] - mn) * scale, 0.0), top))] += 1
-        h4[1, int(min(max((x[i + 1] - mn) * scale, 0.0), top))] += 1
-        h4[2, int(min(max((x[i + 2] - mn) * scale, 0.0), top))] += 1
-        h4[3, int(min(max((x[i + 3] - mn) * scale, 0.0), top))] += 1
+        h4[0, _bin(x[i], mn, scale, top)] += 1
+        h4[1, _bin(x[i + 1], mn, scale, top)] += 1
+        h4[2, _bin(x[i + 2], mn, scale, top)] += 1
+        h4[3, _bin(x[i + 3], mn, scale, top)] += 1
     for i in range(stop, n):
-        h4[0, int(min(max((x[i] - mn) * scale, 0.0), top))] += 1
+        h4[0, _bin(x[i], mn, scale, top)] += 1
     hist = np.zeros(nb + 1, dtype=np.int64)
     for b in range(nb):
         hist[b + 1] = hist[b] + h4[0, b] + h4[1, b] + h4[2, b] + h4[3, b]  # hist[b]: the values before bin b
@@ -494,7 +503,7 @@ def _locate(x: np.ndarray, ranks: np.ndarray, mn: float, mx: float
     fill = start[:nslot].copy()
     for i in range(n):
         v = x[i]
-        s = slot[int(min(max((v - mn) * scale, 0.0), top))]
+        s = slot[_bin(v, mn, scale, top)]
         if s >= 0:
             buf[fill[s]] = v
             fill[s] += 1
@@ -634,7 +643,7 @@ def moments(values: np.ndarray, shift: float, qs: np.ndarray = QUANTILES,
     return _kernel("_moments_loop")(x, float(shift), q, mn, mx)
 
 
-_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_pw_sum_energy", "_leaf", "_pairwise", "_extent", "_locate", "_pick", "_select")
+_HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_pw_sum_energy", "_leaf", "_pairwise", "_extent", "_bin", "_locate", "_pick", "_select")
 
 
 def _kernel(name: str) -> Any:
