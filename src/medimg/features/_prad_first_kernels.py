@@ -8,7 +8,9 @@ path computes, bit for bit:
 * :func:`gather`: the ROI's values (C order, as ``image[roi]``) as float64, their minimum and
   maximum and whether all are finite, in one pass over the box.
 * :func:`levels`: the discretised box (``numpy.digitize``'s bins inside the ROI, 0 outside) and the
-  voxel count of each grey level, in one pass.
+  voxel count of each grey level: each value's bin guessed without a branch from the evenly spaced
+  edges, checked against its two edges (walked to the right bin where the guess was off), then
+  placed in the box.
 * :func:`moments`: the sums the first-order features divide (the values, their shifted squares, the
   powers of the deviations from the mean, the robust subset between the 10th and 90th percentiles),
   each summed in NumPy's own pairwise order (``numpy.add.reduce`` on a contiguous float64 array:
