@@ -5,8 +5,8 @@ The loops are plain Python functions compiled on first use (:func:`medimg.core.j
 the caller uses them only where :func:`medimg.core.jit.wanted` says so. They compute what the NumPy
 path computes, bit for bit:
 
-* :func:`gather`: the ROI's values (C order, as ``image[roi]``) as float64, their minimum and
-  maximum and whether all are finite, in one pass over the box.
+* :func:`gather` (NumPy): the ROI's values (C order, as ``image[roi]``) as float64, their minimum
+  and maximum and whether all are finite.
 * :func:`levels`: the discretised box (``numpy.digitize``'s bins inside the ROI, 0 outside) and the
   voxel count of each grey level: each value's bin guessed without a branch from the evenly spaced
   edges, checked against its two edges (walked to the right bin where the guess was off), then
@@ -42,27 +42,6 @@ N_MOMENTS = 15
 
 
 # -------------------------------------------------------------------------------------- discretisation
-
-def _gather_loop(img: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
-    size = min(img.shape[0], roi.shape[0])
-    out = np.empty(size, dtype=np.float64)
-    n = 0
-    mn = np.inf
-    mx = -np.inf
-    finite = True
-    for i in range(size):
-        if roi[i]:
-            v = np.float64(img[i])
-            out[n] = v
-            n += 1
-            if v < mn:
-                mn = v
-            if v > mx:
-                mx = v
-            if not v - v == 0.0:  # NaN or infinite
-                finite = False
-    return out[:n], mn, mx, finite
-
 
 def _levels_loop(roi: np.ndarray, values: np.ndarray, ext: np.ndarray, q: np.ndarray) -> np.ndarray:
     # ext: -inf, the m edges, +inf; a value's bin g (0..m, numpy.digitize's) has ext[g] <= v < ext[g + 1]
@@ -105,14 +84,17 @@ def _levels_loop(roi: np.ndarray, values: np.ndarray, ext: np.ndarray, q: np.nda
 
 
 def gather(image: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
-    """``image[roi]`` as float64 (C order), its minimum and maximum (float64) and whether every
-    value is finite; ``image`` and ``roi`` of one shape."""
+    """``image[roi]`` as float64 (C order), its minimum and maximum (float64; NaN for an empty ROI)
+    and whether every value is finite; ``image`` and ``roi`` of one shape. NumPy's boolean indexing
+    and reductions (vectorised: faster than a compiled loop over the box, measured)."""
     if image.shape != roi.shape:
         raise ValueError(f"image {image.shape} and ROI {roi.shape} differ in shape")
-    img = np.ascontiguousarray(image).ravel()
-    if img.dtype not in (np.float32, np.float64, np.int16):
-        img = img.astype(np.float64)
-    return _kernel("_gather_loop")(img, np.ascontiguousarray(roi, dtype=np.bool_).ravel())
+    values = image[np.asarray(roi, dtype=np.bool_)]
+    if not values.size:
+        return values.astype(np.float64), float("nan"), float("nan"), True
+    minimum, maximum = values.min(), values.max()  # NaN where one is NaN
+    finite = bool(np.isfinite(minimum) and np.isfinite(maximum))
+    return values.astype(np.float64), float(minimum), float(maximum), finite
 
 
 def levels(roi: np.ndarray, values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
