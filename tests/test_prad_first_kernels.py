@@ -273,3 +273,36 @@ def test_non_finite_values_take_the_numpy_path(bad):
             f1 = calc.firstorder(image, roi, (1.0, 1.0, 1.0), setting, NAMES, q)
     assert all(_same(f1[k], v) for k, v in f0.items())
     assert any(not math.isfinite(v) for v in f0.values())
+
+
+_RELOAD = """
+import numpy as np
+from medimg.core.jit import use_compiled
+from medimg.features import _pyradiomics_calc as calc
+x = np.random.default_rng(9).standard_cauchy((9, 20, 20)).astype(np.float32)
+roi = np.random.default_rng(10).random(x.shape) < 0.6
+with use_compiled(True):
+    b = calc.binned(x, roi, {"binWidth": 5})
+    f = calc.firstorder(x, roi, (1.0, 1.0, 1.0), {"binWidth": 5}, calc.FEATURE_NAMES["firstorder"], b)
+print(" ".join(float(v).hex() for v in f.values()), int(b.q.sum()))
+"""
+
+
+def test_kernels_reload_from_the_cache_in_a_new_process():
+    """A fresh process loads the kernels from numba's cache (written by this one) and gives the
+    same values (numba reloads cached recursive functions unsafely, a crash: the kernels use loops)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    runs = [subprocess.run([sys.executable, "-c", _RELOAD], capture_output=True, text=True, env=env, timeout=600)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
+    x = np.random.default_rng(9).standard_cauchy((9, 20, 20)).astype(np.float32)
+    roi = np.random.default_rng(10).random(x.shape) < 0.6
+    with use_compiled(False):
+        q = calc.discretise(x, roi, {"binWidth": 5})
+        f = calc.firstorder(x, roi, (1.0, 1.0, 1.0), {"binWidth": 5}, calc.FEATURE_NAMES["firstorder"], q)
+    want = " ".join(float(v).hex() for v in f.values()) + f" {int(q.sum())}"
+    assert [r.stdout.strip() for r in runs] == [want, want]
