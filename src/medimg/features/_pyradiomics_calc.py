@@ -21,7 +21,7 @@ import numpy as np
 
 from medimg.core import jit
 
-__all__ = ["angles", "discretise", "firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
+__all__ = ["angles", "discretise", "binned", "Binned", "firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
            "FEATURE_NAMES", "DEPRECATED", "CLASSES"]
 
 _EPS = np.spacing(1)
@@ -100,8 +100,12 @@ def bin_edges(values: np.ndarray, *, bin_width: float = 25, bin_count: int | Non
         edges = np.histogram(values, bin_count)[1]
         edges[-1] += 1
         return edges
-    minimum = values.min()
-    maximum = values.max()
+    return _width_edges(values.min(), values.max(), bin_width)
+
+
+def _width_edges(minimum: Any, maximum: Any, bin_width: float) -> np.ndarray:
+    """:func:`bin_edges` with a fixed width from the values' minimum and maximum (NumPy scalars of
+    the values' dtype: the arithmetic is done in it)."""
     low = minimum - (minimum % bin_width)
     high = maximum + 2 * bin_width
     edges = np.arange(low, high, bin_width)
@@ -110,8 +114,59 @@ def bin_edges(values: np.ndarray, *, bin_width: float = 25, bin_count: int | Non
     return edges
 
 
+def _range_edges(minimum: Any, maximum: Any, dtype: np.dtype, settings: Mapping[str, Any]) -> np.ndarray:
+    """:func:`bin_edges` of values of ``dtype`` from their minimum and maximum alone (the same
+    edges: NumPy derives them from these two and the dtype)."""
+    bin_count = settings.get("binCount")
+    if bin_count is not None:
+        edges = np.histogram_bin_edges(np.asarray([minimum, maximum], dtype=dtype), bin_count)
+        edges[-1] += 1
+        return edges
+    return _width_edges(dtype.type(minimum), dtype.type(maximum), settings.get("binWidth", 25))
+
+
+class Binned:
+    """A discretised ROI: ``q`` (grey levels 1..Ng inside, 0 outside, the box's shape) and, from the
+    compiled path, the ROI's values (float64, C order: ``image[roi]``) and the voxel count of each
+    grey level 0..len(edges) and the values' (minimum, maximum) (``None`` on the NumPy path)."""
+
+    __slots__ = ("q", "values", "counts", "extent")
+
+    def __init__(self, q: np.ndarray, values: np.ndarray | None = None, counts: np.ndarray | None = None,
+                 extent: tuple[float, float] | None = None) -> None:
+        self.q = q
+        self.values = values
+        self.counts = counts
+        self.extent = extent
+
+
+#: The dtypes whose values float64 holds exactly (the compiled binning compares in float64).
+_EXACT_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.int8, np.uint8, np.int16, np.uint16,
+                                                  np.int32, np.uint32))
+
+
+def binned(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) -> Binned:
+    """:func:`discretise`, with the ROI's values and grey-level counts where the compiled kernels
+    (:mod:`._prad_first_kernels`: one pass gathering the values and their range, one binning them)
+    give them; the NumPy path where the values are not all finite."""
+    if jit.wanted() and image.dtype in _EXACT_DTYPES and image.shape == roi.shape:
+        from medimg.features import _prad_first_kernels as kernels
+
+        values, minimum, maximum, finite = kernels.gather(image, roi)
+        if finite and values.size:
+            edges = _range_edges(minimum, maximum, image.dtype, settings)
+            if edges.ndim == 1 and edges.size and not np.any(edges[1:] < edges[:-1]):
+                q, counts = kernels.levels(roi, values, edges)
+                return Binned(q, values, counts, (minimum, maximum))
+    return Binned(_discretise(image, roi, settings))
+
+
 def discretise(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
     """Grey levels 1..Ng inside ``roi`` (0 outside), binned as PyRadiomics bins (module notes)."""
+    return binned(image, roi, settings).q
+
+
+def _discretise(image: np.ndarray, roi: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
     values = image[roi]
     edges = bin_edges(values, bin_width=settings.get("binWidth", 25), bin_count=settings.get("binCount"))
     out = np.zeros(image.shape, dtype=np.intp)
@@ -265,11 +320,17 @@ def _sorted_median(xs: np.ndarray) -> float:
 
 
 def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
-               settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | None = None) -> dict[str, float]:
+               settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | Binned | None = None) -> dict[str, float]:
     """PyRadiomics first-order features of the voxels of ``roi`` (``spacing`` (z, y, x) mm);
-    ``q``: the ROI already discretised (:func:`discretise`), if at hand."""
-    x = image[roi].astype(float)
+    ``q``: the ROI already discretised (:func:`discretise` or :func:`binned`), if at hand."""
     shift = settings.get("voxelArrayShift", 0)
+    if jit.wanted():
+        out = _firstorder_compiled(image, roi, spacing, settings, names, q)
+        if out is not None:
+            return out
+    if isinstance(q, Binned):
+        q = q.q
+    x = image[roi].astype(float)
     if q is None:
         q = discretise(image, roi, settings)
     counts = np.bincount(q[roi])
@@ -331,6 +392,79 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
             v = np.sum(p ** 2)
         elif name == "Variance":
             v = np.std(x) ** 2
+        else:  # pragma: no cover - names are checked by the caller
+            raise KeyError(name)
+        out[name] = float(v)
+    return out
+
+
+def _firstorder_compiled(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
+                         settings: Mapping[str, Any], names: Iterable[str], q: np.ndarray | Binned | None
+                         ) -> dict[str, float] | None:
+    """:func:`firstorder` from the compiled kernels (:func:`._prad_first_kernels.moments`: every sum
+    in NumPy's own pairwise order, the order statistics selected without a sort): the same values
+    bit for bit. ``None`` (the NumPy path then) for an empty ROI or values not all finite."""
+    from medimg.features import _prad_first_kernels as kernels
+
+    if isinstance(q, Binned) and q.values is not None:
+        values, counts, extent = q.values, q.counts, q.extent
+    else:
+        if image.dtype not in _EXACT_DTYPES or image.shape != roi.shape:
+            return None
+        values, minimum, maximum, finite = kernels.gather(image, roi)
+        if not finite or not values.size:
+            return None
+        extent = (minimum, maximum)
+        box = q.q if isinstance(q, Binned) else q
+        counts = np.bincount((discretise(image, roi, settings) if box is None else box)[roi])
+    n = values.size
+    shift = settings.get("voxelArrayShift", 0)
+    (mean, energy, s2, s1, s3, s4, minimum, maximum, median, _, robust,
+     p10, p25, p75, p90) = kernels.moments(values, shift, _FIRSTORDER_Q, extent)
+    energy = float(energy)
+    m2 = s2 / n
+    p = None
+    out: dict[str, float] = {}
+    for name in names:
+        if name == "10Percentile":
+            v = p10
+        elif name == "90Percentile":
+            v = p90
+        elif name == "Energy":
+            v = energy
+        elif name == "TotalEnergy":
+            v = energy * float(np.prod(spacing))
+        elif name in ("Entropy", "Uniformity"):
+            if p is None:
+                c = counts[counts > 0]
+                p = c / c.sum()
+            v = -np.sum(p * np.log2(p + _EPS)) if name == "Entropy" else np.sum(p ** 2)
+        elif name == "InterquartileRange":
+            v = p75 - p25
+        elif name == "Kurtosis":
+            v = s4 / n / m2 ** 2 if m2 != 0 else 0.0
+        elif name == "Skewness":
+            v = s3 / n / m2 ** 1.5 if m2 != 0 else 0.0
+        elif name == "Maximum":
+            v = maximum
+        elif name == "Minimum":
+            v = minimum
+        elif name == "Mean":
+            v = mean
+        elif name == "MeanAbsoluteDeviation":
+            v = s1 / n
+        elif name == "Median":
+            v = median
+        elif name == "Range":
+            v = maximum - minimum
+        elif name == "RobustMeanAbsoluteDeviation":
+            v = robust
+        elif name == "RootMeanSquared":
+            v = np.sqrt(energy / n)
+        elif name == "StandardDeviation":
+            v = np.sqrt(m2)
+        elif name == "Variance":
+            v = np.sqrt(m2) ** 2
         else:  # pragma: no cover - names are checked by the caller
             raise KeyError(name)
         out[name] = float(v)

@@ -706,17 +706,17 @@ _SCAN_MASKS = True
 def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float], s: Mapping[str, Any],
               classes: Mapping[str, Any], tname: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    q = calc.discretise(arr, roi, s)
+    binned = calc.binned(arr, roi, s)
     prepared = None
     for cls, wanted in classes.items():
         if cls == "shape":
             continue
         names = _class_features(cls, wanted)
         if cls == "firstorder":
-            vals = calc.firstorder(arr, roi, spacing, s, names, q)
+            vals = calc.firstorder(arr, roi, spacing, s, names, binned)
         else:
             if prepared is None:
-                prepared = calc.Discretised(q)
+                prepared = calc.Discretised(binned.q)
             vals = getattr(calc, cls)(prepared, spacing, s, names)
         out.update({f"{tname}_{cls}_{k}": v for k, v in vals.items()})
     return out
