@@ -125,7 +125,7 @@ def recursive_gaussian_coefficients(sigma: float, spacing: float, order: int,
     return coef
 
 
-def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pragma: no cover - compiled
+def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile, mode, scale):  # pragma: no cover - compiled
     """One recursive-Gaussian pass along ``axis`` (0, 1, 2) of the region ``[lo, hi)`` of ``src``;
     the samples ``k0..k1-1`` (relative to the region) along the axis go to ``out`` (float32, the
     region's shape with that axis ``k1 - k0`` long).
@@ -135,7 +135,17 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
     each started as if the line's end sample went on forever, every sum in ITK's order
     (``out = a1*b1 + a2*b2 + a3*b3 + a4*b4``, then ``out -= a1*b1 + a2*b2 + a3*b3 + a4*b4``); the
     response is ``float32(cb + ab)``. The causal recursion stops at the last kept sample and the
-    anti-causal one at the first (later/earlier values are not read): the same kept values."""
+    anti-causal one at the first (later/earlier values are not read): the same kept values.
+
+    ``mode`` 0 writes the response; 1 writes ``float32(float64(response) * scale)``; 2 writes
+    ``float32(float64(out) + float64(response) * scale)`` (the LoG's sum of terms as
+    :func:`log_box` adds them, without NumPy passes over float64 copies). The bounds are checked
+    here too (the loops index without checks)."""
+    s0, s1, s2 = src.shape
+    if axis < 0 or axis > 2 or c.shape[0] != 20 or mode < 0 or mode > 2 or tile < 1:
+        raise ValueError("bad axis, coefficients, tile or mode")
+    if not (0 <= lo0 < hi0 <= s0 and 0 <= lo1 < hi1 <= s1 and 0 <= lo2 < hi2 <= s2):
+        raise ValueError("region outside the array")
     n0, n1, n2, n3 = c[0], c[1], c[2], c[3]
     d1, d2, d3, d4 = c[4], c[5], c[6], c[7]
     m1, m2, m3, m4 = c[8], c[9], c[10], c[11]
@@ -148,6 +158,13 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
     else:
         n, na, a0, nb, b0 = hi2 - lo2, hi0 - lo0, lo0, hi1 - lo1, lo1
 
+    nk = k1 - k0
+    if n < 4 or k0 < 0 or k1 > n or nk < 1:
+        raise ValueError("lines shorter than 4 samples or kept range outside them")
+    o0, o1, o2 = out.shape
+    if ((axis == 0 and (o0 != nk or o1 != na or o2 != nb)) or (axis == 1 and (o0 != na or o1 != nk or o2 != nb))
+            or (axis == 2 and (o0 != na or o1 != nb or o2 != nk))):
+        raise ValueError("out has not the region's shape with the kept range")
     xb = np.empty((n, tile), np.float64)
     cb = np.empty((n, tile), np.float64)
     ab = np.empty((n, tile), np.float64)
@@ -207,18 +224,26 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pra
                     ab[i - 1, j] = s - (ab[i, j] * d1 + ab[i + 1, j] * d2 + ab[i + 2, j] * d3 + ab[i + 3, j] * d4)
             if axis == 2:
                 for j in range(w):
+                    orow = out[a, t + j]
                     for k in range(k0, k1):
-                        out[a, t + j, k - k0] = np.float32(cb[k, j] + ab[k, j])
-            elif axis == 1:
-                for k in range(k0, k1):
-                    for j in range(w):
-                        out[a, k - k0, t + j] = np.float32(cb[k, j] + ab[k, j])
+                        y = np.float32(cb[k, j] + ab[k, j])
+                        if mode == 1:
+                            y = np.float32(np.float64(y) * scale)
+                        elif mode == 2:
+                            y = np.float32(np.float64(orow[k - k0]) + np.float64(y) * scale)
+                        orow[k - k0] = y
             else:
                 for k in range(k0, k1):
-                    for j in range(w):
-                        out[k - k0, a, t + j] = np.float32(cb[k, j] + ab[k, j])
-
-
+                    orow = out[k - k0, a, t:t + w] if axis == 0 else out[a, k - k0, t:t + w]
+                    if mode == 0:
+                        for j in range(w):
+                            orow[j] = np.float32(cb[k, j] + ab[k, j])
+                    elif mode == 1:
+                        for j in range(w):
+                            orow[j] = np.float32(np.float64(np.float32(cb[k, j] + ab[k, j])) * scale)
+                    else:
+                        for j in range(w):
+                            orow[j] = np.float32(np.float64(orow[j]) + np.float64(np.float32(cb[k, j] + ab[k, j])) * scale)
 #: Image types filtered as they are (one compiled signature each); others go through float64.
 _DTYPES = (np.dtype(np.int16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -229,6 +254,15 @@ def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int]
     ``hi`` exclusive), as ITK computes it on that region alone, returning (float32) only the samples
     ``keep[0]..keep[1]-1`` (relative to the region) along the axis. ``coef`` from
     :func:`recursive_gaussian_coefficients`. The region must be at least 4 samples long along the axis."""
+    return _run_pass(src, axis, lo, hi, keep, coef)
+
+
+def _run_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int] | list[int], hi: tuple[int, int, int] | list[int],
+              keep: tuple[int, int], coef: np.ndarray, out: np.ndarray | None = None, mode: int = 0,
+              scale: float = 1.0) -> np.ndarray:
+    """:func:`recursive_gaussian_pass`, the response written into ``out`` (float32, C-contiguous, the
+    kept shape; a new array when None) as :func:`_pass`'s ``mode`` says (0: the response; 1:
+    ``float32(float64(response) * scale)``; 2: ``float32(float64(out) + float64(response) * scale)``)."""
     if src.ndim != 3 or axis not in (0, 1, 2):
         raise ValueError("a 3-D array and an axis 0, 1 or 2 are needed")
     shape = src.shape
@@ -251,9 +285,13 @@ def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int]
     src = np.ascontiguousarray(src)
     out_shape = [b - a for a, b in zip(lo, hi, strict=True)]
     out_shape[axis] = k1 - k0
-    out = np.empty(out_shape, np.float32)
+    if out is None:
+        out = np.empty(out_shape, np.float32)
+    elif out.shape != tuple(out_shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {tuple(out_shape)}")
     kernel = jit.compile_kernel(_pass)
-    kernel(src, axis, lo[0], lo[1], lo[2], hi[0], hi[1], hi[2], k0, k1, coef, out, 16 if axis == 2 else _TILE)
+    kernel(src, axis, lo[0], lo[1], lo[2], hi[0], hi[1], hi[2], k0, k1, coef, out, 16 if axis == 2 else _TILE,
+           int(mode), float(scale))
     return out
 
 
@@ -267,23 +305,23 @@ def log_box(src: np.ndarray, spacing_xyz: tuple[float, float, float], sigma: flo
     z), the second-derivative pass along d, then the smoothing pass along each other axis in
     increasing order, each pass keeping only the samples that the later passes read (the box's range
     along the axes already filtered), then ``sum + term * (1 / spacing_d**2)`` in float64 rounded to
-    float32."""
+    float32 (done by each term's last pass as it writes, into the sum: no float64 copies)."""
     clo = [int(v) for v in clo]
     chi = [int(v) + 1 for v in chi]
     box = [(int(a) - c, int(b) + 1 - c) for a, b, c in zip(lo, hi, clo, strict=True)]
-    total = None
+    total = np.empty([b - a for a, b in box], np.float32)
     for d in range(3):
         axis = 2 - d  # ITK dimension d is NumPy axis 2 - d
-        term = recursive_gaussian_pass(src, axis, clo, chi, box[axis],
-                                       recursive_gaussian_coefficients(sigma, spacing_xyz[d], 2))
-        for j in (k for k in range(3) if k != d):
+        term = _run_pass(src, axis, clo, chi, box[axis], recursive_gaussian_coefficients(sigma, spacing_xyz[d], 2))
+        others = [k for k in range(3) if k != d]
+        for j in others:
             axis = 2 - j
-            term = recursive_gaussian_pass(term, axis, (0, 0, 0), term.shape, box[axis],
-                                           recursive_gaussian_coefficients(sigma, spacing_xyz[j], 0))
-        scaled = term.astype(np.float64)
-        scaled *= 1.0 / (spacing_xyz[d] * spacing_xyz[d])
-        total = scaled.astype(np.float32) if total is None else (total.astype(np.float64) + scaled).astype(np.float32)
-    assert total is not None
+            coef = recursive_gaussian_coefficients(sigma, spacing_xyz[j], 0)
+            if j == others[-1]:  # the last pass: scaled and added into the sum as it writes
+                _run_pass(term, axis, (0, 0, 0), term.shape, box[axis], coef, total, 1 if d == 0 else 2,
+                          1.0 / (spacing_xyz[d] * spacing_xyz[d]))
+            else:
+                term = _run_pass(term, axis, (0, 0, 0), term.shape, box[axis], coef)
     return total
 
 
