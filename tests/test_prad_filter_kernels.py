@@ -107,13 +107,13 @@ def _sitk_pass(region: np.ndarray, spacing: tuple[float, float, float], sigma: f
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
 def test_recursive_gaussian_pass_odd_shapes_faces_and_kept_ends(dtype):
-    """Lines of 4 and 5 samples, 1-wide volumes, rows of lines narrower than, equal to and just past
-    a tile (31..33, 65 lines: partial and overlapping last tiles), regions touching the array's faces
+    """Lines of 4 and 5 samples, 1-wide volumes, rows of lines narrower than, equal to and past a
+    tile (16 / 64 lines; 31..33, 65 lines: partial last tiles), regions touching the array's faces
     or inside it, kept ranges at the very ends (the first / last sample alone, the last 4): each
     equals SimpleITK's response of the region, cut to the range, bit for bit."""
     rng = np.random.default_rng(21)
     spacing = (0.7, 1.1, 2.5)
-    shapes = [(4, 5, 6), (5, 4, 33), (1, 5, 40), (6, 1, 65), (7, 32, 1), (4, 31, 33), (9, 65, 5)]
+    shapes = [(4, 5, 6), (5, 4, 33), (1, 5, 40), (6, 1, 65), (7, 32, 1), (4, 31, 33), (9, 65, 5), (5, 17, 64)]
     for shape in shapes:
         arr = _textured(shape, int(rng.integers(1000)), dtype)
         for axis in range(3):
@@ -145,29 +145,20 @@ def test_recursive_gaussian_pass_odd_shapes_faces_and_kept_ends(dtype):
 
 
 @needs_numba
-def test_pass_modes_scale_and_add_as_numpy_does():
-    """The fused output of a pass (log_box's sum of terms): mode 1 ``float32(float64(r) * s)``, mode 2
-    ``float32(float64(out) + float64(r) * s)``, the NumPy expressions to the bit, on rows of lines
-    that fill whole tiles or end in a partial one."""
+def test_scale_add_is_numpy_to_the_bit():
+    """log_box's sum of terms: ``float32(float64(term) * s)``, then ``float32(float64(total) +
+    float64(term) * s)``, the NumPy expressions to the bit (values over many magnitudes)."""
     rng = np.random.default_rng(5)
-    for shape in [(6, 7, 70), (5, 9, 32), (8, 3, 33), (4, 40, 9), (5, 4, 1)]:
-        arr = _textured(shape, int(rng.integers(1000)), np.float32)
-        for axis in range(3):
-            n = shape[axis]
-            if n < 4:
-                continue
-            keep = (1, n - 1)
-            coef = K.recursive_gaussian_coefficients(1.5, 0.9, 0)
-            plain = K.recursive_gaussian_pass(arr, axis, (0, 0, 0), shape, keep, coef)
-            scale = 1.0 / (0.9 * 0.9)
-            first = K._run_pass(arr, axis, (0, 0, 0), shape, keep, coef, np.empty_like(plain), 1, scale)
-            np.testing.assert_array_equal(first, (plain.astype(np.float64) * scale).astype(np.float32))
-            base = rng.normal(0, 50, plain.shape).astype(np.float32)
-            want = (base.astype(np.float64) + plain.astype(np.float64) * scale).astype(np.float32)
-            got = K._run_pass(arr, axis, (0, 0, 0), shape, keep, coef, base.copy(), 2, scale)
-            np.testing.assert_array_equal(got, want)
+    for shape in [(6, 7, 70), (1, 1, 1), (3, 5, 9)]:
+        term = (rng.normal(0, 1, shape) * 10.0 ** rng.integers(-6, 6, shape)).astype(np.float32)
+        scale = 1.0 / (0.93 * 0.93)
+        total = K.scale_add(np.empty(shape, np.float32), term, scale, True)
+        np.testing.assert_array_equal(total, (term.astype(np.float64) * scale).astype(np.float32))
+        base = rng.normal(0, 50, shape).astype(np.float32)
+        want = (base.astype(np.float64) + term.astype(np.float64) * scale).astype(np.float32)
+        np.testing.assert_array_equal(K.scale_add(base, term, scale, False), want)
     with pytest.raises(ValueError):
-        K._run_pass(arr, 0, (0, 0, 0), shape, (0, 4), coef, np.empty((4, 40, 8), np.float32))  # wrong out shape
+        K.scale_add(np.empty((2, 3, 4), np.float32), np.empty((2, 3, 5), np.float32), 1.0, True)
 
 
 def _vol(arr: np.ndarray, spacing: tuple[float, float, float]) -> pc._Vol:

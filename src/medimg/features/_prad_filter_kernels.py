@@ -28,13 +28,12 @@ import numpy as np
 
 from medimg.core import jit
 
-__all__ = ["recursive_gaussian_coefficients", "recursive_gaussian_pass", "log_box", "swt_filters", "swt_axis_plan", "swt_box",
+__all__ = ["recursive_gaussian_coefficients", "recursive_gaussian_pass", "scale_add", "log_box", "swt_filters", "swt_axis_plan", "swt_box",
            "swt1_box"]
 
-#: Lines filtered together (the lanes of a tile, vectorised; a compile-time constant). 32 measured
-#: faster than 16 and 64 on the IBSI CT phantom's passes (long lines: more lanes hide the latency of
-#: the recursion; fewer keep the tile's buffer in cache).
-_W = 32
+#: Width of the tiles of lines filtered together (vectorised across the lines of a tile); 16 for
+#: lines along the contiguous axis (transposed into the tile). Measured best on brain1's passes.
+_TILE = 64
 
 
 # ------------------------------------------------------------------------------- recursive Gaussian
@@ -126,32 +125,17 @@ def recursive_gaussian_coefficients(sigma: float, spacing: float, order: int,
     return coef
 
 
-def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, mode, scale):  # pragma: no cover - compiled
-    """One recursive-Gaussian pass along ``axis`` (0, 1, 2) of the region ``[lo, hi)`` of ``src``
-    (C-contiguous); the samples ``k0..k1-1`` (relative to the region) along the axis go to ``out``
-    (float32, C-contiguous, the region's shape with that axis ``k1 - k0`` long).
+def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, tile):  # pragma: no cover - compiled
+    """One recursive-Gaussian pass along ``axis`` (0, 1, 2) of the region ``[lo, hi)`` of ``src``;
+    the samples ``k0..k1-1`` (relative to the region) along the axis go to ``out`` (float32, the
+    region's shape with that axis ``k1 - k0`` long).
 
-    ITK's ``FilterDataArray`` on a tile of ``_W`` lines at once, held in one float64 buffer
-    (sample ``i`` of line ``j`` at ``[i, j]``): the causal recursion into ``[i, _W + j]``, then the
-    anti-causal one, each started as if the line's end sample went on forever, every sum in ITK's
-    order (``out = a1*b1 + a2*b2 + a3*b3 + a4*b4``, then ``out -= a1*b1 + a2*b2 + a3*b3 + a4*b4``) in
-    double precision; the response ``float32(causal + anti-causal)`` goes to ``[i, 2 _W + j]`` as
-    the anti-causal sweep goes down, each anti-causal value replacing the causal one of its sample
-    once that is read. The causal recursion stops at the last kept sample and the anti-causal one at
-    the first (later/earlier values are not read): the same kept values. One buffer and a fixed
-    number of lanes let the compiler vectorise the lanes without overlap checks; the tile is gathered
-    as float64 (each sample converted once). Along axes 0 and 1 a tile is ``_W`` neighbours along
-    axis 2 (rows read and written in place; the last tile of a row overlaps the one before and
-    computes the same values again, except in mode 2); along axis 2 it is ``_W`` rows, transposed.
-
-    ``mode`` 0 writes the response; 1 writes ``float32(float64(response) * scale)``; 2 writes
-    ``float32(float64(out) + float64(response) * scale)`` (the LoG's sum of terms, as NumPy
-    computes it in :func:`log_box`)."""
-    s0, s1, s2 = src.shape
-    if axis < 0 or axis > 2 or c.shape[0] != 20 or mode < 0 or mode > 2:
-        raise ValueError("bad axis, coefficients or mode")
-    if not (0 <= lo0 < hi0 <= s0 and 0 <= lo1 < hi1 <= s1 and 0 <= lo2 < hi2 <= s2):
-        raise ValueError("region outside the array")
+    The lines are filtered a tile of ``w`` lines at a time (``xb[i, j]``: sample ``i`` of line ``j``)
+    by ITK's ``FilterDataArray``: the causal recursion into ``cb``, the anti-causal one into ``ab``,
+    each started as if the line's end sample went on forever, every sum in ITK's order
+    (``out = a1*b1 + a2*b2 + a3*b3 + a4*b4``, then ``out -= a1*b1 + a2*b2 + a3*b3 + a4*b4``); the
+    response is ``float32(cb + ab)``. The causal recursion stops at the last kept sample and the
+    anti-causal one at the first (later/earlier values are not read): the same kept values."""
     n0, n1, n2, n3 = c[0], c[1], c[2], c[3]
     d1, d2, d3, d4 = c[4], c[5], c[6], c[7]
     m1, m2, m3, m4 = c[8], c[9], c[10], c[11]
@@ -163,137 +147,102 @@ def _pass(src, axis, lo0, lo1, lo2, hi0, hi1, hi2, k0, k1, c, out, mode, scale):
         n, na, a0, nb, b0 = hi1 - lo1, hi0 - lo0, lo0, hi2 - lo2, lo2
     else:
         n, na, a0, nb, b0 = hi2 - lo2, hi0 - lo0, lo0, hi1 - lo1, lo1
-    nk = k1 - k0
-    if n < 4 or k0 < 0 or k1 > n or nk < 1:
-        raise ValueError("lines shorter than 4 samples or kept range outside them")
-    o0, o1, o2 = out.shape
-    if ((axis == 0 and (o0 != nk or o1 != na or o2 != nb)) or (axis == 1 and (o0 != na or o1 != nk or o2 != nb))
-            or (axis == 2 and (o0 != na or o1 != nb or o2 != nk))):
-        raise ValueError("out has not the region's shape with the kept range")
-    W = _W
-    w = W
-    # one buffer per tile (one array: the compiler sees that the rows do not overlap): sample i of
-    # line j at [i, j], its causal value at [i, W + j] (replaced by the anti-causal one as the second
-    # recursion goes down), its response (a float32 held in float64) at [i, 2W + j]
-    buf = np.zeros((n, 3 * W), np.float64)
-    kc = max(k1, 4)
+
+    xb = np.empty((n, tile), np.float64)
+    cb = np.empty((n, tile), np.float64)
+    ab = np.empty((n, tile), np.float64)
     e = n - 1
     for a in range(na):
-        for t in range(0, nb, W):
-            # written in place, the last tile of a row overlapping the one before (the same values
-            # again; not where the output adds into ``out``)
-            if axis != 2 and (nb - t >= W or (nb >= W and mode != 2)):
-                tt = min(t, nb - W)
-                w = W
-            else:
-                tt = t
-                w = min(W, nb - t)
-            if axis == 2:  # gather (transposed); lanes w..W-1 keep what they had (finite or not: unused)
+        for t in range(0, nb, tile):
+            w = min(tile, nb - t)
+            if axis == 2:  # lines along the contiguous axis: a tile of rows, transposed
                 for j in range(w):
-                    row = src[a0 + a, b0 + tt + j, lo2:hi2]
                     for i in range(n):
-                        buf[i, j] = row[i]
+                        xb[i, j] = src[a0 + a, b0 + t + j, lo2 + i]
+            elif axis == 1:
+                for i in range(n):
+                    for j in range(w):
+                        xb[i, j] = src[a0 + a, lo1 + i, b0 + t + j]
             else:
                 for i in range(n):
-                    row = src[lo0 + i, a0 + a, b0 + tt:b0 + tt + w] if axis == 0 else src[a0 + a, lo1 + i, b0 + tt:b0 + tt + w]
                     for j in range(w):
-                        buf[i, j] = row[j]
-            for j in range(W):  # causal start: the first sample extends to minus infinity
-                v = buf[0, j]
-                x1 = buf[1, j]
-                x2 = buf[2, j]
-                x3 = buf[3, j]
-                u0 = v * n0 + v * n1 + v * n2 + v * n3
-                u1 = x1 * n0 + v * n1 + v * n2 + v * n3
-                u2 = x2 * n0 + x1 * n1 + v * n2 + v * n3
-                u3 = x3 * n0 + x2 * n1 + x1 * n2 + v * n3
-                u0 = u0 - (v * bn1 + v * bn2 + v * bn3 + v * bn4)
-                u1 = u1 - (u0 * d1 + v * bn2 + v * bn3 + v * bn4)
-                u2 = u2 - (u1 * d1 + u0 * d2 + v * bn3 + v * bn4)
-                u3 = u3 - (u2 * d1 + u1 * d2 + u0 * d3 + v * bn4)
-                buf[0, W + j] = u0
-                buf[1, W + j] = u1
-                buf[2, W + j] = u2
-                buf[3, W + j] = u3
-            for i in range(4, kc):  # the causal values after the last kept sample are not read
-                for j in range(W):
-                    s = buf[i, j] * n0 + buf[i - 1, j] * n1 + buf[i - 2, j] * n2 + buf[i - 3, j] * n3
-                    buf[i, W + j] = s - (buf[i - 1, W + j] * d1 + buf[i - 2, W + j] * d2 + buf[i - 3, W + j] * d3 + buf[i - 4, W + j] * d4)
-            for j in range(W):  # anti-causal start: the last sample extends to plus infinity
-                v = buf[e, j]
-                x1 = buf[e - 1, j]
-                x2 = buf[e - 2, j]
-                u0 = v * m1 + v * m2 + v * m3 + v * m4
-                u1 = v * m1 + v * m2 + v * m3 + v * m4
-                u2 = x1 * m1 + v * m2 + v * m3 + v * m4
-                u3 = x2 * m1 + x1 * m2 + v * m3 + v * m4
-                u0 = u0 - (v * bm1 + v * bm2 + v * bm3 + v * bm4)
-                u1 = u1 - (u0 * d1 + v * bm2 + v * bm3 + v * bm4)
-                u2 = u2 - (u1 * d1 + u0 * d2 + v * bm3 + v * bm4)
-                u3 = u3 - (u2 * d1 + u1 * d2 + u0 * d3 + v * bm4)
-                for r in range(4):
-                    k = e - r
-                    u = u0 if r == 0 else (u1 if r == 1 else (u2 if r == 2 else u3))
-                    if k0 <= k < k1:
-                        buf[k, 2 * W + j] = np.float32(buf[k, W + j] + u)
-                    buf[k, W + j] = u
-            # the anti-causal values above the kept range (no output), then the kept ones; each
-            # replaces the causal value of its sample once that is read
-            for i in range(n - 4, k1, -1):  # row i-1 >= k1
-                for j in range(W):
-                    s = buf[i, j] * m1 + buf[i + 1, j] * m2 + buf[i + 2, j] * m3 + buf[i + 3, j] * m4
-                    buf[i - 1, W + j] = s - (buf[i, W + j] * d1 + buf[i + 1, W + j] * d2 + buf[i + 2, W + j] * d3 + buf[i + 3, W + j] * d4)
-            for i in range(min(n - 4, k1), k0, -1):  # row i-1 in k0..k1-1: its response
-                for j in range(W):
-                    s = buf[i, j] * m1 + buf[i + 1, j] * m2 + buf[i + 2, j] * m3 + buf[i + 3, j] * m4
-                    u = s - (buf[i, W + j] * d1 + buf[i + 1, W + j] * d2 + buf[i + 2, W + j] * d3 + buf[i + 3, W + j] * d4)
-                    buf[i - 1, 2 * W + j] = np.float32(buf[i - 1, W + j] + u)
-                    buf[i - 1, W + j] = u
-            # the responses to ``out`` (mode 1: scaled; mode 2: scaled and added to what is there)
+                        xb[i, j] = src[lo0 + i, a0 + a, b0 + t + j]
+            for j in range(w):  # causal start: the first sample extends to minus infinity
+                v = xb[0, j]
+                x1, x2, x3 = xb[1, j], xb[2, j], xb[3, j]
+                s0 = v * n0 + v * n1 + v * n2 + v * n3
+                s1 = x1 * n0 + v * n1 + v * n2 + v * n3
+                s2 = x2 * n0 + x1 * n1 + v * n2 + v * n3
+                s3 = x3 * n0 + x2 * n1 + x1 * n2 + v * n3
+                s0 = s0 - (v * bn1 + v * bn2 + v * bn3 + v * bn4)
+                s1 = s1 - (s0 * d1 + v * bn2 + v * bn3 + v * bn4)
+                s2 = s2 - (s1 * d1 + s0 * d2 + v * bn3 + v * bn4)
+                s3 = s3 - (s2 * d1 + s1 * d2 + s0 * d3 + v * bn4)
+                cb[0, j] = s0
+                cb[1, j] = s1
+                cb[2, j] = s2
+                cb[3, j] = s3
+            for i in range(4, max(k1, 4)):  # the causal values after the last kept sample are not read
+                for j in range(w):
+                    s = xb[i, j] * n0 + xb[i - 1, j] * n1 + xb[i - 2, j] * n2 + xb[i - 3, j] * n3
+                    cb[i, j] = s - (cb[i - 1, j] * d1 + cb[i - 2, j] * d2 + cb[i - 3, j] * d3 + cb[i - 4, j] * d4)
+            for j in range(w):  # anti-causal start: the last sample extends to plus infinity
+                v = xb[e, j]
+                x1, x2 = xb[e - 1, j], xb[e - 2, j]
+                t0 = v * m1 + v * m2 + v * m3 + v * m4
+                t1 = v * m1 + v * m2 + v * m3 + v * m4
+                t2 = x1 * m1 + v * m2 + v * m3 + v * m4
+                t3 = x2 * m1 + x1 * m2 + v * m3 + v * m4
+                t0 = t0 - (v * bm1 + v * bm2 + v * bm3 + v * bm4)
+                t1 = t1 - (t0 * d1 + v * bm2 + v * bm3 + v * bm4)
+                t2 = t2 - (t1 * d1 + t0 * d2 + v * bm3 + v * bm4)
+                t3 = t3 - (t2 * d1 + t1 * d2 + t0 * d3 + v * bm4)
+                ab[e, j] = t0
+                ab[e - 1, j] = t1
+                ab[e - 2, j] = t2
+                ab[e - 3, j] = t3
+            for i in range(n - 4, k0, -1):  # nor the anti-causal ones before the first
+                for j in range(w):
+                    s = xb[i, j] * m1 + xb[i + 1, j] * m2 + xb[i + 2, j] * m3 + xb[i + 3, j] * m4
+                    ab[i - 1, j] = s - (ab[i, j] * d1 + ab[i + 1, j] * d2 + ab[i + 2, j] * d3 + ab[i + 3, j] * d4)
             if axis == 2:
                 for j in range(w):
-                    orow = out[a, tt + j]
-                    for k in range(nk):
-                        y = np.float32(buf[k0 + k, 2 * W + j])
-                        if mode == 1:
-                            y = np.float32(np.float64(y) * scale)
-                        elif mode == 2:
-                            y = np.float32(np.float64(orow[k]) + np.float64(y) * scale)
-                        orow[k] = y
+                    for k in range(k0, k1):
+                        out[a, t + j, k - k0] = np.float32(cb[k, j] + ab[k, j])
+            elif axis == 1:
+                for k in range(k0, k1):
+                    for j in range(w):
+                        out[a, k - k0, t + j] = np.float32(cb[k, j] + ab[k, j])
             else:
-                for k in range(nk):
-                    orow = out[k, a, tt:tt + w] if axis == 0 else out[a, k, tt:tt + w]
-                    yrow = buf[k0 + k, 2 * W:2 * W + w]
-                    if mode == 0:
-                        for j in range(w):
-                            orow[j] = np.float32(yrow[j])
-                    elif mode == 1:
-                        for j in range(w):
-                            orow[j] = np.float32(yrow[j] * scale)
-                    else:
-                        for j in range(w):
-                            orow[j] = np.float32(np.float64(orow[j]) + yrow[j] * scale)
+                for k in range(k0, k1):
+                    for j in range(w):
+                        out[k - k0, a, t + j] = np.float32(cb[k, j] + ab[k, j])
+
+
+def _scale_add(total, term, scale, first):  # pragma: no cover - compiled
+    """``total = float32(float64(term) * scale)`` (``first``) or ``float32(float64(total) +
+    float64(term) * scale)``, element by element (flat, C-contiguous float32 arrays of one size):
+    NumPy's values for the same expressions, without float64 temporaries."""
+    if total.shape[0] != term.shape[0]:
+        raise ValueError("total and term differ in size")
+    if first:
+        for i in range(total.shape[0]):
+            total[i] = np.float32(np.float64(term[i]) * scale)
+    else:
+        for i in range(total.shape[0]):
+            total[i] = np.float32(np.float64(total[i]) + np.float64(term[i]) * scale)
 
 
 #: Image types filtered as they are (one compiled signature each); others go through float64.
 _DTYPES = (np.dtype(np.int16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int], hi: tuple[int, int, int],
-                            keep: tuple[int, int], coef: np.ndarray) -> np.ndarray:
+def recursive_gaussian_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int] | list[int],
+                            hi: tuple[int, int, int] | list[int], keep: tuple[int, int], coef: np.ndarray) -> np.ndarray:
     """One ``RecursiveGaussianImageFilter`` pass along NumPy ``axis`` of ``src[lo:hi]`` (index bounds,
     ``hi`` exclusive), as ITK computes it on that region alone, returning (float32) only the samples
     ``keep[0]..keep[1]-1`` (relative to the region) along the axis. ``coef`` from
     :func:`recursive_gaussian_coefficients`. The region must be at least 4 samples long along the axis."""
-    return _run_pass(src, axis, lo, hi, keep, coef)
-
-
-def _run_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int] | list[int], hi: tuple[int, int, int] | list[int],
-              keep: tuple[int, int], coef: np.ndarray, out: np.ndarray | None = None, mode: int = 0,
-              scale: float = 1.0) -> np.ndarray:
-    """:func:`recursive_gaussian_pass`, the response written into ``out`` (float32, C-contiguous, the
-    kept shape; a new array when None) as :func:`_pass`'s ``mode`` says (0: the response; 1:
-    ``float32(float64(response) * scale)``; 2: ``float32(float64(out) + float64(response) * scale)``)."""
     if src.ndim != 3 or axis not in (0, 1, 2):
         raise ValueError("a 3-D array and an axis 0, 1 or 2 are needed")
     shape = src.shape
@@ -316,13 +265,21 @@ def _run_pass(src: np.ndarray, axis: int, lo: tuple[int, int, int] | list[int], 
     src = np.ascontiguousarray(src)
     out_shape = [b - a for a, b in zip(lo, hi, strict=True)]
     out_shape[axis] = k1 - k0
-    if out is None:
-        out = np.empty(out_shape, np.float32)
-    elif out.shape != tuple(out_shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous float32 array of shape {tuple(out_shape)}")
+    out = np.empty(out_shape, np.float32)
     kernel = jit.compile_kernel(_pass)
-    kernel(src, axis, lo[0], lo[1], lo[2], hi[0], hi[1], hi[2], k0, k1, coef, out, int(mode), float(scale))
+    kernel(src, axis, lo[0], lo[1], lo[2], hi[0], hi[1], hi[2], k0, k1, coef, out, 16 if axis == 2 else _TILE)
     return out
+
+
+def scale_add(total: np.ndarray, term: np.ndarray, scale: float, first: bool) -> np.ndarray:
+    """The LoG's sum of terms as :func:`log_box` adds them: ``total`` (float32, C-contiguous, changed in
+    place and returned) becomes ``float32(float64(term) * scale)`` when ``first``, else
+    ``float32(float64(total) + float64(term) * scale)`` (``term`` float32 of the same shape)."""
+    if total.shape != term.shape or total.dtype != np.float32 or term.dtype != np.float32 \
+            or not total.flags.c_contiguous:
+        raise ValueError("total and term must be float32 arrays of one shape, total C-contiguous")
+    jit.compile_kernel(_scale_add)(total.reshape(-1), np.ascontiguousarray(term).reshape(-1), float(scale), bool(first))
+    return total
 
 
 def log_box(src: np.ndarray, spacing_xyz: tuple[float, float, float], sigma: float,
@@ -335,23 +292,20 @@ def log_box(src: np.ndarray, spacing_xyz: tuple[float, float, float], sigma: flo
     z), the second-derivative pass along d, then the smoothing pass along each other axis in
     increasing order, each pass keeping only the samples that the later passes read (the box's range
     along the axes already filtered), then ``sum + term * (1 / spacing_d**2)`` in float64 rounded to
-    float32 (done by each term's last pass as it writes, into the sum: no float64 copies)."""
+    float32 (:func:`scale_add`: no float64 copies)."""
     clo = [int(v) for v in clo]
     chi = [int(v) + 1 for v in chi]
     box = [(int(a) - c, int(b) + 1 - c) for a, b, c in zip(lo, hi, clo, strict=True)]
     total = np.empty([b - a for a, b in box], np.float32)
     for d in range(3):
         axis = 2 - d  # ITK dimension d is NumPy axis 2 - d
-        term = _run_pass(src, axis, clo, chi, box[axis], recursive_gaussian_coefficients(sigma, spacing_xyz[d], 2))
-        others = [k for k in range(3) if k != d]
-        for j in others:
+        term = recursive_gaussian_pass(src, axis, clo, chi, box[axis],
+                                       recursive_gaussian_coefficients(sigma, spacing_xyz[d], 2))
+        for j in (k for k in range(3) if k != d):
             axis = 2 - j
-            coef = recursive_gaussian_coefficients(sigma, spacing_xyz[j], 0)
-            if j == others[-1]:  # the last pass: scaled and added into the sum as it writes
-                _run_pass(term, axis, (0, 0, 0), term.shape, box[axis], coef, total, 1 if d == 0 else 2,
-                          1.0 / (spacing_xyz[d] * spacing_xyz[d]))
-            else:
-                term = _run_pass(term, axis, (0, 0, 0), term.shape, box[axis], coef)
+            term = recursive_gaussian_pass(term, axis, (0, 0, 0), term.shape, box[axis],
+                                           recursive_gaussian_coefficients(sigma, spacing_xyz[j], 0))
+        scale_add(total, term, 1.0 / (spacing_xyz[d] * spacing_xyz[d]), d == 0)
     return total
 
 
