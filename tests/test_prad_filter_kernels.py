@@ -108,12 +108,14 @@ def _sitk_pass(region: np.ndarray, spacing: tuple[float, float, float], sigma: f
 @pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
 def test_recursive_gaussian_pass_odd_shapes_faces_and_kept_ends(dtype):
     """Lines of 4 and 5 samples, 1-wide volumes, rows of lines narrower than, equal to and past a
-    tile (16 / 64 lines; 31..33, 65 lines: partial last tiles), regions touching the array's faces
+    tile (16 / 64..512 lines; 31..33, 65, 270 lines, planes of 1200 lines along axis 0: partial last
+    tiles), regions touching the array's faces
     or inside it, kept ranges at the very ends (the first / last sample alone, the last 4): each
     equals SimpleITK's response of the region, cut to the range, bit for bit."""
     rng = np.random.default_rng(21)
     spacing = (0.7, 1.1, 2.5)
-    shapes = [(4, 5, 6), (5, 4, 33), (1, 5, 40), (6, 1, 65), (7, 32, 1), (4, 31, 33), (9, 65, 5), (5, 17, 64)]
+    shapes = [(4, 5, 6), (5, 4, 33), (1, 5, 40), (6, 1, 65), (7, 32, 1), (4, 31, 33), (9, 65, 5), (5, 17, 64),
+              (5, 3, 270), (6, 40, 30)]
     for shape in shapes:
         arr = _textured(shape, int(rng.integers(1000)), dtype)
         for axis in range(3):
