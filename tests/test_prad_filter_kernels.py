@@ -92,6 +92,77 @@ def test_recursive_gaussian_pass_refuses_bad_regions():
         K.recursive_gaussian_coefficients(1.0, 1.0, 1)
 
 
+def _sitk_pass(region: np.ndarray, spacing: tuple[float, float, float], sigma: float, order: int, axis: int) -> np.ndarray:
+    """SimpleITK's RecursiveGaussianImageFilter (normalised across scale) of ``region`` along NumPy ``axis``."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(region))
+    img.SetSpacing(spacing)
+    gauss = sitk.RecursiveGaussianImageFilter()
+    gauss.SetNormalizeAcrossScale(True)
+    gauss.SetSigma(sigma)
+    gauss.SetOrder(order)
+    gauss.SetDirection(2 - axis)
+    return sitk.GetArrayFromImage(gauss.Execute(img)).astype(np.float32)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_recursive_gaussian_pass_odd_shapes_faces_and_kept_ends(dtype):
+    """Lines of 4 and 5 samples, 1-wide volumes, rows of lines narrower than, equal to and past a
+    tile (16 / 64..512 lines; 31..33, 65, 270 lines, planes of 1200 lines along axis 0: partial last
+    tiles), regions touching the array's faces
+    or inside it, kept ranges at the very ends (the first / last sample alone, the last 4): each
+    equals SimpleITK's response of the region, cut to the range, bit for bit."""
+    rng = np.random.default_rng(21)
+    spacing = (0.7, 1.1, 2.5)
+    shapes = [(4, 5, 6), (5, 4, 33), (1, 5, 40), (6, 1, 65), (7, 32, 1), (4, 31, 33), (9, 65, 5), (5, 17, 64),
+              (5, 3, 270), (6, 40, 30)]
+    for shape in shapes:
+        arr = _textured(shape, int(rng.integers(1000)), dtype)
+        for axis in range(3):
+            if shape[axis] < 4:
+                continue
+            for face in ("whole", "low", "high", "inner"):
+                lo = [0, 0, 0]
+                hi = list(shape)
+                for ax in range(3):  # shrink the other axes (and this one, keeping 4+ samples)
+                    n = shape[ax]
+                    cut = int(rng.integers(0, max(1, (n - 4) // 2 + 1))) if n > 4 else 0
+                    if face in ("low", "inner") and n - cut >= (4 if ax == axis else 1):
+                        hi[ax] = n - cut
+                    if face in ("high", "inner") and hi[ax] - lo[ax] - cut >= (4 if ax == axis else 1):
+                        lo[ax] = cut
+                region = arr[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+                n = region.shape[axis]
+                for sigma, order in ((0.6, 2), (3.0, 0)):
+                    ref = _sitk_pass(region, spacing, sigma, order, axis)
+                    coef = K.recursive_gaussian_coefficients(sigma, spacing[2 - axis], order)
+                    for keep in ((0, n), (0, 1), (n - 1, n), (max(0, n - 4), n), (1, n - 1)):
+                        if keep[0] >= keep[1]:
+                            continue
+                        got = K.recursive_gaussian_pass(arr, axis, lo, hi, keep, coef)
+                        sl = [slice(None)] * 3
+                        sl[axis] = slice(*keep)
+                        np.testing.assert_array_equal(got, ref[tuple(sl)], err_msg=f"{shape} axis {axis} {face} "
+                                                      f"{lo}..{hi} keep {keep} sigma {sigma}")
+
+
+@needs_numba
+def test_scale_add_is_numpy_to_the_bit():
+    """log_box's sum of terms: ``float32(float64(term) * s)``, then ``float32(float64(total) +
+    float64(term) * s)``, the NumPy expressions to the bit (values over many magnitudes)."""
+    rng = np.random.default_rng(5)
+    for shape in [(6, 7, 70), (1, 1, 1), (3, 5, 9)]:
+        term = (rng.normal(0, 1, shape) * 10.0 ** rng.integers(-6, 6, shape)).astype(np.float32)
+        scale = 1.0 / (0.93 * 0.93)
+        total = K.scale_add(np.empty(shape, np.float32), term, scale, True)
+        np.testing.assert_array_equal(total, (term.astype(np.float64) * scale).astype(np.float32))
+        base = rng.normal(0, 50, shape).astype(np.float32)
+        want = (base.astype(np.float64) + term.astype(np.float64) * scale).astype(np.float32)
+        np.testing.assert_array_equal(K.scale_add(base, term, scale, False), want)
+    with pytest.raises(ValueError):
+        K.scale_add(np.empty((2, 3, 4), np.float32), np.empty((2, 3, 5), np.float32), 1.0, True)
+
+
 def _vol(arr: np.ndarray, spacing: tuple[float, float, float]) -> pc._Vol:
     return pc._Vol(arr, spacing, (0.0, 0.0, 0.0), np.eye(3))
 
@@ -130,6 +201,27 @@ def test_log_box_compiled_equals_simpleitk_path_random_boxes(seed):
         clo, chi = pc._crop_bounds(lo, hi, margin, shape)
         if np.any(chi - clo + 1 < 4):
             continue
+        with pc.use_compiled(False):
+            ref = pc._log_box(vol, sigma, lo, hi, clo, chi)
+        with pc.use_compiled(True):
+            got = pc._log_box(vol, sigma, lo, hi, clo, chi)
+        np.testing.assert_array_equal(got, ref)
+
+
+@needs_numba
+@pytest.mark.parametrize("seed", [3, 4])
+def test_log_box_compiled_equals_simpleitk_path_wide_boxes(seed):
+    """Rows of lines wider than a tile (30..80 along x and y, boxes ending in partial tiles),
+    int16 / float32 images: compiled == SimpleITK to the bit."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(5, 12)), int(rng.integers(30, 80)), int(rng.integers(30, 80)))
+    arr = _textured(shape, seed, np.int16 if seed % 2 == 0 else np.float32)
+    vol = _vol(arr, tuple(float(v) for v in rng.uniform(0.5, 3.0, 3)))
+    for _ in range(2):
+        lo = np.array([int(rng.integers(0, n // 3)) for n in shape])
+        hi = np.array([int(rng.integers(n // 2, n)) for n in shape])
+        sigma = float(rng.uniform(0.8, 3.0))
+        clo, chi = pc._crop_bounds(lo, hi, np.array([3, 9, 9]), shape)
         with pc.use_compiled(False):
             ref = pc._log_box(vol, sigma, lo, hi, clo, chi)
         with pc.use_compiled(True):
