@@ -188,11 +188,11 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
     runs = np.empty(na * 2 * plane, dtype=np.int32)  # per angle, the runs so far of both planes
     key = np.empty(plane, dtype=np.int32)
     roi = np.empty(plane, dtype=np.uint32)  # the plane's ROI cells
-    buf = np.empty(plane, dtype=np.uint32)
+    buf = np.empty(plane, dtype=np.int32)
     count = np.zeros(4 * w, dtype=np.int64)  # voxels per level, 4 copies (no chain of increments)
     H = np.empty(na * hw, dtype=np.int32)  # 2^31 - 1 voxels per cell: a box below 2^31 voxels
     H[:] = 0
-    kmax = np.int32(0)
+    longest = 0
     for z in range(n0):
         cur = (z & 1) * plane
         prv = plane - cur
@@ -204,15 +204,15 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
             r = y * n2
             for x in range(n2):
                 g = q[z, y, x]
-                ok = (g > 0) & (g < nrank)
-                bad |= (g > 0) & (g >= nrank)
-                gi = np.int32(g) if ok else np.int32(0)
-                lc[r + x] = gi
-                count[(x & 3) * w + gi] += 1
+                pos = g > 0
+                bad |= pos & (g >= nrank)
+                lc[r + x] = g if pos else 0
                 roi[nroi] = r + x
-                nroi += ok
+                nroi += pos
         if bad:
             raise ValueError("grey level outside the levels given")
+        for j in range(nroi):
+            count[np.uint64((j & 3) * w + lc[np.uint64(roi[j])])] += 1
         for a in range(na):
             dz = offs[a, 0]
             dy = offs[a, 1]
@@ -271,22 +271,23 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
                             D[i] = run
                         if dx != 0:
                             rc[y * n2 + (0 if dx > 0 else n2 - 1)] = 1
+            m = np.int32(0)  # the longest run so far in the plane (1 outside the ROI)
             for i in range(plane):  # key: L * w + level
-                key[i] = rc[i] * w32 + lc[i]
+                run = rc[i]
+                m = max(m, run)
+                key[i] = run * w32 + lc[i]
+            if m > nr:
+                raise ValueError("run longer than the matrix")
+            if nroi > 0:
+                longest = max(longest, m)
             k = np.uint64(0)
-            km = np.int32(0)
             for j in range(nroi):
                 kk = key[np.uint64(roi[j])]
                 buf[k] = kk
                 k += np.uint64(kk >= two)
-                km = max(km, kk)
-            if km >= (nr + 1) * w32:
-                raise ValueError("run longer than the matrix")
-            kmax = max(kmax, km)
             Ha = H[a * hw:(a + 1) * hw]
             for j in range(k):
                 Ha[np.uint64(buf[j])] += 1
-    longest = kmax // w32  # keys of ROI voxels are L * w + level, level in [1, w)
     Hv = H.reshape((na, nr + 2, w))
     P = np.zeros((na, nl, longest), dtype=np.float64)
     for g in range(1, w):
