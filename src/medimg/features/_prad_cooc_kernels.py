@@ -184,6 +184,7 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
     if hw >= 2 ** 31:
         raise ValueError("run-length matrix too large")
     # np.empty and a fill, not np.zeros: numba's zeros of a large array touch fresh pages each call
+    qf = q.ravel()
     lev = np.empty(2 * plane, dtype=np.int32)  # the levels of planes z and z - 1 (0 outside)
     runs = np.empty(na * 2 * plane, dtype=np.int32)  # per angle, the runs so far of both planes
     key = np.empty(plane, dtype=np.int32)
@@ -198,19 +199,18 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
         prv = plane - cur
         lc = lev[cur:cur + plane]
         lp = lev[prv:prv + plane]
-        nroi = 0
-        bad = False
-        for y in range(n1):
-            r = y * n2
-            for x in range(n2):
-                g = q[z, y, x]
-                pos = g > 0
-                bad |= pos & (g >= nrank)
-                lc[r + x] = g if pos else 0
-                roi[nroi] = r + x
-                nroi += pos
-        if bad:
+        qz = qf[z * plane:(z + 1) * plane]
+        top = 0
+        for i in range(plane):  # vectorised
+            g = qz[i]
+            top = max(top, g)
+            lc[i] = g if g > 0 else 0
+        if top >= nrank:
             raise ValueError("grey level outside the levels given")
+        nroi = 0
+        for i in range(plane):
+            roi[nroi] = i
+            nroi += lc[i] > 0
         for j in range(nroi):
             count[np.uint64((j & 3) * w + lc[np.uint64(roi[j])])] += 1
         for a in range(na):
