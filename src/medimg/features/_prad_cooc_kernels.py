@@ -181,8 +181,8 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
     w32 = np.int32(w)
     two = np.int32(2 * w)  # the keys of the runs so far >= 2
     hw = (nr + 2) * w
-    if hw >= 2 ** 31:
-        raise ValueError("run-length matrix too large")
+    if hw >= 2 ** 31 or n0 * plane >= 2 ** 31:  # int32 keys and counts, uint32 cell indices
+        raise ValueError("run-length matrix or box too large")
     # np.empty and a fill, not np.zeros: numba's zeros of a large array touch fresh pages each call
     qf = q.ravel()
     lev = np.empty(2 * plane, dtype=np.int32)  # the levels of planes z and z - 1 (0 outside)
