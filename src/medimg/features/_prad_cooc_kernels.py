@@ -159,12 +159,13 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
     length exactly L are H[g, L] - H[g, L + 1]; H[g, 1] is the voxels of level g less those with
     L >= 2, so only those are counted one by one.
 
-    Plane by plane (the levels as int32 and each angle's runs so far, for two planes): for an angle
-    with a z step one branch-free loop over the plane reads the plane before (vectorised), for an
-    in-plane angle one such loop per row reads the row before; the cells whose neighbour lies past
-    the box's faces (there the loop's neighbour wraps around a row or plane) are then set to 1;
-    along x a scalar recurrence per row. The ROI voxels with L >= 2 are gathered branch-free and
-    counted (int32) per raw level; the levels' rows (``rank``) are applied at the end."""
+    Plane by plane (the levels as int32 and, per angle, each cell's key L << s | level for two
+    planes): for an angle with a z step one branch-free loop over the plane reads the plane before
+    (vectorised), for an in-plane angle one such loop per row reads the row before; the cells whose
+    neighbour lies past the box's faces (there the loop's neighbour wraps around a row or plane) are
+    then set to L = 1; along x a scalar recurrence per row. The ROI voxels' keys with L >= 2 are
+    gathered branch-free and counted (int32) per raw level; the levels' rows (``rank``) are applied
+    at the end."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
     nrank = rank.shape[0]
@@ -177,17 +178,19 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
         if dz == 0 and (dy < 0 or (dy == 0 and dx <= 0)):
             raise ValueError("run-length offsets must be unit steps pointing forward in C order")
     plane = n1 * n2
-    w = max(nrank, 1)  # one column per raw level: key = L * w + level
-    w32 = np.int32(w)
+    s = 0  # key = L << s | raw level: the run so far and the level in one int32
+    while (1 << s) < nrank:
+        s += 1
+    w = 1 << s
+    one = np.int32(w)  # key of a run so far of 1 at level 0
     two = np.int32(2 * w)  # the keys of the runs so far >= 2
     hw = (nr + 2) * w
-    if hw >= 2 ** 31 or n0 * plane >= 2 ** 31:  # int32 keys and counts, uint32 cell indices
+    if (max(nr, n0, n1, n2) + 2) * w >= 2 ** 31 or n0 * plane >= 2 ** 31:  # int32 keys and counts
         raise ValueError("run-length matrix or box too large")
     # np.empty and a fill, not np.zeros: numba's zeros of a large array touch fresh pages each call
     qf = q.ravel()
     lev = np.empty(2 * plane, dtype=np.int32)  # the levels of planes z and z - 1 (0 outside)
-    runs = np.empty(na * 2 * plane, dtype=np.int32)  # per angle, the runs so far of both planes
-    key = np.empty(plane, dtype=np.int32)
+    runs = np.empty(na * 2 * plane, dtype=np.int32)  # per angle, the keys of both planes
     roi = np.empty(plane, dtype=np.uint32)  # the plane's ROI cells
     buf = np.empty(plane, dtype=np.int32)
     count = np.zeros(4 * w, dtype=np.int64)  # voxels per level, 4 copies (no chain of increments)
@@ -222,16 +225,16 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
             if dz == 0 and dy == 0:  # along x: a recurrence along each row
                 for y in range(n1):
                     r = y * n2
-                    run = np.int32(0)
+                    kp = np.int32(0)
                     gp = np.int32(0)
                     for x in range(n2):
                         v = lc[r + x]
-                        run = run + np.int32(1) if (v == gp) & (v != 0) else np.int32(1)
-                        rc[r + x] = run
+                        kp = kp + one if (v == gp) & (v != 0) else one | v  # one more, same level
+                        rc[r + x] = kp
                         gp = v
             elif dz == 1 and z == 0:
                 for i in range(plane):
-                    rc[i] = 1
+                    rc[i] = one | lc[i]
             else:
                 t = dy * n2 + dx  # the step's in-plane part
                 ylo = max(0, dy)
@@ -246,18 +249,18 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
                         D = rc[i0:i1]
                         for i in range(i1 - i0):
                             v = A[i]
-                            run = C[i] + np.int32(1) if (v == B[i]) & (v != 0) else np.int32(1)
-                            D[i] = run
+                            D[i] = C[i] + one if (v == B[i]) & (v != 0) else one | v
                     # the cells whose neighbour lies past a face: a run so far of 1
                     for y in range(n1):
                         if y < ylo or y >= yhi:
                             for i in range(y * n2, y * n2 + n2):
-                                rc[i] = 1
+                                rc[i] = one | lc[i]
                         elif dx != 0:
-                            rc[y * n2 + (0 if dx > 0 else n2 - 1)] = 1
+                            i = y * n2 + (0 if dx > 0 else n2 - 1)
+                            rc[i] = one | lc[i]
                 else:  # row by row, each reading the row before (done, its face cell included)
                     for i in range(n2):  # row 0: no row before
-                        rc[i] = 1
+                        rc[i] = one | lc[i]
                     for y in range(1, n1):
                         i0 = y * n2 + max(0, dx)
                         i1 = y * n2 + n2 + min(0, dx)
@@ -267,22 +270,21 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
                         D = rc[i0:i1]
                         for i in range(i1 - i0):
                             v = A[i]
-                            run = C[i] + np.int32(1) if (v == B[i]) & (v != 0) else np.int32(1)
-                            D[i] = run
+                            D[i] = C[i] + one if (v == B[i]) & (v != 0) else one | v
                         if dx != 0:
-                            rc[y * n2 + (0 if dx > 0 else n2 - 1)] = 1
+                            i = y * n2 + (0 if dx > 0 else n2 - 1)
+                            rc[i] = one | lc[i]
             m = np.int32(0)  # the longest run so far in the plane (1 outside the ROI)
-            for i in range(plane):  # key: L * w + level
-                run = rc[i]
-                m = max(m, run)
-                key[i] = run * w32 + lc[i]
+            for i in range(plane):
+                m = max(m, rc[i])
+            m = m >> s
             if m > nr:
                 raise ValueError("run longer than the matrix")
             if nroi > 0:
                 longest = max(longest, m)
             k = np.uint64(0)
             for j in range(nroi):
-                kk = key[np.uint64(roi[j])]
+                kk = rc[np.uint64(roi[j])]
                 buf[k] = kk
                 k += np.uint64(kk >= two)
             Ha = H[a * hw:(a + 1) * hw]
