@@ -375,3 +375,110 @@ def test_glcm_features_exact_independence():
     table = K.kernel(K.glcm_features)(P, np.asarray([1.0, 2.0, 4.0]), 4)
     assert table[0, K.GLCM_INDEX["Imc1"]] == 0.0
     assert table[0, K.GLCM_INDEX["Imc2"]] == 0.0
+
+
+def _glrlm_both_paths(q: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The run-length counts of the discretised box ``q`` from the compiled kernel (Na, Nl, L) and
+    from the NumPy path (``_glrlm_matrix``, its rows of the levels present, as (Na, Nl, L))."""
+    d = calc.Discretised(q)
+    box, rank = calc._level_ranks(d)
+    offs = calc.angles(q.shape, (1,), force2d=settings.get("force2D", False),
+                       force2d_dim=settings.get("force2Ddimension", 0)).astype(np.int64)
+    got = K.kernel(K.glrlm_counts)(box, offs, rank, d.levels.size, int(max(q.shape)))
+    ref, _ = calc._glrlm_matrix(d, settings)
+    ref = ref[d.levels - 1].transpose(2, 0, 1)  # (Na, Nl, Nr)
+    return got, ref
+
+
+def _random_box(rng: np.random.Generator) -> np.ndarray:
+    """A discretised box (levels >= 1 in the ROI, 0 outside): random shapes with 1-voxel
+    dimensions, densities from isolated voxels to full boxes (the ROI on every face), one to many
+    levels, runs from one voxel to the whole line."""
+    shape = tuple(int(v) for v in rng.choice([1, 1, 2, 3, 5, 8, 13], 3))
+    nlev = int(rng.choice([1, 2, 3, 6, 40, 300]))
+    roi = rng.random(shape) < rng.choice([0.1, 0.5, 0.9, 1.0])
+    if rng.random() < 0.4:  # smooth: long runs along some direction
+        idx = np.indices(shape).sum(0) if rng.random() < 0.5 else np.indices(shape)[int(rng.integers(0, 3))]
+        levels = 1 + (idx // int(rng.integers(1, 6))) % nlev
+    else:
+        levels = rng.integers(1, nlev + 1, shape)
+    q = np.where(roi, levels, 0).astype(np.int64)
+    if not q.any():
+        q.ravel()[int(rng.integers(0, q.size))] = 1
+    return q
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_glrlm_counts_equal_numpy_path_exactly(chunk):
+    """The compiled run-length counts equal the NumPy path's, cell for cell (integers), on random
+    boxes under 3-D and force2D angles (every force2Ddimension)."""
+    checked = 0
+    for seed in range(100 * chunk, 100 * chunk + 100):
+        rng = np.random.default_rng(seed)
+        q = _random_box(rng)
+        for settings in ({}, {"force2D": True, "force2Ddimension": int(rng.integers(0, 3))}):
+            if not calc.angles(q.shape, (1,), force2d=settings.get("force2D", False),
+                               force2d_dim=settings.get("force2Ddimension", 0)).size:
+                continue  # no angle (a single voxel box)
+            got, ref = _glrlm_both_paths(q, settings)
+            n = got.shape[2]
+            assert n >= 1 and not ref[:, :, n:].any(), (seed, settings)
+            assert np.array_equal(got, ref[:, :, :n]), (seed, q.shape, settings)
+            checked += 1
+    assert checked > 150
+
+
+def test_glrlm_counts_adversarial_boxes_exactly():
+    """Named cases: the ROI filling the box (runs the whole line), one level, a 1-voxel-thick plate
+    in each orientation, a line along each axis, isolated voxels (PyRadiomics's one-voxel rule),
+    a checkerboard (every run one voxel, lines holding two ROI voxels), many levels, 1-voxel
+    dimensions: compiled = NumPy path = brute force."""
+    rng = np.random.default_rng(11)
+    cases = {"full-one-level": np.ones((4, 6, 5), np.int64),
+             "full-many": rng.integers(1, 500, (5, 7, 9)),
+             "checker": (np.indices((4, 5, 6)).sum(0) % 2 + 1),
+             "isolated": np.zeros((5, 6, 7), np.int64),
+             "row": np.full((1, 1, 9), 3, np.int64),
+             "column": np.full((7, 1, 1), 2, np.int64)}
+    cases["isolated"][::2, ::3, ::2] = 4
+    for axis in range(3):
+        plate = np.zeros((4, 5, 6), np.int64)
+        plate[(slice(None),) * axis + (2,)] = rng.integers(1, 3, plate[(slice(None),) * axis + (2,)].shape)
+        cases[f"plate{axis}"] = plate
+        line = np.zeros((6, 6, 6), np.int64)
+        sl = [3, 3, 3]
+        sl[axis] = slice(None)
+        line[tuple(sl)] = 5
+        cases[f"line{axis}"] = line
+    for name, q in cases.items():
+        q = np.asarray(q, np.int64)
+        got, ref = _glrlm_both_paths(q, {})
+        n = got.shape[2]
+        assert not ref[:, :, n:].any() and np.array_equal(got, ref[:, :, :n]), name
+        d = calc.Discretised(q)
+        _, rank = calc._level_ranks(d)
+        offs = calc.angles(q.shape, (1,)).astype(np.int64)
+        brute = _brute_glrlm(q, offs, rank, d.levels.size, int(max(q.shape)))
+        assert np.array_equal(got, brute[:, :, :n]) and not brute[:, :, n:].any(), name
+    full = _glrlm_both_paths(cases["full-one-level"], {})[0]
+    assert full.shape[2] == 6 and full[12, 0, 4] == 24  # along x: 4 x 6 runs of 5 voxels
+
+
+def test_glrlm_counts_hostile_levels_and_lengths():
+    """Levels beyond ``rank`` or mapped outside the matrix, and runs longer than ``nr``, raise
+    (checked before anything is written out of bounds)."""
+    q = np.ones((3, 4, 5), np.int64)
+    offs = calc.angles(q.shape, (1,)).astype(np.int64)
+    run = K.kernel(K.glrlm_counts)
+    assert run(q, offs, np.asarray([0, 0]), 1, 5).shape == (13, 1, 5)
+    for nr in (1, 2, 4):  # the longest run is 5 (along x)
+        with pytest.raises(ValueError):
+            run(q, offs, np.asarray([0, 0]), 1, nr)
+    q[2, 3, 4] = 2 ** 40  # a level far beyond the ranks
+    with pytest.raises(ValueError):
+        run(q, offs, np.asarray([0, 0]), 1, 5)
+    q[2, 3, 4] = 1
+    with pytest.raises(ValueError):  # level 1's row outside the matrix
+        run(q, offs, np.asarray([0, 3]), 1, 5)
+    with pytest.raises(ValueError):
+        run(q, offs, np.asarray([0, -1]), 1, 5)

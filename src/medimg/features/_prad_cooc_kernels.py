@@ -147,15 +147,22 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
     (PyRadiomics's rule). The offsets must point forward in C order (PyRadiomics's angles do).
     L: the longest run (at most ``nr``); longer runs raise ``ValueError``.
 
-    The voxels in C order: each one's run so far is one more than that of the voxel before it along
-    the angle (already seen) when that one has its level, else 1 (arithmetic, no branch on the
-    levels; the lengths kept for the last plane and row only). A run of length n has exactly one
-    voxel whose run so far is L for each L <= n, so with H[g, L] the number of voxels of level g
-    whose run so far is L, the runs of length exactly L are H[g, L] - H[g, L + 1]."""
+    Each voxel's run so far is one more than that of the voxel before it along the angle when that
+    one has its level, else 1. A run of length n has exactly one voxel whose run so far is L for
+    each L <= n, so with H[g, L] the number of voxels of level g whose run so far is L, the runs of
+    length exactly L are H[g, L] - H[g, L + 1]; H[g, 1] is the voxels of level g less those with
+    L >= 2, so only those are counted one by one.
+
+    Plane by plane (the levels as int32 and, per angle, each cell's key L << s | level for two
+    planes): for an angle with a z step one branch-free loop over the plane reads the plane before
+    (vectorised), for an in-plane angle one such loop per row reads the row before; the cells whose
+    neighbour lies past the box's faces (there the loop's neighbour wraps around a row or plane) are
+    then set to L = 1; along x a scalar recurrence per row. The ROI voxels' keys with L >= 2 are
+    gathered branch-free and counted (int32) per raw level; the levels' rows (``rank``) are applied
+    at the end."""
     n0, n1, n2 = q.shape
     na = offs.shape[0]
     nrank = rank.shape[0]
-    steps = np.empty(na, dtype=np.int64)
     for a in range(na):
         dz = offs[a, 0]
         dy = offs[a, 1]
@@ -164,78 +171,164 @@ def glrlm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, nr:
             raise ValueError("run-length offsets must be unit steps pointing forward in C order")
         if dz == 0 and (dy < 0 or (dy == 0 and dx <= 0)):
             raise ValueError("run-length offsets must be unit steps pointing forward in C order")
-        steps[a] = (dz * n1 + dy) * n2 + dx
-    size = 1  # ring of the last run lengths: the voxel before is at most a plane, a row and one back
-    while size < n1 * n2 + n2 + 2:
-        size *= 2
-    mask = size - 1
-    run = np.empty((size, na), dtype=np.int32)  # read only where written (else times 0)
-    H = np.zeros((nl, na, nr + 1), dtype=np.float64)  # one voxel's counts in one block
+    plane = n1 * n2
+    s = 0  # key = L << s | raw level: the run so far and the level in one int32
+    while (1 << s) < nrank:
+        s += 1
+    w = 1 << s
+    one = np.int32(w)  # key of a run so far of 1 at level 0
+    two = np.int32(2 * w)  # the keys of the runs so far >= 2
+    hw = (nr + 2) * w
+    if (max(nr, n0, n1, n2) + 2) * w >= 2 ** 31 or n0 * plane >= 2 ** 31:  # int32 keys and counts
+        raise ValueError("run-length matrix or box too large")
+    # np.empty and a fill, not np.zeros: numba's zeros of a large array touch fresh pages each call
     qf = q.ravel()
+    lev = np.empty(2 * plane, dtype=np.int32)  # the levels of planes z and z - 1 (0 outside)
+    runs = np.empty(na * 2 * plane, dtype=np.int32)  # per angle, the keys of both planes
+    roi = np.empty(plane, dtype=np.uint32)  # the plane's ROI cells
+    buf = np.empty(plane, dtype=np.int32)
+    count = np.zeros(4 * w, dtype=np.int64)  # voxels per level, 4 copies (no chain of increments)
+    H = np.empty(na * hw, dtype=np.int32)  # 2^31 - 1 voxels per cell: a box below 2^31 voxels
+    H[:] = 0
     longest = 0
     for z in range(n0):
-        zin = z >= 1
-        for y in range(n1):
-            yin = zin and 1 <= y < n1 - 1
-            for x in range(n2):
-                v = (z * n1 + y) * n2 + x
-                g = qf[v]
-                if g <= 0:
-                    continue
-                if g >= nrank:
-                    raise ValueError("grey level outside the levels given")
-                Hr = H[rank[g]]
-                cur = run[v & mask]
-                interior = yin and 1 <= x < n2 - 1
-                for a in range(na):
-                    if interior:
-                        inside = True
-                    else:
-                        dz = offs[a, 0]
-                        dy = offs[a, 1]
-                        dx = offs[a, 2]
-                        inside = ((z - dz >= 0) & (y - dy >= 0) & (y - dy < n1) & (x - dx >= 0)
-                                  & (x - dx < n2))
-                    prev = v - steps[a] if inside else v
-                    length = 1 + ((qf[prev] == g) & inside) * run[prev & mask, a]
-                    cur[a] = length
-                    if length > nr:
-                        raise ValueError("run longer than the matrix")
-                    if length > longest:
-                        longest = length
-                    Hr[a, length - 1] += 1.0
-    nr = longest  # the columns past the longest run are empty: left out
-    P = np.empty((na, nl, nr), dtype=np.float64)
-    roi = np.empty((0, 3), dtype=np.int64)  # the ROI's voxels, gathered when first needed
+        cur = (z & 1) * plane
+        prv = plane - cur
+        lc = lev[cur:cur + plane]
+        lp = lev[prv:prv + plane]
+        qz = qf[z * plane:(z + 1) * plane]
+        top = 0
+        for i in range(plane):  # vectorised
+            g = qz[i]
+            top = max(top, g)
+            lc[i] = g if g > 0 else 0
+        if top >= nrank:
+            raise ValueError("grey level outside the levels given")
+        nroi = 0
+        for i in range(plane):
+            roi[nroi] = i
+            nroi += lc[i] > 0
+        for j in range(nroi):
+            count[np.uint64((j & 3) * w + lc[np.uint64(roi[j])])] += 1
+        for a in range(na):
+            dz = offs[a, 0]
+            dy = offs[a, 1]
+            dx = offs[a, 2]
+            base = a * 2 * plane
+            rc = runs[base + cur:base + cur + plane]
+            if dz == 0 and dy == 0:  # along x: a recurrence along each row
+                for y in range(n1):
+                    r = y * n2
+                    kp = np.int32(0)
+                    gp = np.int32(0)
+                    for x in range(n2):
+                        v = lc[r + x]
+                        kp = kp + one if (v == gp) & (v != 0) else one | v  # one more, same level
+                        rc[r + x] = kp
+                        gp = v
+            elif dz == 1 and z == 0:
+                for i in range(plane):
+                    rc[i] = one | lc[i]
+            else:
+                t = dy * n2 + dx  # the step's in-plane part
+                ylo = max(0, dy)
+                yhi = n1 + min(0, dy)
+                if dz == 1:  # the plane at once: cells [i0, i1), their neighbours in the plane before
+                    i0 = ylo * n2 + max(0, dx)
+                    i1 = yhi * n2 + min(0, dx)
+                    if i1 > i0:
+                        A = lc[i0:i1]
+                        B = lp[i0 - t:i1 - t]
+                        C = runs[base + prv + i0 - t:base + prv + i1 - t]
+                        D = rc[i0:i1]
+                        for i in range(i1 - i0):
+                            v = A[i]
+                            D[i] = C[i] + one if (v == B[i]) & (v != 0) else one | v
+                    # the cells whose neighbour lies past a face: a run so far of 1
+                    for y in range(n1):
+                        if y < ylo or y >= yhi:
+                            for i in range(y * n2, y * n2 + n2):
+                                rc[i] = one | lc[i]
+                        elif dx != 0:
+                            i = y * n2 + (0 if dx > 0 else n2 - 1)
+                            rc[i] = one | lc[i]
+                else:  # row by row, each reading the row before (done, its face cell included)
+                    for i in range(n2):  # row 0: no row before
+                        rc[i] = one | lc[i]
+                    for y in range(1, n1):
+                        i0 = y * n2 + max(0, dx)
+                        i1 = y * n2 + n2 + min(0, dx)
+                        A = lc[i0:i1]
+                        B = lc[i0 - t:i1 - t]
+                        C = rc[i0 - t:i1 - t]
+                        D = rc[i0:i1]
+                        for i in range(i1 - i0):
+                            v = A[i]
+                            D[i] = C[i] + one if (v == B[i]) & (v != 0) else one | v
+                        if dx != 0:
+                            i = y * n2 + (0 if dx > 0 else n2 - 1)
+                            rc[i] = one | lc[i]
+            m = np.int32(0)  # the longest run so far in the plane (1 outside the ROI)
+            for i in range(plane):
+                m = max(m, rc[i])
+            m = m >> s
+            if m > nr:
+                raise ValueError("run longer than the matrix")
+            if nroi > 0:
+                longest = max(longest, m)
+            k = np.uint64(0)
+            for j in range(nroi):
+                kk = rc[np.uint64(roi[j])]
+                buf[k] = kk
+                k += np.uint64(kk >= two)
+            Ha = H[a * hw:(a + 1) * hw]
+            for j in range(k):
+                Ha[np.uint64(buf[j])] += 1
+    Hv = H.reshape((na, nr + 2, w))
+    P = np.zeros((na, nl, longest), dtype=np.float64)
+    for g in range(1, w):
+        c = count[g] + count[w + g] + count[2 * w + g] + count[3 * w + g]
+        if c == 0:
+            continue
+        i = rank[g]
+        if i < 0 or i >= nl:
+            raise ValueError("grey level outside the levels given")
+        for a in range(na):
+            more = 0
+            for j in range(2, longest + 1):
+                more += Hv[a, j, g]
+            Hv[a, 1, g] = c - more
+            for j in range(longest):
+                P[a, i, j] += Hv[a, j + 1, g] - Hv[a, j + 2, g]
+    pts = np.empty((0, 3), dtype=np.int64)  # the ROI's voxels, gathered when first needed
     for a in range(na):
         multi = False
         for i in range(nl):
-            for j in range(nr):
-                P[a, i, j] = H[i, a, j] - H[i, a, j + 1]
-            multi = multi or H[i, a, 1] > 0
+            for j in range(1, longest):
+                multi = multi or P[a, i, j] > 0
         if multi:
             continue
         # every run is one voxel: is there a line holding two ROI voxels? Each walk stops at the
         # next ROI voxel, so the walks of one angle cover the box at most once.
-        if roi.shape[0] == 0:
-            roi = np.empty((qf.shape[0], 3), dtype=np.int64)
-            k = 0
+        if pts.shape[0] == 0:
+            pts = np.empty((n0 * plane, 3), dtype=np.int64)
+            npts = 0
             for z in range(n0):
                 for y in range(n1):
                     for x in range(n2):
                         if q[z, y, x] > 0:
-                            roi[k, 0] = z
-                            roi[k, 1] = y
-                            roi[k, 2] = x
-                            k += 1
-            roi = roi[:k]
+                            pts[npts, 0] = z
+                            pts[npts, 1] = y
+                            pts[npts, 2] = x
+                            npts += 1
+            pts = pts[:npts]
         dz = offs[a, 0]
         dy = offs[a, 1]
         dx = offs[a, 2]
-        for k in range(roi.shape[0]):
-            zz = roi[k, 0] + dz
-            yy = roi[k, 1] + dy
-            xx = roi[k, 2] + dx
+        for p in range(pts.shape[0]):
+            zz = pts[p, 0] + dz
+            yy = pts[p, 1] + dy
+            xx = pts[p, 2] + dx
             while 0 <= zz < n0 and 0 <= yy < n1 and 0 <= xx < n2:
                 if q[zz, yy, xx] > 0:
                     multi = True
