@@ -98,7 +98,8 @@ def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symm
             reach = max(reach, abs(offs[a, k]))
     m1 = n1 + 2 * reach
     m2 = n2 + 2 * reach
-    qr = np.zeros((n0 + 2 * reach) * m1 * m2, dtype=np.int32)
+    qr = np.empty((n0 + 2 * reach) * m1 * m2, dtype=np.int32)  # empty + fill: see glrlm_counts
+    qr[:] = 0
     for z in range(n0):
         for y in range(n1):
             row = ((z + reach) * m1 + y + reach) * m2 + reach
@@ -112,7 +113,8 @@ def glcm_counts(q: np.ndarray, offs: np.ndarray, rank: np.ndarray, nl: int, symm
     for a in range(na):
         steps[a] = (offs[a, 0] * m1 + offs[a, 1]) * m2 + offs[a, 2]
     w = nl + 1
-    R = np.zeros(nl * na * w, dtype=np.int32)  # 2^31 - 1 pairs per cell: a box below 2^31 voxels
+    R = np.empty(nl * na * w, dtype=np.int32)  # 2^31 - 1 pairs per cell: a box below 2^31 voxels
+    R[:] = 0
     for z in range(n0):
         for y in range(n1):
             row = ((z + reach) * m1 + y + reach) * m2 + reach
