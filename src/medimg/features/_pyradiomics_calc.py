@@ -227,14 +227,18 @@ class Discretised:
     """A discretised ROI ``q`` (grey levels 1..Ng inside, 0 outside) and what the texture classes
     share: the padded grids, the grey levels present and the neighbour tables (computed once)."""
 
-    def __init__(self, q: np.ndarray) -> None:
+    def __init__(self, q: np.ndarray, counts: np.ndarray | None = None) -> None:
         self.q = q
+        self._counts = counts
         self._grids: dict[int, _Grid] = {}
         self._cache: dict[Any, Any] = {}
 
     @functools.cached_property
     def levels(self) -> np.ndarray:
-        """The grey levels present, ascending (from the padded grid where one is built already)."""
+        """The grey levels present, ascending (from the voxel count of each level where the binning
+        gave it (:class:`Binned`), else from the padded grid where one is built already)."""
+        if self._counts is not None:
+            return np.flatnonzero(self._counts[1:]) + 1
         grid = self._grids.get(1)
         counts = np.bincount(grid.values if grid is not None else self.q.ravel())  # [0]: outside, dropped
         return np.flatnonzero(counts[1:]) + 1

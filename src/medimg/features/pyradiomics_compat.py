@@ -716,7 +716,7 @@ def _features(arr: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, flo
             vals = calc.firstorder(arr, roi, spacing, s, names, binned)
         else:
             if prepared is None:
-                prepared = calc.Discretised(binned.q)
+                prepared = calc.Discretised(binned.q, binned.counts)
             vals = getattr(calc, cls)(prepared, spacing, s, names)
         out.update({f"{tname}_{cls}_{k}": v for k, v in vals.items()})
     return out
