@@ -390,25 +390,37 @@ def test_scan_nrrd_label_same_as_read(tmp_path, kind):
 
 
 @pytest.mark.parametrize("fmt", ["nrrd", "raw.nrrd", "nii.gz"])
-@pytest.mark.parametrize("kind", ["ends-uint8", "one-voxel", "int8-negative", "out-of-range", "fraction"])
-def test_scan_one_byte_maps_same_as_read(tmp_path, fmt, kind):
-    """One-byte label maps (gzip, or raw and read in one piece) are narrowed to the label's first and last byte before comparing:
-    the label in the first and last slices, a single voxel, a negative int8 label, and labels that
-    no voxel of the type can equal (300, 2.5: absent) give what reading the whole map gives."""
+@pytest.mark.parametrize("kind", ["ends-uint8", "one-voxel", "int8-negative", "out-of-range", "fraction", "int32",
+                                  "int16-misaligned", "int16-many-misaligned"])
+def test_scan_label_maps_narrowed_same_as_read(tmp_path, fmt, kind):
+    """Integer label maps (gzip, or raw and read in one piece) are narrowed to the label's first and
+    last voxel (found by its bytes) before comparing: the label in the first and last slices, a
+    single voxel, a negative int8 label, labels that no voxel of the type can equal (300, 2.5:
+    absent), int32 maps, and int16 maps where the label's bytes also occur across two voxels
+    (value 256 before label 1: bytes 00 01 00 00), once or more than 64 times, give what reading
+    the whole map gives."""
     sitk = pytest.importorskip("SimpleITK")
     pytest.importorskip("deflate")
     from medimg.io.formats import scan_nifti_label, scan_nrrd_label
 
     r = np.random.default_rng(len(kind))
-    dtype = np.int8 if kind == "int8-negative" else np.uint8
+    dtype = {"int8-negative": np.int8, "int32": np.int32}.get(kind, np.int16 if "int16" in kind else np.uint8)
     labels = (r.random((9, 21, 17)) < 0.05).astype(dtype) * 4
-    label = {"ends-uint8": 4, "one-voxel": 6, "int8-negative": -3, "out-of-range": 300, "fraction": 2.5}[kind]
+    label = {"ends-uint8": 4, "one-voxel": 6, "int8-negative": -3, "out-of-range": 300, "fraction": 2.5,
+             "int32": 4}.get(kind, 1)
     if kind == "ends-uint8":
         labels[0, 0, 0] = labels[-1, -1, -1] = 4
     elif kind == "one-voxel":
         labels[5, 20, 16] = 6
     elif kind == "int8-negative":
         labels[2:4, 5:9, 3] = -3
+    elif kind == "int16-misaligned":
+        labels[1, 3, 4] = labels[8, 20, 10] = 256  # before the first and after the last label voxel
+        labels[4:6, 7, 7:9] = 1
+    elif kind == "int16-many-misaligned":
+        labels[0:2, :, ::2] = 256
+        labels[7:9, :, 1::2] = 256
+        labels[4, 10, 3] = 1
     img = sitk.GetImageFromArray(labels)
     img.SetSpacing((0.7, 0.9, 3.3))
     path = tmp_path / f"labels.{fmt}"

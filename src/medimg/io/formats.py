@@ -523,7 +523,8 @@ def _read_nrrd_native(path: Path, stop: int | None = None) -> Image | None:
 
 
 #: A raw one-byte label map up to this size is read in one piece by :func:`scan_nrrd_label` (then only
-#: the slices between the label's first and last byte are compared); larger ones are streamed.
+#: the slices between the label's first and last voxel are compared); larger ones, and wider types
+#: (measured: no faster read whole), are streamed.
 _SCAN_WHOLE_BYTES = 64 << 20
 
 
@@ -624,22 +625,28 @@ def scan_nifti_label(path: Path, label: Any
 def _label_slices(voxels: np.ndarray, shape: tuple[int, int, int], label: Any, raw: Any, offset: int,
                   base: int = 0) -> dict[int, np.ndarray]:
     """The slices of the label map ``voxels`` (C order, ``shape`` (z, y, x)) that hold ``label``:
-    slice index (plus ``base``) -> its boolean ROI, compared a few slices (256 KB) at a time. For a
-    one-byte map whose bytes are ``raw[offset:]`` (a bytes or bytearray), only the slices from the
-    label's first to its last byte are compared (found by ``find`` / ``rfind``: memchr speed)."""
+    slice index (plus ``base``) -> its boolean ROI, compared a few slices (256 KB) at a time. For an
+    integer map whose bytes are ``raw[offset:]`` (a bytes or bytearray), only the slices from the
+    label's first to its last voxel are compared, found by ``find`` / ``rfind`` of the label's bytes
+    (memchr speed; a match not on a voxel boundary is skipped)."""
     nz, ny, nx = shape
     plane = ny * nx
     lo, hi = 0, nz
-    if raw is not None and voxels.dtype.itemsize == 1 and isinstance(raw, (bytes, bytearray)):
+    if raw is not None and voxels.dtype.kind in "biu" and isinstance(raw, (bytes, bytearray)):
         with np.errstate(invalid="ignore", over="ignore"):
             probe = np.asarray(label).astype(voxels.dtype)
         if probe.ndim != 0 or probe != label:
             return {}  # no voxel of this type equals the label
-        code = probe.tobytes()
-        first = raw.find(code, offset, offset + nz * plane)
-        if first < 0:
+        code = probe.tobytes()  # in the map's own byte order
+        end = offset + nz * plane * len(code)
+        first = _voxel_find(raw, code, offset, end, last=False)
+        if first == -1:
             return {}
-        lo, hi = (first - offset) // plane, (raw.rfind(code, offset, offset + nz * plane) - offset) // plane + 1
+        if first is not None:
+            last = _voxel_find(raw, code, offset, end, last=True)
+            if last is not None:
+                step = plane * len(code)
+                lo, hi = (first - offset) // step, (last - offset) // step + 1
     per = max(1, (1 << 18) // (plane * voxels.dtype.itemsize))
     kept: dict[int, np.ndarray] = {}
     for first in range(lo, hi, per):
@@ -648,6 +655,32 @@ def _label_slices(voxels: np.ndarray, shape: tuple[int, int, int], label: Any, r
         for i in np.flatnonzero(hit.reshape(k, -1).any(axis=1)):
             kept[base + first + int(i)] = hit[i].copy()
     return kept
+
+
+def _voxel_find(raw: bytes | bytearray, code: bytes, start: int, end: int, *, last: bool) -> int | None:
+    """Byte position in ``raw[start:end]`` of the first (``last``: the last) voxel whose bytes are
+    ``code`` (voxels of ``len(code)`` bytes from ``start``); -1 when there is none. Searched by one
+    non-zero byte of ``code`` (memchr: a multi-byte pattern search is slow over runs of zeros),
+    each hit checked whole; None for an all-zero ``code`` or after 64 hits that are not such a voxel
+    (the caller then compares every voxel)."""
+    size = len(code)
+    key = next((j for j, b in enumerate(code) if b), -1)
+    if key < 0:
+        return None
+    byte = code[key:key + 1]
+    lo, hi = start + key, end - size + key + 1  # where the key byte of a whole voxel can be
+    for _ in range(64):
+        pos = raw.rfind(byte, lo, hi) if last else raw.find(byte, lo, hi)
+        if pos < 0:
+            return -1
+        voxel = pos - key
+        if (voxel - start) % size == 0 and raw[voxel:voxel + size] == code:
+            return voxel
+        if last:
+            hi = pos
+        else:
+            lo = pos + 1
+    return None
 
 
 def _kept_box(kept: dict[int, np.ndarray], ny: int, nx: int
