@@ -23,6 +23,8 @@ wider than the border, so every ROI voxel plus a step lies inside the bordered a
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from medimg.core import jit
 
-__all__ = ["ZONE_KEYS", "NGTDM_KEYS", "ZoneBox", "glszm_values", "gldm_values", "ngtdm_values"]
+__all__ = ["ZONE_KEYS", "NGTDM_KEYS", "ZoneBox", "glszm_zones", "glszm_values", "gldm_values", "ngtdm_values"]
 
 _EPS = float(np.spacing(1))
 
@@ -153,15 +155,142 @@ def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int]:
     return flat, vox[:nv].copy(), ng
 
 
-def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: int, eps: float) -> np.ndarray:
+def _merge_table(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each set ``m`` of a voxel's earlier neighbours of its own grey level (bit a: neighbour a),
+    the connected components those neighbours form among themselves (``adj[a]``: the bits of the
+    neighbours one offset away from neighbour a): ``first[m]`` = the first component's lowest bit
+    + 16 * the number of components (0 components: bit ``nb``, the voxel itself), ``more[m]`` the
+    other components' lowest bits. Neighbours of one component are in one zone already (they are
+    earlier voxels, connected among themselves), so the voxel joins one of each."""
+    nb = adj.size
+    nm = 1 << nb
+    first = np.empty(nm, np.uint8)
+    more = np.zeros((nm, max(nb - 1, 1)), np.uint8)
+    kmax = 0
+    for m in range(nm):
+        rest = m
+        k = 0
+        lead = nb
+        while rest != 0:
+            low = rest & -rest
+            comp = low
+            while True:  # grow the component through neighbouring set bits
+                grow = comp
+                c = comp
+                while c != 0:
+                    b = c & -c
+                    a = 0
+                    while (b >> a) != 1:
+                        a += 1
+                    grow |= adj[a] & m
+                    c ^= b
+                if grow == comp:
+                    break
+                comp = grow
+            a = 0
+            while (low >> a) != 1:
+                a += 1
+            if k == 0:
+                lead = a
+            else:
+                more[m, k - 1] = a
+            k += 1
+            rest &= ~comp
+        first[m] = lead + 16 * k
+        kmax = max(kmax, k)
+    return first, more[:, :max(kmax - 1, 1)].copy()
+
+
+def _find(parent: np.ndarray, x: int) -> int:
+    """The root of ``x`` (``parent[r] == r``), halving the path on the way."""
+    r = parent[x]
+    while True:
+        r2 = parent[r]
+        if r2 == r:
+            return r
+        parent[x] = r2
+        x = r2
+        r = parent[x]
+
+
+def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarray, first: np.ndarray,
+                 more: np.ndarray, parent: np.ndarray, size: np.ndarray, roots: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Grey level and size (int32) of every zone: a union-find over the ROI voxels in C order, each
+    joining the zones of its earlier neighbours of the same grey level (``bsteps``: the offsets
+    that point back in C order, as flat steps, then a 0 step; ``first`` / ``more``: their
+    :func:`_merge_table`). Roots are each zone's first voxel; ``parent`` and ``size`` (int32, as long
+    as ``flat``) and ``roots`` (int32, one per ROI voxel) are scratch. A row of the plane at a time
+    (``C`` voxels), each voxel's neighbours of equal level are found first (one bit per offset,
+    vectorised), then the voxels are joined in order."""
+    nzp = dims[0]
+    nyp = dims[1]
+    nxp = dims[2]
+    nb = bsteps.size - 1
+    span = (nyp - 2 * pad - 1) * nxp + nxp - 2 * pad  # a plane's voxels, first to last (borders between)
+    chunk = 1024
+    mask = np.empty(chunk, np.int32)
+    nroots = 0
+    for z in range(pad, nzp - pad):
+        lo0 = (z * nyp + pad) * nxp + pad
+        for c0 in range(0, span, chunk):
+            lo = lo0 + c0
+            n = min(chunk, span - c0)
+            cur = flat[lo:lo + n]
+            mask[:n] = 0
+            for a in range(nb):
+                s = lo + bsteps[a]  # inside the bordered array: the caller checked the offsets
+                nbr = flat[s:s + n]
+                for i in range(n):
+                    mask[i] |= np.int32(nbr[i] == cur[i]) << a
+            for i in range(n):
+                if cur[i] <= 0:
+                    continue
+                p = lo + i
+                f = first[mask[i]]
+                parent[p] = p
+                size[p] = 0
+                root = _find_c(parent, p + bsteps[f & 15])  # no component: the voxel itself
+                k = np.int64(f >> 4)
+                for j in range(k - 1):
+                    r = _find_c(parent, p + bsteps[more[mask[i], j]])
+                    if r != root:  # two zones meet: the later root hooks onto the earlier
+                        if r < root:
+                            size[r] += size[root]
+                            parent[root] = r
+                            root = r
+                        else:
+                            size[root] += size[r]
+                            parent[r] = root
+                parent[p] = root
+                size[root] += 1
+                roots[nroots] = p
+                nroots += root == p
+    nzones = 0
+    for k in range(nroots):
+        r = roots[k]
+        if parent[r] == r:
+            roots[nzones] = r
+            nzones += 1
+    zone_g = np.empty(nzones, np.int32)
+    zone_s = np.empty(nzones, np.int32)
+    for k in range(nzones):
+        r = roots[k]
+        zone_g[k] = flat[r]
+        zone_s[k] = size[r]
+    return zone_g, zone_s
+
+
+def _glszm_fill(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey level and size (int32) of every zone by a breadth-first fill over ``steps`` (any
+    offsets; :func:`_glszm_zones` is faster where they are within one voxel)."""
     flat = flat_in.copy()
     na = steps.size
     n = vox.size
     queue = np.empty(n, np.int32)
-    zone_g = np.empty(n, np.int64)
-    zone_s = np.empty(n, np.int64)
+    zone_g = np.empty(n, np.int32)
+    zone_s = np.empty(n, np.int32)
     nzones = 0
-    smax = 0
     for p in vox:
         g = flat[p]
         if g > 0:
@@ -184,24 +313,38 @@ def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: i
             zone_g[nzones] = g
             zone_s[nzones] = tail
             nzones += 1
-            if tail > smax:
-                smax = tail
-    # the non-zero cells of P (grey level, size): zones bucketed by grey level, then per level the
-    # zones of each size counted in a scratch row (cleared as the cells are read out)
+    return zone_g[:nzones].copy(), zone_s[:nzones].copy()
+
+
+def _zone_cells(zone_g: np.ndarray, zone_s: np.ndarray, ng: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The non-zero cells of P (grey level, size, count; int64, by level then first appearance)
+    and the largest size, from the zones' grey levels (1..ng) and sizes: zones bucketed by grey
+    level, then per level the zones of each size counted in a scratch row (cleared as read out)."""
+    nzones = zone_g.size
+    smax = 0
     start = np.zeros(ng + 2, np.int64)
     for k in range(nzones):
         start[zone_g[k] + 1] += 1
+        smax = max(smax, zone_s[k])
     for i in range(1, ng + 2):
         start[i] += start[i - 1]
     fill = start.copy()
-    order = np.empty(nzones, np.int64)
+    order = np.empty(nzones, np.int32)
     for k in range(nzones):
         order[fill[zone_g[k]]] = zone_s[k]
         fill[zone_g[k]] += 1
     scratch = np.zeros(smax + 1, np.int64)
-    cg = np.empty(nzones, np.int64)
-    cs = np.empty(nzones, np.int64)
-    cc = np.empty(nzones, np.int64)
+    ncell = 0
+    for i in range(1, ng + 1):  # the number of cells first (exact arrays below)
+        for k in range(start[i], start[i + 1]):
+            sz = order[k]
+            ncell += scratch[sz] == 0
+            scratch[sz] = 1
+        for k in range(start[i], start[i + 1]):
+            scratch[order[k]] = 0
+    cg = np.empty(ncell, np.int64)
+    cs = np.empty(ncell, np.int64)
+    cc = np.empty(ncell, np.int64)
     ncell = 0
     for i in range(1, ng + 1):
         for k in range(start[i], start[i + 1]):
@@ -214,7 +357,13 @@ def _glszm_values(flat_in: np.ndarray, vox: np.ndarray, steps: np.ndarray, ng: i
                 cc[ncell] = scratch[sz]
                 scratch[sz] = 0
                 ncell += 1
-    return _cell_features_c(cg[:ncell], cs[:ncell], cc[:ncell], ng, smax, eps)
+    return cg, cs, cc, smax
+
+
+def _glszm_features(zone_g: np.ndarray, zone_s: np.ndarray, ng: int, eps: float) -> np.ndarray:
+    """The 16 GLSZM features (:data:`ZONE_KEYS`) of the zones' grey levels and sizes."""
+    cg, cs, cc, smax = _zone_cells_c(zone_g, zone_s, ng)
+    return _cell_features_c(cg, cs, cc, ng, smax, eps)
 
 
 def _neighbourhood_table(P: np.ndarray, cnt: np.ndarray, s: np.ndarray, ng: int, eps: float) -> np.ndarray:
@@ -422,6 +571,8 @@ def _ngtdm_features(cnt: np.ndarray, s: np.ndarray, ng: int) -> np.ndarray:
 _cell_features_c: Callable[..., Any] = _cell_features
 _ngtdm_features_c: Callable[..., Any] = _ngtdm_features
 _neighbourhood_table_c: Callable[..., Any] = _neighbourhood_table
+_find_c: Callable[..., Any] = _find
+_zone_cells_c: Callable[..., Any] = _zone_cells
 
 
 _READY: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -430,12 +581,52 @@ _READY: dict[Callable[..., Any], Callable[..., Any]] = {}
 def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
     kernel = _READY.get(func)
     if kernel is None:
-        global _cell_features_c, _ngtdm_features_c, _neighbourhood_table_c
+        global _cell_features_c, _ngtdm_features_c, _neighbourhood_table_c, _find_c, _zone_cells_c
         _cell_features_c = jit.compile_kernel(_cell_features)
+        _find_c = jit.compile_kernel(_find)
+        _zone_cells_c = jit.compile_kernel(_zone_cells)
         _ngtdm_features_c = jit.compile_kernel(_ngtdm_features)
         _neighbourhood_table_c = jit.compile_kernel(_neighbourhood_table)
         kernel = _READY[func] = jit.compile_kernel(func)
     return kernel
+
+
+#: int32 scratch entries :func:`_scratch` keeps per thread between calls (16 MiB): a fresh array's
+#: pages cost a fault each when first written (about a tenth of the GLSZM's time on the IBSI CT phantom).
+_SCRATCH_KEEP = 1 << 22
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int) -> np.ndarray:
+    """An int32 work array of ``n`` entries (contents undefined), this thread's kept one where it fits."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is not None and buf.size >= n:
+        return buf[:n]
+    buf = np.empty(n, np.int32)
+    if n <= _SCRATCH_KEEP:
+        _SCRATCH.buf = buf
+    return buf
+
+
+@functools.lru_cache(maxsize=32)
+def _merge_plan(key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For the offsets ``key`` (int64 (z, y, x) rows, both directions): the ones pointing back in C
+    order (nearest first, so the voxel before along x is bit 0 where it is an offset) and their
+    :func:`_merge_table`; None where more than 13 point back (the table would be too large)."""
+    offs = np.unique(np.frombuffer(key, dtype=np.int64).reshape(-1, 3), axis=0)
+    both = {tuple(int(v) for v in o) for o in offs}
+    back = sorted((o for o in both if o < (0, 0, 0)), reverse=True)
+    if len(back) > 13:
+        return None
+    adj = np.zeros(len(back), np.int64)
+    for a, oa in enumerate(back):
+        for b, ob in enumerate(back):
+            if a != b and tuple(u - v for u, v in zip(oa, ob, strict=True)) in both:
+                adj[a] |= 1 << b
+    first, more = _compiled(_merge_table)(adj)
+    for arr in (first, more):
+        arr.flags.writeable = False
+    return np.asarray(back, dtype=np.int64).reshape(-1, 3), first, more
 
 
 class ZoneBox:
@@ -478,10 +669,26 @@ class ZoneBox:
         return steps
 
 
+def glszm_zones(box: ZoneBox, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey level and size (int32) of every zone of the box, in no set order; zones connect
+    through ``offs`` (z, y, x, both directions of each angle)."""
+    steps = box.steps(offs)  # checks the offsets against the border
+    plan = _merge_plan(np.asarray(offs, dtype=np.int64).reshape(-1, 3).tobytes())
+    if plan is None:  # offsets beyond the 26-neighbourhood (not PyRadiomics's GLSZM): the fill
+        return _compiled(_glszm_fill)(box.flat, box.vox, steps)
+    back, first, more = plan
+    bsteps = np.append(back @ box.strides, 0)
+    work = _scratch(2 * box.flat.size + box.vox.size)
+    n = box.flat.size
+    return _compiled(_glszm_zones)(box.flat, box.dims, box.pad, bsteps, first, more, work[:n], work[n:2 * n],
+                                   work[2 * n:])
+
+
 def glszm_values(box: ZoneBox, offs: np.ndarray) -> np.ndarray:
     """The 16 GLSZM features (:data:`ZONE_KEYS` order) of the box; zones connect through ``offs``
     (z, y, x, both directions of each angle)."""
-    return _compiled(_glszm_values)(box.flat, box.vox, box.steps(offs), box.ng, _EPS)
+    zone_g, zone_s = glszm_zones(box, offs)
+    return _compiled(_glszm_features)(zone_g, zone_s, box.ng, _EPS)
 
 
 def _neighbourhood(box: ZoneBox, offs: np.ndarray, alpha: float) -> np.ndarray:
