@@ -514,3 +514,18 @@ def test_union_find_zones_wider_offsets_and_threads() -> None:
         for _ in range(3):
             together = list(pool.map(lambda b: _zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs)), boxes))
             assert together == alone
+
+
+def test_box_voxel_list_dense_and_sparse() -> None:
+    """The ROI voxels' flat indices: kept from the copy where the ROI is sparse (the voxel-wise
+    GLDM/NGTDM pass reads them), listed on first use where it is dense; both C order."""
+    rng = np.random.default_rng(8)
+    for fill in (0.1, 0.9):
+        q = np.where(rng.random((4, 6, 9)) < fill, rng.integers(-3, 6, (4, 6, 9)), 0)
+        for pad in (1, 2):
+            box = zk.ZoneBox(q, pad)
+            assert (box._vox is not None) == (4 * int((q > 0).sum()) < q.size)
+            want = np.flatnonzero(np.pad(np.where(q > 0, q, 0), pad) > 0)
+            assert box.vox.dtype == np.int32 and np.array_equal(box.vox, want)
+            assert box.nv == want.size and box.ng == int(q.max())
+            assert np.array_equal(box.flat, np.pad(np.where(q > 0, q, 0), pad).ravel())

@@ -2,12 +2,15 @@
 
 :class:`ZoneBox` copies the discretised box ``q`` (grey levels >= 1 inside the ROI, <= 0 outside,
 array order z, y, x; integers) once into a zero border as wide as the largest neighbour
-distance and lists its ROI voxels; the three kernels share it and take the neighbour offsets
-(z, y, x) *in both directions*, shape (Na, 3). No (N, Na) neighbour table is built:
+distance (its ROI voxels listed where a kernel needs them); the three kernels share it and take
+the neighbour offsets (z, y, x) *in both directions*, shape (Na, 3). No (N, Na) neighbour table
+is built:
 
-* :func:`glszm_values`: zones labelled by a breadth-first fill of equal grey levels over the
-  offsets (26-connectivity in 3-D; PyRadiomics's angles, so ``force2D`` and one-voxel-thick boxes
-  connect in-plane only), then the 16 GLSZM features from the zones' (grey level, size) cells.
+* :func:`glszm_values`: zones labelled by a union-find over the ROI voxels in C order, each
+  joining its earlier neighbours of equal grey level over the offsets (26-connectivity in 3-D;
+  PyRadiomics's angles, so ``force2D`` and one-voxel-thick boxes connect in-plane only; a
+  breadth-first fill for offsets beyond one voxel), then the 16 GLSZM features from the zones'
+  (grey level, size) cells.
 * :func:`gldm_values`: each voxel's dependence count (the neighbours in the ROI within ``alpha``
   grey levels; column j of the matrix is dependence j - 1 plus the voxel itself), then the same
   16 sums (the GLDM's 14 features are 14 of them under other names).
@@ -130,17 +133,19 @@ def _cell_features(cg: np.ndarray, cs: np.ndarray, cc: np.ndarray, ng: int, ns: 
     return out
 
 
-def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the flat indices (in that
-    array, C order, int32) of the ROI voxels (q > 0), and the largest grey level (0 for an empty
-    ROI; the caller refuses one beyond int32, whose copy would be truncated)."""
+def _prepare(q: np.ndarray, pad: int, vox: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the number of ROI voxels
+    (q > 0; their flat indices, C order, written to ``vox[:nv]``, int32, at least q.size long) and the
+    largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose copy would
+    be truncated)."""
     nz_, ny, nx = q.shape
     py = ny + 2 * pad
     px = nx + 2 * pad
     flat = np.zeros((nz_ + 2 * pad) * py * px, np.int32)
-    vox = np.empty(nz_ * ny * nx, np.int32)
     nv = 0
     ng = 0
+    if vox.size < q.size:
+        raise ValueError("the voxel list is shorter than the box")
     for z in range(nz_):
         for y in range(ny):
             base = ((z + pad) * py + (y + pad)) * px + pad
@@ -152,7 +157,20 @@ def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int]:
                     nv += 1
                     if g > ng:
                         ng = g
-    return flat, vox[:nv].copy(), ng
+    return flat, nv, ng
+
+
+def _roi_voxels(flat: np.ndarray, dims: np.ndarray, pad: int, nv: int) -> np.ndarray:
+    """The flat indices (int32, C order) of the ``nv`` ROI voxels (> 0) of the bordered array."""
+    vox = np.empty(nv + 1, np.int32)  # each voxel written, the count moved on past ROI voxels only
+    k = 0
+    for z in range(pad, dims[0] - pad):
+        for y in range(pad, dims[1] - pad):
+            base = (z * dims[1] + y) * dims[2]
+            for x in range(pad, dims[2] - pad):
+                vox[k] = base + x
+                k = min(k + (flat[base + x] > 0), nv)
+    return vox[:nv]
 
 
 def _merge_table(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,9 +238,9 @@ def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarra
     joining the zones of its earlier neighbours of the same grey level (``bsteps``: the offsets
     that point back in C order, as flat steps, then a 0 step; ``first`` / ``more``: their
     :func:`_merge_table`). Roots are each zone's first voxel; ``parent`` and ``size`` (int32, as long
-    as ``flat``) and ``roots`` (int32, one per ROI voxel) are scratch. A row of the plane at a time
-    (``C`` voxels), each voxel's neighbours of equal level are found first (one bit per offset,
-    vectorised), then the voxels are joined in order."""
+    as ``flat``) and ``roots`` (int32, one per ROI voxel) are scratch. A plane is taken 1024 voxels
+    (with the borders between its rows) at a time: each voxel's neighbours of equal level first
+    (one bit per offset, vectorised), then the voxels joined in order."""
     nzp = dims[0]
     nyp = dims[1]
     nxp = dims[2]
@@ -230,6 +248,10 @@ def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarra
     span = (nyp - 2 * pad - 1) * nxp + nxp - 2 * pad  # a plane's voxels, first to last (borders between)
     chunk = 1024
     mask = np.empty(chunk, np.int32)
+    bits = np.empty(nb, np.int32)
+    for a in range(nb):
+        bits[a] = 1 << a
+    zero = np.int32(0)
     nroots = 0
     for z in range(pad, nzp - pad):
         lo0 = (z * nyp + pad) * nxp + pad
@@ -237,12 +259,24 @@ def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarra
             lo = lo0 + c0
             n = min(chunk, span - c0)
             cur = flat[lo:lo + n]
-            mask[:n] = 0
-            for a in range(nb):
-                s = lo + bsteps[a]  # inside the bordered array: the caller checked the offsets
-                nbr = flat[s:s + n]
+            # the bits, two offsets a pass (int32 selects: vectorised; the neighbour slices lie
+            # inside the bordered array, the caller checked the offsets)
+            a0 = nb % 2
+            if a0 == 1:
+                b1 = bits[0]
+                n1 = flat[lo + bsteps[0]:lo + bsteps[0] + n]
                 for i in range(n):
-                    mask[i] |= np.int32(nbr[i] == cur[i]) << a
+                    mask[i] = b1 if n1[i] == cur[i] else zero
+            else:
+                mask[:n] = 0
+            for a in range(a0, nb, 2):
+                b1 = bits[a]
+                b2 = bits[a + 1]
+                n1 = flat[lo + bsteps[a]:lo + bsteps[a] + n]
+                n2 = flat[lo + bsteps[a + 1]:lo + bsteps[a + 1] + n]
+                for i in range(n):
+                    c = cur[i]
+                    mask[i] |= (b1 if n1[i] == c else zero) | (b2 if n2[i] == c else zero)
             for i in range(n):
                 if cur[i] <= 0:
                     continue
@@ -631,7 +665,8 @@ def _merge_plan(key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
 
 class ZoneBox:
     """A discretised box prepared once for the three kernels: ``q`` (3-D, grey levels >= 1 in the
-    ROI) in a zero border ``pad`` voxels wide, the ROI voxels' flat indices and the largest level."""
+    ROI) in a zero border ``pad`` voxels wide, the number of ROI voxels ``nv`` (their flat indices
+    :attr:`vox` listed on first use) and the largest level."""
 
     def __init__(self, q: np.ndarray, pad: int) -> None:
         q = np.asarray(q)
@@ -646,14 +681,27 @@ class ZoneBox:
         ny, nx = q.shape[1] + 2 * self.pad, q.shape[2] + 2 * self.pad
         if (q.shape[0] + 2 * self.pad) * ny * nx >= 2**31:
             raise ValueError(f"the box {q.shape} is too large for the compiled kernels (int32 indices)")
-        self.flat, self.vox, ng = _compiled(_prepare)(q, self.pad)
+        work = _scratch(q.size)
+        self.flat, nv, ng = _compiled(_prepare)(q, self.pad, work)
         if ng >= 2**31:
             raise ValueError(f"grey level {ng} is beyond the compiled kernels' int32 range")
         self.ng = int(ng)
+        self.nv = int(nv)
         self.strides = np.asarray([ny * nx, nx, 1], dtype=np.int64)
         self.dims = np.asarray([q.shape[0] + 2 * self.pad, ny, nx], dtype=np.int64)
+        self._vox: np.ndarray | None = None
+        if 4 * self.nv < q.size:  # the GLDM/NGTDM pass will go voxel by voxel: keep the list
+            self._vox = work[:self.nv].copy()
         self._steps: dict[bytes, np.ndarray] = {}
         self._neighbourhood: dict[tuple[bytes, float], np.ndarray] = {}
+
+    @property
+    def vox(self) -> np.ndarray:
+        """The ROI voxels' flat indices in the bordered array (int32, C order; only the fill and the
+        voxel-wise GLDM/NGTDM pass, where the ROI fills less than a quarter of the box, read them)."""
+        if self._vox is None:
+            self._vox = _compiled(_roi_voxels)(self.flat, self.dims, self.pad, self.nv)
+        return self._vox
 
     def steps(self, offs: np.ndarray) -> np.ndarray:
         """The offsets (z, y, x), shape (Na, 3), as flat steps (cached); ValueError where one leaves
@@ -678,7 +726,7 @@ def glszm_zones(box: ZoneBox, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         return _compiled(_glszm_fill)(box.flat, box.vox, steps)
     back, first, more = plan
     bsteps = np.append(back @ box.strides, 0)
-    work = _scratch(2 * box.flat.size + box.vox.size)
+    work = _scratch(2 * box.flat.size + box.nv)
     n = box.flat.size
     return _compiled(_glszm_zones)(box.flat, box.dims, box.pad, bsteps, first, more, work[:n], work[n:2 * n],
                                    work[2 * n:])
@@ -699,7 +747,7 @@ def _neighbourhood(box: ZoneBox, offs: np.ndarray, alpha: float) -> np.ndarray:
     if vals is None:
         # by rows where the ROI fills a quarter of the box (the IBSI CT phantom; not brain1's tumour
         # or fragments, where the voxel list is cheaper) and the row sums fit int32
-        if box.ng * max(steps.size, 1) < 2**31 and 4 * box.vox.size >= int(np.prod(box.shape)) > 0:
+        if box.ng * max(steps.size, 1) < 2**31 and 4 * box.nv >= int(np.prod(box.shape)) > 0:
             vals = _compiled(_neighbourhood_rows)(box.flat, box.dims, box.pad, steps, box.ng, float(alpha), _EPS)
         else:
             vals = _compiled(_neighbourhood_values)(box.flat, box.vox, steps, box.ng, float(alpha), _EPS)
