@@ -27,7 +27,6 @@ wider than the border, so every ROI voxel plus a step lies inside the bordered a
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -133,19 +132,18 @@ def _cell_features(cg: np.ndarray, cs: np.ndarray, cc: np.ndarray, ng: int, ns: 
     return out
 
 
-def _prepare(q: np.ndarray, pad: int, vox: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the number of ROI voxels
-    (q > 0; their flat indices, C order, written to ``vox[:nv]``, int32, at least q.size long) and the
-    largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose copy would
-    be truncated)."""
+def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the flat indices of the ROI
+    voxels (q > 0; C order, int32; the first ``nv`` entries of an array as long as ``q``), ``nv`` and
+    the largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose copy
+    would be truncated)."""
     nz_, ny, nx = q.shape
     py = ny + 2 * pad
     px = nx + 2 * pad
     flat = np.zeros((nz_ + 2 * pad) * py * px, np.int32)
+    vox = np.empty(nz_ * ny * nx, np.int32)
     nv = 0
     ng = 0
-    if vox.size < q.size:
-        raise ValueError("the voxel list is shorter than the box")
     for z in range(nz_):
         for y in range(ny):
             base = ((z + pad) * py + (y + pad)) * px + pad
@@ -157,7 +155,7 @@ def _prepare(q: np.ndarray, pad: int, vox: np.ndarray) -> tuple[np.ndarray, int,
                     nv += 1
                     if g > ng:
                         ng = g
-    return flat, nv, ng
+    return flat, vox, nv, ng
 
 
 def _roi_voxels(flat: np.ndarray, dims: np.ndarray, pad: int, nv: int) -> np.ndarray:
@@ -232,13 +230,12 @@ def _find(parent: np.ndarray, x: int) -> int:
 
 
 def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarray, first: np.ndarray,
-                 more: np.ndarray, parent: np.ndarray, size: np.ndarray, roots: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 more: np.ndarray, nv: int) -> tuple[np.ndarray, np.ndarray]:
     """Grey level and size (int32) of every zone: a union-find over the ROI voxels in C order, each
     joining the zones of its earlier neighbours of the same grey level (``bsteps``: the offsets
     that point back in C order, as flat steps, then a 0 step; ``first`` / ``more``: their
-    :func:`_merge_table`). Roots are each zone's first voxel; ``parent`` and ``size`` (int32, as long
-    as ``flat``) and ``roots`` (int32, one per ROI voxel) are scratch. A plane is taken 1024 voxels
+    :func:`_merge_table`; ``nv``: the number of ROI voxels). Roots are each zone's first voxel,
+    ``parent`` and ``size`` indexed as ``flat``. A plane is taken 1024 voxels
     (with the borders between its rows) at a time: each voxel's neighbours of equal level first
     (one bit per offset, vectorised), then the voxels joined in order."""
     nzp = dims[0]
@@ -246,6 +243,9 @@ def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarra
     nxp = dims[2]
     nb = bsteps.size - 1
     span = (nyp - 2 * pad - 1) * nxp + nxp - 2 * pad  # a plane's voxels, first to last (borders between)
+    parent = np.empty(flat.size, np.int32)  # written at each ROI voxel before it is read
+    size = np.empty(flat.size, np.int32)
+    roots = np.empty(max(nv, 0), np.int32)  # the voxels that started a zone
     chunk = 1024
     mask = np.empty(chunk, np.int32)
     bits = np.empty(nb, np.int32)
@@ -298,8 +298,9 @@ def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarra
                             parent[r] = root
                 parent[p] = root
                 size[root] += 1
-                roots[nroots] = p
-                nroots += root == p
+                if nroots < roots.size:  # (nv ROI voxels: always)
+                    roots[nroots] = p
+                    nroots += root == p
     nzones = 0
     for k in range(nroots):
         r = roots[k]
@@ -625,23 +626,6 @@ def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
     return kernel
 
 
-#: int32 scratch entries :func:`_scratch` keeps per thread between calls (16 MiB): a fresh array's
-#: pages cost a fault each when first written (about a tenth of the GLSZM's time on the IBSI CT phantom).
-_SCRATCH_KEEP = 1 << 22
-_SCRATCH = threading.local()
-
-
-def _scratch(n: int) -> np.ndarray:
-    """An int32 work array of ``n`` entries (contents undefined), this thread's kept one where it fits."""
-    buf = getattr(_SCRATCH, "buf", None)
-    if buf is not None and buf.size >= n:
-        return buf[:n]
-    buf = np.empty(n, np.int32)
-    if n <= _SCRATCH_KEEP:
-        _SCRATCH.buf = buf
-    return buf
-
-
 @functools.lru_cache(maxsize=32)
 def _merge_plan(key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """For the offsets ``key`` (int64 (z, y, x) rows, both directions): the ones pointing back in C
@@ -681,8 +665,7 @@ class ZoneBox:
         ny, nx = q.shape[1] + 2 * self.pad, q.shape[2] + 2 * self.pad
         if (q.shape[0] + 2 * self.pad) * ny * nx >= 2**31:
             raise ValueError(f"the box {q.shape} is too large for the compiled kernels (int32 indices)")
-        work = _scratch(q.size)
-        self.flat, nv, ng = _compiled(_prepare)(q, self.pad, work)
+        self.flat, vox, nv, ng = _compiled(_prepare)(q, self.pad)
         if ng >= 2**31:
             raise ValueError(f"grey level {ng} is beyond the compiled kernels' int32 range")
         self.ng = int(ng)
@@ -691,7 +674,7 @@ class ZoneBox:
         self.dims = np.asarray([q.shape[0] + 2 * self.pad, ny, nx], dtype=np.int64)
         self._vox: np.ndarray | None = None
         if 4 * self.nv < q.size:  # the GLDM/NGTDM pass will go voxel by voxel: keep the list
-            self._vox = work[:self.nv].copy()
+            self._vox = vox[:self.nv].copy()
         self._steps: dict[bytes, np.ndarray] = {}
         self._neighbourhood: dict[tuple[bytes, float], np.ndarray] = {}
 
@@ -726,10 +709,7 @@ def glszm_zones(box: ZoneBox, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         return _compiled(_glszm_fill)(box.flat, box.vox, steps)
     back, first, more = plan
     bsteps = np.append(back @ box.strides, 0)
-    work = _scratch(2 * box.flat.size + box.nv)
-    n = box.flat.size
-    return _compiled(_glszm_zones)(box.flat, box.dims, box.pad, bsteps, first, more, work[:n], work[n:2 * n],
-                                   work[2 * n:])
+    return _compiled(_glszm_zones)(box.flat, box.dims, box.pad, bsteps, first, more, box.nv)
 
 
 def glszm_values(box: ZoneBox, offs: np.ndarray) -> np.ndarray:
