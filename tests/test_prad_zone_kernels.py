@@ -357,8 +357,8 @@ def _numpy_cells(q: np.ndarray, settings: dict) -> dict[tuple[int, int], int]:
 
 
 def _fill_cells(box: zk.ZoneBox, offs: np.ndarray) -> dict[tuple[int, int], int]:
-    """The breadth-first fill's zones (the kernel the union-find replaced; kept for wider offsets)."""
-    return _zone_cells(*zk._compiled(zk._glszm_fill)(box.flat, box.vox, box.steps(offs)))
+    """The breadth-first fill's zones (what small and sparse ROIs and wider offsets take)."""
+    return _zone_cells(*zk.glszm_zones(box, offs, fill=True))
 
 
 def _check_zones(q: np.ndarray, settings: dict, brute: bool = False, pad: int = 1) -> None:
@@ -366,7 +366,7 @@ def _check_zones(q: np.ndarray, settings: dict, brute: bool = False, pad: int = 
     exactly; the features equal the NumPy path's to 1e-13."""
     _, offs = calc._zone_args(q, (1,), settings)
     box = zk.ZoneBox(q, pad)
-    got = _zone_cells(*zk.glszm_zones(box, offs))
+    got = _zone_cells(*zk.glszm_zones(box, offs, fill=False))
     assert sum(g * 0 + s * c for (g, s), c in got.items()) == int((q > 0).sum())
     assert got == _numpy_cells(q, settings), (q.shape, settings)
     assert got == _fill_cells(box, offs)
@@ -377,8 +377,9 @@ def _check_zones(q: np.ndarray, settings: dict, brute: bool = False, pad: int = 
         assert got == want
     with use_compiled(False):
         ref = calc.glszm(q, (1.0, 1.0, 1.0), settings, calc.FEATURE_NAMES["glszm"])
-    vals = dict(zip(zk.ZONE_KEYS, zk.glszm_values(box, offs).tolist(), strict=True))
-    _assert_close({k: ref[k] for k in ref}, {k: vals[k] for k in ref}, rel=1e-13)
+    for fill in (False, True):
+        vals = dict(zip(zk.ZONE_KEYS, zk.glszm_values(box, offs, fill=fill).tolist(), strict=True))
+        _assert_close({k: ref[k] for k in ref}, {k: vals[k] for k in ref}, rel=1e-13)
 
 
 ZONE_SETTINGS = [{}, {"force2D": True, "force2Ddimension": 0}, {"force2D": True, "force2Ddimension": 1},
@@ -446,9 +447,9 @@ def test_union_find_zones_on_combs_spirals_snakes_and_checkerboards() -> None:
             _check_zones(q, settings, brute=q.size <= 600)
     # the checkerboard: one zone per colour in 3-D (corner contacts); in-plane, one per colour and plane
     _, offs = calc._zone_args(checker, (1,), {})
-    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(checker, 1), offs)) == {(1, 168): 1, (2, 168): 1}
+    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(checker, 1), offs, fill=False)) == {(1, 168): 1, (2, 168): 1}
     _, offs = calc._zone_args(checker, (1,), {"force2D": True, "force2Ddimension": 0})
-    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(checker, 1), offs)) == {(1, 28): 6, (2, 28): 6}
+    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(checker, 1), offs, fill=False)) == {(1, 28): 6, (2, 28): 6}
 
 
 def test_union_find_zones_one_level_wide_border_and_empty() -> None:
@@ -456,15 +457,16 @@ def test_union_find_zones_one_level_wide_border_and_empty() -> None:
     for settings in ZONE_SETTINGS:
         _check_zones(q, settings, brute=True)
     _, offs = calc._zone_args(q, (1,), {})
-    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(q, 1), offs)) == {(7, 120): 1}
+    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(q, 1), offs, fill=False)) == {(7, 120): 1}
     # a box bordered for a wider GLDM distance (as a Discretised shared with the GLDM keeps it)
     rng = np.random.default_rng(2)
     q = np.where(rng.random((5, 6, 7)) < 0.7, rng.integers(1, 4, (5, 6, 7)), 0)
     for settings in ZONE_SETTINGS:
         _check_zones(q, settings, brute=True, pad=3)
     # no ROI voxel: no zone
-    g, s = zk.glszm_zones(zk.ZoneBox(np.zeros((2, 3, 4), np.int64), 1), offs)
-    assert g.size == s.size == 0
+    for fill in (False, True):
+        g, s = zk.glszm_zones(zk.ZoneBox(np.zeros((2, 3, 4), np.int64), 1), offs, fill=fill)
+        assert g.size == s.size == 0
 
 
 def test_union_find_merge_table_against_components() -> None:
@@ -496,7 +498,7 @@ def test_union_find_merge_table_against_components() -> None:
 
 def test_union_find_zones_wider_offsets_and_threads() -> None:
     """Offsets beyond the 26-neighbourhood take the fill (the same zones as a brute-force search);
-    threads sharing nothing but the module get their own scratch (the kernels release the GIL)."""
+    the union-find in threads at once (the kernels release the GIL) gives the fill's zones."""
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(4)
@@ -506,26 +508,45 @@ def test_union_find_zones_wider_offsets_and_threads() -> None:
     want: dict[tuple[int, int], int] = {}
     for g, s in _zone_sizes_brute(q, offs):
         want[(g, s)] = want.get((g, s), 0) + 1
-    assert _zone_cells(*zk.glszm_zones(box, offs)) == want
+    assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == want
     boxes = [np.where(rng.random((8, 20, 30)) < 0.8, rng.integers(1, 5, (8, 20, 30)), 0) for _ in range(8)]
     offs = calc._zone_args(boxes[0], (1,), {})[1]
-    alone = [_zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs)) for b in boxes]
+    alone = [_zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs, fill=True)) for b in boxes]
     with ThreadPoolExecutor(4) as pool:
         for _ in range(3):
-            together = list(pool.map(lambda b: _zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs)), boxes))
+            together = list(pool.map(lambda b: _zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs, fill=False)), boxes))
             assert together == alone
 
 
 def test_box_voxel_list_dense_and_sparse() -> None:
-    """The ROI voxels' flat indices: kept from the copy where the ROI is sparse (the voxel-wise
-    GLDM/NGTDM pass reads them), listed on first use where it is dense; both C order."""
+    """The ROI voxels' flat indices: kept from the copy where the ROI is small or sparse (the
+    voxel-wise passes read them), listed on first use where it is large and dense; both C order."""
     rng = np.random.default_rng(8)
-    for fill in (0.1, 0.9):
-        q = np.where(rng.random((4, 6, 9)) < fill, rng.integers(-3, 6, (4, 6, 9)), 0)
+    kept = []
+    for shape, fill in (((4, 6, 9), 0.9), ((12, 16, 12), 0.1), ((12, 16, 12), 0.95)):
+        q = np.where(rng.random(shape) < fill, rng.integers(-3, 6, shape), 0)
         for pad in (1, 2):
             box = zk.ZoneBox(q, pad)
-            assert (box._vox is not None) == (4 * int((q > 0).sum()) < q.size)
+            nv = int((q > 0).sum())
+            kept.append(box._vox is not None)
+            assert kept[-1] == (4 * nv < q.size or nv < zk.UNION_FIND_MIN_VOXELS)
             want = np.flatnonzero(np.pad(np.where(q > 0, q, 0), pad) > 0)
             assert box.vox.dtype == np.int32 and np.array_equal(box.vox, want)
             assert box.nv == want.size and box.ng == int(q.max())
             assert np.array_equal(box.flat, np.pad(np.where(q > 0, q, 0), pad).ravel())
+    assert kept == [True, True, True, True, False, False]
+
+
+def test_glszm_picks_union_find_for_large_dense_rois_and_fill_otherwise() -> None:
+    """The default: the union-find where the ROI has >= 1024 voxels filling >= 1/8 of the box (brain1's
+    tumour, the IBSI CT phantom), the fill for small or sparse ROIs; the same zones either way."""
+    img, roi = _brain1()
+    s = {"binWidth": 25}
+    tumour = _discretised(img, roi, s)
+    rng = np.random.default_rng(9)
+    sparse = np.where(rng.random((10, 40, 40)) < 0.1, rng.integers(1, 4, (10, 40, 40)), 0)
+    for q, union_find in ((tumour, True), (tumour[:, :8, :8], False), (sparse, False)):
+        box, offs = calc._zone_args(q, (1,), s)
+        assert (zk._union_find_plan(box, offs, None) is not None) == union_find
+        assert _zone_cells(*zk.glszm_zones(box, offs)) == _fill_cells(box, offs)
+        assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == _numpy_cells(q, s)
