@@ -132,29 +132,47 @@ def _cell_features(cg: np.ndarray, cs: np.ndarray, cc: np.ndarray, ng: int, ns: 
     return out
 
 
-def _prepare(q: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _prepare(q: np.ndarray, pad: int, min_voxels: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the flat indices of the ROI
-    voxels (q > 0; C order, int32; the first ``nv`` entries of an array as long as ``q``), ``nv`` and
-    the largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose copy
-    would be truncated)."""
+    voxels (q > 0; C order, int32) where they are fewer than ``min_voxels`` or than a quarter of the
+    box (else an empty list: the voxel-wise passes will not read them), their number ``nv`` and the
+    largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose copy would be
+    truncated)."""
     nz_, ny, nx = q.shape
     py = ny + 2 * pad
     px = nx + 2 * pad
     flat = np.zeros((nz_ + 2 * pad) * py * px, np.int32)
-    vox = np.empty(nz_ * ny * nx, np.int32)
     nv = 0
+    for z in range(nz_):  # the count first (vectorised)
+        for y in range(ny):
+            row = q[z, y]
+            for x in range(nx):
+                nv += row[x] > 0
     ng = 0
+    if 4 * nv >= q.size and nv >= min_voxels:  # large and dense: the copy branch-free, no list
+        for z in range(nz_):
+            for y in range(ny):
+                row = q[z, y]
+                base = ((z + pad) * py + (y + pad)) * px + pad
+                out = flat[base:base + nx]
+                for x in range(nx):
+                    g = row[x]
+                    out[x] = g if g > 0 else 0
+                    ng = max(ng, g)
+        return flat, np.empty(0, np.int32), nv, ng
+    vox = np.empty(nv, np.int32)
+    k = 0
     for z in range(nz_):
         for y in range(ny):
+            row = q[z, y]
             base = ((z + pad) * py + (y + pad)) * px + pad
             for x in range(nx):
-                g = q[z, y, x]
-                if g > 0:
+                g = row[x]
+                if g > 0 and k < nv:
                     flat[base + x] = g
-                    vox[nv] = base + x
-                    nv += 1
-                    if g > ng:
-                        ng = g
+                    vox[k] = base + x
+                    k += 1
+                    ng = max(ng, g)
     return flat, vox, nv, ng
 
 
@@ -687,7 +705,7 @@ class ZoneBox:
         ny, nx = q.shape[1] + 2 * self.pad, q.shape[2] + 2 * self.pad
         if (q.shape[0] + 2 * self.pad) * ny * nx >= 2**31:
             raise ValueError(f"the box {q.shape} is too large for the compiled kernels (int32 indices)")
-        self.flat, vox, nv, ng = _compiled(_prepare)(q, self.pad)
+        self.flat, vox, nv, ng = _compiled(_prepare)(q, self.pad, UNION_FIND_MIN_VOXELS)
         if ng >= 2**31:
             raise ValueError(f"grey level {ng} is beyond the compiled kernels' int32 range")
         self.ng = int(ng)
@@ -695,8 +713,8 @@ class ZoneBox:
         self.strides = np.asarray([ny * nx, nx, 1], dtype=np.int64)
         self.dims = np.asarray([q.shape[0] + 2 * self.pad, ny, nx], dtype=np.int64)
         self._vox: np.ndarray | None = None
-        if 4 * self.nv < q.size or self.nv < UNION_FIND_MIN_VOXELS:  # the voxel-wise passes will read them
-            self._vox = vox[:self.nv].copy()
+        if vox.size == self.nv:  # listed where the voxel-wise passes will read them
+            self._vox = vox
         self.size = int(q.size)  # voxels in the box (without the border)
         self._steps: dict[bytes, np.ndarray] = {}
         self._plans: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
