@@ -236,15 +236,17 @@ def _merge_table(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _find(parent: np.ndarray, x: int) -> int:
-    """The root of ``x`` (``parent[r] == r``), halving the path on the way."""
-    r = parent[x]
+    """The root of ``x`` (``parent[r] == r``), halving the path on the way (indices made unsigned:
+    no negative-index wraparound code, 17 % off the union-find; all are >= 0)."""
+    u = np.uint64(x)
+    r = parent[u]
     while True:
-        r2 = parent[r]
+        r2 = parent[np.uint64(r)]
         if r2 == r:
             return r
-        parent[x] = r2
-        x = r2
-        r = parent[x]
+        parent[u] = r2
+        u = np.uint64(r2)
+        r = parent[u]
 
 
 def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarray, first: np.ndarray,
@@ -299,23 +301,24 @@ def _glszm_zones(flat: np.ndarray, dims: np.ndarray, pad: int, bsteps: np.ndarra
                 if cur[i] <= 0:
                     continue
                 p = lo + i
-                f = first[mask[i]]
-                parent[p] = p
-                size[p] = 0
+                up = np.uint64(p)
+                f = first[np.uint64(mask[i])]
+                parent[up] = p
+                size[up] = 0
                 root = _find_c(parent, p + bsteps[f & 15])  # no component: the voxel itself
                 k = np.int64(f >> 4)
                 for j in range(k - 1):
                     r = _find_c(parent, p + bsteps[more[mask[i], j]])
                     if r != root:  # two zones meet: the later root hooks onto the earlier
                         if r < root:
-                            size[r] += size[root]
-                            parent[root] = r
+                            size[np.uint64(r)] += size[np.uint64(root)]
+                            parent[np.uint64(root)] = r
                             root = r
                         else:
-                            size[root] += size[r]
-                            parent[r] = root
-                parent[p] = root
-                size[root] += 1
+                            size[np.uint64(root)] += size[np.uint64(r)]
+                            parent[np.uint64(r)] = root
+                parent[up] = root
+                size[np.uint64(root)] += 1
                 if nroots < roots.size:  # (nv ROI voxels: always)
                     roots[nroots] = p
                     nroots += root == p
