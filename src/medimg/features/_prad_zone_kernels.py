@@ -134,46 +134,58 @@ def _cell_features(cg: np.ndarray, cs: np.ndarray, cc: np.ndarray, ng: int, ns: 
 
 def _prepare(q: np.ndarray, pad: int, min_voxels: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """``q`` copied into a zero border ``pad`` voxels wide (flat, int32), the flat indices of the ROI
-    voxels (q > 0; C order, int32) where they are fewer than ``min_voxels`` or than a quarter of the
-    box (else an empty list: the voxel-wise passes will not read them), their number ``nv`` and the
-    largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose copy would be
-    truncated)."""
+    voxels (q > 0; C order, int32) where every 4th row suggests fewer than ``min_voxels`` or than a
+    quarter of the box (else an empty list: the voxel-wise passes will not read them), their number
+    ``nv`` and the largest grey level (0 for an empty ROI; the caller refuses one beyond int32, whose
+    copy would be truncated)."""
     nz_, ny, nx = q.shape
     py = ny + 2 * pad
     px = nx + 2 * pad
     flat = np.zeros((nz_ + 2 * pad) * py * px, np.int32)
-    nv = 0
-    for z in range(nz_):  # the count first (vectorised)
-        for y in range(ny):
-            row = q[z, y]
+    ns = 0
+    nrows = 0
+    for z in range(nz_):  # the estimate (vectorised)
+        for y in range(0, ny, 4):
+            nrows += 1
             for x in range(nx):
-                nv += row[x] > 0
+                ns += q[z, y, x] > 0
+    est = ns * (nz_ * ny) / max(nrows, 1)
+    nv = 0
     ng = 0
-    if 4 * nv >= q.size and nv >= min_voxels:  # large and dense: the copy branch-free, no list
+    if 4 * est >= q.size and est >= min_voxels:  # large and dense: the copy branch-free, no list
         for z in range(nz_):
             for y in range(ny):
-                row = q[z, y]
                 base = ((z + pad) * py + (y + pad)) * px + pad
-                out = flat[base:base + nx]
                 for x in range(nx):
-                    g = row[x]
-                    out[x] = g if g > 0 else 0
-                    ng = max(ng, g)
+                    g = q[z, y, x]
+                    inside = g > 0
+                    flat[base + x] = g if inside else 0
+                    nv += inside
+                    ng = max(ng, g)  # (ng >= 0: only levels > 0 count)
         return flat, np.empty(0, np.int32), nv, ng
-    vox = np.empty(nv, np.int32)
-    k = 0
+    return _prepare_listed_c(q, pad, flat)
+
+
+def _prepare_listed(q: np.ndarray, pad: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """:func:`_prepare` with the ROI voxels listed (``flat``: the zeroed bordered array)."""
+    nz_, ny, nx = q.shape
+    py = ny + 2 * pad
+    px = nx + 2 * pad
+    vox = np.empty(nz_ * ny * nx, np.int32)
+    nv = 0
+    ng = 0
     for z in range(nz_):
         for y in range(ny):
-            row = q[z, y]
             base = ((z + pad) * py + (y + pad)) * px + pad
             for x in range(nx):
-                g = row[x]
-                if g > 0 and k < nv:
+                g = q[z, y, x]
+                if g > 0:
                     flat[base + x] = g
-                    vox[k] = base + x
-                    k += 1
-                    ng = max(ng, g)
-    return flat, vox, nv, ng
+                    vox[nv] = base + x
+                    nv += 1
+                    if g > ng:
+                        ng = g
+    return flat, vox[:nv].copy(), nv, ng
 
 
 def _roi_voxels(flat: np.ndarray, dims: np.ndarray, pad: int, nv: int) -> np.ndarray:
@@ -637,6 +649,7 @@ _cell_features_c: Callable[..., Any] = _cell_features
 _ngtdm_features_c: Callable[..., Any] = _ngtdm_features
 _neighbourhood_table_c: Callable[..., Any] = _neighbourhood_table
 _find_c: Callable[..., Any] = _find
+_prepare_listed_c: Callable[..., Any] = _prepare_listed
 _zone_cells_c: Callable[..., Any] = _zone_cells
 _glszm_zones_c: Callable[..., Any] = _glszm_zones
 _glszm_fill_c: Callable[..., Any] = _glszm_fill
@@ -649,7 +662,8 @@ def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
     kernel = _READY.get(func)
     if kernel is None:
         global _cell_features_c, _ngtdm_features_c, _neighbourhood_table_c, _find_c, _zone_cells_c
-        global _glszm_zones_c, _glszm_fill_c
+        global _glszm_zones_c, _glszm_fill_c, _prepare_listed_c
+        _prepare_listed_c = jit.compile_kernel(_prepare_listed)
         _cell_features_c = jit.compile_kernel(_cell_features)
         _find_c = jit.compile_kernel(_find)
         _zone_cells_c = jit.compile_kernel(_zone_cells)
@@ -716,7 +730,7 @@ class ZoneBox:
         self.strides = np.asarray([ny * nx, nx, 1], dtype=np.int64)
         self.dims = np.asarray([q.shape[0] + 2 * self.pad, ny, nx], dtype=np.int64)
         self._vox: np.ndarray | None = None
-        if vox.size == self.nv:  # listed where the voxel-wise passes will read them
+        if vox.size == self.nv:  # listed where the voxel-wise passes will likely read them
             self._vox = vox
         self.size = int(q.size)  # voxels in the box (without the border)
         self._steps: dict[bytes, np.ndarray] = {}
