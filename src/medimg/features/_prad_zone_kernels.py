@@ -147,8 +147,9 @@ def _prepare(q: np.ndarray, pad: int, min_voxels: int) -> tuple[np.ndarray, np.n
     for z in range(nz_):  # the estimate (vectorised)
         for y in range(0, ny, 4):
             nrows += 1
+            row = q[z, y]
             for x in range(nx):
-                ns += q[z, y, x] > 0
+                ns += row[x] > 0
     est = ns * (nz_ * ny) / max(nrows, 1)
     nv = 0
     ng = 0
@@ -156,10 +157,12 @@ def _prepare(q: np.ndarray, pad: int, min_voxels: int) -> tuple[np.ndarray, np.n
         for z in range(nz_):
             for y in range(ny):
                 base = ((z + pad) * py + (y + pad)) * px + pad
+                row = q[z, y]
+                out = flat[base:base + nx]
                 for x in range(nx):
-                    g = q[z, y, x]
+                    g = row[x]
                     inside = g > 0
-                    flat[base + x] = g if inside else 0
+                    out[x] = g if inside else 0
                     nv += inside
                     ng = max(ng, g)  # (ng >= 0: only levels > 0 count)
         return flat, np.empty(0, np.int32), nv, ng
