@@ -497,7 +497,8 @@ def test_union_find_merge_table_against_components() -> None:
 
 
 def test_union_find_zones_wider_offsets_and_threads() -> None:
-    """Offsets beyond the 26-neighbourhood take the fill (the same zones as a brute-force search);
+    """More than 13 offsets each way take the fill, 13 two voxels long the union-find (the same zones
+    as a brute-force search);
     the union-find in threads at once (the kernels release the GIL) gives the fill's zones."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -509,6 +510,14 @@ def test_union_find_zones_wider_offsets_and_threads() -> None:
     for g, s in _zone_sizes_brute(q, offs):
         want[(g, s)] = want.get((g, s), 0) + 1
     assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == want
+    # the 26 unit offsets doubled: 13 each way, the union-find (a 2-voxel border)
+    offs = 2 * calc._zone_args(q, (1,), {})[1]
+    box = zk.ZoneBox(q, 2)
+    assert zk._merge_plan(np.asarray(offs, np.int64).tobytes()) is not None
+    want = {}
+    for g, s in _zone_sizes_brute(q, offs):
+        want[(g, s)] = want.get((g, s), 0) + 1
+    assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == want == _fill_cells(box, offs)
     boxes = [np.where(rng.random((8, 20, 30)) < 0.8, rng.integers(1, 5, (8, 20, 30)), 0) for _ in range(8)]
     offs = calc._zone_args(boxes[0], (1,), {})[1]
     alone = [_zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs, fill=True)) for b in boxes]

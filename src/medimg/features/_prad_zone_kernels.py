@@ -6,11 +6,11 @@ distance (its ROI voxels listed where a kernel needs them); the three kernels sh
 the neighbour offsets (z, y, x) *in both directions*, shape (Na, 3). No (N, Na) neighbour table
 is built:
 
-* :func:`glszm_values`: zones labelled by a union-find over the ROI voxels in C order, each
-  joining its earlier neighbours of equal grey level over the offsets (26-connectivity in 3-D;
-  PyRadiomics's angles, so ``force2D`` and one-voxel-thick boxes connect in-plane only; a
-  breadth-first fill for offsets beyond one voxel), then the 16 GLSZM features from the zones'
-  (grey level, size) cells.
+* :func:`glszm_values`: zones of equal grey level connected over the offsets (26-connectivity in
+  3-D; PyRadiomics's angles, so ``force2D`` and one-voxel-thick boxes connect in-plane only),
+  labelled by a union-find over the ROI voxels in C order, each joining its earlier neighbours of
+  its level (a breadth-first fill for small or sparse ROIs and for more than 13 offsets each
+  way), then the 16 GLSZM features from the zones' (grey level, size) cells.
 * :func:`gldm_values`: each voxel's dependence count (the neighbours in the ROI within ``alpha``
   grey levels; column j of the matrix is dependence j - 1 plus the voxel itself), then the same
   16 sums (the GLDM's 14 features are 14 of them under other names).
@@ -710,7 +710,8 @@ def _merge_plan(key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
 class ZoneBox:
     """A discretised box prepared once for the three kernels: ``q`` (3-D, grey levels >= 1 in the
     ROI) in a zero border ``pad`` voxels wide, the number of ROI voxels ``nv`` (their flat indices
-    :attr:`vox` listed on first use) and the largest level."""
+    :attr:`vox` listed with the copy where the ROI looks small or sparse, else on first use) and
+    the largest level."""
 
     def __init__(self, q: np.ndarray, pad: int) -> None:
         q = np.asarray(q)
@@ -742,7 +743,7 @@ class ZoneBox:
 
     def merge_plan(self, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The union-find's offsets pointing back in C order as flat steps, then a 0 step, and their
-        :func:`_merge_table` (cached); None for offsets beyond one voxel (see :func:`_merge_plan`)."""
+        :func:`_merge_table` (cached); None for more than 13 of them (see :func:`_merge_plan`)."""
         offs = np.asarray(offs, dtype=np.int64).reshape(-1, 3)
         key = offs.tobytes()
         if key not in self._plans:
@@ -755,8 +756,8 @@ class ZoneBox:
 
     @property
     def vox(self) -> np.ndarray:
-        """The ROI voxels' flat indices in the bordered array (int32, C order; only the fill and the
-        voxel-wise GLDM/NGTDM pass, where the ROI fills less than a quarter of the box, read them)."""
+        """The ROI voxels' flat indices in the bordered array (int32, C order; only the GLSZM's fill
+        and the voxel-wise GLDM/NGTDM pass, for small or sparse ROIs, read them)."""
         if self._vox is None:
             self._vox = _compiled(_roi_voxels)(self.flat, self.dims, self.pad, self.nv)
         return self._vox
@@ -777,8 +778,8 @@ class ZoneBox:
 
 def _union_find_plan(box: ZoneBox, offs: np.ndarray, fill: bool | None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """:meth:`ZoneBox.merge_plan` where the union-find labels the zones: the offsets within one
-    voxel and ``fill`` False, or None and the ROI large enough (:data:`UNION_FIND_MIN_VOXELS`,
+    """:meth:`ZoneBox.merge_plan` where the union-find labels the zones: at most 13 offsets each way
+    and ``fill`` False, or None and the ROI large enough (:data:`UNION_FIND_MIN_VOXELS`,
     :data:`UNION_FIND_MIN_SHARE`); None for the fill."""
     if fill is None:
         fill = box.nv < UNION_FIND_MIN_VOXELS or UNION_FIND_MIN_SHARE * box.nv < box.size
@@ -788,7 +789,8 @@ def _union_find_plan(box: ZoneBox, offs: np.ndarray, fill: bool | None
 def glszm_zones(box: ZoneBox, offs: np.ndarray, fill: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Grey level and size (int32) of every zone of the box, in no set order; zones connect
     through ``offs`` (z, y, x, both directions of each angle). ``fill``: force the breadth-first
-    fill (True) or the union-find (False, where the offsets allow it); None: the faster one."""
+    fill (True) or the union-find (False; the fill all the same for more than 13 offsets each way);
+    None: the faster one."""
     steps = box.steps(offs)  # checks the offsets against the border
     plan = _union_find_plan(box, offs, fill)
     if plan is None:
