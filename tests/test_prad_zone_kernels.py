@@ -463,6 +463,12 @@ def test_union_find_zones_one_level_wide_border_and_empty() -> None:
     q = np.where(rng.random((5, 6, 7)) < 0.7, rng.integers(1, 4, (5, 6, 7)), 0)
     for settings in ZONE_SETTINGS:
         _check_zones(q, settings, brute=True, pad=3)
+    # ROI voxels only late in each plane (the union-find skips the 1,024-voxel chunks without any)
+    q = np.zeros((4, 50, 50), np.int64)
+    q[:, 38:, 10:40] = rng.integers(1, 3, (4, 12, 30))
+    q[2, 45:, :] = 0
+    for settings in ZONE_SETTINGS[:2]:
+        _check_zones(q, settings)
     # no ROI voxel: no zone
     for fill in (False, True):
         g, s = zk.glszm_zones(zk.ZoneBox(np.zeros((2, 3, 4), np.int64), 1), offs, fill=fill)
