@@ -144,7 +144,7 @@ def _prepare(q: np.ndarray, pad: int, min_voxels: int) -> tuple[np.ndarray, np.n
     flat = np.zeros((nz_ + 2 * pad) * py * px, np.int32)
     ns = 0
     nrows = 0
-    for z in range(nz_):  # the estimate (vectorised)
+    for z in range(nz_ if q.size >= min_voxels else 0):  # the estimate (vectorised)
         for y in range(0, ny, 4):
             nrows += 1
             row = q[z, y]
