@@ -338,3 +338,229 @@ def test_row_neighbourhood_kernel_equals_voxel_kernel(seed: int) -> None:
                                                            zk._EPS)
                 vox = zk._compiled(zk._neighbourhood_values)(box.flat, box.vox, steps, box.ng, alpha, zk._EPS)
                 assert np.array_equal(rows, vox, equal_nan=True), (shape, distances, settings, alpha)
+
+
+# ------------------------------------------------------------- GLSZM zones: union-find against references
+
+def _zone_cells(zone_g: np.ndarray, zone_s: np.ndarray) -> dict[tuple[int, int], int]:
+    """{(grey level, size): number of zones}."""
+    out: dict[tuple[int, int], int] = {}
+    for g, s in zip(zone_g.tolist(), zone_s.tolist(), strict=True):
+        out[(g, s)] = out.get((g, s), 0) + 1
+    return out
+
+
+def _numpy_cells(q: np.ndarray, settings: dict) -> dict[tuple[int, int], int]:
+    """The NumPy path's zone matrix (``glszm_matrix``) as {(grey level, size): count}."""
+    P = calc.glszm_matrix(calc.Discretised(q), settings)
+    return {(int(i) + 1, int(j) + 1): int(P[i, j]) for i, j in zip(*np.nonzero(P), strict=True)}
+
+
+def _fill_cells(box: zk.ZoneBox, offs: np.ndarray) -> dict[tuple[int, int], int]:
+    """The breadth-first fill's zones (what small and sparse ROIs and wider offsets take)."""
+    return _zone_cells(*zk.glszm_zones(box, offs, fill=True))
+
+
+def _check_zones(q: np.ndarray, settings: dict, brute: bool = False, pad: int = 1) -> None:
+    """The union-find's zone matrix equals the NumPy path's and the fill's (and the brute force's),
+    exactly; the features equal the NumPy path's to 1e-13."""
+    _, offs = calc._zone_args(q, (1,), settings)
+    box = zk.ZoneBox(q, pad)
+    got = _zone_cells(*zk.glszm_zones(box, offs, fill=False))
+    assert sum(g * 0 + s * c for (g, s), c in got.items()) == int((q > 0).sum())
+    assert got == _numpy_cells(q, settings), (q.shape, settings)
+    assert got == _fill_cells(box, offs)
+    if brute:
+        want: dict[tuple[int, int], int] = {}
+        for g, s in _zone_sizes_brute(q, offs):
+            want[(g, s)] = want.get((g, s), 0) + 1
+        assert got == want
+    with use_compiled(False):
+        ref = calc.glszm(q, (1.0, 1.0, 1.0), settings, calc.FEATURE_NAMES["glszm"])
+    for fill in (False, True):
+        vals = dict(zip(zk.ZONE_KEYS, zk.glszm_values(box, offs, fill=fill).tolist(), strict=True))
+        _assert_close({k: ref[k] for k in ref}, {k: vals[k] for k in ref}, rel=1e-13)
+
+
+ZONE_SETTINGS = [{}, {"force2D": True, "force2Ddimension": 0}, {"force2D": True, "force2Ddimension": 1},
+                 {"force2D": True, "force2Ddimension": 2}]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_union_find_zones_equal_numpy_and_fill_on_random_boxes(seed: int) -> None:
+    """Random boxes: few levels (large winding zones, many joins) and many (small zones), ROIs from
+    sparse to full (touching every face), 1-voxel-thick boxes in each axis and a line."""
+    rng = np.random.default_rng(seed)
+    shapes = [(6, 7, 8), (1, 9, 11), (7, 1, 6), (5, 8, 1), (1, 1, 13), (3, 4, 40)]
+    for shape in shapes:
+        for nlev, fill in ((2, 1.0), (3, 0.8), (5, 0.5), (300, 0.9), (1, 0.6)):
+            q = np.where(rng.random(shape) < fill, rng.integers(1, nlev + 1, shape), 0)
+            if not q.any():
+                continue
+            for settings in ZONE_SETTINGS:
+                _check_zones(q, settings, brute=q.size <= 400)
+
+
+def _snake(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Level 1 on a random walk (steps of the 26-neighbourhood, so many contacts are diagonal only)
+    over a level-2 background, a ring of the ROI left out at random."""
+    q = np.full(shape, 2, np.int64)
+    pos = np.asarray([s // 2 for s in shape])
+    for _ in range(3 * int(np.prod(shape)) // 4):
+        pos = np.clip(pos + rng.integers(-1, 2, 3), 0, np.asarray(shape) - 1)
+        q[tuple(pos)] = 1
+    q[rng.random(shape) < 0.05] = 0
+    return q
+
+
+def test_union_find_zones_on_combs_spirals_snakes_and_checkerboards() -> None:
+    """Shapes whose zones meet late in C order (many provisional zones joined at once): a comb whose
+    teeth meet in the last row and plane, a spiral in each plane, random walks, and a 3-D
+    checkerboard (each colour one zone through corner contacts alone in 3-D; in-plane, edges)."""
+    rng = np.random.default_rng(11)
+    comb = np.full((5, 9, 12), 2, np.int64)
+    comb[:, :, ::2] = 1
+    comb[:, -1, :] = 1
+    comb[-1] = 1
+    comb[2, 3, :] = 3  # a level-3 bar cutting the teeth
+    spiral = np.full((3, 11, 11), 2, np.int64)
+    y, x, dy, dx = 0, 0, 0, 1
+    seen = np.zeros((11, 11), bool)
+    for _ in range(121):  # a square spiral of level 1, one voxel apart from its own next turn
+        seen[y, x] = True
+        spiral[:, y, x] = 1
+        ny, nx = y + dy, x + dx
+        if not (0 <= ny < 11 and 0 <= nx < 11) or seen[min(max(ny + dy, 0), 10), min(max(nx + dx, 0), 10)] \
+                or seen[ny % 11, nx % 11]:
+            dy, dx = dx, -dy
+            ny, nx = y + dy, x + dx
+            if not (0 <= ny < 11 and 0 <= nx < 11) or seen[ny, nx]:
+                break
+        y, x = ny, nx
+    spiral[1, ::2, ::3] = 0  # holes in the middle plane
+    zz, yy, xx = np.indices((6, 7, 8))
+    checker = 1 + (zz + yy + xx) % 2
+    boxes = [comb, spiral, checker, comb[::-1, ::-1, ::-1].copy(), spiral.transpose(1, 2, 0).copy()]
+    boxes += [_snake(shape, rng) for shape in ((6, 8, 9), (1, 12, 14), (9, 9, 1), (4, 5, 30))]
+    for q in boxes:
+        for settings in ZONE_SETTINGS:
+            _check_zones(q, settings, brute=q.size <= 600)
+    # the checkerboard: one zone per colour in 3-D (corner contacts); in-plane, one per colour and plane
+    _, offs = calc._zone_args(checker, (1,), {})
+    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(checker, 1), offs, fill=False)) == {(1, 168): 1, (2, 168): 1}
+    _, offs = calc._zone_args(checker, (1,), {"force2D": True, "force2Ddimension": 0})
+    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(checker, 1), offs, fill=False)) == {(1, 28): 6, (2, 28): 6}
+
+
+def test_union_find_zones_one_level_wide_border_and_empty() -> None:
+    q = np.full((4, 5, 6), 7, np.int64)  # one level filling the box: one zone touching every face
+    for settings in ZONE_SETTINGS:
+        _check_zones(q, settings, brute=True)
+    _, offs = calc._zone_args(q, (1,), {})
+    assert _zone_cells(*zk.glszm_zones(zk.ZoneBox(q, 1), offs, fill=False)) == {(7, 120): 1}
+    # a box bordered for a wider GLDM distance (as a Discretised shared with the GLDM keeps it)
+    rng = np.random.default_rng(2)
+    q = np.where(rng.random((5, 6, 7)) < 0.7, rng.integers(1, 4, (5, 6, 7)), 0)
+    for settings in ZONE_SETTINGS:
+        _check_zones(q, settings, brute=True, pad=3)
+    # ROI voxels only late in each plane (the union-find skips the 1,024-voxel chunks without any)
+    q = np.zeros((4, 50, 50), np.int64)
+    q[:, 38:, 10:40] = rng.integers(1, 3, (4, 12, 30))
+    q[2, 45:, :] = 0
+    for settings in ZONE_SETTINGS[:2]:
+        _check_zones(q, settings)
+    # no ROI voxel: no zone
+    for fill in (False, True):
+        g, s = zk.glszm_zones(zk.ZoneBox(np.zeros((2, 3, 4), np.int64), 1), offs, fill=fill)
+        assert g.size == s.size == 0
+
+
+def test_union_find_merge_table_against_components() -> None:
+    """The table of components among a voxel's equal earlier neighbours, for every set of the 13
+    (checked by a search over the set) and for the in-plane 4."""
+    for settings in ({}, {"force2D": True, "force2Ddimension": 0}):
+        _, offs = calc._zone_args(np.ones((3, 3, 3), np.int64), (1,), settings)
+        back, first, more = zk._merge_plan(np.asarray(offs, np.int64).tobytes())
+        nb = len(back)
+        assert nb == len(offs) // 2 and first.size == 1 << nb
+        assert tuple(back[0]) == (0, 0, -1)  # the voxel before along x first
+        both = {tuple(o) for o in offs}
+        rng = np.random.default_rng(0)
+        for m in [0, (1 << nb) - 1, *rng.integers(0, 1 << nb, 300).tolist()]:
+            members = [a for a in range(nb) if m >> a & 1]
+            comps: list[set[int]] = []
+            for a in members:
+                joined = [c for c in comps if any(tuple(back[a] - back[b]) in both for b in c)]
+                merged = {a}.union(*joined)
+                comps = [c for c in comps if c not in joined] + [merged]
+            k = int(first[m]) >> 4
+            assert k == len(comps)
+            reps = [int(first[m]) & 15] + [int(v) for v in more[m, :max(k - 1, 0)]]
+            if k == 0:
+                assert reps == [nb]
+            else:  # one representative per component, each its component's lowest bit
+                assert sorted(reps) == sorted(min(c) for c in comps)
+
+
+def test_union_find_zones_wider_offsets_and_threads() -> None:
+    """More than 13 offsets each way take the fill, 13 two voxels long the union-find (the same zones
+    as a brute-force search);
+    the union-find in threads at once (the kernels release the GIL) gives the fill's zones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    q = np.where(rng.random((5, 6, 7)) < 0.6, rng.integers(1, 3, (5, 6, 7)), 0)
+    box, offs = calc._zone_args(q, (1, 2), {})
+    assert zk._merge_plan(np.asarray(offs, np.int64).tobytes()) is None
+    want: dict[tuple[int, int], int] = {}
+    for g, s in _zone_sizes_brute(q, offs):
+        want[(g, s)] = want.get((g, s), 0) + 1
+    assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == want
+    # the 26 unit offsets doubled: 13 each way, the union-find (a 2-voxel border)
+    offs = 2 * calc._zone_args(q, (1,), {})[1]
+    box = zk.ZoneBox(q, 2)
+    assert zk._merge_plan(np.asarray(offs, np.int64).tobytes()) is not None
+    want = {}
+    for g, s in _zone_sizes_brute(q, offs):
+        want[(g, s)] = want.get((g, s), 0) + 1
+    assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == want == _fill_cells(box, offs)
+    boxes = [np.where(rng.random((8, 20, 30)) < 0.8, rng.integers(1, 5, (8, 20, 30)), 0) for _ in range(8)]
+    offs = calc._zone_args(boxes[0], (1,), {})[1]
+    alone = [_zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs, fill=True)) for b in boxes]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda b: _zone_cells(*zk.glszm_zones(zk.ZoneBox(b, 1), offs, fill=False)), boxes))
+            assert together == alone
+
+
+def test_box_voxel_list_dense_and_sparse() -> None:
+    """The ROI voxels' flat indices: kept from the copy where the ROI is small or sparse (every 4th
+    row's estimate; the voxel-wise passes read them), listed on first use where it is large and
+    dense; both C order."""
+    rng = np.random.default_rng(8)
+    kept = []
+    for shape, fill in (((4, 6, 9), 0.9), ((12, 16, 12), 0.1), ((12, 16, 12), 0.95)):
+        q = np.where(rng.random(shape) < fill, rng.integers(-3, 6, shape), 0)
+        for pad in (1, 2):
+            box = zk.ZoneBox(q, pad)
+            kept.append(box._vox is not None)
+            want = np.flatnonzero(np.pad(np.where(q > 0, q, 0), pad) > 0)
+            assert box.vox.dtype == np.int32 and np.array_equal(box.vox, want)
+            assert box.nv == want.size and box.ng == int(q.max())
+            assert np.array_equal(box.flat, np.pad(np.where(q > 0, q, 0), pad).ravel())
+    assert kept == [True, True, True, True, False, False]
+
+
+def test_glszm_picks_union_find_for_large_dense_rois_and_fill_otherwise() -> None:
+    """The default: the union-find where the ROI has >= 1024 voxels filling >= 1/8 of the box (brain1's
+    tumour, the IBSI CT phantom), the fill for small or sparse ROIs; the same zones either way."""
+    img, roi = _brain1()
+    s = {"binWidth": 25}
+    tumour = _discretised(img, roi, s)
+    rng = np.random.default_rng(9)
+    sparse = np.where(rng.random((10, 40, 40)) < 0.1, rng.integers(1, 4, (10, 40, 40)), 0)
+    for q, union_find in ((tumour, True), (tumour[:, :8, :8], False), (sparse, False)):
+        box, offs = calc._zone_args(q, (1,), s)
+        assert (zk._union_find_plan(box, offs, None) is not None) == union_find
+        assert _zone_cells(*zk.glszm_zones(box, offs)) == _fill_cells(box, offs)
+        assert _zone_cells(*zk.glszm_zones(box, offs, fill=False)) == _numpy_cells(q, s)
