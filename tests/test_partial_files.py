@@ -111,3 +111,22 @@ def test_a_command_stopped_by_a_signal_removes_its_partial_output(tmp_path: Path
     proc.wait(30)
     assert proc.returncode != 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_just_after_the_partial_is_created_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A signal's exception can arrive the moment the partial file exists, before the caller's
+    cleanup would know its name (as mkstemp's return can be interrupted): the partial is removed
+    and the target is not created."""
+    real_close = os.close
+    calls = []
+
+    def interrupted_close(fd: int) -> None:
+        real_close(fd)
+        calls.append(fd)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "out.nii.gz") as tmp:
+        tmp.write_bytes(b"never")
+    assert calls and list(tmp_path.iterdir()) == []

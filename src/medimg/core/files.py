@@ -45,10 +45,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     suffix = full_suffix(target)
     stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
     remove_stale_partials(target.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.{_writer_tag()}-", suffix=f".part{suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    tmp = _new_partial(target.parent, stem, suffix)
+    try:  # from the moment the file exists: an exception anywhere (a signal's included) removes it
         yield tmp
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
@@ -57,6 +55,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _new_partial(folder: Path, stem: str, suffix: str) -> Path:
+    """Create an empty partial file ``.<stem>.<host>-<pid>-<random>.part<suffix>`` (mode 0600) in
+    ``folder`` and return its path. Its name is known before it exists (unlike ``mkstemp``, which
+    can be interrupted by a signal between creating the file and returning its name), so a caller
+    whose ``try`` starts on return can always remove it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = folder / f".{stem}.{_writer_tag()}-{os.urandom(6).hex()}.part{suffix}"
+        try:
+            fd = os.open(tmp, flags, 0o600)  # a signal that interrupts it raises before the file exists
+        except FileExistsError:
+            continue
+        try:
+            os.close(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+    raise FileExistsError(f"no free partial-file name in {folder}")
 
 
 @contextlib.contextmanager
