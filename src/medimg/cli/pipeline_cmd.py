@@ -112,12 +112,12 @@ def _run_with_progress(study: Any, plan: Any, target: str, base: Path, scheduler
 def _summary(result: Any, plan: Any, console: Any) -> None:
     from rich.table import Table
 
-    table = Table("step", "op", "computed", "cached", "mean s/case", title=f"{result.n_ok} of {result.n_cases} "
+    table = Table("step", "op", "computed", "cached", "not needed", "mean s/case", title=f"{result.n_ok} of {result.n_cases} "
                   f"cases in {result.seconds:.1f} s")
     for step in plan.steps:
         stats = result.step_stats.get(step.id, {})
         table.add_row(step.id, step.op_name, str(int(stats.get("computed", 0))), str(int(stats.get("cached", 0))),
-                      f"{stats.get('seconds_mean', 0.0):.3f}")
+                      str(int(stats.get("not_needed", 0))), f"{stats.get('seconds_mean', 0.0):.3f}")
     console.print(table)
     for failure in result.failures:
         console.print(f"failed: {failure.key}: {failure.error}")
