@@ -80,7 +80,9 @@ def register(app: typer.Typer) -> None:
             for d in report.differences:
                 typer.echo(f"{d.status}: case {d.case}, {d.step}: {d.detail}")
             typer.echo(f"{report.n_identical} of {report.n_compared} outputs identical, "
-                       f"{report.n_within_tolerance} within tolerance (rtol {rtol}); re-run in {report.out}")
+                       f"{report.n_within_tolerance} within tolerance (rtol {rtol}), "
+                       f"{report.n_not_stored} not stored (compared through the steps that read them); "
+                       f"re-run in {report.out}")
         if not report.ok:
             raise typer.Exit(1)
 

@@ -401,9 +401,11 @@ def _load_cached_image(store: Store, name: str, sha: str) -> Any | None:
     (a damaged or stale entry: the step is computed again)."""
     from medimg.core.provenance import array_sha256
 
+    import zipfile
+
     try:
         image = _load_image(store, name)
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
     return image if array_sha256(image.array) == sha else None
 
