@@ -235,3 +235,22 @@ def test_reproduce_compares_an_unstored_intermediate_through_its_readers(cohort:
     out = capsys.readouterr().out
     assert "not stored: case p1, smooth" in out
     assert "different: case p1, psnr" in out and "different: case p1, radiomics" in out
+
+
+def test_a_stale_kept_file_is_written_again_from_a_stored_entry_without_its_inputs(cohort: Path) -> None:
+    data = _study()
+    data["steps"].insert(1, {"id": "found", "op": "segmentation.otsu", "inputs": {"image": "smooth"},
+                             "keep": True, "cache": True})
+    data["steps"][2]["inputs"] = {"image": "image", "mask": "found"}
+    data["steps"].pop()  # no psnr: nothing else reads smooth
+    _run(cohort, data)
+    (cohort / "out/cases/p2/found.nii.gz").unlink()
+    again = _run(cohort, data)
+    rec = {o["case"]: o["steps"] for o in json.loads((cohort / "out/manifest.json").read_text())["outputs"]
+           if o.get("kind") == "case"}
+    assert rec["p2"]["found"]["status"] == "cached" and rec["p2"]["smooth"]["status"] == "not needed"
+    assert _statuses(again)["smooth"] == {"computed": 0, "cached": 0, "not_needed": 3}
+    from medimg import filters, segmentation
+
+    expected = segmentation.otsu(filters.gaussian(io.read(cohort / "img2.nii.gz"), sigma_mm=1.5))
+    np.testing.assert_array_equal(io.read(cohort / "out/cases/p2/found.nii.gz").array, expected.array)

@@ -508,6 +508,8 @@ def run_case(case: CaseInput, *, plan: Plan, store: Store, version: str, fetch_d
         if step_id in needed or step_id not in by_id or status.get(step_id) == "skipped":
             return
         needed.add(step_id)
+        if step_id in stored_image:  # read back from the cache: its inputs are not needed
+            return
         for ref in refs_of[step_id].values():
             if ref in by_id and ref not in stored_image:
                 need(ref)
