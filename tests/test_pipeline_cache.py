@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from medimg import Image, io
@@ -143,7 +142,7 @@ def test_an_expensive_intermediate_is_stored_and_reused(cohort: Path, slow_gauss
     assert _statuses(third)["radiomics"]["computed"] == 3
     # the stored image gives what computing it gives
     fresh = run_study(study_from_mapping(_study(families=("stat", "ih"))), cohort / "fresh", base=cohort,
-                      scheduler="serial", )
+                      scheduler="serial")
     assert fresh.n_ok == 3
     assert (cohort / "out/tables/radiomics.csv").read_bytes() == (cohort / "fresh/tables/radiomics.csv").read_bytes()
     first_sha = {o["case"]: o["steps"]["smooth"]["output_sha256"]

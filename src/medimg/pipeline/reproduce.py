@@ -189,13 +189,15 @@ def _compare(step: str, old: dict[str, Any], new: dict[str, Any], rec: dict[str,
             why = ("hash differs" if rec.get("output_sha256") and after.get("output_sha256")
                    else "no hash to compare in one of the runs")
             return "not stored", f"not stored, compared through the steps that read it ({why})"
+        import zipfile
+
         try:
             first = _load_image(original, name)
-        except (OSError, FileNotFoundError, ValueError):
+        except (OSError, ValueError, zipfile.BadZipFile):
             return "different", "content hash differs; the original cache entry is gone, so values cannot be compared"
         try:
             second = _load_image(rerun, _cache_key(after["key"], "image"))
-        except (OSError, FileNotFoundError, ValueError):
+        except (OSError, ValueError, zipfile.BadZipFile):
             return "not stored", "not stored by the re-run, compared through the steps that read it"
     a, b = np.asarray(first.array, np.float64), np.asarray(second.array, np.float64)
     if a.shape != b.shape or not np.allclose(first.affine, second.affine, atol=1e-6):

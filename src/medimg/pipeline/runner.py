@@ -399,9 +399,9 @@ def _load_image(store: Store, name: str) -> Any:
 def _load_cached_image(store: Store, name: str, sha: str) -> Any | None:
     """The cached image ``name`` if it reads and its array's SHA-256 is ``sha``; else None
     (a damaged or stale entry: the step is computed again)."""
-    from medimg.core.provenance import array_sha256
-
     import zipfile
+
+    from medimg.core.provenance import array_sha256
 
     try:
         image = _load_image(store, name)
