@@ -80,7 +80,9 @@ def register(app: typer.Typer) -> None:
             for d in report.differences:
                 typer.echo(f"{d.status}: case {d.case}, {d.step}: {d.detail}")
             typer.echo(f"{report.n_identical} of {report.n_compared} outputs identical, "
-                       f"{report.n_within_tolerance} within tolerance (rtol {rtol}); re-run in {report.out}")
+                       f"{report.n_within_tolerance} within tolerance (rtol {rtol}), "
+                       f"{report.n_not_stored} not stored (compared through the steps that read them); "
+                       f"re-run in {report.out}")
         if not report.ok:
             raise typer.Exit(1)
 
@@ -112,12 +114,12 @@ def _run_with_progress(study: Any, plan: Any, target: str, base: Path, scheduler
 def _summary(result: Any, plan: Any, console: Any) -> None:
     from rich.table import Table
 
-    table = Table("step", "op", "computed", "cached", "mean s/case", title=f"{result.n_ok} of {result.n_cases} "
+    table = Table("step", "op", "computed", "cached", "not needed", "mean s/case", title=f"{result.n_ok} of {result.n_cases} "
                   f"cases in {result.seconds:.1f} s")
     for step in plan.steps:
         stats = result.step_stats.get(step.id, {})
         table.add_row(step.id, step.op_name, str(int(stats.get("computed", 0))), str(int(stats.get("cached", 0))),
-                      f"{stats.get('seconds_mean', 0.0):.3f}")
+                      str(int(stats.get("not_needed", 0))), f"{stats.get('seconds_mean', 0.0):.3f}")
     console.print(table)
     for failure in result.failures:
         console.print(f"failed: {failure.key}: {failure.error}")

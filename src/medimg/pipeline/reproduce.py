@@ -8,6 +8,13 @@ plus ``atol``, else **different**. A deterministic step must give identical outp
 tolerance exists for steps whose floating-point results depend on the thread count or the
 machine. An input whose hash differs from the recorded one is reported first: then no output
 can be expected to match.
+
+An intermediate image that the run did not store (docs/pipeline.md: only images worth storing
+are cached) cannot be compared by value when its hash differs, or has no recorded hash (the
+recorded run did not need to compute it): it is reported as **not stored**, compared through
+the steps that read it, and does not fail the comparison on its own; the values and kept
+images downstream of it decide. Kept images are compared through their files
+(``cases/<case>/<step>.nii.gz``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ class Difference:
 
     case: str
     step: str
-    status: str  # "within tolerance", "different", "missing", "input changed"
+    status: str  # "within tolerance", "different", "missing", "input changed", "not stored"
     detail: str = ""
 
 
@@ -44,6 +51,7 @@ class ReproduceReport:
     n_compared: int = 0
     n_identical: int = 0
     n_within_tolerance: int = 0
+    n_not_stored: int = 0
     differences: list[Difference] = field(default_factory=list)
 
     @property
@@ -54,7 +62,7 @@ class ReproduceReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
         return {"out": self.out, "ok": self.ok, "compared": self.n_compared, "identical": self.n_identical,
-                "within_tolerance": self.n_within_tolerance,
+                "within_tolerance": self.n_within_tolerance, "not_stored": self.n_not_stored,
                 "differences": [d.__dict__ for d in self.differences]}
 
 
@@ -119,11 +127,17 @@ def reproduce(
                 report.differences.append(Difference(case, step, "missing", "the re-run did not produce it"))
                 continue
             after = new["steps"][step]
+            if rec.get("status") == after.get("status") == "skipped":  # an optional file this case lacks
+                report.n_identical += 1
+                continue
             if rec.get("output_sha256") and rec["output_sha256"] == after.get("output_sha256"):
                 report.n_identical += 1
                 continue
             status, detail = _compare(step, old, new, rec, after, original_store, store, rtol, atol)
-            if status == "identical":
+            if status == "not stored":
+                report.n_not_stored += 1
+                report.differences.append(Difference(case, step, status, detail))
+            elif status == "identical":
                 report.n_identical += 1
             elif status == "within tolerance":
                 report.n_within_tolerance += 1
@@ -155,11 +169,36 @@ def _compare(step: str, old: dict[str, Any], new: dict[str, Any], rec: dict[str,
 
     if original is None:
         return "different", "content hash differs and the original output is not available to compare"
-    try:
-        first = _load_image(original, _cache_key(rec["key"], "image"))
-    except (OSError, FileNotFoundError, ValueError):
-        return "different", "content hash differs; the original cache entry is gone, so values cannot be compared"
-    second = _load_image(rerun, _cache_key(after["key"], "image"))
+    kept_old, kept_new = old.get("kept", {}).get(step), new.get("kept", {}).get(step)
+    if kept_old and kept_new:  # a kept image: its files
+        from medimg import io as mio
+
+        try:
+            with original.reading(kept_old) as path:
+                first = mio.read(path)
+        except (OSError, ValueError, UserInputError):
+            return "different", "content hash differs; the original kept image is gone, so values cannot be compared"
+        with rerun.reading(kept_new) as path:
+            second = mio.read(path)
+    else:
+        name = _cache_key(rec["key"], "image")
+        stored = bool(rec.get("key")) and original.exists(name) and original.exists(name + ".sha256")
+        if not stored and "status" in rec:
+            # an intermediate the run did not store (or did not need; a manifest written before
+            # images were stored selectively has no status, and there a missing entry is a loss)
+            why = ("hash differs" if rec.get("output_sha256") and after.get("output_sha256")
+                   else "no hash to compare in one of the runs")
+            return "not stored", f"not stored, compared through the steps that read it ({why})"
+        import zipfile
+
+        try:
+            first = _load_image(original, name)
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return "different", "content hash differs; the original cache entry is gone, so values cannot be compared"
+        try:
+            second = _load_image(rerun, _cache_key(after["key"], "image"))
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return "not stored", "not stored by the re-run, compared through the steps that read it"
     a, b = np.asarray(first.array, np.float64), np.asarray(second.array, np.float64)
     if a.shape != b.shape or not np.allclose(first.affine, second.affine, atol=1e-6):
         return "different", f"grids differ: {first.grid_summary()} vs {second.grid_summary()}"

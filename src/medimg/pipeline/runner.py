@@ -8,14 +8,18 @@ Output folder (a local folder or an fsspec URL)::
     run-log.jsonl        append-only, hash-chained: the run, each case, the end
     tables/<step>.csv    one row per case for each step that gives values
     cases/<case>/<step>.nii.gz   the image outputs of steps marked ``keep``
-    cache/<k>/<key>.npz|.json    every step's output, keyed by the hash of its inputs, resolved
-                         parameters and the medimg version (``.sha256`` beside it: the hash of
-                         the output's content, written last, so an entry without it is redone)
+    cache/<k>/<key>.json  every values step's output, keyed by the hash of its inputs, resolved
+                         parameters and the medimg version (written atomically: its hash is
+                         that of its bytes)
+    cache/<k>/<key>.npz  the image outputs worth storing (recomputing them costs >= 20x storing
+                         them, or the step says ``cache: true``), with ``.sha256`` beside it:
+                         the array's hash, written last, so an entry without it is redone
 
-**Cache and resume**: a step whose key is in the cache is not run again, so a re-run skips
-finished work and an interrupted run (Ctrl-C, ``kill -9`` of the process or of a worker)
-resumes to the outputs an uninterrupted run gives. Every output is written atomically, so no
-half-written output survives an interruption.
+**Cache and resume**: every step's key is computed first; then only what is needed runs (a
+values step not in the cache, a kept image missing or stale, and the images those read that
+are not stored), so a re-run skips finished work and an interrupted run (Ctrl-C, ``kill -9`` of
+the process or of a worker) resumes to the outputs an uninterrupted run gives. Every output is
+written atomically, so no half-written output survives an interruption.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class StepRecord:
 
     step: str
     key: str
-    status: str  # "computed" or "cached"
+    status: str  # "computed", "cached", "not needed" (neither stored nor needed) or "skipped"
     seconds: float
     output_sha256: str = ""
 
@@ -323,16 +327,63 @@ def _cache_key(key: str, output: str) -> str:
     return f"cache/{key[:2]}/{key}.{'json' if output == 'values' else 'npz'}"
 
 
-def _save_image(store: Store, name: str, image: Any) -> str:
-    """Store an Image exactly (array, affine, JSON-able meta); return the array's SHA-256."""
+#: An image step is stored when recomputing it costs at least this many times storing it
+#: (so that storing costs at most 5 % of the work it saves), unless its ``cache`` key says.
+STORE_FACTOR = 20.0
+
+#: The report draws the first few cases' overlays and checkerboards from the cache; the images
+#: it reads are stored for this many cases (input order) when the study writes a report.
+REPORT_CASES = 6
+
+
+class StoreCost:
+    """This process's estimate of what storing an image costs: seconds per write (a fixed cost,
+    measured on every cache write) plus seconds per byte (measured on image writes). It starts
+    from conservative defaults (5 ms a write, 50 MB/s: a slow network store), so that nothing
+    is stored on a guess that storing is cheap, and follows the measured stores (each
+    measurement moves the estimate 30 % of the way)."""
+
+    def __init__(self, fixed_s: float = 5e-3, bytes_per_s: float = 50e6) -> None:
+        self.fixed_s = fixed_s
+        self.per_byte_s = 1.0 / bytes_per_s
+        self.n_fixed = 0
+        self.n_bytes = 0
+
+    def record_write(self, seconds: float) -> None:
+        """A small write (a values entry) took ``seconds``."""
+        self.fixed_s = seconds if self.n_fixed == 0 else 0.7 * self.fixed_s + 0.3 * seconds
+        self.n_fixed += 1
+
+    def record_image(self, nbytes: int, seconds: float, writes: int = 2) -> None:
+        """Storing an image of ``nbytes`` took ``seconds`` in ``writes`` files."""
+        per_byte = max(seconds - writes * self.fixed_s, 0.0) / max(nbytes, 1)
+        self.per_byte_s = per_byte if self.n_bytes == 0 else 0.7 * self.per_byte_s + 0.3 * per_byte
+        self.n_bytes += 1
+
+    def estimate(self, nbytes: int, writes: int = 2) -> float:
+        """Estimated seconds to store ``nbytes`` in ``writes`` files."""
+        return writes * self.fixed_s + nbytes * self.per_byte_s
+
+
+#: The estimate of this process (each worker process has its own).
+STORE_COST = StoreCost()
+
+
+def _save_image(store: Store, name: str, image: Any, sha: str | None = None) -> str:
+    """Store an Image exactly (array, affine, JSON-able meta) and then its ``.sha256`` marker
+    (last: an entry without it is incomplete); return the array's SHA-256."""
     from medimg.core.provenance import array_sha256
 
+    sha = sha or array_sha256(image.array)
+    t0 = time.perf_counter()
     meta = json.dumps(_canonical({k: v for k, v in image.meta.items()}))
     with store.writing(name) as tmp, open(tmp, "wb") as fh:  # straight to the file: no copy in memory
         np.savez(fh, array=image.array, affine=image.affine, meta=np.array(meta),
                  channel_axis=np.array(-1 if image.channel_axis is None else image.channel_axis),
                  patient_geometry=np.array(bool(image.has_patient_geometry)))
-    return array_sha256(image.array)
+    store.write_bytes(name + ".sha256", sha.encode())
+    STORE_COST.record_image(int(image.array.nbytes), time.perf_counter() - t0)
+    return sha
 
 
 def _load_image(store: Store, name: str) -> Any:
@@ -345,80 +396,237 @@ def _load_image(store: Store, name: str) -> Any:
                      has_patient_geometry=bool(data["patient_geometry"]))
 
 
+def _load_cached_image(store: Store, name: str, sha: str) -> Any | None:
+    """The cached image ``name`` if it reads and its array's SHA-256 is ``sha``; else None
+    (a damaged or stale entry: the step is computed again)."""
+    import zipfile
+
+    from medimg.core.provenance import array_sha256
+
+    try:
+        image = _load_image(store, name)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return image if array_sha256(image.array) == sha else None
+
+
+def _read_values(store: Store, name: str) -> tuple[dict[str, float], str] | None:
+    """A values entry (one JSON object written atomically) and the SHA-256 of its bytes; None
+    when missing or unreadable (computed again)."""
+    try:
+        data = store.read_bytes(name)
+    except (FileNotFoundError, OSError):
+        return None
+    try:
+        values = json.loads(data)
+        if not isinstance(values, dict):
+            return None
+        return {k: float(v) for k, v in values.items()}, hashlib.sha256(data).hexdigest()
+    except (ValueError, TypeError):
+        return None
+
+
+def _read_marker(store: Store, name: str) -> str | None:
+    try:
+        return store.read_bytes(name).decode().strip() or None
+    except (FileNotFoundError, OSError, UnicodeDecodeError):
+        return None
+
+
 # ----------------------------------------------------------------------------- one case
 def run_case(case: CaseInput, *, plan: Plan, store: Store, version: str, fetch_dir: str,
-             keep_dir: str = "cases") -> CaseResult:
-    """Run the plan's steps on one case, reusing cached outputs; return its values and records.
+             keep_dir: str = "cases", cache_policy: Mapping[str, bool | None] | None = None,
+             report_steps: frozenset[str] = frozenset(), report_cases: frozenset[str] = frozenset()) -> CaseResult:
+    """Run the plan's steps on one case, computing only what is needed; return its values and
+    records.
+
+    Every step's cache key is computed first (keys depend on the inputs' keys and parameters
+    only). Then only what is needed runs: a values step not in the cache, a kept image whose
+    file is missing or stale, an image step with ``cache: true`` not in the cache, an image the
+    report draws (``report_steps`` for ``report_cases``) not in the cache, and every image a
+    needed step reads that is not in the cache (recursively). Other steps are ``cached`` (their
+    output is stored) or ``not needed``. A computed image is stored when ``cache_policy`` says
+    so (step id -> True/False) or, unset, when its cost (with the unstored images it needed) is
+    at least :data:`STORE_FACTOR` times this process's estimate of storing it.
 
     Raises whatever a step raises (the executor records it as the case's failure), with the
     step named."""
     from medimg import io
 
+    policy = dict(cache_policy or {})
     local = {role: path if isinstance(path, tuple) else fetch(path, fetch_dir) for role, path in case.files.items()}
     input_sha = {role: _sha256_path(path) for role, path in local.items()}
     keys: dict[str, str] = {role: f"input:{sha}" for role, sha in input_sha.items()}
     loaded: dict[str, Any] = {}
     values: dict[str, dict[str, float]] = {}
-    records: list[StepRecord] = []
     kept: dict[str, str] = {}
-    outputs = {s.id: s.output for s in plan.steps}
+    folder = case_folder_name(case.case)
+    by_id = {s.id: s for s in plan.steps}
+
+    # 1. keys, and what is already there
+    refs_of: dict[str, dict[str, str]] = {}
+    status: dict[str, str] = {}
+    sha_of: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    stored_image: dict[str, str] = {}  # image step -> the SHA-256 its cache entry's marker holds
+    kept_current: set[str] = set()
+    for step in plan.steps:
+        refs = {**step.inputs, **{f"param:{p}": r for p, r in step.image_params.items()}}
+        refs_of[step.id] = refs
+        if any(ref not in keys for ref in refs.values()):  # an optional file this case lacks
+            status[step.id] = "skipped"
+            continue
+        keys[step.id] = key = step_key(step, {role: keys[ref] for role, ref in refs.items()}, version)
+        name = _cache_key(key, step.output)
+        t0 = time.perf_counter()
+        if step.output == "values":
+            found = _read_values(store, name)
+            if found is not None:
+                values[step.id], sha_of[step.id] = found
+                status[step.id] = "cached"
+        else:
+            marker = _read_marker(store, name + ".sha256") if store.exists(name) else None
+            if marker:
+                stored_image[step.id] = marker
+            if step.keep:
+                kept_marker = _read_marker(store, f"{keep_dir}/{folder}/.{step.id}.key")
+                kept_key, _, kept_sha = (kept_marker or "").partition(" ")
+                kept_sha = kept_sha or marker or ""
+                if kept_key == key and kept_sha and store.exists(f"{keep_dir}/{folder}/{step.id}.nii.gz"):
+                    kept_current.add(step.id)
+                    sha_of[step.id] = kept_sha
+            if step.id in stored_image:
+                status[step.id], sha_of[step.id] = "cached", stored_image[step.id]
+            elif step.id in kept_current:
+                status[step.id] = "cached"  # its kept file is current (its marker holds key and hash)
+        seconds[step.id] = time.perf_counter() - t0
+
+    # 2. what must run
+    needed: set[str] = set()
+
+    def need(step_id: str) -> None:
+        if step_id in needed or step_id not in by_id or status.get(step_id) == "skipped":
+            return
+        needed.add(step_id)
+        if step_id in stored_image:  # read back from the cache: its inputs are not needed
+            return
+        for ref in refs_of[step_id].values():
+            if ref in by_id and ref not in stored_image:
+                need(ref)
+
+    report_case = case.case in report_cases
+    for step in plan.steps:
+        if status.get(step.id) == "skipped":
+            continue
+        if step.output == "values":
+            wanted = step.id not in values
+        else:
+            wanted = (step.keep and step.id not in kept_current) \
+                or (policy.get(step.id) is True and step.id not in stored_image) \
+                or (report_case and step.id in report_steps and policy.get(step.id) is not False
+                    and step.id not in stored_image)
+        if wanted:
+            need(step.id)
+
+    # 3. run it, in plan order (an input found damaged in the cache is computed again)
+    own_cost: dict[str, float] = {}
+    unstored_upstream: dict[str, set[str]] = {}
 
     def get(ref: str) -> Any:
         if ref not in loaded:
             if ref in local:
                 loaded[ref] = _read_input(local[ref], case.columns.get("series_uid") if ref == "image" else None)
+            elif ref in stored_image:
+                image = _load_cached_image(store, _cache_key(keys[ref], by_id[ref].output), stored_image[ref])
+                if image is None:
+                    del stored_image[ref]
+                    compute(by_id[ref])
+                else:
+                    loaded[ref] = image
             else:
-                loaded[ref] = _load_image(store, _cache_key(keys[ref], outputs[ref]))
+                compute(by_id[ref])
         return loaded[ref]
 
-    folder = case_folder_name(case.case)
-    for step in plan.steps:
-        refs = {**step.inputs, **{f"param:{p}": r for p, r in step.image_params.items()}}
-        if any(ref not in keys for ref in refs.values()):  # an optional file this case lacks
-            records.append(StepRecord(step.id, "", "skipped", 0.0))
-            continue
-        key = step_key(step, {role: keys[ref] for role, ref in refs.items()}, version)
-        keys[step.id] = key
+    def compute(step: PlannedStep) -> None:
+        key = keys[step.id]
         name = _cache_key(key, step.output)
         t0 = time.perf_counter()
-        if store.exists(name) and store.exists(name + ".sha256"):
-            status = "cached"
-            if step.output == "values":
-                values[step.id] = {k: float(v) for k, v in json.loads(store.read_bytes(name)).items()}
-            sha = store.read_bytes(name + ".sha256").decode().strip()
+        if step.output != "values" and step.id in stored_image and step.id not in loaded:
+            # stored, and needed only for its kept file: read it back rather than compute it
+            image = _load_cached_image(store, name, stored_image[step.id])
+            if image is not None:
+                loaded[step.id] = image
+                _write_kept(store, io, keep_dir, folder, step.id, key, image, stored_image[step.id], kept)
+                seconds[step.id] = seconds.get(step.id, 0.0) + time.perf_counter() - t0
+                return
+            del stored_image[step.id]
+        try:
+            inputs = {role: get(ref) for role, ref in step.inputs.items()}
+            params = {**step.params, **{p: get(r) for p, r in step.image_params.items()}}
+            t_run = time.perf_counter()
+            result = step.op.run(inputs, params)
+            own_cost[step.id] = time.perf_counter() - t_run
+        except UserInputError as err:
+            raise StepFailed(step.id, err) from err
+        except Exception as err:
+            err.add_note(f"in step {step.id} ({step.op_name}) of case {case.case}")
+            raise
+        status[step.id] = "computed"
+        if step.output == "values":
+            result = {step.id: float(result)} if np.isscalar(result) else {k: float(v) for k, v in result.items()}
+            # keys in the operation's order (not sorted): a resumed run's tables equal a fresh run's
+            data = json.dumps({k: _finite_or_text(v) for k, v in result.items()}).encode()
+            t_write = time.perf_counter()
+            store.write_bytes(name, data)  # atomic: its hash is that of its bytes, no marker needed
+            STORE_COST.record_write(time.perf_counter() - t_write)
+            values[step.id] = result
+            sha_of[step.id] = hashlib.sha256(data).hexdigest()
         else:
-            status = "computed"
-            try:
-                inputs = {role: get(ref) for role, ref in step.inputs.items()}
-                params = {**step.params, **{p: get(r) for p, r in step.image_params.items()}}
-                result = step.op.run(inputs, params)
-            except UserInputError as err:
-                raise StepFailed(step.id, err) from err
-            except Exception as err:
-                err.add_note(f"in step {step.id} ({step.op_name}) of case {case.case}")
-                raise
-            if step.output == "values":
-                result = {step.id: float(result)} if np.isscalar(result) else {k: float(v) for k, v in result.items()}
-                # keys in the operation's order (not sorted): a resumed run's tables equal a fresh run's
-                data = json.dumps({k: _finite_or_text(v) for k, v in result.items()}).encode()
-                store.write_bytes(name, data)
-                values[step.id] = result
-                sha = hashlib.sha256(data).hexdigest()
-            else:
-                loaded[step.id] = result
-                sha = _save_image(store, name, result)
-            store.write_bytes(name + ".sha256", sha.encode())  # last: the entry is complete
-        if step.keep:
-            kept_name = f"{keep_dir}/{folder}/{step.id}.nii.gz"
-            marker = f"{keep_dir}/{folder}/.{step.id}.key"
-            if status == "computed" or not store.exists(kept_name) or not store.exists(marker) \
-                    or store.read_bytes(marker).decode() != key:
-                with store.writing(kept_name) as tmp:
-                    io.write(get(step.id), tmp)
-                store.write_bytes(marker, key.encode())
-            kept[step.id] = kept_name
-        records.append(StepRecord(step.id, key, status, time.perf_counter() - t0, sha))
+            from medimg.core.provenance import array_sha256
+
+            loaded[step.id] = result
+            sha_of[step.id] = sha = array_sha256(result.array)
+            upstream: set[str] = set()
+            for ref in refs_of[step.id].values():
+                if ref in by_id and ref not in stored_image:
+                    upstream |= {ref} | unstored_upstream.get(ref, set())
+            unstored_upstream[step.id] = upstream
+            cost = own_cost[step.id] + sum(own_cost.get(u, 0.0) for u in upstream)
+            choice = policy.get(step.id)
+            if choice is None and report_case and step.id in report_steps:
+                choice = True
+            if choice is None:
+                choice = cost >= STORE_FACTOR * STORE_COST.estimate(int(result.array.nbytes))
+            if choice:
+                _save_image(store, name, result, sha)
+                stored_image[step.id] = sha
+            if step.keep and step.id not in kept_current:
+                _write_kept(store, io, keep_dir, folder, step.id, key, result, sha, kept)
+        seconds[step.id] = seconds.get(step.id, 0.0) + time.perf_counter() - t0
+
+    for step in plan.steps:
+        if step.id in needed and status.get(step.id) != "computed" and \
+                not (step.output != "values" and step.id in loaded):
+            compute(step)
+
+    records: list[StepRecord] = []
+    for step in plan.steps:
+        st = status.get(step.id) or "not needed"
+        if step.keep and st in ("computed", "cached"):
+            kept[step.id] = f"{keep_dir}/{folder}/{step.id}.nii.gz"
+        records.append(StepRecord(step.id, keys.get(step.id, ""), st, 0.0 if st == "skipped" else seconds.get(step.id, 0.0),
+                                  sha_of.get(step.id, "") if st in ("computed", "cached") else ""))
     return CaseResult(case.case, values, records, input_sha, kept)
+
+
+def _write_kept(store: Store, io: Any, keep_dir: str, folder: str, step_id: str, key: str, image: Any, sha: str,
+                kept: dict[str, str]) -> None:
+    """Write a kept image to ``cases/<case>/<step>.nii.gz``, then its marker (key and hash)."""
+    kept_name = f"{keep_dir}/{folder}/{step_id}.nii.gz"
+    with store.writing(kept_name) as tmp:
+        io.write(image, tmp)
+    store.write_bytes(f"{keep_dir}/{folder}/.{step_id}.key", f"{key} {sha}".encode())
+    kept[step_id] = kept_name
 
 
 class StepFailed(UserInputError):
@@ -518,7 +726,9 @@ def run_study(
         except BaseException:
             log.close()
             raise
-    fn = functools.partial(run_case, plan=plan, store=store, version=__version__, fetch_dir=fetch_dir)
+    fn = functools.partial(run_case, plan=plan, store=store, version=__version__, fetch_dir=fetch_dir,
+                           cache_policy={s.id: s.cache for s in study.steps if s.cache is not None},
+                           **_report_images(study, plan, cases))
     results: dict[int, CaseResult] = {}
     outcomes: list[Outcome[Any]] = [Outcome(-1, name, False, None, "PrepareFailed", reason) for name, reason in left_out]
     try:
@@ -610,7 +820,8 @@ def run_study(
     for index in sorted(results):
         res = results[index]
         manifest.outputs.append({"case": res.case, "kind": "case",
-                                 "steps": {r.step: {"key": r.key, "output_sha256": r.output_sha256 or None}
+                                 "steps": {r.step: {"key": r.key, "status": r.status,
+                                                    "output_sha256": r.output_sha256 or None}
                                            for r in res.steps},
                                  "values": res.values, "kept": res.kept})
     for failure in summary.failures:
@@ -638,6 +849,17 @@ def run_study(
                        step_stats=step_stats, report=report)
 
 
+def _report_images(study: Study, plan: Plan, cases: Sequence[CaseInput]) -> dict[str, frozenset[str]]:
+    """The images the report reads from the cache (the image under a kept label map, a
+    registered image) and the cases it draws them for (the first :data:`REPORT_CASES`)."""
+    if not study.outputs.report:
+        return {}
+    ids = {s.id for s in plan.steps}
+    steps = {s.inputs.get("image", "") for s in plan.steps if s.output == "labels" and s.keep}
+    steps |= {s.id for s in plan.steps if s.op_name == "register"}
+    return {"report_steps": frozenset(steps & ids), "report_cases": frozenset(c.case for c in cases[:REPORT_CASES])}
+
+
 def _local_work_dir(store: Store) -> Path:
     """The local folder for the run log, manifest and fetched inputs: the output folder itself,
     or (for a URL) a new temporary folder holding a copy of the store's run log and its head,
@@ -660,7 +882,8 @@ def _step_stats(plan: Plan, results: Sequence[CaseResult] | Any) -> dict[str, di
         secs = [r.seconds for res in results for r in res.steps if r.step == step.id and r.status == "computed"]
         cached = sum(1 for res in results for r in res.steps if r.step == step.id and r.status == "cached")
         skipped = sum(1 for res in results for r in res.steps if r.step == step.id and r.status == "skipped")
-        stats[step.id] = {"computed": len(secs), "cached": cached, "skipped": skipped,
+        not_needed = sum(1 for res in results for r in res.steps if r.step == step.id and r.status == "not needed")
+        stats[step.id] = {"computed": len(secs), "cached": cached, "skipped": skipped, "not_needed": not_needed,
                           "seconds_total": round(float(sum(secs)), 4),
                           "seconds_mean": round(float(np.mean(secs)), 4) if secs else 0.0}
     return stats

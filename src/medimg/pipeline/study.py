@@ -129,6 +129,9 @@ class StepSpec(_Strict):
     inputs: dict[str, str] = {}
     params: dict[str, Any] = {}
     keep: bool = False
+    #: Whether the step's image output goes into the cache: ``True`` always, ``False`` never,
+    #: unset: when recomputing it would cost at least 20x storing it (docs/pipeline.md).
+    cache: pydantic.StrictBool | None = None
 
     @pydantic.field_validator("id")
     @classmethod
@@ -201,6 +204,7 @@ def study_from_mapping(data: Mapping[str, Any], *, base: str | Path | None = Non
 
     check_prepare(study)
     plan = resolve_plan(study, base)  # every op known, every parameter valid, every input reference defined
+    _check_cache_keys(study, {s.id: s.output for s in plan.steps})
     if study.cohort:
         from medimg.pipeline.cohort import resolve_cohort
 
@@ -219,6 +223,17 @@ def _check_ids(study: Study) -> None:
             if step.id in study.inputs.files:
                 raise StudyError(where, f"{step.id!r} is also the name of an input file role; choose another id")
             seen[step.id] = f"{group}[{k}]"
+
+
+def _check_cache_keys(study: Study, outputs: Mapping[str, str]) -> None:
+    """``cache`` chooses whether an image step is stored; values and cohort results always are."""
+    for k, step in enumerate(study.steps):
+        if step.cache is False and outputs.get(step.id) == "values":
+            raise StudyError(f"steps[{k}].cache", "a step that gives values is always cached (its values are "
+                                                  "the results); only image steps take cache: false")
+    for k, step in enumerate(study.cohort):
+        if step.cache is not None:
+            raise StudyError(f"cohort[{k}].cache", "cohort steps are always cached; remove this key")
 
 
 def load_study(path: str | Path) -> tuple[Study, Path]:
