@@ -285,3 +285,21 @@ def test_array_sha256_is_the_digest_of_dtype_shape_and_c_order_bytes() -> None:
     for a in arrays:
         want = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
         assert array_sha256(a) == want
+
+
+def test_dumps_indented_is_the_same_json() -> None:
+    """The manifest writer's JSON: the same data as json.dumps, indented for its first levels,
+    deeper values on one line; strict (NaN refused)."""
+    import json
+
+    from medimg.core.provenance import dumps_indented
+
+    value = {"a": 1, "b": [1, 2, {"c": [3.5, "x", None, True]}], "d": {}, "e": [], "f": {"g": {"h": {"i": [1]}}},
+             "é": "ü"}
+    text = dumps_indented(value)
+    assert json.loads(text) == value
+    assert text.splitlines()[:2] == ["{", '  "a": 1,']
+    assert '"h": {"i": [1]}' in text  # the fourth level on one line
+    assert json.loads(dumps_indented([[]])) == [[]] and dumps_indented(5) == "5"
+    with pytest.raises(ValueError):
+        dumps_indented({"x": float("nan")})

@@ -212,8 +212,24 @@ class Manifest:
         """Write the manifest as JSON (atomically) and return its path."""
         path = Path(path)
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n")
+            tmp.write_text(dumps_indented(jsonable(self.to_dict())) + "\n")
         return path
+
+
+def dumps_indented(value: Any, *, depth: int = 3, indent: int = 2, _level: int = 0) -> str:
+    """Strict JSON of ``value`` indented like ``json.dumps(indent=indent)`` for its first ``depth``
+    levels of objects and arrays, each deeper value on one line (the same data; the C encoder does
+    those lines, where ``indent`` alone falls back to Python's encoder for the whole document: a
+    200-case manifest is written several times faster, and each case's record stays one line)."""
+    if _level >= depth or not isinstance(value, (dict, list)) or not value:
+        return json.dumps(value, allow_nan=False)
+    pad = " " * (indent * (_level + 1))
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(str(k))}: {dumps_indented(v, depth=depth, indent=indent, _level=_level + 1)}"
+                 for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * (indent * _level) + "}"
+    items = [pad + dumps_indented(v, depth=depth, indent=indent, _level=_level + 1) for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * (indent * _level) + "]"
 
 
 def jsonable(value: Any) -> Any:
