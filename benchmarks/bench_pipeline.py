@@ -327,6 +327,15 @@ def main() -> None:
     _write_scaling_estimate(per_case, two, c2, memory["pipeline, 2 worker processes"])
 
 
+def _duration(seconds: float) -> str:
+    """A duration in the unit that shows it: hours from one hour, else minutes, else seconds."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
+
+
 def _write_scaling_estimate(per_case: float, two: float, cluster_two: float, mem: dict[str, float]) -> None:
     """The 100,000-study calculation of docs/scaling.md, from this run's measured costs."""
     doc = ROOT / "docs" / "scaling.md"
@@ -334,8 +343,8 @@ def _write_scaling_estimate(per_case: float, two: float, cluster_two: float, mem
     efficiency = (N_CASES * per_case / 2) / two  # how close 2 workers came to a perfect 2x
     rows = []
     for cores in (2, 16, 64, 256):
-        hours = studies * per_case / (cores * efficiency) / 3600
-        rows.append(f"| {cores} | {hours:.1f} h | {cores * (mem['rss_worker_mb'] + 100) / 1024:.0f} GB |")
+        seconds = studies * per_case / (cores * efficiency)
+        rows.append(f"| {cores} | {_duration(seconds)} | {cores * (mem['rss_worker_mb'] + 100) / 1024:.0f} GB |")
     body = "\n".join([
         f"Measured by `make bench` on {machine()}: one case of the benchmark study (a {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]} "
         f"image: Gaussian + four feature families) costs **{per_case * 1000:.0f} ms** of one core through the "
