@@ -141,7 +141,7 @@ def main() -> None:
             if params is None:  # each its defaults: medimg's own (IBSI) default extraction, files read
                 funcs["medimg-default"] = lambda img=img, msk=msk, res=res: res.__setitem__(
                     "d", extract(read(img), read(msk)))
-            reps = REPEATS if case != "ibsi-ct" else 3
+            reps = REPEATS
             t = _interleaved(funcs, reps)
             ref = {k: float(v) for k, v in res["p"].items() if not k.startswith("diagnostics")}
             got = res["m"]
@@ -194,7 +194,7 @@ def main() -> None:
         f"Machine: {machine()}; {threads}. Same computation: in process, both tools given the image and mask "
         f"files (read in every run; medimg reads a gzip NRRD image only up to the ROI's last slice when "
         f"Original alone is computed), PyRadiomics's default settings (additionalInfo off in PyRadiomics), "
-        f"the same image types; median of {REPEATS} interleaved runs (3 for the CT phantom) after a warm-up; "
+        f"the same image types; median of {REPEATS} interleaved runs after a warm-up; "
         f"the batch alternates the tools case by case (each case a different ROI) and gives the median per case. "
         f"medimg runs its compiled kernels (numba, `medimg.core.jit`; loaded by the warm-up run, their one-time "
         f"cost in a fresh process is measured below; `compiled=True`: the default switches to them once a process "
