@@ -96,6 +96,18 @@ def tiered() -> Iterator[None]:
         _NUMPY_WORK_S += time.perf_counter() - start
 
 
+def module_kernel(namespace: dict[str, Any], helpers: tuple[str, ...], name: str) -> Callable[..., Any]:
+    """The compiled version of the function ``namespace[name]`` of a kernel module (its
+    ``globals()``), its ``helpers`` (functions the kernel calls) compiled first: each is rebound in
+    ``namespace`` to its compiled version, because numba resolves a kernel's globals when it
+    compiles it. Call only when :func:`wanted` is true."""
+    for helper in (*helpers, name):
+        func = namespace[helper]
+        if not hasattr(func, "py_func"):
+            namespace[helper] = compile_kernel(func)
+    return namespace[name]
+
+
 def compile_kernel(func: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     """``func`` compiled by ``numba.njit(cache=True, nogil=True, **options)``, once per process.
 

@@ -632,9 +632,4 @@ _HELPERS = ("_pw_plain", "_pw_abs", "_pw_energy", "_pw_dev", "_pw_sum_energy", "
 
 def _kernel(name: str) -> Any:
     """The compiled version of this module's function ``name`` (its helpers compiled first)."""
-    space = globals()
-    for helper in (*_HELPERS, name):
-        func = space[helper]
-        if not hasattr(func, "py_func"):
-            space[helper] = jit.compile_kernel(func)
-    return space[name]
+    return jit.module_kernel(globals(), _HELPERS, name)

@@ -546,9 +546,4 @@ _HELPERS = ("_sq", "_all_pairs", "_max_sq_cells", "_line_flags", "_cross", "_pla
 
 def _kernel(name: str) -> Any:
     """The compiled version of this module's function ``name`` (its helpers compiled first)."""
-    space = globals()
-    for helper in (*_HELPERS, name):
-        func = space[helper]
-        if not hasattr(func, "py_func"):
-            space[helper] = jit.compile_kernel(func)
-    return space[name]
+    return jit.module_kernel(globals(), _HELPERS, name)
