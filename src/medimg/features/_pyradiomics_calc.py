@@ -345,7 +345,6 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
     dev = x - mean
     dev2 = dev * dev
     m2 = np.mean(dev2)
-    out: dict[str, float] = {}
     xs = np.sort(x)
     if n and np.isnan(xs[-1]):  # NaN voxels: NumPy's own order statistics (NaN results)
         p10, p25, p75, p90 = np.percentile(x, [10, 25, 75, 90])
@@ -356,50 +355,16 @@ def firstorder(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, 
     else:
         p10 = p25 = p75 = p90 = median = minimum = maximum = np.nan
     energy = float(np.sum((x + shift) ** 2))
-    for name in names:
-        if name == "10Percentile":
-            v = p10
-        elif name == "90Percentile":
-            v = p90
-        elif name == "Energy":
-            v = energy
-        elif name == "TotalEnergy":
-            v = energy * float(np.prod(spacing))
-        elif name == "Entropy":
-            v = -np.sum(p * np.log2(p + _EPS))
-        elif name == "InterquartileRange":
-            v = p75 - p25
-        elif name == "Kurtosis":
-            v = np.mean(dev2 * dev2) / m2 ** 2 if m2 != 0 else 0.0
-        elif name == "Skewness":
-            v = np.mean(dev2 * dev) / m2 ** 1.5 if m2 != 0 else 0.0
-        elif name == "Maximum":
-            v = maximum
-        elif name == "Minimum":
-            v = minimum
-        elif name == "Mean":
-            v = mean
-        elif name == "MeanAbsoluteDeviation":
-            v = np.mean(np.abs(dev))
-        elif name == "Median":
-            v = median
-        elif name == "Range":
-            v = maximum - minimum
-        elif name == "RobustMeanAbsoluteDeviation":
-            sub = x[(x >= p10) & (x <= p90)]
-            v = np.mean(np.abs(sub - sub.mean()))
-        elif name == "RootMeanSquared":
-            v = np.sqrt(energy / n) if n else 0.0
-        elif name == "StandardDeviation":
-            v = np.sqrt(m2)
-        elif name == "Uniformity":
-            v = np.sum(p ** 2)
-        elif name == "Variance":
-            v = np.std(x) ** 2
-        else:  # pragma: no cover - names are checked by the caller
-            raise KeyError(name)
-        out[name] = float(v)
-    return out
+
+    def robust_mad() -> float:
+        sub = x[(x >= p10) & (x <= p90)]
+        return np.mean(np.abs(sub - sub.mean()))
+
+    return _firstorder_values(names, spacing, n, {
+        "p10": p10, "p25": p25, "p75": p75, "p90": p90, "median": median, "minimum": minimum, "maximum": maximum,
+        "mean": mean, "energy": energy, "m2": m2, "p": p, "m3": lambda: np.mean(dev2 * dev),
+        "m4": lambda: np.mean(dev2 * dev2), "mad": lambda: np.mean(np.abs(dev)), "robust": robust_mad,
+        "std": lambda: np.std(x)})
 
 
 def _firstorder_compiled(image: np.ndarray, roi: np.ndarray, spacing: tuple[float, float, float],
@@ -427,48 +392,75 @@ def _firstorder_compiled(image: np.ndarray, roi: np.ndarray, spacing: tuple[floa
      p10, p25, p75, p90) = kernels.moments(values, shift, _FIRSTORDER_Q, extent)
     energy = float(energy)
     m2 = s2 / n
-    p = None
+
+    def probabilities() -> np.ndarray:
+        c = counts[counts > 0]
+        return c / c.sum()
+
+    return _firstorder_values(names, spacing, n, {
+        "p10": p10, "p25": p25, "p75": p75, "p90": p90, "median": median, "minimum": minimum, "maximum": maximum,
+        "mean": mean, "energy": energy, "m2": m2, "p": probabilities, "m3": lambda: s3 / n, "m4": lambda: s4 / n,
+        "mad": lambda: s1 / n, "robust": robust, "std": lambda: np.sqrt(m2)})
+
+
+def _firstorder_values(names: Iterable[str], spacing: tuple[float, float, float], n: int,
+                       stats: Mapping[str, Any]) -> dict[str, float]:
+    """PyRadiomics's first-order features ``names`` from the ROI's statistics (``n`` voxels): each
+    entry of ``stats`` a value or a function giving it, called only when a feature needs it. Keys:
+    p10, p25, p75, p90, median, minimum, maximum, mean, energy (of the shifted values), m2 / m3 /
+    m4 (the central moments), mad (mean absolute deviation), robust (of the 10-90 % values), std,
+    p (the grey levels' probabilities)."""
+    cache: dict[str, Any] = {}
+
+    def get(key: str) -> Any:
+        if key not in cache:
+            value = stats[key]
+            cache[key] = value() if callable(value) else value
+        return cache[key]
+
     out: dict[str, float] = {}
     for name in names:
         if name == "10Percentile":
-            v = p10
+            v = get("p10")
         elif name == "90Percentile":
-            v = p90
+            v = get("p90")
         elif name == "Energy":
-            v = energy
+            v = get("energy")
         elif name == "TotalEnergy":
-            v = energy * float(np.prod(spacing))
-        elif name in ("Entropy", "Uniformity"):
-            if p is None:
-                c = counts[counts > 0]
-                p = c / c.sum()
-            v = -np.sum(p * np.log2(p + _EPS)) if name == "Entropy" else np.sum(p ** 2)
+            v = get("energy") * float(np.prod(spacing))
+        elif name == "Entropy":
+            p = get("p")
+            v = -np.sum(p * np.log2(p + _EPS))
         elif name == "InterquartileRange":
-            v = p75 - p25
+            v = get("p75") - get("p25")
         elif name == "Kurtosis":
-            v = s4 / n / m2 ** 2 if m2 != 0 else 0.0
+            m2 = get("m2")
+            v = get("m4") / m2 ** 2 if m2 != 0 else 0.0
         elif name == "Skewness":
-            v = s3 / n / m2 ** 1.5 if m2 != 0 else 0.0
+            m2 = get("m2")
+            v = get("m3") / m2 ** 1.5 if m2 != 0 else 0.0
         elif name == "Maximum":
-            v = maximum
+            v = get("maximum")
         elif name == "Minimum":
-            v = minimum
+            v = get("minimum")
         elif name == "Mean":
-            v = mean
+            v = get("mean")
         elif name == "MeanAbsoluteDeviation":
-            v = s1 / n
+            v = get("mad")
         elif name == "Median":
-            v = median
+            v = get("median")
         elif name == "Range":
-            v = maximum - minimum
+            v = get("maximum") - get("minimum")
         elif name == "RobustMeanAbsoluteDeviation":
-            v = robust
+            v = get("robust")
         elif name == "RootMeanSquared":
-            v = np.sqrt(energy / n)
+            v = np.sqrt(get("energy") / n) if n else 0.0
         elif name == "StandardDeviation":
-            v = np.sqrt(m2)
+            v = np.sqrt(get("m2"))
+        elif name == "Uniformity":
+            v = np.sum(get("p") ** 2)
         elif name == "Variance":
-            v = np.sqrt(m2) ** 2
+            v = get("std") ** 2
         else:  # pragma: no cover - names are checked by the caller
             raise KeyError(name)
         out[name] = float(v)
