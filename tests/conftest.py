@@ -38,3 +38,17 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+def sphere_phantom(k: int, shape: tuple[int, int, int] = (16, 24, 24), radius2: float = 36.0):
+    """A noisy sphere (its contrast varies with ``k``, noise seeded by ``k``) and its uint8 mask, at
+    1 x 1 x 2 mm: the cases of the pipeline tests."""
+    from medimg import Image
+
+    rng = np.random.default_rng(k)
+    z, y, x = np.indices(shape)
+    cz, cy, cx = (n / 2 for n in shape)
+    sphere = ((z - cz) * 2.0) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 < radius2
+    array = (100.0 + (40.0 + 10 * k) * sphere + rng.normal(0, 5, sphere.shape)).astype(np.float32)
+    image = Image.from_geometry(array, spacing=(1.0, 1.0, 2.0))
+    return image, image.with_array(sphere.astype(np.uint8), meta={})

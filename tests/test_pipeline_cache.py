@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sphere_phantom
 from medimg import Image, io
 from medimg.cli.main import main
 from medimg.pipeline import runner, steps
@@ -21,12 +22,7 @@ from medimg.pipeline.study import StudyError, study_from_mapping
 
 
 def _phantom(k: int) -> tuple[Image, Image]:
-    rng = np.random.default_rng(k)
-    z, y, x = np.indices((12, 20, 20))
-    sphere = ((z - 6) * 2.0) ** 2 + (y - 10.0) ** 2 + (x - 10.0) ** 2 < 30
-    array = (100.0 + (40.0 + 10 * k) * sphere + rng.normal(0, 5, sphere.shape)).astype(np.float32)
-    image = Image.from_geometry(array, spacing=(1.0, 1.0, 2.0))
-    return image, image.with_array(sphere.astype(np.uint8), meta={})
+    return sphere_phantom(k, (12, 20, 20), 30.0)
 
 
 @pytest.fixture

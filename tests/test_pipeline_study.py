@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import sphere_phantom
 from medimg import Image, io
 from medimg.cli.main import main
 from medimg.pipeline.runner import run_study
@@ -26,12 +27,7 @@ DATA = Path(__file__).parent / "data"
 
 def _phantom(k: int) -> tuple[Image, Image]:
     """A noisy sphere (its contrast varies with k) and its mask, 24^3 at 1 x 1 x 2 mm."""
-    rng = np.random.default_rng(k)
-    z, y, x = np.indices((16, 24, 24))
-    sphere = ((z - 8) * 2.0) ** 2 + (y - 12.0) ** 2 + (x - 12.0) ** 2 < 36
-    array = (100.0 + (40.0 + 10 * k) * sphere + rng.normal(0, 5, sphere.shape)).astype(np.float32)
-    image = Image.from_geometry(array, spacing=(1.0, 1.0, 2.0))
-    return image, image.with_array(sphere.astype(np.uint8), meta={})
+    return sphere_phantom(k)
 
 
 @pytest.fixture
