@@ -92,17 +92,9 @@ def load_average() -> str:
 
 def medians(funcs: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
     """Median wall time (s) of each function over ``repeats`` (>= 5 for a ratio) interleaved
-    rounds (A B C, A B C, ...) after ``warmup`` rounds: load from other processes on the shared
-    machine hits every tool alike."""
-    for _ in range(warmup):
-        for func in funcs.values():
-            func()
-    times: dict[str, list[float]] = {name: [] for name in funcs}
-    for _ in range(repeats):
-        for name, func in funcs.items():
-            t0 = time.perf_counter()
-            func()
-            times[name].append(time.perf_counter() - t0)
+    rounds (A B C, A B C, ...) after ``warmup`` rounds (:func:`interleaved_times`): load from other
+    processes on the shared machine hits every tool alike."""
+    times = interleaved_times(funcs, repeats, warmup)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
