@@ -111,6 +111,11 @@ def test_nii_gz_read_whole_equals_nibabel(tmp_path: Path, dtype, scaled: bool) -
     nib.save(img, str(path))
     ref = Image.from_nibabel(nib.load(str(path)))
     got = io.read(str(path))
+    from medimg.io.formats import _libdeflate, _nifti_libdeflate
+
+    if _libdeflate() is not None:  # the fast reader itself, not only the fallbacks, gives it
+        fast = _nifti_libdeflate(path, None)
+        assert fast is not None and np.array_equal(fast.array, ref.array) and np.array_equal(fast.affine, ref.affine)
     assert got.dtype == ref.dtype and np.array_equal(got.array, ref.array)
     assert np.array_equal(got.affine, ref.affine)
     assert "warnings" not in got.meta and "source_slices" not in got.meta
