@@ -375,17 +375,18 @@ def _firstorder_compiled(image: np.ndarray, roi: np.ndarray, spacing: tuple[floa
     bit for bit. ``None`` (the NumPy path then) for an empty ROI or values not all finite."""
     from medimg.features import _prad_first_kernels as kernels
 
-    if isinstance(q, Binned) and q.values is not None:
-        values, counts, extent = q.values, q.counts, q.extent
-    else:
+    if not (isinstance(q, Binned) and q.values is not None):
         if image.dtype not in _EXACT_DTYPES or image.shape != roi.shape:
             return None
-        values, minimum, maximum, finite = kernels.gather(image, roi)
-        if not finite or not values.size:
-            return None
-        extent = (minimum, maximum)
-        box = q.q if isinstance(q, Binned) else q
-        counts = np.bincount((discretise(image, roi, settings) if box is None else box)[roi])
+        if q is None:
+            q = binned(image, roi, settings)  # the values gathered once, for the binning and these sums
+        if not isinstance(q, Binned) or q.values is None:  # a discretisation without the values, or NumPy binning
+            box = q.q if isinstance(q, Binned) else q
+            values, minimum, maximum, finite = kernels.gather(image, roi)
+            if not finite or not values.size:
+                return None
+            q = Binned(box, values, np.bincount(box[roi]), (minimum, maximum))
+    values, counts, extent = q.values, q.counts, q.extent
     n = values.size
     shift = settings.get("voxelArrayShift", 0)
     (mean, energy, s2, s1, s3, s4, minimum, maximum, median, _, robust,
